@@ -1,0 +1,47 @@
+"""The ``orchestrion`` command: thin shells over library functions.
+
+Each command group lives in its own module and is registered here; heavy libraries are imported
+inside the commands so that ``orchestrion --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from orchestrion.cli import core, datasets, ingest, keys, serve
+from orchestrion.errors import OrchestrionError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="orchestrion",
+    help="A proactive orchestrator: ingest signals, propose goals, plan and deliver them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+core.register(app)
+serve.register(app)
+app.add_typer(ingest.app, name="ingest")
+app.add_typer(datasets.app, name="datasets")
+app.add_typer(keys.app, name="keys")
+
+
+def main() -> None:
+    """Entry point: run the app, turning orchestrion errors into one clear line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except OrchestrionError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,69 @@
+"""``orchestrion init``, ``stats`` and ``demo``."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from orchestrion.cli.context import open_store, settings
+
+__all__ = ["register"]
+
+
+def init() -> None:
+    """Create the database (applying migrations), models/ and the outbox under ORCHESTRION_HOME."""
+    config = settings()
+    with open_store(config):
+        pass
+    config.models_path.mkdir(parents=True, exist_ok=True)
+    config.outbox_path.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"database  {config.database_path}")
+    typer.echo(f"models    {config.models_path}")
+    typer.echo(f"outbox    {config.outbox_path}")
+
+
+def stats(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Counts of events, failed events, users and items, by domain and type."""
+    from orchestrion.stats import store_stats
+
+    with open_store(read_only=True) as store:
+        figures = store_stats(store.con)
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+        return
+    _print_stats(figures)
+
+
+def _print_stats(figures: dict[str, object]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="orchestrion store", show_header=True)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key in ("events", "failed_events", "users", "items"):
+        table.add_row(key, f"{figures[key]:,}")
+    by_type = figures["events_by_type"]
+    assert isinstance(by_type, dict)
+    for key, n in by_type.items():
+        table.add_row(f"  events {key}", f"{n:,}")
+    Console().print(table)
+
+
+def demo(
+    sample: str = typer.Option(
+        "", help="Events file to load; default the shipped Online Retail sample under data/."
+    ),
+) -> None:
+    """The main job on the embedded defaults: load the shipped sample and print the stats."""
+    from orchestrion.demo import run_demo
+
+    figures = run_demo(settings(), sample or None)
+    _print_stats(figures)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(stats)
+    app.command()(demo)

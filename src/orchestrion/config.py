@@ -1,0 +1,103 @@
+"""One typed settings object, read once.
+
+Precedence, highest first: explicit overrides, ``ORCHESTRION_*`` environment variables,
+``orchestrion.toml`` (in ``ORCHESTRION_HOME`` or the path in ``ORCHESTRION_CONFIG``), defaults.
+The environment is passed in as a mapping, so tests never patch ``os.environ``.
+
+>>> s = load_settings({"ORCHESTRION_HOME": "/tmp/x"})
+>>> str(s.database_path)
+'/tmp/x/data/orchestrion.duckdb'
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from orchestrion.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+
+ENV_PREFIX = "ORCHESTRION_"
+
+
+class Settings(BaseModel):
+    """Everything configurable, with the embedded defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    home: Path = Field(default_factory=Path.cwd, description="Root for data/, models/ and the outbox.")
+    database: Path | None = Field(None, description="DuckDB file; default HOME/data/orchestrion.duckdb.")
+    models_dir: Path | None = Field(None, description="Model registry; default HOME/models.")
+    outbox_dir: Path | None = Field(None, description="Local deliverables outbox; default HOME/data/outbox.")
+    datasets: Path | None = Field(None, description="Folder holding the real public datasets.")
+    require_datasets: bool = Field(False, description="Missing datasets fail tests instead of skipping.")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_event_bytes: int = Field(32 * 1024, gt=0, description="Largest single event accepted.")
+    max_body_bytes: int = Field(500 * 1024, gt=0, description="Largest request body accepted.")
+    commit_max_events: int = Field(50_000, gt=0, description="Group commit: events per transaction.")
+    commit_max_delay_ms: float = Field(2.0, ge=0, description="Group commit: wait for more requests.")
+    bulk_chunk_rows: int = Field(200_000, gt=0, description="Rows per chunk in bulk ingestion.")
+
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint; unset = offline.")
+    llm_api_key: str | None = None
+    llm_model: str | None = None
+
+    @property
+    def database_path(self) -> Path:
+        return self.database or self.home / "data" / "orchestrion.duckdb"
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir or self.home / "models"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir or self.home / "data" / "outbox"
+
+    @property
+    def llm_configured(self) -> bool:
+        return self.llm_base_url is not None
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    fields = Settings.model_fields
+    values: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name in fields:
+            values[name] = value
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings from ``environ`` (default ``os.environ``), the TOML file and ``overrides``."""
+    env = dict(os.environ if environ is None else environ)
+    from_env = _from_environ(env)
+    home = Path(overrides.get("home") or from_env.get("home") or Path.cwd())
+    toml_path = Path(env.get(ENV_PREFIX + "CONFIG", home / "orchestrion.toml"))
+    from_toml: dict[str, Any] = {}
+    if toml_path.is_file():
+        try:
+            from_toml = tomllib.loads(toml_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{toml_path} is not valid TOML: {exc}; fix the file or remove it") from exc
+        from_toml = {k: v for k, v in from_toml.items() if not isinstance(v, dict)}
+    merged = {**from_toml, **from_env, **{k: v for k, v in overrides.items() if v is not None}}
+    merged.setdefault("home", home)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

@@ -1,0 +1,265 @@
+"""Event ingestion: decode, validate and write events, losing none.
+
+Every path (HTTP, bulk files, dataset loaders) ends in :func:`write_events`: valid events go to
+``events`` with ``ON CONFLICT DO NOTHING`` on ``event_id`` (so an id stored once is a duplicate
+forever, and duplicates inside one batch keep the first), invalid ones go to ``failed_events``
+with the reason and the payload as received. An event without ``event_id`` gets a deterministic
+one (``h:`` + md5 of its content), so resending it is still a duplicate.
+
+Callers own the transaction: the HTTP writer groups many requests into one commit and
+acknowledges each request only after that commit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import duckdb
+import msgspec
+import pyarrow as pa
+
+__all__ = [
+    "EVENT_SCHEMA",
+    "EventBatch",
+    "NativeEvent",
+    "Rejection",
+    "WriteResult",
+    "decode_native",
+    "to_utc",
+    "write_events",
+]
+
+EVENT_SCHEMA: Final = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("user_id", pa.string()),
+        ("type", pa.string()),
+        ("item_id", pa.string()),
+        ("domain", pa.string()),
+        ("ts", pa.timestamp("us")),
+        ("received_at", pa.timestamp("us")),
+        ("value", pa.float64()),
+        ("properties", pa.string()),
+    ]
+)
+_FAILED_SCHEMA: Final = pa.schema(
+    [
+        ("received_at", pa.timestamp("us")),
+        ("source", pa.string()),
+        ("event_id", pa.string()),
+        ("reason", pa.string()),
+        ("payload", pa.string()),
+    ]
+)
+MAX_ID_CHARS: Final = 256
+MAX_TYPE_CHARS: Final = 64
+_EARLIEST: Final = datetime(1900, 1, 1)
+_FUTURE_SLACK: Final = timedelta(days=1)
+
+_INSERT_EVENTS: Final = """
+INSERT INTO events
+SELECT coalesce(event_id, 'h:' || md5(concat_ws('|', user_id, type, coalesce(item_id, ''),
+                strftime(ts, '%Y-%m-%dT%H:%M:%S.%f'), coalesce(CAST(value AS VARCHAR), ''),
+                coalesce(properties, '')))),
+       user_id, type, item_id, domain, ts, received_at, value, properties
+FROM _orchestrion_batch
+ON CONFLICT DO NOTHING
+"""
+
+
+class NativeEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """One event as sent to ``POST /v1/events`` (see README "Event format")."""
+
+    user_id: str | int
+    type: str
+    event_id: str | int | None = None
+    item_id: str | int | None = None
+    domain: str | None = None
+    ts: datetime | int | float | None = None
+    value: float | None = None
+    properties: msgspec.Raw = msgspec.Raw(b"null")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An event that was not stored in ``events``, kept in ``failed_events`` with its reason."""
+
+    index: int
+    event_id: str | None
+    reason: str
+    payload: str
+
+
+@dataclass
+class EventBatch:
+    """Validated events as a table in :data:`EVENT_SCHEMA`, plus the rejected ones."""
+
+    table: pa.Table
+    rejected: list[Rejection] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return int(self.table.num_rows) + len(self.rejected)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What :func:`write_events` did with one batch."""
+
+    accepted: int
+    duplicates: int
+    rejected: int
+
+    def __add__(self, other: WriteResult) -> WriteResult:
+        return WriteResult(
+            self.accepted + other.accepted,
+            self.duplicates + other.duplicates,
+            self.rejected + other.rejected,
+        )
+
+
+def to_utc(value: datetime | int | float, *, received_at: datetime) -> datetime:
+    """A timestamp (aware, naive = UTC, or unix seconds; > 1e11 means milliseconds) as naive UTC.
+
+    Raises ValueError with a message that says what is accepted.
+    """
+    if isinstance(value, datetime):
+        ts = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    else:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("ts must be a finite number of seconds since 1970-01-01 UTC")
+        seconds = value / 1000 if abs(value) > 1e11 else value
+        try:
+            ts = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValueError(f"ts {value!r} is out of range; send unix seconds or RFC 3339") from exc
+    if ts < _EARLIEST or ts > received_at + _FUTURE_SLACK:
+        raise ValueError(
+            f"ts {ts.isoformat()} is implausible (before 1900 or more than a day ahead); "
+            "send RFC 3339 with an offset, e.g. 2024-05-01T10:00:00Z"
+        )
+    return ts
+
+
+def _text_id(value: str | int | None, name: str, *, required: bool) -> str | None:
+    if value is None:
+        if required:
+            raise ValueError(f"{name} is required")
+        return None
+    text = str(value).strip()
+    if not text:
+        raise ValueError(f"{name} must not be empty")
+    if len(text) > MAX_ID_CHARS:
+        raise ValueError(f"{name} is longer than {MAX_ID_CHARS} characters")
+    return text
+
+
+_event_decoder: Final = msgspec.json.Decoder(NativeEvent)
+_raw_list_decoder: Final = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _raw_id(raw: bytes) -> str | None:
+    """The event_id of an undecodable event, when one can be read, for the receipt."""
+    try:
+        obj = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(obj, dict):
+        value = obj.get("event_id") or obj.get("messageId")
+        return None if value is None else str(value)
+    return None
+
+
+def split_body(body: bytes, *, ndjson: bool) -> list[bytes]:
+    """The raw events of a JSON-array or NDJSON body. A malformed array raises msgspec.DecodeError;
+    malformed NDJSON lines come back as they are and are rejected one by one."""
+    if ndjson:
+        return [line for line in body.splitlines() if line.strip()]
+    return [bytes(raw) for raw in _raw_list_decoder.decode(body)]
+
+
+def decode_native(
+    raws: list[bytes],
+    *,
+    received_at: datetime,
+    max_event_bytes: int,
+    default_domain: str | None = None,
+) -> EventBatch:
+    """Validate native events one by one into columns; nothing is dropped silently."""
+    cols: dict[str, list[object]] = {name: [] for name in EVENT_SCHEMA.names}
+    rejected: list[Rejection] = []
+    for index, raw in enumerate(raws):
+        try:
+            if len(raw) > max_event_bytes:
+                raise ValueError(
+                    f"event is {len(raw)} bytes, over the {max_event_bytes}-byte limit; "
+                    "move large content to the catalog (POST /v1/items) and send its item_id"
+                )
+            event = _event_decoder.decode(raw)
+            props = bytes(event.properties)
+            if props != b"null" and not props.lstrip().startswith(b"{"):
+                raise ValueError("properties must be a JSON object")
+            event_type = event.type.strip()
+            if not event_type or len(event_type) > MAX_TYPE_CHARS:
+                raise ValueError(f"type must be 1 to {MAX_TYPE_CHARS} characters, e.g. \"play\"")
+            row = (
+                _text_id(event.event_id, "event_id", required=False),
+                _text_id(event.user_id, "user_id", required=True),
+                event_type,
+                _text_id(event.item_id, "item_id", required=False),
+                event.domain or default_domain,
+                received_at if event.ts is None else to_utc(event.ts, received_at=received_at),
+                received_at,
+                event.value,
+                None if props == b"null" else props.decode(),
+            )
+        except (msgspec.DecodeError, ValueError, UnicodeDecodeError) as exc:
+            reason = str(exc).replace("`", "'")
+            rejected.append(Rejection(index, _raw_id(raw), reason, raw.decode(errors="replace")))
+            continue
+        for name, value in zip(EVENT_SCHEMA.names, row, strict=True):
+            cols[name].append(value)
+    return EventBatch(pa.table(cols, schema=EVENT_SCHEMA), rejected)
+
+
+def write_events(
+    con: duckdb.DuckDBPyConnection, batch: EventBatch, *, source: str, received_at: datetime
+) -> WriteResult:
+    """Insert a batch inside the caller's transaction; returns accepted / duplicates / rejected."""
+    table = batch.table
+    inserted = 0
+    if table.num_rows:
+        con.register("_orchestrion_batch", table)
+        try:
+            row = con.execute(_INSERT_EVENTS).fetchone()
+        finally:
+            con.unregister("_orchestrion_batch")
+        inserted = int(row[0]) if row else 0
+    if batch.rejected:
+        failed = pa.table(
+            {
+                "received_at": [received_at] * len(batch.rejected),
+                "source": [source] * len(batch.rejected),
+                "event_id": [r.event_id for r in batch.rejected],
+                "reason": [r.reason for r in batch.rejected],
+                "payload": [r.payload for r in batch.rejected],
+            },
+            schema=_FAILED_SCHEMA,
+        )
+        write_failed(con, failed)
+    return WriteResult(inserted, int(table.num_rows) - inserted, len(batch.rejected))
+
+
+def write_failed(con: duckdb.DuckDBPyConnection, failed: pa.Table) -> None:
+    """Append rows (received_at, source, event_id, reason, payload) to ``failed_events``."""
+    con.register("_orchestrion_failed", failed)
+    try:
+        con.execute(
+            "INSERT INTO failed_events (received_at, source, event_id, reason, payload) "
+            "SELECT received_at, source, event_id, reason, payload FROM _orchestrion_failed"
+        )
+    finally:
+        con.unregister("_orchestrion_failed")

@@ -1,0 +1,176 @@
+"""The store: the only module that opens DuckDB.
+
+Opening applies the versioned migrations in ``orchestrion/migrations`` (``NNNN_name.sql``,
+each in its own transaction, recorded in ``schema_migrations``). DuckDB allows one read-write
+process per file; ``orchestrion serve`` announces itself in a small JSON file next to the
+database (``<db>.server.json``: pid and URL) so that another process that tries to open the file
+is told who holds it and how to reach it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from orchestrion.errors import DatabaseLockedError
+
+__all__ = ["ServerInfo", "Store", "running_server", "utcnow"]
+
+MEMORY = ":memory:"
+
+
+def utcnow() -> datetime:
+    """The current UTC time as a naive datetime, the convention of every TIMESTAMP column."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Who holds a database for writing: the ``orchestrion serve`` process and its URL."""
+
+    pid: int
+    url: str
+
+
+def _server_file(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".server.json")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_server(db_path: Path) -> ServerInfo | None:
+    """The live server holding ``db_path``, or None (a stale announcement is ignored)."""
+    path = _server_file(db_path)
+    try:
+        data = json.loads(path.read_text())
+        info = ServerInfo(pid=int(data["pid"]), url=str(data["url"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if _pid_alive(info.pid) and info.pid != os.getpid() else None
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    folder = resources.files("orchestrion") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        if match:
+            found.append((int(match[1]), match[2], entry.read_text()))
+    return sorted(found)
+
+
+class Store:
+    """An open DuckDB database with the current schema.
+
+    >>> with Store.open(":memory:") as store:
+    ...     store.scalar("SELECT count(*) FROM events")
+    0
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None) -> None:
+        self.con = con
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path | str, *, read_only: bool = False) -> Store:
+        """Open (creating if needed) and migrate the database at ``path`` (``":memory:"`` for tests)."""
+        db_path = None if str(path) == MEMORY else Path(path)
+        if db_path is not None:
+            holder = running_server(db_path)
+            if holder is not None:
+                raise DatabaseLockedError(
+                    f"{db_path} is held by orchestrion serve (pid {holder.pid}) at {holder.url}; "
+                    "send work through that server's API (the CLI does this for you) or stop it first"
+                )
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(path), read_only=read_only and db_path is not None)
+        except duckdb.IOException as exc:
+            pid = re.search(r"PID (\d+)", str(exc))
+            holder_text = f"process {pid[1]}" if pid else "another process"
+            raise DatabaseLockedError(
+                f"{path} is held for writing by {holder_text}; DuckDB allows one writer per file: "
+                "stop that process, or talk to it through its API if it is `orchestrion serve`"
+            ) from exc
+        store = cls(con, db_path)
+        if not read_only:
+            store.migrate()
+        return store
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations not applied yet; returns their versions."""
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)"
+        )
+        done = {row[0] for row in self.con.execute("SELECT version FROM schema_migrations").fetchall()}
+        applied = []
+        for version, name, sql in _migrations():
+            if version in done:
+                continue
+            with self.transaction() as con:
+                con.execute(sql)
+                con.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, utcnow()]
+                )
+            applied.append(version)
+        return applied
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A transaction on this store's connection: committed on success, rolled back on error."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for another thread (DuckDB connections are not shared across threads)."""
+        return self.con.cursor()
+
+    def scalar(self, sql: str, params: list[object] | None = None) -> object:
+        row = self.con.execute(sql, params or []).fetchone()
+        return None if row is None else row[0]
+
+    def announce_server(self, url: str) -> None:
+        """Record that this process serves the database at ``url`` (see :func:`running_server`)."""
+        if self.path is not None:
+            _server_file(self.path).write_text(json.dumps({"pid": os.getpid(), "url": url}))
+
+    def close(self) -> None:
+        if self.path is not None:
+            server_file = _server_file(self.path)
+            if running_server(self.path) is None and server_file.exists():
+                try:
+                    data = json.loads(server_file.read_text())
+                    if data.get("pid") == os.getpid():
+                        server_file.unlink()
+                except (OSError, ValueError):
+                    pass
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
