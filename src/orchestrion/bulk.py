@@ -1,0 +1,344 @@
+"""Bulk ingestion of event and item files: Parquet, CSV and NDJSON, optionally gzipped.
+
+Files are streamed in chunks (``Settings.bulk_chunk_rows``), each chunk validated with polars
+expressions and written in its own transaction through :func:`orchestrion.events.write_events`,
+so the dedupe and ``failed_events`` rules are the HTTP ones. A chunk is all-or-nothing: a crash
+leaves whole chunks, and re-running the same file stores nothing twice (event ids dedupe).
+
+Columns of a CSV or Parquet file that are not event fields are folded into ``properties``
+(``ts``, ``user_id`` … keep their meaning); NDJSON lines are native events exactly as for
+``POST /v1/events``, so unknown fields there are rejected like over HTTP.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Final, Literal
+
+import polars as pl
+import pyarrow as pa
+
+from orchestrion.catalog import normalize_items, upsert_items
+from orchestrion.errors import IngestError, NotFoundError
+from orchestrion.events import (
+    EVENT_SCHEMA,
+    EventBatch,
+    WriteResult,
+    decode_native,
+    write_events,
+    write_failed,
+)
+from orchestrion.store import Store
+
+__all__ = ["BulkResult", "Progress", "file_format", "ingest_event_files", "ingest_item_files"]
+
+Progress = Callable[[int, int | None], None]
+"""Called as ``progress(rows_done, rows_total_or_None)`` after every chunk."""
+
+Format = Literal["parquet", "csv", "ndjson"]
+EVENT_FIELDS: Final = ("event_id", "user_id", "type", "item_id", "domain", "ts", "value", "properties")
+_TS_FORMATS: Final = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
+_EARLIEST: Final = datetime(1900, 1, 1)
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """Totals of one bulk ingestion."""
+
+    files: int
+    rows: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+def file_format(path: Path) -> Format:
+    """The format of ``path`` from its name (``.parquet``, ``.csv[.gz]``, ``.ndjson|.jsonl[.gz]``)."""
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".csv", ".tsv")):
+        return "csv"
+    if name.endswith((".ndjson", ".jsonl", ".json")):
+        return "ndjson"
+    raise IngestError(
+        f"cannot tell the format of {path}: name it .parquet, .csv, .tsv, .ndjson or .jsonl "
+        "(optionally with .gz)"
+    )
+
+
+def _total_rows(path: Path, fmt: Format) -> int | None:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    return None
+
+
+def _frames(path: Path, fmt: Format, chunk_rows: int) -> Iterator[pl.DataFrame]:
+    """Stream a Parquet or CSV file as polars frames; CSV cells stay strings (ids never become floats)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        for record_batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            yield pl.from_arrow(pa.Table.from_batches([record_batch]), rechunk=False)  # type: ignore[misc]
+        return
+    import pyarrow.csv as pacsv
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as head:
+        header = head.readline()
+    delimiter = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
+    names = [n.strip().strip('"') for n in header.rstrip("\r\n").split(delimiter)]
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=1 << 24),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names}, strings_can_be_null=True
+        ),
+    )
+    for record_batch in reader:
+        frame = pl.from_arrow(pa.Table.from_batches([record_batch]))
+        assert isinstance(frame, pl.DataFrame)
+        for offset in range(0, frame.height, chunk_rows):
+            yield frame.slice(offset, chunk_rows)
+
+
+def _lines(path: Path, chunk_rows: int) -> Iterator[list[bytes]]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        chunk: list[bytes] = []
+        for line in handle:
+            if line.strip():
+                chunk.append(line.rstrip(b"\r\n"))
+                if len(chunk) >= chunk_rows:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+
+
+def _epoch(seconds_or_ms: pl.Expr) -> pl.Expr:
+    seconds = pl.when(seconds_or_ms.abs() > 1e11).then(seconds_or_ms / 1000).otherwise(seconds_or_ms)
+    return (seconds * 1_000_000).cast(pl.Int64).cast(pl.Datetime("us"))
+
+
+def _ts_expr(dtype: pl.DataType) -> pl.Expr:
+    """Timestamps as naive UTC: datetimes (zoned or not), unix seconds/ms, or text in RFC 3339,
+    ``YYYY-MM-DD[ HH:MM:SS]`` or unix seconds. Unparseable text becomes null (then rejected)."""
+    col = pl.col("ts")
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is not None:
+            col = col.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        return col.dt.cast_time_unit("us")
+    if dtype.is_numeric():
+        return _epoch(col.cast(pl.Float64))
+    if isinstance(dtype, pl.Date):
+        return col.cast(pl.Datetime("us"))
+    text = col.cast(pl.String).str.strip_chars()
+    with_zone = text.str.to_datetime(
+        "%Y-%m-%dT%H:%M:%S%.f%#z", strict=False, time_zone="UTC", time_unit="us"
+    ).dt.replace_time_zone(None)
+    candidates = [with_zone] + [
+        text.str.to_datetime(fmt, strict=False, time_unit="us") for fmt in _TS_FORMATS
+    ] + [_epoch(text.cast(pl.Float64, strict=False))]
+    return pl.coalesce(candidates)
+
+
+def frame_to_batch(
+    frame: pl.DataFrame, *, received_at: datetime, source: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Validate a frame of events: returns (valid rows in EVENT_SCHEMA order, rejected rows).
+
+    Rejected rows carry ``reason`` and ``payload`` (the row as JSON, as read).
+    """
+    missing = [name for name in ("user_id", "type") if name not in frame.columns]
+    if missing:
+        raise IngestError(
+            f"{source}: no {' or '.join(missing)} column (found: {', '.join(frame.columns)}); "
+            "rename the columns to the event fields: " + ", ".join(EVENT_FIELDS)
+        )
+    extra = [c for c in frame.columns if c not in EVENT_FIELDS]
+    props: pl.Expr
+    if "properties" in frame.columns and isinstance(frame.schema["properties"], pl.Struct):
+        props = pl.col("properties").struct.json_encode()
+    elif "properties" in frame.columns:
+        props = pl.col("properties").cast(pl.String)
+    else:
+        props = pl.lit(None, dtype=pl.String)
+    if extra:
+        extra_json = pl.struct(extra).struct.json_encode()
+        props = (
+            pl.when(props.is_null() | (props == "{}") | (props == "null"))
+            .then(extra_json)
+            .otherwise(props.str.strip_suffix("}") + pl.lit(",") + extra_json.str.strip_prefix("{"))
+        )
+
+    def text(name: str) -> pl.Expr:
+        if name not in frame.columns:
+            return pl.lit(None, dtype=pl.String)
+        return pl.col(name).cast(pl.String).str.strip_chars()
+
+    ts_given = pl.col("ts").is_not_null() if "ts" in frame.columns else pl.lit(False)
+    ts = _ts_expr(frame.schema["ts"]) if "ts" in frame.columns else pl.lit(None, dtype=pl.Datetime("us"))
+    value_given = pl.col("value").is_not_null() if "value" in frame.columns else pl.lit(False)
+    value = (
+        pl.col("value").cast(pl.Float64, strict=False) if "value" in frame.columns
+        else pl.lit(None, dtype=pl.Float64)
+    )
+    shaped = frame.select(
+        text("event_id").alias("event_id"),
+        text("user_id").alias("user_id"),
+        text("type").alias("type"),
+        text("item_id").alias("item_id"),
+        text("domain").alias("domain"),
+        ts.alias("ts"),
+        ts_given.alias("_ts_given"),
+        value.alias("value"),
+        value_given.alias("_value_given"),
+        props.alias("properties"),
+    )
+    latest = received_at.replace(microsecond=0)
+    reason = (
+        pl.when(pl.col("user_id").is_null() | (pl.col("user_id") == ""))
+        .then(pl.lit("user_id is required"))
+        .when(pl.col("type").is_null() | (pl.col("type") == ""))
+        .then(pl.lit("type is required, e.g. \"purchase\""))
+        .when(pl.col("_ts_given") & pl.col("ts").is_null())
+        .then(pl.lit("ts is not a timestamp; use RFC 3339 (2024-05-01T10:00:00Z) or unix seconds"))
+        .when((pl.col("ts") < _EARLIEST) | (pl.col("ts") > pl.lit(latest).dt.offset_by("1d")))
+        .then(pl.lit("ts is implausible (before 1900 or more than a day ahead)"))
+        .when(pl.col("_value_given") & pl.col("value").is_null())
+        .then(pl.lit("value is not a number"))
+        .when(pl.col("user_id").str.len_chars() > 256)
+        .then(pl.lit("user_id is longer than 256 characters"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+        .alias("reason")
+    )
+    shaped = shaped.with_columns(reason)
+    valid = shaped.filter(pl.col("reason").is_null()).select(
+        "event_id", "user_id", "type", "item_id", "domain",
+        pl.col("ts").fill_null(pl.lit(received_at)).alias("ts"),
+        pl.lit(received_at).cast(pl.Datetime("us")).alias("received_at"),
+        "value", "properties",
+    )
+    bad = shaped.get_column("reason").is_not_null()
+    # the payload (the row as read, as JSON) is built for rejected rows only: it is costly
+    rejected = frame.filter(bad).select(
+        pl.lit(received_at).cast(pl.Datetime("us")).alias("received_at"),
+        pl.lit(source).alias("source"),
+        text("event_id").alias("event_id"),
+        shaped.get_column("reason").filter(bad).alias("reason"),
+        pl.struct(frame.columns).struct.json_encode().alias("payload"),
+    )
+    return valid, rejected
+
+
+def _write_frame_chunk(
+    store: Store, frame: pl.DataFrame, *, received_at: datetime, source: str
+) -> WriteResult:
+    valid, rejected = frame_to_batch(frame, received_at=received_at, source=source)
+    table = valid.to_arrow().cast(EVENT_SCHEMA)
+    with store.transaction() as con:
+        result = write_events(con, EventBatch(table), source=source, received_at=received_at)
+        if rejected.height:
+            write_failed(con, rejected.to_arrow())
+    return WriteResult(result.accepted, result.duplicates, rejected.height)
+
+
+def _existing(paths: list[Path]) -> list[Path]:
+    for path in paths:
+        if not path.is_file():
+            raise NotFoundError(f"no file at {path}; check the path")
+    return paths
+
+
+def ingest_event_files(
+    store: Store,
+    paths: list[Path],
+    *,
+    now: Callable[[], datetime],
+    chunk_rows: int = 200_000,
+    max_event_bytes: int = 32 * 1024,
+    progress: Progress | None = None,
+) -> BulkResult:
+    """Ingest event files chunk by chunk; returns the totals. Bad rows go to ``failed_events``."""
+    import time
+
+    started = time.perf_counter()
+    total = WriteResult(0, 0, 0)
+    rows = 0
+    paths = _existing(paths)
+    known = [_total_rows(p, file_format(p)) for p in paths]
+    grand_total = None if any(n is None for n in known) else sum(n or 0 for n in known)
+    for path in paths:
+        fmt = file_format(path)
+        source = f"bulk:{path.name}"
+        if fmt == "ndjson":
+            for lines in _lines(path, chunk_rows):
+                received_at = now()
+                batch = decode_native(lines, received_at=received_at, max_event_bytes=max_event_bytes)
+                with store.transaction() as con:
+                    total += write_events(con, batch, source=source, received_at=received_at)
+                rows += len(lines)
+                if progress:
+                    progress(rows, grand_total)
+            continue
+        for frame in _frames(path, fmt, chunk_rows):
+            total += _write_frame_chunk(store, frame, received_at=now(), source=source)
+            rows += frame.height
+            if progress:
+                progress(rows, grand_total)
+    return BulkResult(len(paths), rows, total.accepted, total.duplicates, total.rejected,
+                      time.perf_counter() - started)
+
+
+def ingest_item_files(
+    store: Store,
+    paths: list[Path],
+    *,
+    now: Callable[[], datetime],
+    chunk_rows: int = 200_000,
+    progress: Progress | None = None,
+) -> BulkResult:
+    """Upsert catalog items from files by ``item_id``; rows without one go to ``failed_events``."""
+    import time
+
+    started = time.perf_counter()
+    accepted = rejected_n = rows = 0
+    for path in _existing(paths):
+        fmt = file_format(path)
+        frames: Iterator[pl.DataFrame]
+        if fmt == "ndjson":
+            frames = (pl.read_ndjson(b"\n".join(chunk)) for chunk in _lines(path, chunk_rows))
+        else:
+            frames = _frames(path, fmt, chunk_rows)
+        for frame in frames:
+            valid, rejected = normalize_items(frame)
+            received_at = now()
+            with store.transaction() as con:
+                accepted += upsert_items(con, valid)
+                if rejected.height:
+                    failed = rejected.select(
+                        pl.lit(received_at).cast(pl.Datetime("us")).alias("received_at"),
+                        pl.lit(f"bulk-items:{path.name}").alias("source"),
+                        pl.lit(None, dtype=pl.String).alias("event_id"),
+                        "reason",
+                        pl.struct(pl.exclude("reason")).struct.json_encode().alias("payload"),
+                    )
+                    write_failed(con, failed.to_arrow())
+            rejected_n += rejected.height
+            rows += frame.height
+            if progress:
+                progress(rows, None)
+    return BulkResult(len(paths), rows, accepted, 0, rejected_n, time.perf_counter() - started)
