@@ -1,0 +1,57 @@
+-- purchase_stats: per (user, item) purchase history as of a cut-off, for the repurchase model.
+-- params: $as_of (TIMESTAMP, exclusive upper bound on ts)
+-- A purchase occasion is one (user, item, day); several lines of one day count once.
+--   n_purchases            purchase occasions
+--   first_ts, last_ts      first and latest occasion
+--   mean_interval_days     mean days between consecutive occasions (NULL with one occasion)
+--   median_interval_days   median of the same
+--   days_since_last        days from the latest occasion to $as_of
+--   usual_quantity         median quantity per occasion
+--   total_quantity         all units bought
+--   last_price             unit price at the latest occasion
+--   user_orders            the user's purchase days (any item) before $as_of
+--   user_days_since_last   days from the user's latest purchase (any item) to $as_of
+--   item_buyers            distinct users who bought the item before $as_of
+CREATE OR REPLACE TABLE purchase_stats AS
+WITH lines AS (
+    SELECT user_id, item_id, ts, coalesce(value, 1.0) AS quantity,
+           try_cast(json_extract(properties, '$.unit_price') AS DOUBLE) AS unit_price
+    FROM events
+    WHERE type = 'purchase' AND item_id IS NOT NULL AND ts < $as_of::TIMESTAMP
+),
+occasions AS (
+    SELECT user_id, item_id, date_trunc('day', ts) AS day, max(ts) AS ts,
+           sum(quantity) AS quantity, arg_max(unit_price, ts) AS unit_price
+    FROM lines GROUP BY ALL
+),
+gaps AS (
+    SELECT *, date_diff('second', lag(ts) OVER (PARTITION BY user_id, item_id ORDER BY ts), ts) / 86400.0 AS gap_days
+    FROM occasions
+),
+users AS (
+    SELECT user_id, count(DISTINCT day) AS user_orders,
+           date_diff('second', max(ts), $as_of::TIMESTAMP) / 86400.0 AS user_days_since_last
+    FROM occasions GROUP BY ALL
+),
+items AS (
+    SELECT item_id, count(DISTINCT user_id) AS item_buyers FROM occasions GROUP BY ALL
+)
+SELECT
+    g.user_id,
+    g.item_id,
+    count(*)::INTEGER AS n_purchases,
+    min(g.ts) AS first_ts,
+    max(g.ts) AS last_ts,
+    avg(g.gap_days) AS mean_interval_days,
+    median(g.gap_days) AS median_interval_days,
+    date_diff('second', max(g.ts), $as_of::TIMESTAMP) / 86400.0 AS days_since_last,
+    median(g.quantity) AS usual_quantity,
+    sum(g.quantity) AS total_quantity,
+    arg_max(g.unit_price, g.ts) AS last_price,
+    any_value(u.user_orders)::INTEGER AS user_orders,
+    any_value(u.user_days_since_last) AS user_days_since_last,
+    any_value(i.item_buyers)::INTEGER AS item_buyers
+FROM gaps g
+JOIN users u USING (user_id)
+JOIN items i USING (item_id)
+GROUP BY g.user_id, g.item_id
