@@ -6,12 +6,17 @@
 --   mean_interval_days     mean days between consecutive occasions (NULL with one occasion)
 --   median_interval_days   median of the same
 --   days_since_last        days from the latest occasion to $as_of
+--   days_since_first       days from the first occasion to $as_of
 --   usual_quantity         median quantity per occasion
 --   total_quantity         all units bought
 --   last_price             unit price at the latest occasion
 --   user_orders            the user's purchase days (any item) before $as_of
 --   user_days_since_last   days from the user's latest purchase (any item) to $as_of
 --   item_buyers            distinct users who bought the item before $as_of
+--   recent_30, recent_90   the pair's purchase occasions in the last 30 / 90 days
+--   user_recent_orders     the user's purchase days in the last 30 days
+--   item_recent_buyers     distinct buyers of the item in the last 30 days (trend, season)
+--   item_repeat_share      share of the item's buyers who bought it on two or more days
 CREATE OR REPLACE TABLE purchase_stats AS
 WITH lines AS (
     SELECT user_id, item_id, ts, coalesce(value, 1.0) AS quantity,
@@ -30,11 +35,23 @@ gaps AS (
 ),
 users AS (
     SELECT user_id, count(DISTINCT day) AS user_orders,
-           date_diff('second', max(ts), $as_of::TIMESTAMP) / 86400.0 AS user_days_since_last
+           date_diff('second', max(ts), $as_of::TIMESTAMP) / 86400.0 AS user_days_since_last,
+           count(DISTINCT day) FILTER (WHERE ts >= $as_of::TIMESTAMP - INTERVAL 30 DAY) AS user_recent_orders
     FROM occasions GROUP BY ALL
 ),
+pairs AS (
+    SELECT item_id, user_id, count(*) AS occasions FROM occasions GROUP BY ALL
+),
 items AS (
-    SELECT item_id, count(DISTINCT user_id) AS item_buyers FROM occasions GROUP BY ALL
+    SELECT p.item_id, count(*) AS item_buyers,
+           avg(CASE WHEN p.occasions >= 2 THEN 1.0 ELSE 0.0 END) AS item_repeat_share,
+           any_value(r.recent_buyers) AS item_recent_buyers
+    FROM pairs p
+    LEFT JOIN (
+        SELECT item_id, count(DISTINCT user_id) AS recent_buyers FROM occasions
+        WHERE ts >= $as_of::TIMESTAMP - INTERVAL 30 DAY GROUP BY ALL
+    ) r USING (item_id)
+    GROUP BY p.item_id
 )
 SELECT
     g.user_id,
@@ -45,12 +62,18 @@ SELECT
     avg(g.gap_days) AS mean_interval_days,
     median(g.gap_days) AS median_interval_days,
     date_diff('second', max(g.ts), $as_of::TIMESTAMP) / 86400.0 AS days_since_last,
+    date_diff('second', min(g.ts), $as_of::TIMESTAMP) / 86400.0 AS days_since_first,
     median(g.quantity) AS usual_quantity,
     sum(g.quantity) AS total_quantity,
     arg_max(g.unit_price, g.ts) AS last_price,
     any_value(u.user_orders)::INTEGER AS user_orders,
     any_value(u.user_days_since_last) AS user_days_since_last,
-    any_value(i.item_buyers)::INTEGER AS item_buyers
+    any_value(i.item_buyers)::INTEGER AS item_buyers,
+    count(*) FILTER (WHERE g.ts >= $as_of::TIMESTAMP - INTERVAL 30 DAY)::INTEGER AS recent_30,
+    count(*) FILTER (WHERE g.ts >= $as_of::TIMESTAMP - INTERVAL 90 DAY)::INTEGER AS recent_90,
+    any_value(u.user_recent_orders)::INTEGER AS user_recent_orders,
+    coalesce(any_value(i.item_recent_buyers), 0)::INTEGER AS item_recent_buyers,
+    any_value(i.item_repeat_share) AS item_repeat_share
 FROM gaps g
 JOIN users u USING (user_id)
 JOIN items i USING (item_id)

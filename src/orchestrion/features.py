@@ -18,6 +18,7 @@ from typing import Final, Literal
 import duckdb
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 import scipy.sparse as sp
 
 from orchestrion.errors import NotFoundError, UsageError
@@ -28,6 +29,8 @@ __all__ = [
     "Weighting",
     "interaction_arrays",
     "pipeline_names",
+    "purchase_features",
+    "purchases_between",
     "run_pipeline",
 ]
 
@@ -110,3 +113,20 @@ def interaction_arrays(
         (_weights(columns, weighting), (rows, cols)), shape=(len(user_ids), len(item_ids)), dtype=np.float32
     )
     return InteractionArrays(matrix, user_ids, item_ids)
+
+
+def purchase_features(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pl.DataFrame:
+    """Per (user, item) purchase statistics as of ``as_of`` (``pipelines/purchase_stats.sql``)."""
+    run_pipeline(con, "purchase_stats", {"as_of": as_of})
+    frame: pl.DataFrame = con.sql("SELECT * FROM purchase_stats ORDER BY user_id, item_id").pl()
+    return frame
+
+
+def purchases_between(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pl.DataFrame:
+    """The distinct (user_id, item_id) pairs purchased in ``[start, end)``: the labels of a window."""
+    frame: pl.DataFrame = con.sql(
+        "SELECT DISTINCT user_id, item_id FROM events "
+        "WHERE type = 'purchase' AND item_id IS NOT NULL AND ts >= $start AND ts < $end ORDER BY ALL",
+        params={"start": start, "end": end},
+    ).pl()
+    return frame
