@@ -149,8 +149,8 @@ class Store:
         return self.con.cursor()
 
     def scalar(self, sql: str, params: list[object] | None = None) -> object:
-        row = self.con.execute(sql, params or []).fetchone()
-        return None if row is None else row[0]
+        rows = self.con.execute(sql, params or []).fetchall()  # fetch all: DuckDB 2 refuses new work mid-result
+        return rows[0][0] if rows else None
 
     def announce_server(self, url: str) -> None:
         """Record that this process serves the database at ``url`` (see :func:`running_server`)."""
