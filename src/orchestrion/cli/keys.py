@@ -1,9 +1,106 @@
-"""``orchestrion keys``: placeholder, filled in by its owner."""
+"""``orchestrion keys``: create, list and revoke API keys.
+
+With no server running the commands open the database directly. While ``orchestrion serve``
+holds it, they go through its API (``/v1/keys``), with an admin key from ``--admin-key`` or
+``ORCHESTRION_API_KEY`` (none is needed while no key exists yet).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+
+from orchestrion.cli.context import open_store, settings
+from orchestrion.errors import NotFoundError, RetryableError, UsageError
 
 __all__ = ["app"]
 
-app = typer.Typer(help="keys commands.", no_args_is_help=True)
+app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+
+ADMIN_KEY = typer.Option(
+    None, "--admin-key", envvar="ORCHESTRION_API_KEY",
+    help="Admin key for a running server (not needed without a server or before the first key).",
+)
+
+
+def _server_url() -> str | None:
+    from orchestrion.store import running_server
+
+    holder = running_server(settings().database_path)
+    return None if holder is None else holder.url
+
+
+def _call(url: str, method: str, path: str, admin_key: str | None, body: Any = None) -> Any:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
+    try:
+        response = httpx.request(method, url + path, json=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise RetryableError(f"cannot reach the server at {url} ({exc}); is it still running?") from exc
+    if response.status_code == 404:
+        raise NotFoundError(response.json().get("detail", response.text))
+    if response.status_code >= 400:
+        detail = response.json().get("detail", response.text)
+        raise UsageError(f"the server at {url} answered {response.status_code}: {detail}")
+    return response.json()
+
+
+@app.command()
+def create(
+    role: str = typer.Option("write", help="write (send events), admin (also keys and stats) or user."),
+    user_id: str = typer.Option(None, help="For role user: whose data the key may read."),
+    admin_key: str = ADMIN_KEY,
+) -> None:
+    """Create a key. Its secret is printed once, as the last line; only its hash is stored."""
+    url = _server_url()
+    if url is not None:
+        new = _call(url, "POST", "/v1/keys", admin_key, {"role": role, "user_id": user_id})
+        key_id, key, created = new["key_id"], new["key"], new["created_at"]
+    else:
+        from orchestrion.keys import create_key
+
+        with open_store() as store:
+            made = create_key(store.con, role, user_id=user_id)
+        key_id, key, created = made.info.key_id, made.key, made.info.created_at.isoformat()
+    typer.echo(f"key_id   {key_id}\nrole     {role}\ncreated  {created}")
+    typer.echo("the key (shown only now; store it safely):", err=True)
+    typer.echo(key)
+
+
+@app.command("list")
+def list_(admin_key: str = ADMIN_KEY) -> None:
+    """List keys (ids, roles, dates); secrets are never shown again."""
+    url = _server_url()
+    if url is not None:
+        rows = _call(url, "GET", "/v1/keys", admin_key)
+    else:
+        from orchestrion.keys import list_keys
+
+        with open_store(read_only=True) as store:
+            rows = [
+                {"key_id": k.key_id, "role": k.role, "user_id": k.user_id,
+                 "created_at": k.created_at.isoformat(),
+                 "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+                for k in list_keys(store.con)
+            ]
+    for row in rows:
+        status = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+        owner = f" user={row['user_id']}" if row["user_id"] else ""
+        typer.echo(f"{row['key_id']}  {row['role']:<6} created {row['created_at']}  {status}{owner}")
+
+
+@app.command()
+def revoke(key_id: str = typer.Argument(..., help="The key_id shown by `keys list`."),
+           admin_key: str = ADMIN_KEY) -> None:
+    """Revoke a key; a running server stops accepting it at once."""
+    url = _server_url()
+    if url is not None:
+        _call(url, "DELETE", f"/v1/keys/{key_id}", admin_key)
+    else:
+        from orchestrion.keys import revoke_key
+
+        with open_store() as store:
+            revoke_key(store.con, key_id)
+    typer.echo(f"revoked {key_id}")

@@ -1,0 +1,75 @@
+"""The HTTP API: events, Segment, items, keys and stats over one group-commit writer.
+
+``create_app(store, settings)`` builds the app for an open store; ``orchestrion serve`` (see
+:mod:`orchestrion.api.server`) runs it under uvicorn. Everything the routes need is passed in,
+so tests and benchmarks can build as many apps as they like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from orchestrion.api import admin, ingest
+from orchestrion.api.auth import Authenticator
+from orchestrion.api.context import ApiContext
+from orchestrion.api.receipts import ApiError, refusal_response
+from orchestrion.config import Settings
+from orchestrion.store import Store
+from orchestrion.writer import Writer
+
+__all__ = ["create_app"]
+
+DESCRIPTION = """\
+Every 200 is a **receipt** (`accepted`, `duplicates`, `rejected`, `errors` by index), sent only
+after the transaction holding the events committed. Every other status is a **refusal**
+(`stored: false`): nothing from that body was stored; fix it (4xx) or resend it (503).
+"""
+
+
+def create_app(store: Store, settings: Settings) -> FastAPI:
+    """The API over ``store``; its writer thread runs between the app's startup and shutdown."""
+    from orchestrion import __version__
+
+    writer = Writer(store, max_events=settings.commit_max_events, max_delay_ms=settings.commit_max_delay_ms)
+    ctx = ApiContext(store=store, settings=settings, writer=writer, auth=Authenticator(store))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx.auth.load()
+        writer.start()
+        try:
+            yield
+        finally:
+            writer.close()
+
+    app = FastAPI(title="orchestrion", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.ctx = ctx
+    app.include_router(ingest.build_router(ctx))
+    app.include_router(admin.build_router(ctx))
+
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return refusal_response(exc.status, exc.detail, exc.headers)
+
+    async def on_invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return refusal_response(422, f"invalid request: {problems}")
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return refusal_response(exc.status_code, str(exc.detail), exc.headers)
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_invalid)
+    app.add_exception_handler(HTTPException, on_http_error)
+    return app

@@ -1,0 +1,167 @@
+"""Operator routes: health (open), store stats and API keys (admin keys only).
+
+Keys are created and revoked through the running server because it holds the only write handle
+on the database; revoking here also evicts the key from the in-memory cache, so it stops working
+on the next request.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import duckdb
+from fastapi import APIRouter, Depends, Security
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from orchestrion import keys
+from orchestrion.api.auth import BasicDoc, BearerDoc
+from orchestrion.api.context import ApiContext
+from orchestrion.api.receipts import Refusal
+from orchestrion.stats import store_stats
+
+__all__ = ["build_router"]
+
+
+class Health(BaseModel):
+    """Liveness and how well the writer groups requests."""
+
+    status: Literal["ok", "unavailable"]
+    auth_required: bool = Field(description="False while no API key exists (loopback only).")
+    commits: int
+    jobs: int
+    events_per_commit: float
+    pending: int
+
+
+class StoreStats(BaseModel):
+    """What the store holds (see ``orchestrion stats``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    events: int
+    failed_events: int
+    users: int
+    items: int
+    first_event: str | None
+    last_event: str | None
+
+
+class KeyRequest(BaseModel):
+    """The key to create."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["write", "admin", "user"] = "write"
+    user_id: str | None = Field(None, description="Only for role 'user': whose data it may read.")
+
+
+class KeyInfo(BaseModel):
+    """A key without its secret."""
+
+    key_id: str
+    role: str
+    user_id: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class CreatedKey(KeyInfo):
+    """A new key: ``key`` is shown this once and never stored."""
+
+    key: str
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    """Stored timestamps are naive UTC; RFC 3339 (and so OpenAPI's date-time) wants the offset."""
+    return None if ts is None else ts.replace(tzinfo=UTC)
+
+
+def _info(key: keys.ApiKey) -> dict[str, Any]:
+    return {"key_id": key.key_id, "role": key.role, "user_id": key.user_id,
+            "created_at": _aware(key.created_at), "revoked_at": _aware(key.revoked_at)}
+
+
+def build_router(ctx: ApiContext) -> APIRouter:
+    """The operator routes of one app."""
+    documented = [Security(BearerDoc()), Security(BasicDoc())]
+    admin = Depends(ctx.auth.require("admin"))
+    refusals: dict[int | str, dict[str, Any]] = {
+        401: {"model": Refusal, "description": "Missing, unknown or revoked API key."},
+        403: {"model": Refusal, "description": "Not an admin key."},
+    }
+    router = APIRouter(tags=["admin"])
+
+    @router.get("/v1/health", response_model=Health, responses={503: {"model": Health}})
+    async def health() -> Any:
+        """Liveness for load balancers and tests; needs no key."""
+        stats = ctx.writer.stats
+        body = Health(
+            status="ok" if ctx.writer.alive else "unavailable",
+            auth_required=ctx.auth.required,
+            commits=stats.commits,
+            jobs=stats.jobs,
+            events_per_commit=stats.units / stats.commits if stats.commits else 0.0,
+            pending=stats.pending_units,
+        )
+        if not ctx.writer.alive:
+            return Response(body.model_dump_json(), status_code=503, media_type="application/json")
+        return body
+
+    def read_stats() -> dict[str, Any]:
+        cursor = ctx.store.cursor()
+        try:
+            return store_stats(cursor)
+        finally:
+            cursor.close()
+
+    @router.get("/v1/stats", response_model=StoreStats, dependencies=[*documented, admin],
+                responses=refusals)
+    async def stats() -> Any:
+        """Counts of events, failed events, users and items (admin)."""
+        return await run_in_threadpool(read_stats)
+
+    @router.post("/v1/keys", response_model=CreatedKey, status_code=201,
+                 dependencies=[*documented, admin],
+                 responses={**refusals,
+                            400: {"model": Refusal, "description": "Unreadable body or bad role/user_id."},
+                            422: {"model": Refusal, "description": "Invalid field values."}})
+    async def create_key(request: KeyRequest) -> Any:
+        """Create an API key (admin; open while no key exists). The key is in the answer only."""
+
+        def work(con: duckdb.DuckDBPyConnection) -> keys.NewKey:
+            return keys.create_key(con, request.role, user_id=request.user_id)
+
+        new = await ctx.write(work)
+        ctx.auth.key_created()
+        return {**_info(new.info), "key": new.key}
+
+    @router.get("/v1/keys", response_model=list[KeyInfo], dependencies=[*documented, admin],
+                responses=refusals)
+    async def list_keys() -> Any:
+        """Every key, revoked ones included, without secrets (admin)."""
+
+        def read() -> list[keys.ApiKey]:
+            cursor = ctx.store.cursor()
+            try:
+                return keys.list_keys(cursor)
+            finally:
+                cursor.close()
+
+        return [_info(key) for key in await run_in_threadpool(read)]
+
+    @router.delete("/v1/keys/{key_id}", response_model=KeyInfo, dependencies=[*documented, admin],
+                   responses={**refusals, 404: {"model": Refusal, "description": "No such key."}})
+    async def revoke_key(key_id: str) -> Any:
+        """Revoke a key; it stops working on the next request (admin)."""
+
+        def work(con: duckdb.DuckDBPyConnection) -> keys.ApiKey:
+            return keys.revoke_key(con, key_id)
+
+        revoked = await ctx.write(work)
+        ctx.auth.forget(key_id)
+        return _info(revoked)
+
+    return router

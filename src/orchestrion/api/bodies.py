@@ -1,0 +1,172 @@
+"""Request bodies: read raw under the size limit, and their schemas for the OpenAPI document.
+
+Bodies are read as bytes and decoded by msgspec in the route, not by FastAPI: validating a
+1000-event body into pydantic models would cost more than storing it. The schemas below only
+document the bodies (``openapi_extra``), so that clients and schemathesis know what to send.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Final
+
+from starlette.requests import Request
+
+from orchestrion.api.receipts import ApiError
+
+__all__ = [
+    "BATCH_BODY",
+    "EVENTS_BODY",
+    "ITEMS_BODY",
+    "MESSAGE_BODY",
+    "is_ndjson",
+    "read_body",
+]
+
+NDJSON_TYPES: Final = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",
+                                 "application/x-jsonlines", "application/jsonlines"})
+
+
+def _too_large(size: int | str, limit: int) -> str:
+    return (
+        f"the request body is {size} bytes, over the {limit}-byte limit (ORCHESTRION_MAX_BODY_BYTES); "
+        "nothing was stored: split it into smaller batches"
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit``.
+
+    Content-Length is checked before reading anything; a chunked body is counted while it is
+    read. A gzip body (Segment libraries may send one) is limited after decompression too.
+    """
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise ApiError(400, f"Content-Length {length!r} is not a number of bytes")
+        if int(length) > limit:
+            raise ApiError(413, _too_large(length, limit))
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise ApiError(413, _too_large(f"more than {limit}", limit))
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("identity", ""):
+        return body
+    if encoding != "gzip":
+        raise ApiError(400, f"Content-Encoding {encoding!r} is not supported; send gzip or none")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        plain = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise ApiError(400, f"the gzip body is corrupt ({exc}); nothing was stored") from exc
+    if len(plain) > limit:
+        raise ApiError(413, _too_large(f"more than {limit} (after gunzip)", limit))
+    if not inflater.eof:
+        raise ApiError(400, "the gzip body is truncated; nothing was stored")
+    return plain
+
+
+def is_ndjson(content_type: str | None) -> bool:
+    """True for the NDJSON media types; anything else is read as a JSON document."""
+    if not content_type:
+        return False
+    return content_type.split(";", 1)[0].strip().lower() in NDJSON_TYPES
+
+
+_ID: Final = {"anyOf": [{"type": "string", "minLength": 1, "maxLength": 256}, {"type": "integer"}]}
+_OPT_ID: Final = {"anyOf": [*_ID["anyOf"], {"type": "null"}]}
+_TS: Final = {
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}, {"type": "null"}],
+    "description": "RFC 3339 (naive = UTC) or unix seconds (milliseconds above 1e11); default: now.",
+}
+_OBJECT_OR_NULL: Final = {"anyOf": [{"type": "object"}, {"type": "null"}]}
+
+NATIVE_EVENT: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["user_id", "type"],
+    "additionalProperties": False,
+    "properties": {
+        "event_id": {**_OPT_ID, "description": "Deduplication key, forever; default: a content hash."},
+        "user_id": _ID,
+        "type": {"type": "string", "minLength": 1, "maxLength": 64, "examples": ["play"]},
+        "item_id": _OPT_ID,
+        "domain": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "ts": _TS,
+        "value": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+        "properties": _OBJECT_OR_NULL,
+    },
+}
+
+ITEM: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["item_id"],
+    "additionalProperties": False,
+    "properties": {
+        "item_id": _ID,
+        **{name: {"anyOf": [{"type": "string"}, {"type": "null"}]}
+           for name in ("domain", "title", "creator", "currency", "category", "text")},
+        "price": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+        "tags": {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"},
+                           {"type": "null"}], "description": "A list, or a comma-separated string."},
+        "properties": _OBJECT_OR_NULL,
+    },
+}
+
+SEGMENT_MESSAGE: Final[dict[str, Any]] = {
+    "type": "object",
+    "description": "A Segment message; fields not listed here are accepted and ignored.",
+    "properties": {
+        "type": {"type": "string", "enum": ["track", "identify", "page", "screen"]},
+        "messageId": _ID,
+        "userId": _ID,
+        "anonymousId": _ID,
+        "event": {"type": "string"},
+        "name": {"type": "string"},
+        "properties": {"type": "object"},
+        "traits": {"type": "object"},
+        "context": {"type": "object"},
+        "timestamp": {"type": "string", "format": "date-time"},
+        "sentAt": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+def _array_body(item: dict[str, Any], what: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": f"A JSON array of {what}, or NDJSON (one per line) with "
+            "Content-Type: application/x-ndjson. May be gzip-encoded.",
+            "content": {"application/json": {"schema": {"type": "array", "items": item}}},
+        }
+    }
+
+
+EVENTS_BODY: Final = _array_body(NATIVE_EVENT, "native events")
+ITEMS_BODY: Final = _array_body(ITEM, "catalog items")
+MESSAGE_BODY: Final = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": SEGMENT_MESSAGE}}}
+}
+BATCH_BODY: Final = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["batch"],
+                    "properties": {
+                        "batch": {"type": "array", "items": SEGMENT_MESSAGE},
+                        "sentAt": {"type": "string", "format": "date-time"},
+                        "context": {"type": "object"},
+                    },
+                }
+            }
+        },
+    }
+}

@@ -1,0 +1,54 @@
+"""What every route needs, handed to the route builders instead of living in module globals."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import duckdb
+
+from orchestrion.api.auth import Authenticator
+from orchestrion.api.receipts import ApiError
+from orchestrion.config import Settings
+from orchestrion.errors import NotFoundError, RetryableError, UsageError
+from orchestrion.events import WriteResult
+from orchestrion.store import Store
+from orchestrion.writer import EventWrite, Writer
+
+__all__ = ["ApiContext"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class ApiContext:
+    """The store, settings, the one writer and the key checker of one app."""
+
+    store: Store
+    settings: Settings
+    writer: Writer
+    auth: Authenticator
+
+    async def write(self, work: Callable[[duckdb.DuckDBPyConnection], T], *, size: int = 1) -> T:
+        """Run ``work`` through the group-commit writer; errors become refusals (nothing stored)."""
+        return await _refusing(self.writer.run(work, size=size))
+
+    async def write_events(
+        self,
+        events: EventWrite,
+        then: Callable[[duckdb.DuckDBPyConnection], WriteResult] | None = None,
+    ) -> WriteResult:
+        """One request's events through the writer, merged with the other requests' events."""
+        return await _refusing(self.writer.run_events(events, then))
+
+
+async def _refusing(pending: Awaitable[T]) -> T:
+    try:
+        return await pending
+    except RetryableError as exc:
+        raise ApiError(503, str(exc), {"Retry-After": "1"}) from exc
+    except NotFoundError as exc:
+        raise ApiError(404, str(exc)) from exc
+    except UsageError as exc:
+        raise ApiError(400, str(exc)) from exc

@@ -1,0 +1,195 @@
+"""Segment's HTTP tracking API mapped onto native events, so existing Segment clients just work.
+
+``messageId`` → ``event_id``; ``userId`` (else ``anonymousId``) → ``user_id``; ``event`` →
+``type`` (``page``/``screen`` calls become types ``page``/``screen``); ``properties`` are kept, with
+``item_id`` (else ``product_id``) filling ``item_id`` and the message's ``context`` stored under
+``properties.context``. The time is Segment's clock-skew corrected one: ``timestamp`` (else
+``originalTimestamp``) plus ``received_at - sentAt`` when ``sentAt`` is given, so a device whose
+clock is off by an hour still lands at the right time. ``identify`` merges ``traits`` into
+``users`` (a ``timezone`` trait, else ``context.timezone``, sets the user's timezone).
+Other fields (``integrations``, ``version``, ...) are accepted and ignored.
+
+Each message becomes a native event and then goes through the same validation as
+``POST /v1/events``; a rejection points at the message's index and keeps it as it was sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+from orchestrion.events import EventBatch, Rejection, decode_native
+from orchestrion.users import UserTraits, valid_timezone
+
+__all__ = ["SegmentBody", "decode_batch_body", "decode_message_body", "map_messages"]
+
+EVENT_TYPES: Final = {"track", "page", "screen"}
+
+
+class _Message(msgspec.Struct):
+    """The fields of a Segment message that orchestrion reads; any others are accepted."""
+
+    type: str | None = None
+    messageId: str | int | None = None
+    userId: str | int | None = None
+    anonymousId: str | int | None = None
+    event: str | None = None
+    name: str | None = None
+    properties: dict[str, Any] | None = None
+    traits: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    timestamp: datetime | None = None
+    originalTimestamp: datetime | None = None
+    sentAt: datetime | None = None
+
+
+class _Batch(msgspec.Struct):
+    batch: list[msgspec.Raw]
+    sentAt: datetime | None = None
+    context: dict[str, Any] | None = None
+
+
+_message_decoder: Final = msgspec.json.Decoder(_Message)
+_batch_decoder: Final = msgspec.json.Decoder(_Batch)
+
+
+@dataclass
+class SegmentBody:
+    """The raw messages of one request, with the batch-level ``sentAt`` and ``context``."""
+
+    raws: list[bytes]
+    sent_at: datetime | None = None
+    context: dict[str, Any] | None = None
+    forced_type: str | None = None
+
+
+@dataclass
+class SegmentWrite:
+    """What a Segment request writes: events (with rejections) and user traits."""
+
+    batch: EventBatch
+    users: list[UserTraits] = field(default_factory=list)
+
+
+def decode_batch_body(body: bytes) -> SegmentBody:
+    """``POST /v1/batch``: ``{"batch": [...], "sentAt": ..., "context": ...}``.
+
+    Raises msgspec.DecodeError or ValueError when the body itself is unreadable.
+    """
+    parsed = _batch_decoder.decode(body)
+    return SegmentBody([bytes(raw) for raw in parsed.batch], _naive(parsed.sentAt), parsed.context)
+
+
+def decode_message_body(body: bytes, kind: str) -> SegmentBody:
+    """``POST /v1/track`` or ``/v1/identify``: one message; the route decides its type."""
+    if not body.lstrip().startswith(b"{"):
+        raise ValueError("the body must be one JSON object (a Segment message)")
+    msgspec.json.decode(body)  # an unreadable body is a 400, not a rejected event
+    return SegmentBody([body], forced_type=kind)
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _text(value: str | int | None) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _event_time(message: _Message, sent_at: datetime | None, received_at: datetime) -> datetime:
+    when = _naive(message.timestamp or message.originalTimestamp)
+    if when is None:
+        return received_at
+    sent = _naive(message.sentAt) or sent_at
+    return when if sent is None else when + (received_at - sent)
+
+
+def _to_native(message: _Message, kind: str, body: SegmentBody, received_at: datetime) -> bytes:
+    properties = dict(message.properties or {})
+    if kind == "track":
+        if not message.event:
+            raise ValueError("a track message needs 'event', the event name, e.g. \"Song Played\"")
+        event_type = message.event
+    else:
+        event_type = kind
+        if message.name is not None:
+            properties.setdefault("name", message.name)
+    context = message.context if message.context is not None else body.context
+    if context is not None:
+        properties.setdefault("context", context)
+    item = properties.get("item_id", properties.get("product_id"))
+    native = {
+        "event_id": message.messageId,
+        "user_id": _text(message.userId) or _text(message.anonymousId),
+        "type": event_type,
+        "item_id": item,
+        "ts": _event_time(message, body.sent_at, received_at).isoformat() + "Z",
+        "properties": properties or None,
+    }
+    return msgspec.json.encode(native)
+
+
+def _traits(message: _Message, user_id: str) -> UserTraits:
+    traits = dict(message.traits or {})
+    timezone = traits.get("timezone")
+    if timezone is not None and (not isinstance(timezone, str) or not valid_timezone(timezone)):
+        raise ValueError(f"traits.timezone {timezone!r} is not an IANA timezone such as 'Europe/Paris'")
+    if timezone is None and message.context is not None:
+        device_zone = message.context.get("timezone")
+        if isinstance(device_zone, str) and valid_timezone(device_zone):
+            timezone = device_zone
+    return UserTraits(user_id, traits, timezone)
+
+
+def map_messages(body: SegmentBody, *, received_at: datetime, max_event_bytes: int) -> SegmentWrite:
+    """Map and validate every message; nothing is dropped silently."""
+    natives: list[bytes] = []
+    origin: list[int] = []
+    users: list[UserTraits] = []
+    rejected: list[Rejection] = []
+    for index, raw in enumerate(body.raws):
+        message_id: str | None = None
+        try:
+            if len(raw) > max_event_bytes:
+                raise ValueError(
+                    f"message is {len(raw)} bytes, over the {max_event_bytes}-byte limit; "
+                    "move large content to the catalog (POST /v1/items) and send its item_id"
+                )
+            message = _message_decoder.decode(raw)
+            message_id = _text(message.messageId)
+            kind = body.forced_type or message.type
+            user_id = _text(message.userId) or _text(message.anonymousId)
+            if user_id is None:
+                raise ValueError("userId or anonymousId is required")
+            if kind == "identify":
+                users.append(_traits(message, user_id))
+            elif kind in EVENT_TYPES:
+                natives.append(_to_native(message, kind, body, received_at))
+                origin.append(index)
+            else:
+                raise ValueError(
+                    f"type {kind!r} is not supported; send track, identify, page or screen"
+                )
+        except (msgspec.DecodeError, ValueError, TypeError, OverflowError) as exc:
+            reason = str(exc).replace("`", "'")
+            rejected.append(Rejection(index, message_id, reason, raw.decode(errors="replace")))
+    # The native limit is lifted: the message itself was measured above, its mapping may be longer.
+    decoded = decode_native(natives, received_at=received_at, max_event_bytes=2**31)
+    for rejection in decoded.rejected:
+        index = origin[rejection.index]
+        rejected.append(
+            dataclasses.replace(
+                rejection, index=index, payload=body.raws[index].decode(errors="replace")
+            )
+        )
+    rejected.sort(key=lambda r: r.index)
+    return SegmentWrite(EventBatch(decoded.table, rejected), users)

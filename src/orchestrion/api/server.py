@@ -1,0 +1,109 @@
+"""``orchestrion serve``: own the database, announce it, and run the API under uvicorn.
+
+The server holds the only write handle on the DuckDB file while it runs and says so in
+``<db>.server.json`` (pid and URL), so that other processes are told where to send their work.
+It refuses to listen beyond loopback while no API key exists: an open write API on a network
+would accept anyone's events. SIGTERM and SIGINT stop it cleanly: in-flight requests finish,
+the writer commits what it holds, and the database is checkpointed and closed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+from types import FrameType
+
+from orchestrion.config import Settings
+from orchestrion.errors import ConfigError
+from orchestrion.keys import auth_required
+from orchestrion.store import Store
+
+__all__ = ["is_loopback", "run_server"]
+
+log = logging.getLogger(__name__)
+
+
+class _Stopped(Exception):
+    """Raised by our signal handler when uvicorn re-raises the signal it shut down for."""
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` resolves to is a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc}); pick another --port") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped(signum)
+
+
+def run_server(settings: Settings, host: str, port: int) -> None:
+    """Serve the API on ``host:port`` (0 = any free port) until SIGTERM or SIGINT."""
+    import uvicorn
+
+    from orchestrion.api import create_app
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    store = Store.open(settings.database_path)
+    sock: socket.socket | None = None
+    try:
+        if not auth_required(store.con) and not is_loopback(host):
+            raise ConfigError(
+                f"refusing to listen on {host}: no API key exists yet, so anyone who can reach it "
+                "could write events. Create one first with `orchestrion keys create --role admin` "
+                "(and a write key for your applications), or serve on 127.0.0.1"
+            )
+        sock = _bind(host, port)
+        bound_port = sock.getsockname()[1]
+        url_host = f"[{host}]" if ":" in host else host
+        url = f"http://{url_host}:{bound_port}"
+        store.announce_server(url)
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+        config = uvicorn.Config(
+            create_app(store, settings),
+            http="httptools",
+            loop=loop,
+            lifespan="on",
+            access_log=False,
+            log_level="info",
+            timeout_graceful_shutdown=30,
+        )
+        print(f"orchestrion serving {settings.database_path} on {url} (pid {os.getpid()})", flush=True)
+        uvicorn.Server(config).run(sockets=[sock])
+    except _Stopped:
+        pass
+    finally:
+        if sock is not None:
+            sock.close()
+        store.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("orchestrion stopped; database closed", file=sys.stderr, flush=True)
+
