@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -121,51 +120,24 @@ def client_main(url: str, clients: int, seconds: float) -> None:
 # --------------------------------------------------------------------------- server
 
 
-def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """``orchestrion serve --port 0`` in its own process; returns it and its announced URL."""
-    import httpx
-
-    env = {**os.environ, "ORCHESTRION_HOME": str(home)}
-    log = (home / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from orchestrion.cli import main; main()", "serve", "--port", "0"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    log.close()
-    announce = home / "data" / "orchestrion.duckdb.server.json"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited: " + (home / "server.log").read_text())
-        try:
-            url = str(json.loads(announce.read_text())["url"])
-            if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
-                return proc, url
-        except (OSError, ValueError, KeyError, httpx.HTTPError):
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start: " + (home / "server.log").read_text())
-
-
 def run_http(home: Path, clients: int, seconds: float) -> dict[str, Any]:
+    """The real server in one process, the clients in another; counts read from the file after."""
     import httpx
 
-    proc, url = start_server(home)
+    from orchestrion.api.launcher import start_server
+
+    server = start_server(home)
     try:
         done = subprocess.run(
-            [sys.executable, __file__, "--as-client", url, "--clients", str(clients),
+            [sys.executable, __file__, "--as-client", server.url, "--clients", str(clients),
              "--seconds", str(seconds)],
             capture_output=True, text=True, check=True,
         )
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-        result["server"] = httpx.get(url + "/v1/health", timeout=5).json()
+        result["server"] = httpx.get(server.url + "/v1/health", timeout=5).json()
     finally:
-        proc.terminate()
-        proc.wait(60)
-    from orchestrion.store import Store
-
-    with Store.open(home / "data" / "orchestrion.duckdb") as store:
+        server.stop(timeout=60)
+    with server.open_store() as store:
         result["stored"] = store.scalar("SELECT count(*) FROM events")
     return result
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api_server import Server, serve
+from orchestrion.api.launcher import Server, serve
 from orchestrion.store import utcnow
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from api_server import serve, start_server
+from orchestrion.api.launcher import serve, start_server
 
 
 def events(client: int, batch: int, size: int) -> list[dict[str, Any]]:

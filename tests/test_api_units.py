@@ -200,3 +200,18 @@ def test_segment_mapping_corrects_clock_skew_and_keeps_context() -> None:
     single = map_messages(SegmentBody([b'{"userId": "u", "event": "E"}'], forced_type="track"),
                           received_at=received, max_event_bytes=10)
     assert "10-byte limit" in single.batch.rejected[0].reason
+
+
+def test_writer_redoes_a_plain_insert_that_meets_a_stored_event(store: Store) -> None:
+    w = Writer(store, max_events=100_000, max_delay_ms=0)
+    w.start()
+    try:
+        first = w.submit_events(EventWrite(batch(ev("a"), ev("b")), "t", NOW)).result(timeout=30)
+        again = w.submit_events(EventWrite(batch(ev("b"), ev("c"), {"bad": 1}), "t", NOW)).result(timeout=30)
+        third = w.submit_events(EventWrite(batch(ev("d")), "t", NOW)).result(timeout=30)
+    finally:
+        w.close()
+    assert (first.accepted, again.accepted, again.duplicates, again.rejected, third.accepted) == (2, 1, 1, 1, 1)
+    assert w.stats.conflict_retries == 1 and w.stats.failed_commits == 0
+    assert store.scalar("SELECT count(*) FROM events") == 4
+    assert store.scalar("SELECT count(*) FROM failed_events") == 1

@@ -11,6 +11,12 @@ transaction are inserted by ONE statement (:func:`write_event_groups`), and each
 gets its own exact counts: duplicates within the group are attributed to the later request, and
 ``RETURNING event_id`` tells which of the rest were new.
 
+``INSERT … ON CONFLICT DO NOTHING`` costs DuckDB about four times a plain ``INSERT`` (measured:
+~27 ms against ~7 ms for 4,000 events), and most groups hold no event stored before. So the
+writer first tries a plain ``INSERT`` (the primary key still refuses any duplicate); when that
+raises a constraint error, the transaction is rolled back and redone with ``ON CONFLICT``, and
+the next few groups go straight to ``ON CONFLICT`` (a client that resends tends to keep at it).
+
 If the shared transaction fails, it is rolled back and each of its jobs is retried alone, so one
 bad job cannot fail its neighbours; a job whose own transaction fails gets the error, and nothing
 of it is stored.
@@ -47,7 +53,7 @@ from orchestrion.errors import RetryableError
 from orchestrion.events import EventBatch, WriteResult, write_events, write_failed
 from orchestrion.store import Store
 
-__all__ = ["EventWrite", "Writer", "WriterStats", "write_event_groups"]
+__all__ = ["EventWrite", "SeenBefore", "Writer", "WriterStats", "write_event_groups"]
 
 T = TypeVar("T")
 Work = Callable[[duckdb.DuckDBPyConnection], Any]
@@ -72,19 +78,36 @@ class _Job:
 
 
 _FAILED_SCHEMA: Final = pa.schema(
-    [("received_at", pa.timestamp("us")), ("source", pa.string()), ("event_id", pa.string()),
-     ("reason", pa.string()), ("payload", pa.string())]
+    [
+        ("received_at", pa.timestamp("us")),
+        ("source", pa.string()),
+        ("event_id", pa.string()),
+        ("reason", pa.string()),
+        ("payload", pa.string()),
+    ]
 )
-_INSERT_GROUP: Final = (
-    "INSERT INTO events SELECT * FROM _orchestrion_group ON CONFLICT DO NOTHING RETURNING event_id"
-)
+_INSERT_NEW: Final = "INSERT INTO events SELECT * FROM _orchestrion_group"
+_INSERT_GROUP: Final = _INSERT_NEW + " ON CONFLICT DO NOTHING RETURNING event_id"
+_PLAIN_BACKOFF: Final = 8
 
 
-def write_event_groups(con: duckdb.DuckDBPyConnection, writes: list[EventWrite]) -> list[WriteResult]:
+class SeenBefore(Exception):
+    """Raised by ``write_event_groups(assume_new=True)`` when an event was already stored.
+
+    The transaction is unusable after it (DuckDB aborts it): roll back and write again with
+    ``assume_new=False``.
+    """
+
+
+def write_event_groups(
+    con: duckdb.DuckDBPyConnection, writes: list[EventWrite], *, assume_new: bool = False
+) -> list[WriteResult]:
     """Insert the events of several requests with one statement; exact counts per request.
 
-    Runs inside the caller's transaction. A request whose batch has events without ``event_id``
-    goes through :func:`orchestrion.events.write_events` (which derives the id in SQL) instead.
+    Runs inside the caller's transaction. With ``assume_new`` the insert is a plain ``INSERT``
+    (fast) that raises :class:`SeenBefore` if any event was stored before. A request whose batch
+    has events without ``event_id`` goes through :func:`orchestrion.events.write_events` (which
+    derives the id in SQL) instead.
     """
     results: dict[int, WriteResult] = {}
     merged: list[int] = []
@@ -109,26 +132,40 @@ def write_event_groups(con: duckdb.DuckDBPyConnection, writes: list[EventWrite])
         first = pl.Series("event_id", group.column("event_id")).is_first_distinct().to_numpy()
         con.register("_orchestrion_group", group.filter(pa.array(first)))
         try:
-            inserted = [row[0] for row in con.execute(_INSERT_GROUP).fetchall()]
+            if assume_new:
+                try:
+                    con.execute(_INSERT_NEW).fetchall()
+                except duckdb.ConstraintException as exc:
+                    raise SeenBefore(str(exc)) from exc
+                new = first
+            else:
+                inserted = [row[0] for row in con.execute(_INSERT_GROUP).fetchall()]
+                value_set = pa.array(inserted, pa.string())
+                new = first & np.asarray(pc.is_in(group.column("event_id"), value_set=value_set))
         finally:
-            con.unregister("_orchestrion_group")
-        new = np.asarray(pc.is_in(group.column("event_id"), value_set=pa.array(inserted, pa.string())))
-        np.add.at(accepted, owner[first & new], 1)
+            # After a constraint error DuckDB refuses everything but ROLLBACK; the writer
+            # unregisters again once it has rolled back.
+            with contextlib.suppress(duckdb.TransactionException):
+                con.unregister("_orchestrion_group")
+        np.add.at(accepted, owner[new], 1)
     for k, i in enumerate(merged):
         rows = writes[i].batch.table.num_rows
         results[i] = WriteResult(int(accepted[k]), rows - int(accepted[k]), len(writes[i].batch.rejected))
     failed = [(writes[i], r) for i in merged for r in writes[i].batch.rejected]
     if failed:
-        write_failed(con, pa.table(
-            {
-                "received_at": [w.received_at for w, _ in failed],
-                "source": [w.source for w, _ in failed],
-                "event_id": [r.event_id for _, r in failed],
-                "reason": [r.reason for _, r in failed],
-                "payload": [r.payload for _, r in failed],
-            },
-            schema=_FAILED_SCHEMA,
-        ))
+        write_failed(
+            con,
+            pa.table(
+                {
+                    "received_at": [w.received_at for w, _ in failed],
+                    "source": [w.source for w, _ in failed],
+                    "event_id": [r.event_id for _, r in failed],
+                    "reason": [r.reason for _, r in failed],
+                    "payload": [r.payload for _, r in failed],
+                },
+                schema=_FAILED_SCHEMA,
+            ),
+        )
     return [results[i] for i in range(len(writes))]
 
 
@@ -144,6 +181,7 @@ class WriterStats:
     commits: int = 0
     failed_commits: int = 0
     pending_units: int = 0
+    conflict_retries: int = 0  # plain inserts that met a stored event and were redone
 
 
 class Writer:
@@ -171,6 +209,7 @@ class Writer:
         self._lock = threading.Lock()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._plain_backoff = 0  # groups left to write with ON CONFLICT before trying plain again
         self.stats = WriterStats()
 
     def start(self) -> None:
@@ -205,9 +244,7 @@ class Writer:
             if self._closed or self._thread is None:
                 raise RetryableError("the server is shutting down; send the request again later")
             if self.stats.pending_units + size > self._max_pending and self.stats.pending_units:
-                raise RetryableError(
-                    f"the writer has {self.stats.pending_units} rows waiting; retry after a second"
-                )
+                raise RetryableError(f"the writer has {self.stats.pending_units} rows waiting; retry after a second")
             self.stats.pending_units += size
         self._queue.put(_Job(work, size, future, events))
         return future
@@ -297,14 +334,18 @@ class Writer:
             job.future.set_result(result)
 
     def _transaction(self, con: duckdb.DuckDBPyConnection, jobs: list[_Job]) -> list[Any]:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            results = self._run_jobs(con, jobs)
-            con.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):  # a failed COMMIT already ended it
-                con.execute("ROLLBACK")
-            raise
+        """One committed transaction for ``jobs``, trying the plain insert first (see module doc)."""
+        if self._plain_backoff == 0:
+            try:
+                results = self._attempt(con, jobs, assume_new=True)
+            except SeenBefore:
+                self._plain_backoff = _PLAIN_BACKOFF
+                with self._lock:
+                    self.stats.conflict_retries += 1
+                results = self._attempt(con, jobs, assume_new=False)
+        else:
+            self._plain_backoff -= 1
+            results = self._attempt(con, jobs, assume_new=False)
         with self._lock:
             self.stats.commits += 1
             self.stats.jobs += len(jobs)
@@ -312,17 +353,26 @@ class Writer:
         return results
 
     @staticmethod
-    def _run_jobs(con: duckdb.DuckDBPyConnection, jobs: list[_Job]) -> list[Any]:
-        with_events = [job for job in jobs if job.events is not None]
-        counts = iter(write_event_groups(con, [job.events for job in with_events if job.events]))
-        results = []
-        for job in jobs:
-            if job.events is None:
-                assert job.work is not None
-                results.append(job.work(con))
-            else:
-                result = next(counts)
-                results.append(result if job.work is None else result + job.work(con))
+    def _attempt(con: duckdb.DuckDBPyConnection, jobs: list[_Job], *, assume_new: bool) -> list[Any]:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            writes = [job.events for job in jobs if job.events is not None]
+            counts = iter(write_event_groups(con, writes, assume_new=assume_new))
+            results = []
+            for job in jobs:
+                if job.events is None:
+                    assert job.work is not None
+                    results.append(job.work(con))
+                else:
+                    result = next(counts)
+                    results.append(result if job.work is None else result + job.work(con))
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):  # a failed COMMIT already ended it
+                con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):
+                con.unregister("_orchestrion_group")
+            raise
         return results
 
     def _fail(self, job: _Job, exc: Exception) -> None:

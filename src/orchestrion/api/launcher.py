@@ -1,7 +1,9 @@
-"""A real ``orchestrion serve`` process on loopback, for the API tests (no in-process shortcuts).
+"""Start ``orchestrion serve`` in a child process and wait until it answers.
 
-The server runs in a subprocess with ORCHESTRION_HOME set to a temp dir and ``--port 0``; its URL
-is read from the announcement file it writes next to the database, then ``/v1/health`` is polled.
+Tests and benchmarks use a real server on loopback rather than an in-process app, so that what
+they measure includes the HTTP parser, the event loop and the process boundary. The server runs
+with ORCHESTRION_HOME set to the given folder and ``--port 0``; its URL is read from the
+announcement file it writes next to the database, then ``/v1/health`` is polled.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ def start_server(home: Path, *args: str, timeout: float = 60) -> Server:
         proc = subprocess.Popen(
             [*CLI, "serve", "--port", "0", *args],
             env={**os.environ, "ORCHESTRION_HOME": str(home)},
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
