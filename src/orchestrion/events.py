@@ -57,6 +57,7 @@ _FAILED_SCHEMA: Final = pa.schema(
 MAX_ID_CHARS: Final = 256
 MAX_TYPE_CHARS: Final = 64
 _EARLIEST: Final = datetime(1900, 1, 1)
+_EARLIEST_UTC: Final = _EARLIEST.replace(tzinfo=UTC)
 _FUTURE_SLACK: Final = timedelta(days=1)
 
 _INSERT_EVENTS: Final = """
@@ -199,11 +200,12 @@ def decode_native(
     types: list[str] = []
     item_ids: list[str | None] = []
     domains: list[str | None] = []
-    stamps: list[datetime] = []
+    stamps: list[datetime] = []  # naive UTC or aware
     values: list[float | None] = []
     properties: list[str | None] = []
     rejected: list[Rejection] = []
     latest = received_at + _FUTURE_SLACK
+    latest_utc = latest.replace(tzinfo=UTC)
     decode = _event_decoder.decode
     for index, raw in enumerate(raws):
         try:
@@ -240,9 +242,13 @@ def decode_native(
             ts = event.ts
             if ts is None:
                 ts = received_at
-            elif type(ts) is datetime and ts.tzinfo is UTC:
-                ts = ts.replace(tzinfo=None)
-                if ts < _EARLIEST or ts > latest:
+            elif type(ts) is datetime:
+                # An aware datetime is kept as is: Arrow converts it to UTC in bulk, ~4x faster
+                # than datetime.replace per event. to_utc raises the out-of-range message.
+                if ts.tzinfo is None:
+                    if ts < _EARLIEST or ts > latest:
+                        to_utc(ts, received_at=received_at)
+                elif ts < _EARLIEST_UTC or ts > latest_utc:
                     to_utc(ts, received_at=received_at)
             else:
                 ts = to_utc(ts, received_at=received_at)
