@@ -10,12 +10,12 @@ OpenMP threads (``num_threads``, 0 = every core) do the parallel work.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from types import ModuleType
 
 from orchestrion.errors import TerminalError
 
-__all__ = ["implicit_module", "single_threaded_blas"]
+__all__ = ["blas_threads", "implicit_module", "single_threaded_blas"]
 
 
 def implicit_module(name: str) -> ModuleType:
@@ -31,9 +31,17 @@ def implicit_module(name: str) -> ModuleType:
 
 
 @contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """BLAS limited to one thread for the duration of the block (restored afterwards)."""
+def blas_threads(limit: int) -> Iterator[None]:
+    """BLAS limited to ``limit`` threads for the duration of the block (0 = leave it alone)."""
+    if limit <= 0:
+        yield
+        return
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=limit, user_api="blas"):
         yield
+
+
+def single_threaded_blas() -> AbstractContextManager[None]:
+    """BLAS limited to one thread for the duration of the block (restored afterwards)."""
+    return blas_threads(1)

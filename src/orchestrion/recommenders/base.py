@@ -13,7 +13,8 @@ Decisions every model shares (the contract test checks each one):
   empty row (``known`` False); unknown ids in ``exclude_items`` are ignored.
 * **Missing scores** (an item a model cannot score, e.g. no neighbour in the user's history) are
   never recommended; rows are padded to ``n`` with index −1 and score NaN.
-* **Ties** are broken towards the lower item index, so rankings are reproducible.
+* **Ties** among the returned items are ordered by item index; which of several items tied at
+  the cut-off makes the list is deterministic but unspecified. Rankings are reproducible.
 
 Saved model layout (``save(dir)``): ``model.json`` (the recommender name, format version and
 the pydantic config as JSON), ``users.npy`` / ``items.npy`` (vocabulary ids in index order),
@@ -254,17 +255,22 @@ def sparse_scores(product: Any) -> FloatArray:
 
 
 def _top_n(scores: FloatArray, n: int) -> tuple[IndexArray, FloatArray]:
-    """Best-first top ``n`` of each row; −inf/NaN entries become padding (−1, NaN)."""
+    """Best-first top ``n`` of each row; −inf/NaN entries become padding (−1, NaN).
+
+    ``scores`` is overwritten (NaN → −inf): callers hand in a block they own.
+    """
     rows, cols = scores.shape
     out_idx = np.full((rows, n), -1, dtype=np.int64)
     out_scores = np.full((rows, n), np.nan, dtype=np.float32)
     take = min(n, cols)
     if rows == 0 or take == 0:
         return out_idx, out_scores
-    scores = np.where(np.isnan(scores), -np.inf, scores).astype(np.float32, copy=False)
+    nan = np.isnan(scores)
+    if nan.any():
+        scores[nan] = -np.inf
     if take < cols:
-        # Negated scores with the index as tie-breaker through a stable sort on the partition.
-        part = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        # O(items) selection per row; only the selected ``take`` columns are sorted.
+        part = np.argpartition(scores, cols - take, axis=1)[:, cols - take :]
     else:
         part = np.broadcast_to(np.arange(cols), (rows, cols)).copy()
     part_scores = np.take_along_axis(scores, part, axis=1)
@@ -317,7 +323,10 @@ class Recommender(ABC, Generic[ConfigT]):
 
     @abstractmethod
     def _score_users(self, rows: IndexArray, history: Any) -> FloatArray:
-        """Dense float32 scores (len(rows) × items) for known users; −inf = cannot score."""
+        """Dense float32 scores (len(rows) × items) for known users; −inf = cannot score.
+
+        Returns a new array: the caller overwrites it (exclusions) without copying.
+        """
 
     @abstractmethod
     def _score_items(self, items: IndexArray) -> FloatArray:
@@ -402,15 +411,18 @@ class Recommender(ABC, Generic[ConfigT]):
         step = self._batch_rows()
         for start in range(0, rows.size, step):
             batch = rows[start : start + step]
-            block = np.empty((batch.size, len(self.items)), dtype=np.float32)
             known = batch >= 0
-            if known.any():
-                history = self._seen[batch[known]]
-                block[known] = self._score_users(batch[known], history)
-                if exclude_seen:
-                    where = np.flatnonzero(known)
-                    block[np.repeat(where, np.diff(history.indptr)), history.indices] = -np.inf
-            block[~known] = self._popularity
+            history = self._seen[batch[known]]
+            if known.all():
+                block = self._score_users(batch, history)
+            else:
+                block = np.empty((batch.size, len(self.items)), dtype=np.float32)
+                block[~known] = self._popularity
+                if known.any():
+                    block[known] = self._score_users(batch[known], history)
+            if exclude_seen:
+                where = np.flatnonzero(known)
+                block[np.repeat(where, np.diff(history.indptr)), history.indices] = -np.inf
             block[:, excluded] = -np.inf
             indices[start : start + step], scores[start : start + step] = _top_n(block, n)
         return self._answers(queries, indices, scores, rows >= 0)

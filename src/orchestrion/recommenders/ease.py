@@ -23,6 +23,7 @@ import numpy.typing as npt
 from pydantic import Field
 
 from orchestrion.errors import UsageError
+from orchestrion.recommenders._implicit import blas_threads
 from orchestrion.recommenders.base import FloatArray, IndexArray, Recommender, RecommenderConfig
 
 __all__ = ["EASE", "EASEConfig"]
@@ -39,6 +40,7 @@ class EASEConfig(RecommenderConfig):
     dropout: float = Field(0.0, ge=0, lt=1, description="EDLAE emphasised-dropout rate p; 0 = plain EASE.")
     min_item_users: int = Field(1, ge=1, description="Items with fewer training users are not modelled.")
     max_items: int = Field(30_000, ge=1, description="Refuse to build a dense model over more items.")
+    num_threads: int = Field(0, ge=0, description="BLAS threads for the solve; 0 = the BLAS default.")
 
 
 class EASE(Recommender[EASEConfig]):
@@ -75,12 +77,13 @@ class EASE(Recommender[EASEConfig]):
         diag = np.diag(gram).copy()
         penalty = c.l2 + (c.dropout / (1.0 - c.dropout)) * diag
         gram[np.diag_indices_from(gram)] += penalty
-        factor, info = lapack.dpotrf(gram, lower=False, overwrite_a=True, clean=False)
-        if info != 0:
-            raise UsageError(f"EASE's Gram matrix is not positive definite (LAPACK info {info}); raise l2")
-        inverse, info = lapack.dpotri(factor, lower=False, overwrite_c=True)
-        if info != 0:
-            raise UsageError(f"EASE could not invert its Gram matrix (LAPACK info {info}); raise l2")
+        with blas_threads(c.num_threads):
+            factor, info = lapack.dpotrf(gram, lower=False, overwrite_a=True, clean=False)
+            if info != 0:
+                raise UsageError(f"EASE's Gram matrix is not positive definite (LAPACK info {info}); raise l2")
+            inverse, info = lapack.dpotri(factor, lower=False, overwrite_c=True)
+            if info != 0:
+                raise UsageError(f"EASE could not invert its Gram matrix (LAPACK info {info}); raise l2")
         # dpotri fills the upper triangle only; mirror it.
         inverse = np.triu(inverse) + np.triu(inverse, 1).T
         weights = inverse / -np.diag(inverse)[None, :]
