@@ -120,3 +120,37 @@ def test_kill_9_loses_no_acknowledged_event_and_resending_stores_none_twice(tmp_
     # Batches committed but not acknowledged before the kill come back as duplicates, not twice.
     assert sum(r["accepted"] for r in resent) + len(acked_ids) <= total
     assert sum(r["accepted"] + r["duplicates"] for r in resent) == len(resent) * size
+
+
+def test_sigterm_under_load_finishes_in_flight_requests_and_closes_cleanly(tmp_path: Path) -> None:
+    clients, batches, size = 4, 200, 200
+    plan = {(c, b): events(c, b, size) for c in range(clients) for b in range(batches)}
+    acknowledged: set[tuple[int, int]] = set()
+    lock = threading.Lock()
+
+    def client(url: str, c: int) -> None:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for b in range(batches):
+                try:
+                    response = http.post("/v1/events", content=json.dumps(plan[(c, b)]))
+                except httpx.TransportError:
+                    return
+                if response.status_code != 200:
+                    assert response.status_code == 503, response.text  # refused while stopping
+                    return
+                with lock:
+                    acknowledged.add((c, b))
+
+    server = start_server(tmp_path)
+    with ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(client, server.url, c) for c in range(clients)]
+        while len(acknowledged) < 20:
+            time.sleep(0.01)
+        assert server.stop() == 0  # SIGTERM: graceful
+        for future in futures:
+            future.result()
+    assert "orchestrion stopped; database closed" in server.log
+    assert not (tmp_path / "data" / "orchestrion.duckdb.server.json").exists()
+    with server.open_store() as store:
+        stored = {row[0] for row in store.con.execute("SELECT event_id FROM events").fetchall()}
+    assert {e["event_id"] for key in acknowledged for e in plan[key]} <= stored

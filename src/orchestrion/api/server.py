@@ -71,9 +71,10 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     from orchestrion.api import create_app
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    store = Store.open(settings.database_path)
+    store: Store | None = None
     sock: socket.socket | None = None
     try:
+        store = Store.open(settings.database_path)
         if not auth_required(store.con) and not is_loopback(host):
             raise ConfigError(
                 f"refusing to listen on {host}: no API key exists yet, so anyone who can reach it "
@@ -82,7 +83,9 @@ def run_server(settings: Settings, host: str, port: int) -> None:
             )
         sock = _bind(host, port)
         bound_port = sock.getsockname()[1]
-        url_host = f"[{host}]" if ":" in host else host
+        # The announced URL is for local clients (the CLI): a wildcard address is reached on loopback.
+        local = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+        url_host = f"[{local}]" if ":" in local else local
         url = f"http://{url_host}:{bound_port}"
         store.announce_server(url)
         loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
@@ -102,7 +105,8 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     finally:
         if sock is not None:
             sock.close()
-        store.close()
+        if store is not None:
+            store.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print("orchestrion stopped; database closed", file=sys.stderr, flush=True)
