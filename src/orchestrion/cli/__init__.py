@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from orchestrion.cli import core, datasets, ingest, keys, models, serve
+from orchestrion.cli import core, datasets, evaluate, ingest, keys, models, serve
 from orchestrion.errors import OrchestrionError
 
 __all__ = ["app", "main"]
@@ -28,6 +28,7 @@ app.add_typer(ingest.app, name="ingest")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(keys.app, name="keys")
 models.register(app)
+app.add_typer(evaluate.app, name="eval")
 
 
 def main() -> None:

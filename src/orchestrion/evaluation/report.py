@@ -52,7 +52,7 @@ def _chart(results: dict[str, dict[str, float]], metrics: list[str], title: str,
     ax.set_xticks(x + width * (len(models) - 1) / 2, metrics)
     ax.set_ylabel("score (higher is better)")
     ax.set_title(title)
-    ax.legend(fontsize="small", ncols=min(len(models), 4))
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
