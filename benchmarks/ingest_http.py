@@ -165,7 +165,10 @@ def run_limit(home: Path, n_events: int) -> dict[str, Any]:
     total = sum(t.num_rows for t in tables)
     per_commit = settings.commit_max_events // BATCH
     chunks = [pa.concat_tables(tables[i:i + per_commit]) for i in range(0, len(tables), per_commit)]
+    from orchestrion.api.server import WAL_AUTOCHECKPOINT
+
     with Store.open(home / "limit.duckdb") as store:
+        store.con.execute(f"SET wal_autocheckpoint = '{WAL_AUTOCHECKPOINT}'")  # as the server does
         start = time.perf_counter()
         for chunk in chunks:
             with store.transaction() as con:
@@ -183,7 +186,10 @@ def run_naive(home: Path, seconds: float) -> dict[str, Any]:
     sql = ("INSERT INTO events (event_id, user_id, type, item_id, domain, ts, received_at, value, "
            "properties) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
     events = 0
+    from orchestrion.api.server import WAL_AUTOCHECKPOINT
+
     with Store.open(home / "naive.duckdb") as store:
+        store.con.execute(f"SET wal_autocheckpoint = '{WAL_AUTOCHECKPOINT}'")
         start = time.perf_counter()
         request = 0
         while time.perf_counter() - start < seconds:
