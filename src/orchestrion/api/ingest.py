@@ -7,6 +7,7 @@ transaction has committed. See :mod:`orchestrion.api.receipts` for the status co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 import duckdb
@@ -22,6 +23,7 @@ from orchestrion.api.receipts import ApiError, Receipt, Refusal, receipt_respons
 from orchestrion.api.segment import SegmentBody, decode_batch_body, decode_message_body, map_messages
 from orchestrion.events import (
     EVENT_SCHEMA,
+    MAX_ID_CHARS,
     EventBatch,
     Rejection,
     WriteResult,
@@ -87,8 +89,8 @@ def _decode_items(
                 raise ValueError(f"item is {len(raw)} bytes, over the {max_bytes}-byte limit")
             item = _item_decoder.decode(raw)
             item_id = str(item.item_id).strip()
-            if not item_id or len(item_id) > 256:
-                raise ValueError("item_id must be 1 to 256 characters")
+            if not item_id or len(item_id) > MAX_ID_CHARS:
+                raise ValueError(f"item_id must be 1 to {MAX_ID_CHARS} characters")
             props = bytes(item.properties)
             if props != b"null" and not props.lstrip().startswith(b"{"):
                 raise ValueError("properties must be a JSON object")
@@ -126,11 +128,11 @@ def build_router(ctx: ApiContext) -> APIRouter:
         result = await ctx.write_events(EventWrite(batch, "http:/v1/events", received_at))
         return receipt_response(result, batch.rejected)
 
-    async def segment(request: Request, path: str, body_of: Any) -> Response:
+    async def segment(request: Request, path: str, body_of: Callable[[bytes], SegmentBody]) -> Response:
         body = await bodies.read_body(request, settings.max_body_bytes)
         received_at = utcnow()
         try:
-            parsed: SegmentBody = body_of(body)
+            parsed = body_of(body)
         except (msgspec.DecodeError, ValueError) as exc:
             raise ApiError(400, f"the body is not a Segment {path} request ({exc}); "
                                 "nothing was stored".replace("`", "'")) from exc
