@@ -144,7 +144,8 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_closes_cleanly(tmp_p
     server = start_server(tmp_path)
     with ThreadPoolExecutor(clients) as pool:
         futures = [pool.submit(client, server.url, c) for c in range(clients)]
-        while len(acknowledged) < 20:
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 20 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert server.stop() == 0  # SIGTERM: graceful
         for future in futures:
