@@ -102,12 +102,29 @@ def interaction_arrays(
     if as_of is not None:
         run_pipeline(con, "interactions", {"as_of": as_of, "half_life_days": half_life_days})
     where = "" if domain is None else "WHERE domain = $domain"
+    params = {} if domain is None else {"domain": domain}
+    # DuckDB numbers the distinct ids in id order and joins them back: far cheaper than sorting
+    # every row's string id in numpy, and the index order is the vocabulary order.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _vocab_users AS SELECT user_id, (row_number() OVER (ORDER BY user_id) - 1)"
+        f"::BIGINT AS row FROM (SELECT DISTINCT user_id FROM interactions {where})",
+        params,
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _vocab_items AS SELECT item_id, (row_number() OVER (ORDER BY item_id) - 1)"
+        f"::BIGINT AS col FROM (SELECT DISTINCT item_id FROM interactions {where})",
+        params,
+    )
     table = con.execute(
-        f"SELECT user_id, item_id, n_events::DOUBLE AS n_events, value_sum, decayed FROM interactions {where}",
-        {} if domain is None else {"domain": domain},
+        "SELECT u.row, t.col, i.n_events::DOUBLE AS n_events, i.value_sum, i.decayed "
+        f"FROM (SELECT * FROM interactions {where}) i "
+        "JOIN _vocab_users u USING (user_id) JOIN _vocab_items t USING (item_id)",
+        params,
     ).fetchnumpy()
-    user_ids, rows = np.unique(np.asarray(table["user_id"], dtype=str), return_inverse=True)
-    item_ids, cols = np.unique(np.asarray(table["item_id"], dtype=str), return_inverse=True)
+    user_ids = np.asarray(con.execute("SELECT user_id FROM _vocab_users ORDER BY row").fetchnumpy()["user_id"], str)
+    item_ids = np.asarray(con.execute("SELECT item_id FROM _vocab_items ORDER BY col").fetchnumpy()["item_id"], str)
+    rows = np.asarray(table["row"], dtype=np.int64)
+    cols = np.asarray(table["col"], dtype=np.int64)
     columns = {name: np.asarray(table[name], dtype=np.float64) for name in ("n_events", "value_sum", "decayed")}
     matrix = sp.csr_matrix(
         (_weights(columns, weighting), (rows, cols)), shape=(len(user_ids), len(item_ids)), dtype=np.float32
