@@ -87,21 +87,23 @@ def test_kill_9_loses_no_acknowledged_event_and_resending_stores_none_twice(tmp_
                     acknowledged.add((c, b))
 
     server = start_server(tmp_path)
-    with ThreadPoolExecutor(clients) as pool:
-        futures = [pool.submit(client, server.url, c, list(range(batches))) for c in range(clients)]
-        deadline = time.monotonic() + 60
-        while len(acknowledged) < clients * batches // 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        server.kill()  # SIGKILL while the clients are still sending
-        for future in futures:
-            future.result()
+    try:
+        with ThreadPoolExecutor(clients) as pool:
+            futures = [pool.submit(client, server.url, c, list(range(batches))) for c in range(clients)]
+            deadline = time.monotonic() + 60
+            while len(acknowledged) < clients * batches // 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            server.kill()  # SIGKILL while the clients are still sending
+            for future in futures:
+                future.result()
+    finally:
+        server.kill()
     acked_before = set(acknowledged)
     assert 0 < len(acked_before) < clients * batches, "the kill must land mid-stream"
 
     # The crash left the announcement behind; the next server must start anyway.
-    server = start_server(tmp_path)
     resent: list[dict[str, Any]] = []
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with serve(tmp_path) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         for key in sorted(set(plan) - acked_before):
             response = http.post("/v1/events", content=json.dumps(plan[key]))
             assert response.status_code == 200, response.text
@@ -109,7 +111,7 @@ def test_kill_9_loses_no_acknowledged_event_and_resending_stores_none_twice(tmp_
         # an acknowledged batch sent again is all duplicates
         repeat = http.post("/v1/events", content=json.dumps(plan[min(acked_before)])).json()
         assert (repeat["accepted"], repeat["duplicates"]) == (0, size)
-    assert server.stop() == 0
+    assert server.proc.returncode == 0
 
     with server.open_store() as store:
         stored = {row[0] for row in store.con.execute("SELECT event_id FROM events").fetchall()}
@@ -141,8 +143,7 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_closes_cleanly(tmp_p
                 with lock:
                     acknowledged.add((c, b))
 
-    server = start_server(tmp_path)
-    with ThreadPoolExecutor(clients) as pool:
+    with serve(tmp_path) as server, ThreadPoolExecutor(clients) as pool:
         futures = [pool.submit(client, server.url, c) for c in range(clients)]
         deadline = time.monotonic() + 60
         while len(acknowledged) < 20 and time.monotonic() < deadline:

@@ -102,4 +102,8 @@ def serve(home: Path, *args: str) -> Iterator[Server]:
     try:
         yield server
     finally:
-        server.stop()
+        try:
+            server.stop()
+        except subprocess.TimeoutExpired:
+            server.kill()  # never leave a server behind, even one that hangs on shutdown
+            raise
