@@ -28,8 +28,9 @@ def test_migrations_create_the_contract_tables(store: Store) -> None:
 
 def test_reopening_applies_no_migration_twice(tmp_path: Path) -> None:
     path = tmp_path / "db.duckdb"
+    shipped = len(list((Path(__file__).parents[1] / "src" / "orchestrion" / "migrations").glob("*.sql")))
     with Store.open(path) as first:
-        assert first.scalar("SELECT count(*) FROM schema_migrations") == 1
+        assert first.scalar("SELECT count(*) FROM schema_migrations") == shipped >= 1
     with Store.open(path) as second:
         assert second.migrate() == []
 
