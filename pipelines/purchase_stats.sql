@@ -52,29 +52,38 @@ items AS (
         WHERE ts >= $as_of::TIMESTAMP - INTERVAL 30 DAY GROUP BY ALL
     ) r USING (item_id)
     GROUP BY p.item_id
+),
+pair_stats AS (
+    SELECT
+        user_id,
+        item_id,
+        count(*)::INTEGER AS n_purchases,
+        min(ts) AS first_ts,
+        max(ts) AS last_ts,
+        avg(gap_days) AS mean_interval_days,
+        median(gap_days) AS median_interval_days,
+        date_diff('second', max(ts), $as_of::TIMESTAMP) / 86400.0 AS days_since_last,
+        date_diff('second', min(ts), $as_of::TIMESTAMP) / 86400.0 AS days_since_first,
+        median(quantity) AS usual_quantity,
+        sum(quantity) AS total_quantity,
+        arg_max(unit_price, ts) AS last_price,
+        count(*) FILTER (WHERE ts >= $as_of::TIMESTAMP - INTERVAL 30 DAY)::INTEGER AS recent_30,
+        count(*) FILTER (WHERE ts >= $as_of::TIMESTAMP - INTERVAL 90 DAY)::INTEGER AS recent_90
+    FROM gaps
+    GROUP BY user_id, item_id
 )
+-- per-pair aggregates first, then one join to the user and item figures (no any_value over rows)
 SELECT
-    g.user_id,
-    g.item_id,
-    count(*)::INTEGER AS n_purchases,
-    min(g.ts) AS first_ts,
-    max(g.ts) AS last_ts,
-    avg(g.gap_days) AS mean_interval_days,
-    median(g.gap_days) AS median_interval_days,
-    date_diff('second', max(g.ts), $as_of::TIMESTAMP) / 86400.0 AS days_since_last,
-    date_diff('second', min(g.ts), $as_of::TIMESTAMP) / 86400.0 AS days_since_first,
-    median(g.quantity) AS usual_quantity,
-    sum(g.quantity) AS total_quantity,
-    arg_max(g.unit_price, g.ts) AS last_price,
-    any_value(u.user_orders)::INTEGER AS user_orders,
-    any_value(u.user_days_since_last) AS user_days_since_last,
-    any_value(i.item_buyers)::INTEGER AS item_buyers,
-    count(*) FILTER (WHERE g.ts >= $as_of::TIMESTAMP - INTERVAL 30 DAY)::INTEGER AS recent_30,
-    count(*) FILTER (WHERE g.ts >= $as_of::TIMESTAMP - INTERVAL 90 DAY)::INTEGER AS recent_90,
-    any_value(u.user_recent_orders)::INTEGER AS user_recent_orders,
-    coalesce(any_value(i.item_recent_buyers), 0)::INTEGER AS item_recent_buyers,
-    any_value(i.item_repeat_share) AS item_repeat_share
-FROM gaps g
+    p.user_id, p.item_id, p.n_purchases, p.first_ts, p.last_ts, p.mean_interval_days,
+    p.median_interval_days, p.days_since_last, p.days_since_first, p.usual_quantity,
+    p.total_quantity, p.last_price,
+    u.user_orders::INTEGER AS user_orders,
+    u.user_days_since_last,
+    i.item_buyers::INTEGER AS item_buyers,
+    p.recent_30, p.recent_90,
+    u.user_recent_orders::INTEGER AS user_recent_orders,
+    coalesce(i.item_recent_buyers, 0)::INTEGER AS item_recent_buyers,
+    i.item_repeat_share
+FROM pair_stats p
 JOIN users u USING (user_id)
 JOIN items i USING (item_id)
-GROUP BY g.user_id, g.item_id
