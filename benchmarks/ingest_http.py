@@ -7,7 +7,9 @@ Three figures from one run, on the same kind of events (1,000 distinct events pe
    ``--seconds``. Each request counts only once its receipt arrived, i.e. after the commit.
 2. **In-process limit**: the same events, already decoded, Arrow-appended into the same ``events``
    table (primary key on ``event_id``) with :func:`orchestrion.events.write_events`, in
-   transactions of ``commit_max_events`` rows. Decoding cost is printed beside it.
+   transactions of ``commit_max_events`` rows, with the server's DuckDB settings; measured before
+   and after the HTTP run (the mean is the limit), because other work on a shared machine
+   varies. Decoding cost is printed beside it.
 3. **Naive baseline**: what a simple server would do per request: ``json.loads`` and one
    ``executemany`` of 1,000 rows, one transaction per request.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -145,15 +148,14 @@ def run_http(home: Path, clients: int, seconds: float) -> dict[str, Any]:
 # --------------------------------------------------------------------------- in-process
 
 
-def run_limit(home: Path, n_events: int) -> dict[str, Any]:
-    """Decode the same kind of bodies, then Arrow-append them with write_events."""
+def prepare_limit(n_events: int) -> dict[str, Any]:
+    """Decode bodies like the server's into Arrow tables, grouped as one transaction each."""
     import pyarrow as pa
 
     from orchestrion.config import load_settings
-    from orchestrion.events import EventBatch, decode_native, split_body, write_events
-    from orchestrion.store import Store, utcnow
+    from orchestrion.events import decode_native, split_body
+    from orchestrion.store import utcnow
 
-    settings = load_settings({"ORCHESTRION_HOME": str(home)})
     bodies = [make_body(c, r) for r in range(n_events // BATCH // 8 + 1) for c in range(8)]
     received = utcnow()
     start = time.perf_counter()
@@ -162,21 +164,27 @@ def run_limit(home: Path, n_events: int) -> dict[str, Any]:
         for b in bodies
     ]
     decode_s = time.perf_counter() - start
-    total = sum(t.num_rows for t in tables)
-    per_commit = settings.commit_max_events // BATCH
+    per_commit = load_settings({}).commit_max_events // BATCH
     chunks = [pa.concat_tables(tables[i:i + per_commit]) for i in range(0, len(tables), per_commit)]
-    from orchestrion.api.server import WAL_AUTOCHECKPOINT
+    total = sum(t.num_rows for t in tables)
+    return {"chunks": chunks, "received": received, "events": total, "decode_events_per_s": total / decode_s}
 
-    with Store.open(home / "limit.duckdb") as store:
+
+def run_limit(path: Path, prepared: dict[str, Any]) -> float:
+    """Events/s of write_events appending the prepared tables into a fresh file, as the server does."""
+    from orchestrion.api.server import WAL_AUTOCHECKPOINT
+    from orchestrion.events import EventBatch, write_events
+    from orchestrion.store import Store
+
+    with Store.open(path) as store:
         store.con.execute(f"SET wal_autocheckpoint = '{WAL_AUTOCHECKPOINT}'")  # as the server does
         start = time.perf_counter()
-        for chunk in chunks:
+        for chunk in prepared["chunks"]:
             with store.transaction() as con:
-                write_events(con, EventBatch(chunk), source="bench", received_at=received)
+                write_events(con, EventBatch(chunk), source="bench", received_at=prepared["received"])
         write_s = time.perf_counter() - start
-        stored = store.scalar("SELECT count(*) FROM events")
-    return {"events": total, "stored": stored, "decode_s": decode_s, "write_s": write_s,
-            "events_per_s": total / write_s, "decode_events_per_s": total / decode_s}
+        assert store.scalar("SELECT count(*) FROM events") == prepared["events"]
+    return float(prepared["events"] / write_s)
 
 
 def run_naive(home: Path, seconds: float) -> dict[str, Any]:
@@ -220,11 +228,16 @@ def main() -> None:
         client_main(args.as_client, args.clients, args.seconds)
         return
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="orchestrion-bench-") as tmp:
         home = Path(tmp)
+        prepared = prepare_limit(args.limit_events)
+        # The limit is measured before and after the HTTP run: other work on the machine varies.
+        limit_before = run_limit(home / "limit-before.duckdb", prepared)
         http = run_http(home, args.clients, args.seconds)
-        limit = run_limit(home, args.limit_events)
+        limit_after = run_limit(home / "limit-after.duckdb", prepared)
         naive = run_naive(home, args.naive_seconds)
+    limit = (limit_before + limit_after) / 2
     http_rate = http["events"] / http["elapsed"]
     figures = {
         "http_events_per_s": http_rate,
@@ -235,11 +248,14 @@ def main() -> None:
         "http_acknowledged": http["events"],
         "http_stored": http["stored"],
         "events_per_commit": http["server"]["events_per_commit"],
-        "limit_events_per_s": limit["events_per_s"],
-        "decode_events_per_s": limit["decode_events_per_s"],
+        "limit_events_per_s": limit,
+        "limit_before_events_per_s": limit_before,
+        "limit_after_events_per_s": limit_after,
+        "decode_events_per_s": prepared["decode_events_per_s"],
         "naive_events_per_s": naive["events_per_s"],
-        "http_over_limit": http_rate / limit["events_per_s"],
+        "http_over_limit": http_rate / limit,
         "http_over_naive": http_rate / naive["events_per_s"],
+        "load_average": [load_before, os.getloadavg()[0]],
     }
     if args.json:
         print(json.dumps(figures))
@@ -249,10 +265,12 @@ def main() -> None:
           f"{http['requests']} requests, {http['error_count']} errors")
     print(f"  acknowledged {http['events']:,}, stored {http['stored']:,}, "
           f"{figures['events_per_commit']:,.0f} events per commit")
-    print(f"in-process limit (Arrow append, write_events): {limit['events_per_s']:12,.0f} events/s "
-          f"(decode alone: {limit['decode_events_per_s']:,.0f} events/s)")
+    print(f"in-process limit (Arrow append, write_events): {limit:12,.0f} events/s "
+          f"(before {limit_before:,.0f}, after {limit_after:,.0f}; "
+          f"decode alone {prepared['decode_events_per_s']:,.0f} events/s)")
     print(f"naive baseline (executemany per request):    {naive['events_per_s']:12,.0f} events/s")
-    print(f"HTTP / limit = {figures['http_over_limit']:.2f}    HTTP / naive = {figures['http_over_naive']:.1f}x")
+    print(f"HTTP / limit = {figures['http_over_limit']:.2f}    HTTP / naive = {figures['http_over_naive']:.1f}x"
+          f"    (load average {load_before:.1f} -> {figures['load_average'][1]:.1f} on {os.cpu_count()} CPUs)")
     for error in http["errors"]:
         print("  error:", error)
     if http["events"] != http["stored"]:
