@@ -130,7 +130,7 @@ def write_event_groups(
         # The first occurrence of an id in the group is the one that may be new; later ones
         # (a client resending while its first attempt is in flight) are duplicates.
         first = pl.Series("event_id", group.column("event_id")).is_first_distinct().to_numpy()
-        con.register("_orchestrion_group", group.filter(pa.array(first)))
+        con.register("_orchestrion_group", group if first.all() else group.filter(pa.array(first)))
         try:
             if assume_new:
                 try:
