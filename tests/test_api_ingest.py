@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -95,7 +96,16 @@ def test_unreadable_bodies_are_400_and_store_nothing(server: Server) -> None:
         assert "JSON array" in refusal["detail"] and "nothing was stored" in refusal["detail"]
     batch = httpx.post(server.url + "/v1/batch", content=b'{"messages": []}', timeout=30)
     assert batch.status_code == 400 and "batch" in batch.json()["detail"]
-    assert post(server, "/v1/events", [event(1)]).json()["accepted"] == 1
+    gzip_headers = {"Content-Encoding": "gzip"}
+    corrupt = httpx.post(server.url + "/v1/events", content=b"not gzip", headers=gzip_headers, timeout=30)
+    assert corrupt.status_code == 400 and "gzip" in corrupt.json()["detail"]
+    zipped = gzip.compress(json.dumps([event(1), event(2)]).encode())
+    assert httpx.post(server.url + "/v1/events", content=zipped, headers=gzip_headers,
+                      timeout=30).json()["accepted"] == 2
+    bomb = gzip.compress(b"[" + b" " * (600 * 1024) + b"]")
+    assert httpx.post(server.url + "/v1/events", content=bomb, headers=gzip_headers,
+                      timeout=30).status_code == 413
+    assert post(server, "/v1/events", [event(1)]).json()["duplicates"] == 1
     server.stop()
     with server.open_store() as store:
         assert store.scalar("SELECT count(*) FROM failed_events") == 0
