@@ -28,6 +28,7 @@ __all__ = [
     "Rejection",
     "WriteResult",
     "decode_native",
+    "rejections_table",
     "to_utc",
     "write_events",
 ]
@@ -287,18 +288,22 @@ def write_events(
             con.unregister("_orchestrion_batch")
         inserted = int(row[0]) if row else 0
     if batch.rejected:
-        failed = pa.table(
-            {
-                "received_at": [received_at] * len(batch.rejected),
-                "source": [source] * len(batch.rejected),
-                "event_id": [r.event_id for r in batch.rejected],
-                "reason": [r.reason for r in batch.rejected],
-                "payload": [r.payload for r in batch.rejected],
-            },
-            schema=_FAILED_SCHEMA,
-        )
-        write_failed(con, failed)
+        write_failed(con, rejections_table([(received_at, source, r) for r in batch.rejected]))
     return WriteResult(inserted, int(table.num_rows) - inserted, len(batch.rejected))
+
+
+def rejections_table(rejections: list[tuple[datetime, str, Rejection]]) -> pa.Table:
+    """Rows for ``failed_events`` from (received_at, source, rejection) triples."""
+    return pa.table(
+        {
+            "received_at": [received for received, _, _ in rejections],
+            "source": [source for _, source, _ in rejections],
+            "event_id": [r.event_id for _, _, r in rejections],
+            "reason": [r.reason for _, _, r in rejections],
+            "payload": [r.payload for _, _, r in rejections],
+        },
+        schema=_FAILED_SCHEMA,
+    )
 
 
 def write_failed(con: duckdb.DuckDBPyConnection, failed: pa.Table) -> None:

@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orchestrion.errors import RetryableError
-from orchestrion.events import EventBatch, WriteResult, write_events, write_failed
+from orchestrion.events import EventBatch, WriteResult, rejections_table, write_events, write_failed
 from orchestrion.store import Store
 
 __all__ = ["EventWrite", "SeenBefore", "Writer", "WriterStats", "write_event_groups"]
@@ -77,15 +77,6 @@ class _Job:
     events: EventWrite | None = None
 
 
-_FAILED_SCHEMA: Final = pa.schema(
-    [
-        ("received_at", pa.timestamp("us")),
-        ("source", pa.string()),
-        ("event_id", pa.string()),
-        ("reason", pa.string()),
-        ("payload", pa.string()),
-    ]
-)
 _INSERT_NEW: Final = "INSERT INTO events SELECT * FROM _orchestrion_group"
 _INSERT_GROUP: Final = _INSERT_NEW + " ON CONFLICT DO NOTHING RETURNING event_id"
 _PLAIN_BACKOFF: Final = 8
@@ -151,21 +142,9 @@ def write_event_groups(
     for k, i in enumerate(merged):
         rows = writes[i].batch.table.num_rows
         results[i] = WriteResult(int(accepted[k]), rows - int(accepted[k]), len(writes[i].batch.rejected))
-    failed = [(writes[i], r) for i in merged for r in writes[i].batch.rejected]
+    failed = [(writes[i].received_at, writes[i].source, r) for i in merged for r in writes[i].batch.rejected]
     if failed:
-        write_failed(
-            con,
-            pa.table(
-                {
-                    "received_at": [w.received_at for w, _ in failed],
-                    "source": [w.source for w, _ in failed],
-                    "event_id": [r.event_id for _, r in failed],
-                    "reason": [r.reason for _, r in failed],
-                    "payload": [r.payload for _, r in failed],
-                },
-                schema=_FAILED_SCHEMA,
-            ),
-        )
+        write_failed(con, rejections_table(failed))
     return [results[i] for i in range(len(writes))]
 
 
