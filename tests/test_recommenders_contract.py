@@ -213,6 +213,38 @@ def test_ease_refuses_a_catalogue_too_large_to_invert() -> None:
     assert recs.item_ids[recs.mask].tolist() == ["A1", "A2", "A3", "A4"]
 
 
+def reference_top_n(scores: np.ndarray, n: int) -> list[list[int]]:
+    """Best score first, ties by column, missing (−inf/NaN) never, padded with −1."""
+    out = []
+    for row in scores:
+        ranked = sorted((-float(v), c) for c, v in enumerate(row) if np.isfinite(v))[:n]
+        out.append([c for _, c in ranked] + [-1] * (n - len(ranked)))
+    return out
+
+
+def test_top_n_on_mostly_missing_and_on_dense_scores() -> None:
+    from orchestrion.recommenders.base import _top_n
+
+    rng = np.random.default_rng(3)
+    mostly_missing = rng.integers(0, 50, size=(40, 300)).astype(np.float32)  # many ties
+    mostly_missing[rng.random(mostly_missing.shape) < 0.9] = -np.inf
+    mostly_missing[0] = -np.inf  # a row with nothing to recommend
+    mostly_missing[1, :5] = np.nan
+    expected = reference_top_n(mostly_missing, 12)
+    indices, scores = _top_n(mostly_missing.copy(), 12)
+    assert indices.tolist() == expected and np.isnan(scores[0]).all()
+
+    dense = rng.random((40, 300)).astype(np.float32)  # no ties: the cut-off is well defined
+    dense[rng.random(dense.shape) < 0.1] = -np.inf
+    indices, scores = _top_n(dense.copy(), 12)
+    assert indices.tolist() == reference_top_n(dense, 12)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+
+    dense[:, 100:250] = -np.inf  # items nobody can get are dropped before selecting
+    assert _top_n(dense.copy(), 12)[0].tolist() == reference_top_n(dense, 12)
+    assert (_top_n(np.full((3, 5), -np.inf, dtype=np.float32), 2)[0] == -1).all()
+
+
 @pytest.mark.parametrize(
     "module",
     [

@@ -262,12 +262,22 @@ def _top_n(scores: FloatArray, n: int) -> tuple[IndexArray, FloatArray]:
     rows, cols = scores.shape
     out_idx = np.full((rows, n), -1, dtype=np.int64)
     out_scores = np.full((rows, n), np.nan, dtype=np.float32)
-    take = min(n, cols)
-    if rows == 0 or take == 0:
+    if rows == 0 or cols == 0:
         return out_idx, out_scores
-    nan = np.isnan(scores)
-    if nan.any():
-        scores[nan] = -np.inf
+    scores[np.isnan(scores)] = -np.inf
+    finite = np.isfinite(scores)
+    alive = np.flatnonzero(finite.any(axis=0))
+    if alive.size == 0:
+        return out_idx, out_scores
+    if alive.size < 0.9 * cols:
+        # Items nobody in the block can get (e.g. not modelled by a pruned EASE) are dropped
+        # before selecting, and the answers mapped back to catalogue indices.
+        sub_idx, sub_scores = _top_n(scores[:, alive], n)
+        return np.where(sub_idx >= 0, alive[np.maximum(sub_idx, 0)], -1), sub_scores
+    if np.count_nonzero(finite) <= scores.size // 4:
+        _top_n_sparse(scores, finite, out_idx, out_scores)
+        return out_idx, out_scores
+    take = min(n, cols)
     if take < cols:
         # O(items) selection per row; only the selected ``take`` columns are sorted.
         part = np.argpartition(scores, cols - take, axis=1)[:, cols - take :]
@@ -281,6 +291,27 @@ def _top_n(scores: FloatArray, n: int) -> tuple[IndexArray, FloatArray]:
     out_idx[:, :take] = np.where(valid, best, -1)
     out_scores[:, :take] = np.where(valid, best_scores, np.nan)
     return out_idx, out_scores
+
+
+def _top_n_sparse(
+    scores: FloatArray, finite: npt.NDArray[np.bool_], out_idx: IndexArray, out_scores: FloatArray
+) -> None:
+    """Top-n when most entries are missing: sort only the scored entries.
+
+    ``argpartition`` slows down ~10× on rows that are mostly one repeated value (−inf), which is
+    what item-kNN and pruned EASE produce; sorting the few finite entries is cheaper.
+    """
+    row, col = np.nonzero(finite)  # row-major: ascending column within each row
+    value = scores[row, col]
+    # Two stable sorts (best score first, then by row) keep ties in column order.
+    order = np.argsort(-value, kind="stable")
+    order = order[np.argsort(row[order], kind="stable")]
+    row, col, value = row[order], col[order], value[order]
+    starts = np.searchsorted(row, np.arange(scores.shape[0]))
+    rank = np.arange(row.size) - starts[row]
+    keep = rank < out_idx.shape[1]
+    out_idx[row[keep], rank[keep]] = col[keep]
+    out_scores[row[keep], rank[keep]] = value[keep]
 
 
 class Recommender(ABC, Generic[ConfigT]):
