@@ -38,6 +38,7 @@ def test_movielens_best_model_beats_popularity_widely(reports: dict[str, dict[st
     best = max(r["ndcg@10"] for m, r in results.items() if m != "popularity")
     assert set(results) == {"popularity", "itemknn", "als", "bpr", "ease"}
     assert best >= 1.5 * results["popularity"]["ndcg@10"]
+    assert best >= 0.48  # the bar; hyper-parameters come from validation rows only
     assert results["popularity"]["users"] == 943
 
 
