@@ -105,10 +105,12 @@ def save_version(
     *,
     now: datetime,
     promote_it: bool = False,
+    auto_promote_first: bool = True,
 ) -> ModelVersion:
     """Save a new version of ``kind``: ``write_artifacts(folder)`` writes the files, then the
     metadata (with created_at and library versions added) is written and the folder renamed
-    into place. The first version of a kind is promoted automatically."""
+    into place. The first version of a kind is promoted automatically unless
+    ``auto_promote_first`` is False (for models promoted only when they beat the current policy)."""
     kind_dir = _kind_dir(root, kind)
     kind_dir.mkdir(parents=True, exist_ok=True)
     existing = _versions(kind_dir)
@@ -129,7 +131,7 @@ def save_version(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if promote_it or not existing:
+    if promote_it or (not existing and auto_promote_first):
         promote(root, kind, version)
     return model_version(root, kind, version)
 

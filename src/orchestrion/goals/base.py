@@ -1,0 +1,231 @@
+"""The goal template interface and the shapes of what templates return.
+
+A template proposes for a *batch* of users at once: it gets a :class:`~orchestrion.goals.context.
+GoalContext` (frames and models, never a database) and returns one polars frame of candidates
+in :data:`CANDIDATE_SCHEMA`, zero or more rows per user. Frames rather than lists of objects,
+because a day's proposals for every user of a store are tens of thousands of rows and every step
+after this one (features, ranking, choosing, writing) is a column operation.
+
+The numbers every template fills in are on one scale, so that one ranker can compare a playlist
+with a reorder cart:
+
+* ``utility`` (0..1): the template's own estimate that the goal is welcome (for a reorder cart,
+  the repurchase model's probability that at least one item is bought; for a list, how close its
+  items are to the user's taste);
+* ``signal`` (0..1): how much of the user's own history backs the goal;
+* ``novelty`` (0..1): how much of the goal is new to the user;
+* ``risk`` (0..1) and ``cost`` (money, 0 when nothing is bought).
+
+``why`` quotes the actual signals ("you bought these 4 items every ~3 weeks; the last time was
+26 days ago"); the contract test checks that its numbers are the user's.
+
+>>> frame = candidate_frame(pl.DataFrame({"user_id": ["u"], "template": ["t"], "variant": ["v"],
+...     "kind": ["v"], "params": ['{"a": 1}'], "title": ["T"], "items": [["i1"]], "details": ["{}"],
+...     "utility": [0.5], "signal": [0.5], "novelty": [0.0], "cost": [0.0], "risk": [0.1],
+...     "why": ["because"]}))
+>>> Candidate.from_row(frame.row(0, named=True)).items
+('i1',)
+>>> goal_id("u", "t", '{"a": 1}', date(2024, 5, 1)) == goal_id("u", "t", '{"a":1}', date(2024, 5, 1))
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
+
+import polars as pl
+
+from orchestrion.errors import UsageError
+
+if TYPE_CHECKING:
+    from orchestrion.goals.context import GoalContext
+
+__all__ = [
+    "CANDIDATE_SCHEMA",
+    "NUMBERS",
+    "Candidate",
+    "Goal",
+    "GoalTemplate",
+    "Reason",
+    "Status",
+    "candidate_frame",
+    "canonical_params",
+    "deliverable_id",
+    "empty_candidates",
+    "goal_id",
+    "goal_ids",
+    "json_column",
+]
+
+CANDIDATE_SCHEMA: Final[Mapping[str, pl.DataType]] = {
+    "user_id": pl.String(),
+    "template": pl.String(),
+    "variant": pl.String(),
+    "kind": pl.String(),
+    "params": pl.String(),
+    "title": pl.String(),
+    "items": pl.List(pl.String()),
+    "details": pl.String(),
+    "utility": pl.Float64(),
+    "signal": pl.Float64(),
+    "novelty": pl.Float64(),
+    "cost": pl.Float64(),
+    "risk": pl.Float64(),
+    "why": pl.String(),
+}
+"""One row per candidate: who, which template and variant, parameters (JSON), the items in order,
+rendering details (JSON), the shared numbers, and "why this"."""
+
+NUMBERS: Final = ("utility", "signal", "novelty", "risk")
+"""The numbers that must lie in [0, 1]."""
+
+Status = Literal["chosen", "not_chosen"]
+Reason = Literal["score", "budget", "policy", "fatigue"]
+
+
+def empty_candidates() -> pl.DataFrame:
+    """A frame with no candidates and the right columns (what a template returns for nobody)."""
+    return pl.DataFrame(schema=dict(CANDIDATE_SCHEMA))
+
+
+def candidate_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` checked and cast to :data:`CANDIDATE_SCHEMA`, in its column order.
+
+    Raises UsageError naming the missing columns or the out-of-range numbers, so a plugin author
+    sees what to fix.
+    """
+    missing = [name for name in CANDIDATE_SCHEMA if name not in frame.columns]
+    if missing:
+        raise UsageError(f"goal candidates lack columns {missing}; see orchestrion.goals.CANDIDATE_SCHEMA")
+    out = frame.select([pl.col(name).cast(dtype) for name, dtype in CANDIDATE_SCHEMA.items()])
+    for name in NUMBERS:
+        bad = out.filter(~pl.col(name).is_between(0.0, 1.0) | pl.col(name).is_null())
+        if bad.height:
+            raise UsageError(f"goal candidates have {name} outside [0, 1] (e.g. {bad.row(0, named=True)[name]!r})")
+    if out.filter(pl.col("items").list.len() == 0).height:
+        raise UsageError("goal candidates must use at least one item; drop candidates with an empty item list")
+    return out
+
+
+def json_column(**fields: pl.Expr | str | float | int) -> pl.Expr:
+    """A JSON object per row from named expressions or constants, keys sorted (for params/details).
+
+    >>> pl.select(json_column(b=pl.lit("x"), a=1)).item()
+    '{"a":1,"b":"x"}'
+    """
+    exprs = [(v if isinstance(v, pl.Expr) else pl.lit(v)).alias(k) for k, v in sorted(fields.items())]
+    return pl.struct(exprs).struct.json_encode()
+
+
+def canonical_params(params: str | Mapping[str, Any]) -> str:
+    """Parameters as compact JSON with sorted keys: equal parameters give equal text (and ids)."""
+    value = json.loads(params) if isinstance(params, str) else dict(params)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _digest(user_id: str, template: str, params: str, day: date) -> str:
+    key = "|".join((user_id, template, canonical_params(params), day.isoformat()))
+    return hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
+
+
+def goal_id(user_id: str, template: str, params: str | Mapping[str, Any], day: date) -> str:
+    """The stable id of a goal: the same (user, template, params, date) always gives the same id."""
+    return "g_" + _digest(user_id, template, params if isinstance(params, str) else canonical_params(params), day)
+
+
+def deliverable_id(goal: str) -> str:
+    """The deliverable of a chosen goal shares its hash: ``g_abc`` → ``d_abc``."""
+    if not goal.startswith("g_"):
+        raise UsageError(f"{goal!r} is not a goal id (they start with 'g_')")
+    return "d_" + goal[2:]
+
+
+def goal_ids(user_ids: Sequence[str], templates: Sequence[str], params: Sequence[str], day: date) -> list[str]:
+    """:func:`goal_id` for parallel columns (one hash per candidate; no per-event work)."""
+    return ["g_" + _digest(u, t, p, day) for u, t, p in zip(user_ids, templates, params, strict=True)]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate as a Python object (for display and tests; the pipeline keeps frames)."""
+
+    user_id: str
+    template: str
+    variant: str
+    kind: str
+    params: dict[str, Any]
+    title: str
+    items: tuple[str, ...]
+    details: dict[str, Any]
+    utility: float
+    signal: float
+    novelty: float
+    cost: float
+    risk: float
+    why: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Candidate:
+        """From a named row of a candidate frame (params and details decoded from JSON)."""
+        return cls(
+            user_id=str(row["user_id"]),
+            template=str(row["template"]),
+            variant=str(row["variant"]),
+            kind=str(row["kind"]),
+            params=json.loads(row["params"]),
+            title=str(row["title"]),
+            items=tuple(row["items"]),
+            details=json.loads(row["details"] or "{}"),
+            utility=float(row["utility"]),
+            signal=float(row["signal"]),
+            novelty=float(row["novelty"]),
+            cost=float(row["cost"]),
+            risk=float(row["risk"]),
+            why=str(row["why"]),
+        )
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A candidate after the ranker and the chooser: what ``goals show`` prints."""
+
+    goal_id: str
+    date: date
+    candidate: Candidate
+    score: float
+    status: Status
+    policy: str
+    propensity: float | None = None
+    slot: int | None = None
+    reason: Reason | None = None
+    reason_detail: str | None = None
+    features: Mapping[str, float] | None = None
+
+    @property
+    def deliverable_id(self) -> str | None:
+        """The deliverable's id when the goal was chosen."""
+        return deliverable_id(self.goal_id) if self.status == "chosen" else None
+
+
+@runtime_checkable
+class GoalTemplate(Protocol):
+    """A kind of goal: proposes candidates for a batch of users from a context.
+
+    ``name`` is the registry key and the ``template`` column of its rows; ``domain`` is the
+    events domain it reads (``music``, ``retail``, ...); ``variants`` lists the values its rows
+    may have in ``variant`` (the ranker one-hot encodes them).
+    """
+
+    name: str
+    domain: str
+    variants: tuple[str, ...]
+    description: str
+
+    def propose(self, ctx: GoalContext) -> pl.DataFrame:
+        """Candidates in :data:`CANDIDATE_SCHEMA` for the users of ``ctx.users`` (others never)."""
+        ...

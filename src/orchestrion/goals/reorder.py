@@ -1,0 +1,200 @@
+"""``reorder``: one cart of things the user buys again, with usual quantities and a price total.
+
+Reads the per (user, item) purchase statistics of ``pipelines/purchase_stats.sql`` (handed in
+as ``ctx.purchase_stats``) and, when one is handed in, the repurchase model's probability that
+each item is bought again within its horizon. Without a model, a transparent rhythm rule stands
+in: an item bought at least twice is as due as the share of its usual interval that has passed
+(capped at 1, fading once it is more than twice overdue), times how regular it is
+((n − 1) / n for n purchases).
+
+Variants (each at most ``size`` items; charges such as postage are never in a cart):
+
+* ``due`` — the items most likely to be bought now (probability at least ``min_due``);
+* ``staples`` — the items bought on the most occasions;
+* ``last_order`` — the items of the user's latest purchase day.
+
+Numbers: ``utility`` = P(at least one cart item is bought) = 1 − Π(1 − pᵢ) with the per-item
+probabilities above; ``signal`` = how repeated the cart's items are (mean of (n − 1)/4, capped
+at 1); ``novelty`` = 0 (every item was bought before); ``cost`` = the cart's price total; a cart
+spends money, so ``risk`` starts at 0.2 and grows with the total up to ``large_total``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrion.goals.base import candidate_frame, empty_candidates, json_column
+
+if TYPE_CHECKING:
+    from orchestrion.goals.context import GoalContext
+
+__all__ = ["Reorder", "ReorderConfig", "rhythm_probability"]
+
+
+class ReorderConfig(BaseModel):
+    """Knobs of :class:`Reorder`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(8, ge=1, description="Most items in one cart.")
+    min_due: float = Field(0.15, ge=0, le=1, description="Least probability for an item in the 'due' cart.")
+    min_occasions: int = Field(2, ge=1, description="Purchase days needed before an item counts as a habit.")
+    large_total: float = Field(1000.0, gt=0, description="A cart total at which risk reaches its maximum.")
+
+
+def rhythm_probability(frame: pl.DataFrame) -> pl.Expr:
+    """The model-free due score of each purchase_stats row (see the module docstring)."""
+    n = pl.col("n_purchases").cast(pl.Float64)
+    ratio = (pl.col("days_since_last") / pl.col("median_interval_days")).fill_nan(None)
+    fade = pl.when(ratio > 2.0).then((-(ratio - 2.0)).exp()).otherwise(1.0)
+    return (ratio.clip(0.0, 1.0) * fade * (n - 1.0) / n).fill_null(0.0)
+
+
+def _span(days: pl.Expr) -> pl.Expr:
+    """'~3 weeks' / '~5 days' / '~2 months' from a number of days."""
+    return (
+        pl.when(days >= 56)
+        .then(pl.format("~{} months", (days / 30.4).round(0).cast(pl.Int64)))
+        .when(days >= 13)
+        .then(pl.format("~{} weeks", (days / 7).round(0).cast(pl.Int64)))
+        .otherwise(pl.format("~{} days", days.round(0).cast(pl.Int64).clip(1)))
+    )
+
+
+class Reorder:
+    """A cart of due items, of staples, or of the last order, with quantities and a total."""
+
+    name: str = "reorder"
+    domain: str = "retail"
+    variants: tuple[str, ...] = ("due", "staples", "last_order")
+    description: str = "Restock what the user buys again, as one cart awaiting approval."
+
+    def __init__(self, config: ReorderConfig | None = None) -> None:
+        self.config = config or ReorderConfig()
+
+    def propose(self, ctx: GoalContext) -> pl.DataFrame:
+        users = ctx.domain_users(self.domain)
+        stats = ctx.purchase_stats
+        if users.size == 0 or stats is None or stats.height == 0:
+            return empty_candidates()
+        pairs = ctx.drop_excluded(stats.filter(pl.col("user_id").is_in(users.tolist())))
+        pairs = self._priced(ctx, pairs)
+        if pairs.height == 0:
+            return empty_candidates()
+        if ctx.repurchase is not None:
+            p = ctx.repurchase.predict(pairs)
+        else:
+            p = pairs.select(rhythm_probability(pairs)).to_series().to_numpy()
+        pairs = pairs.with_columns(pl.Series("p", np.asarray(p, dtype=np.float64)))
+        c = self.config
+        habit = pl.col("n_purchases") >= c.min_occasions
+        due = pairs.filter(habit & (pl.col("p") >= c.min_due)).sort(
+            ["user_id", "p", "item_id"], descending=[False, True, False]
+        )
+        staples = pairs.filter(habit).sort(
+            ["user_id", "n_purchases", "last_ts", "item_id"], descending=[False, True, True, False]
+        )
+        last = pairs.filter((pl.col("days_since_last") - pl.col("user_days_since_last")).abs() < 1.0).sort(
+            ["user_id", "n_purchases", "item_id"], descending=[False, True, False]
+        )
+        carts = [
+            self._cart(frame, variant) for frame, variant in ((due, "due"), (staples, "staples"), (last, "last_order"))
+        ]
+        kept = [cart for cart in carts if cart.height]
+        found = pl.concat(kept) if kept else pl.DataFrame()
+        return candidate_frame(found) if found.height else empty_candidates()
+
+    def _priced(self, ctx: GoalContext, pairs: pl.DataFrame) -> pl.DataFrame:
+        """Pairs with a title and a unit price (the last paid, else the catalog's), charges left out."""
+        catalog = ctx.catalog(self.domain)
+        columns = [pl.col("item_id")]
+        columns.append(pl.col("title") if "title" in catalog.columns else pl.lit(None, pl.String).alias("title"))
+        columns.append(pl.col("price") if "price" in catalog.columns else pl.lit(None, pl.Float64).alias("price"))
+        columns.append(
+            pl.col("category") if "category" in catalog.columns else pl.lit(None, pl.String).alias("category")
+        )
+        info = catalog.select(columns)
+        return (
+            pairs.join(info, on="item_id", how="left")
+            .filter(pl.col("category").is_null() | (pl.col("category") != "charge"))
+            .with_columns(
+                pl.when(pl.col("last_price") > 0)
+                .then(pl.col("last_price"))
+                .otherwise(pl.col("price"))
+                .fill_null(0.0)
+                .alias("unit_price"),
+                pl.col("usual_quantity").fill_null(1.0).clip(1.0).ceil().alias("quantity"),
+                pl.coalesce("title", "item_id").alias("title"),
+            )
+        )
+
+    def _cart(self, ranked: pl.DataFrame, variant: str) -> pl.DataFrame:
+        c = self.config
+        top = ranked.group_by("user_id", maintain_order=True).head(c.size)
+        if top.height == 0:
+            return pl.DataFrame()
+        line = pl.struct(
+            "item_id",
+            "title",
+            "quantity",
+            pl.col("unit_price").round(2),
+            (pl.col("quantity") * pl.col("unit_price")).round(2).alias("line_total"),
+        )
+        carts = top.group_by("user_id", maintain_order=True).agg(
+            pl.col("item_id").alias("items"),
+            line.alias("lines"),
+            (pl.col("quantity") * pl.col("unit_price")).sum().round(2).alias("total"),
+            (1.0 - (1.0 - pl.col("p").clip(0.0, 1.0)).product()).alias("utility"),
+            ((pl.col("n_purchases") - 1) / 4.0).clip(0.0, 1.0).mean().alias("signal"),
+            pl.col("median_interval_days").median().alias("interval"),
+            pl.col("days_since_last").median().alias("since"),
+            pl.col("n_purchases").mean().alias("mean_n"),
+            pl.col("days_since_first").max().alias("history_days"),
+            pl.col("user_days_since_last").first().alias("user_since"),
+            (pl.col("n_purchases") >= 2).sum().alias("repeats"),
+        )
+        n = pl.col("items").list.len()
+        if variant == "due":
+            why = pl.format(
+                "you bought these {} items every {}; the last time was {} days ago",
+                n,
+                _span(pl.col("interval")),
+                pl.col("since").round(0).cast(pl.Int64),
+            )
+            title = pl.format("Reorder: {} items due (£{})", n, pl.col("total").round(2))
+        elif variant == "staples":
+            why = pl.format(
+                "these are the {} items you buy most often: {} times each on average over {}",
+                n,
+                pl.col("mean_n").round(1),
+                _span(pl.col("history_days")),
+            )
+            title = pl.format("Reorder your staples: {} items (£{})", n, pl.col("total").round(2))
+        else:
+            why = pl.format(
+                "your last order, {} days ago, had these {} items; you had bought {} of them before",
+                pl.col("user_since").round(0).cast(pl.Int64),
+                n,
+                "repeats",
+            )
+            title = pl.format("Repeat your last order: {} items (£{})", n, pl.col("total").round(2))
+        return carts.select(
+            "user_id",
+            pl.lit(self.name).alias("template"),
+            pl.lit(variant).alias("variant"),
+            pl.lit(variant).alias("kind"),
+            json_column(size=c.size, variant=variant).alias("params"),
+            title.alias("title"),
+            "items",
+            json_column(currency="GBP", lines=pl.col("lines"), total=pl.col("total")).alias("details"),
+            pl.col("utility").clip(0.0, 1.0),
+            pl.col("signal").clip(0.0, 1.0),
+            pl.lit(0.0).alias("novelty"),
+            pl.col("total").alias("cost"),
+            (0.2 + 0.6 * (pl.col("total") / c.large_total).clip(0.0, 1.0)).alias("risk"),
+            why.alias("why"),
+        )

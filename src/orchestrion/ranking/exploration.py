@@ -1,0 +1,256 @@
+"""Choosing the day's goals: the daily budget, fatigue, the policy's caps, and exploration.
+
+**Greedy set.** Of the eligible candidates (not held back by fatigue or the risk cap), each user's
+best ``budget`` (minus what they already got today: after that the day is done), then only those
+scoring at least ``min_score``, then — when a ``volume`` is set — only the ``volume`` best of all.
+
+**Exploration.** Each goal of the greedy set is swapped out with probability ε, and as many
+goals as were swapped out are drawn uniformly from the *pool*: eligible candidates outside the
+greedy set whose user still has room in their budget. ε is a bounded share of the slots (at most
+:data:`MAX_EPSILON`): enough to learn what the ranker would otherwise never try, never enough to
+make the day random. Every chosen goal's *propensity* — its probability of being chosen under
+this policy — is logged, so another ranker can be evaluated off-policy on these days
+(:mod:`orchestrion.ranking.offpolicy`)::
+
+    greedy goal:  1 − ε            pool goal:  ε · |greedy set| / |pool|
+
+Every candidate not chosen gets a reason, and a sentence with the numbers:
+
+* ``fatigue`` — a goal of the same kind was sent less than ``fatigue_days`` ago;
+* ``policy`` — riskier than ``max_risk``, or swapped out by exploration;
+* ``budget`` — the user's ``budget`` slots went to higher-scored goals (or were already used);
+* ``score`` — below ``min_score``, or below the day's cut-off when a ``volume`` is set.
+
+Everything is numpy over all candidates at once: sorting, per-user ranks, one random draw per
+candidate; no Python loop over users or events.
+
+>>> import polars as pl
+>>> frame = pl.DataFrame({"user_id": ["u", "u", "u"], "kind": ["a", "b", "c"],
+...     "fatigue_kind": [0.0, 0.0, 0.0], "risk": [0.1, 0.1, 0.1]})
+>>> out = choose(frame, np.array([0.2, 0.9, 0.5]), ChoiceConfig(budget=2, epsilon=0.0))
+>>> out.select("kind", "status", "slot", "reason").rows()
+[('a', 'not_chosen', None, 'budget'), ('b', 'chosen', 1, None), ('c', 'chosen', 2, None)]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["MAX_EPSILON", "ChoiceConfig", "GreedySet", "choose", "greedy_set", "inclusion_propensity"]
+
+MAX_EPSILON: Final = 0.5
+
+Bools = npt.NDArray[np.bool_]
+Floats = npt.NDArray[np.float64]
+
+
+class ChoiceConfig(BaseModel):
+    """The chooser's rules: budget, exploration rate, fatigue window, the policy's caps, volume."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    budget: int = Field(3, ge=0, description="Deliverables per user per day; after these the day is done.")
+    epsilon: float = Field(0.1, ge=0, le=MAX_EPSILON, description="Share of slots chosen at random.")
+    min_score: float | None = Field(None, description="Candidates scoring below this are not chosen.")
+    volume: int | None = Field(None, ge=0, description="At most this many goals in all (the best-scored).")
+    fatigue_days: float = Field(2.0, ge=0, description="A kind sent less than this many days ago is held back.")
+    max_risk: float = Field(1.0, ge=0, le=1, description="Candidates riskier than this are never chosen.")
+
+
+@dataclass(frozen=True)
+class GreedySet:
+    """The greedy choice over one day's candidates, and what made the others miss it."""
+
+    eligible: Bools
+    greedy: Bools
+    pool: Bools
+    fatigue: Bools
+    risky: Bools
+    within_budget: Bools
+    rank: npt.NDArray[np.int64]  # 1-based rank of each candidate within its user (eligible first)
+    budget_left: npt.NDArray[np.int64]  # per candidate: the user's slots left today
+    cut: float  # the lowest greedy score (the day's cut-off), nan when none
+
+
+def greedy_set(
+    frame: pl.DataFrame, scores: Floats, config: ChoiceConfig, used: pl.DataFrame | None = None
+) -> GreedySet:
+    """The greedy set of one day (see the module docstring); ``frame`` needs user_id, fatigue_kind, risk."""
+    n = frame.height
+    fatigue_cut = 2.0 ** (-config.fatigue_days / 7.0) if config.fatigue_days > 0 else math.inf
+    fatigue = frame.get_column("fatigue_kind").to_numpy().astype(np.float64) > fatigue_cut
+    risky = frame.get_column("risk").to_numpy().astype(np.float64) > config.max_risk
+    eligible = ~(fatigue | risky)
+    users, codes = np.unique(frame.get_column("user_id").to_numpy().astype(str), return_inverse=True)
+    codes = codes.reshape(-1)
+    left = np.full(users.size, config.budget, dtype=np.int64)
+    if used is not None and used.height:
+        done = used.join(pl.DataFrame({"user_id": users}), on="user_id", how="inner")
+        left[np.searchsorted(users, done.get_column("user_id").to_numpy().astype(str))] -= (
+            done.get_column("used").to_numpy().astype(np.int64)
+        )
+    order = np.lexsort((np.arange(n), -np.where(eligible, scores, -np.inf), codes))
+    counts = np.bincount(codes, minlength=users.size)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - np.repeat(starts, counts) + 1
+    budget_left = left[codes]
+    within = eligible & (rank <= budget_left)
+    greedy = within.copy()
+    if config.min_score is not None:
+        greedy &= scores >= config.min_score
+    if config.volume is not None and greedy.sum() > config.volume:
+        candidates = np.flatnonzero(greedy)
+        best = candidates[np.lexsort((candidates, -scores[candidates]))][: config.volume]
+        greedy = np.zeros(n, dtype=bool)
+        greedy[best] = True
+    taken = np.bincount(codes[greedy], minlength=users.size)
+    pool = eligible & ~greedy & (taken[codes] < budget_left)
+    cut = float(scores[greedy].min()) if greedy.any() else float("nan")
+    return GreedySet(eligible, greedy, pool, fatigue, risky, within, rank, budget_left, cut)
+
+
+def inclusion_propensity(greedy: Bools, pool: Bools, epsilon: float) -> Floats:
+    """P(chosen) of each candidate under greedy-set exploration (0 outside greedy set and pool).
+
+    >>> inclusion_propensity(np.array([True, True, False, False]), np.array([False, False, True, True]), 0.2).tolist()
+    [0.8, 0.8, 0.2, 0.2]
+    """
+    pool_share = min(1.0, epsilon * greedy.sum() / pool.sum()) if pool.any() else 0.0
+    return np.where(greedy, 1.0 - epsilon, np.where(pool, pool_share, 0.0)).astype(np.float64)
+
+
+def choose(
+    frame: pl.DataFrame,
+    scores: Floats,
+    config: ChoiceConfig,
+    *,
+    rng: np.random.Generator | None = None,
+    used: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """``frame`` with ``score, status, slot, propensity, greedy, eligible, reason, reason_detail`` added.
+
+    ``used`` (``user_id, used``) counts deliverables a user already got today.
+    """
+    rng = rng if rng is not None else np.random.default_rng(0)
+    scores = np.asarray(scores, dtype=np.float64)
+    n = frame.height
+    g = greedy_set(frame, scores, config, used)
+    eps = config.epsilon
+    dropped = g.greedy & (rng.random(n) < eps)
+    pool_index = np.flatnonzero(g.pool)
+    drawn = rng.permutation(pool_index)[: int(dropped.sum())]
+    chosen = g.greedy & ~dropped
+    chosen[drawn] = True
+    users, codes = np.unique(frame.get_column("user_id").to_numpy().astype(str), return_inverse=True)
+    codes = codes.reshape(-1)
+    # A user may not get more than their budget, even from several exploration draws: rank each
+    # user's chosen goals by score (chosen ones sort first) and drop any beyond the budget.
+    order = np.lexsort((np.arange(n), -scores, ~chosen, codes))
+    counts = np.bincount(codes, minlength=users.size)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n) - np.repeat(starts, counts) + 1
+    over = chosen & (position > g.budget_left)
+    chosen &= ~over
+    slot = np.where(chosen, position, 0)
+    propensity = np.where(chosen, inclusion_propensity(g.greedy, g.pool, eps), np.nan)
+    facts = pl.DataFrame(
+        {
+            "_chosen": chosen,
+            "_fatigue": g.fatigue,
+            "_risky": g.risky,
+            "_dropped": dropped & ~chosen,
+            "_within": g.within_budget,
+            "_rank": g.rank,
+            "_left": np.maximum(g.budget_left, 0),
+            "_slot": slot,
+            "_propensity": propensity,
+            "_greedy": g.greedy,
+            "_eligible": g.eligible,
+        }
+    )
+    kind = pl.col("kind") if "kind" in frame.columns else pl.lit("goal")
+    days = (-7.0 * pl.col("fatigue_kind").clip(1e-12).log(2)).round(1)
+    cut = "nan" if math.isnan(g.cut) else f"{g.cut:.3f}"
+    reason = (
+        pl.when(pl.col("_chosen"))
+        .then(None)
+        .when(pl.col("_fatigue"))
+        .then(pl.lit("fatigue"))
+        .when(pl.col("_risky") | pl.col("_dropped"))
+        .then(pl.lit("policy"))
+        .when(~pl.col("_within"))
+        .then(pl.lit("budget"))
+        .otherwise(pl.lit("score"))
+    )
+    detail = (
+        pl.when(pl.col("_chosen"))
+        .then(None)
+        .when(pl.col("_fatigue"))
+        .then(
+            pl.format(
+                "a '{}' goal was sent {} days ago, within the {}-day fatigue window",
+                kind,
+                days,
+                pl.lit(f"{config.fatigue_days:g}"),
+            )
+        )
+        .when(pl.col("_risky"))
+        .then(
+            pl.format(
+                "risk {} is above the policy's cap of {}", pl.col("risk").round(2), pl.lit(f"{config.max_risk:.2f}")
+            )
+        )
+        .when(pl.col("_dropped"))
+        .then(
+            pl.format(
+                "scored {}, among the day's best, but an exploration slot (ε = {}) went to another goal",
+                pl.col("score").round(3),
+                pl.lit(f"{eps:g}"),
+            )
+        )
+        .when(pl.col("_left") <= 0)
+        .then(pl.lit(f"the user's {config.budget} deliverables for the day were already sent"))
+        .when(~pl.col("_within"))
+        .then(
+            pl.format(
+                "ranked #{} for this user with score {}; their {} slot(s) for the day went to higher-scored goals",
+                "_rank",
+                pl.col("score").round(3),
+                "_left",
+            )
+        )
+        .otherwise(
+            pl.format(
+                "score {} is below the day's cut-off of {}",
+                pl.col("score").round(3),
+                pl.lit(
+                    cut
+                    if config.min_score is None
+                    else f"{max(config.min_score, g.cut if g.greedy.any() else -math.inf):.3f}"
+                ),
+            )
+        )
+    )
+    out = frame.with_columns(pl.Series("score", scores))
+    return (
+        pl.concat([out, facts], how="horizontal")
+        .with_columns(
+            pl.when(pl.col("_chosen")).then(pl.lit("chosen")).otherwise(pl.lit("not_chosen")).alias("status"),
+            pl.when(pl.col("_chosen")).then(pl.col("_slot").cast(pl.Int32)).alias("slot"),
+            pl.col("_propensity").fill_nan(None).alias("propensity"),
+            pl.col("_greedy").alias("greedy"),
+            pl.col("_eligible").alias("eligible"),
+            reason.alias("reason"),
+            detail.alias("reason_detail"),
+        )
+        .drop(facts.columns)
+    )

@@ -1,0 +1,176 @@
+"""A ranking policy end to end: features → scores (prior or ranker) → choice; and retraining
+with the off-policy promotion rule. The store-backed proposals and the replay both call these.
+
+The promotion rule (:func:`retrain`): both the current policy and a new ranker are evaluated
+off-policy (:mod:`orchestrion.ranking.offpolicy`) on days whose thumbs neither was trained on —
+the days since the current ranker's training data ended, the new ranker cross-fitted by user —
+and the new one is promoted only when its SNIPS estimate is higher. The artifact itself is fitted
+on all the feedback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from orchestrion.errors import UsageError
+from orchestrion.ranking.exploration import ChoiceConfig, choose
+from orchestrion.ranking.features import goal_features
+from orchestrion.ranking.offpolicy import Estimate, estimate, should_promote
+from orchestrion.ranking.prior import prior_score
+from orchestrion.ranking.ranker import GoalRanker, RankerConfig
+
+__all__ = ["RetrainOutcome", "ScoreFunction", "Scorer", "decide", "retrain"]
+
+
+class ScoreFunction(Protocol):
+    """Anything that scores goal features and has a name to log the goals under."""
+
+    @property
+    def name(self) -> str: ...
+
+    def __call__(self, features: pl.DataFrame) -> npt.NDArray[np.float64]: ...
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """The prior (``ranker`` None) or a trained ranker, with the name goals are logged under."""
+
+    ranker: GoalRanker | None = None
+    version: str | None = None
+    trained_until: date | None = None  # the first day the ranker's training data did not include
+
+    @property
+    def name(self) -> str:
+        return "prior" if self.ranker is None else f"ranker:{self.version or 'unsaved'}"
+
+    def __call__(self, features: pl.DataFrame) -> npt.NDArray[np.float64]:
+        return prior_score(features) if self.ranker is None else self.ranker.predict(features)
+
+
+def decide(
+    candidates: pl.DataFrame,
+    history: pl.DataFrame,
+    as_of: datetime,
+    scorer: ScoreFunction,
+    config: ChoiceConfig,
+    *,
+    rng: np.random.Generator,
+    used: pl.DataFrame | None = None,
+    activity: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Features, scores and the choice for one day's candidates; adds ``policy``."""
+    features = goal_features(candidates, history, as_of, activity)
+    chosen = choose(features, scorer(features), config, rng=rng, used=used)
+    return chosen.with_columns(pl.lit(f"{scorer.name} ε={config.epsilon:g}").alias("policy"))
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    """What one retraining did: the refitted ranker (None when there was too little feedback),
+    both off-policy estimates, and whether the new ranker should replace the current policy."""
+
+    ranker: GoalRanker | None
+    promote: bool
+    examples: int
+    candidate: Estimate | None = None
+    current: Estimate | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "promote": self.promote,
+            "examples": self.examples,
+            "candidate_estimate": None if self.candidate is None else self.candidate.as_dict(),
+            "current_estimate": None if self.current is None else self.current.as_dict(),
+            "note": self.note,
+        }
+
+
+FOLDS = 3
+
+
+def _fold(frame: pl.DataFrame) -> pl.Expr:
+    """0 .. FOLDS−1 per user, from the user id's last characters (stable across runs and versions)."""
+    return (pl.col("user_id").str.encode("hex").str.slice(-4).str.to_integer(base=16) % FOLDS).cast(pl.Int8)
+
+
+def retrain(
+    log: pl.DataFrame,
+    current: ScoreFunction,
+    *,
+    choice: ChoiceConfig,
+    config: RankerConfig | None = None,
+    volumes: Mapping[date, int] | None = None,
+    trained_until: date | None = None,
+    holdout_share: float = 0.25,
+    min_decisions: int = 50,
+) -> RetrainOutcome:
+    """Fit a ranker on ``log``'s labelled goals and decide whether it replaces ``current``.
+
+    ``log`` holds every candidate of the logged days (features as scored, ``date``, ``status``,
+    ``propensity``) with ``reward`` (the thumb, 1/0, null without one) on chosen goals; ``choice``
+    is the chooser both policies are evaluated under (see :func:`orchestrion.ranking.estimate`).
+
+    Both are evaluated where neither has seen the thumbs: on the days since ``trained_until``
+    (the first day the current ranker was not trained on; for the prior, the latest
+    ``holdout_share`` of the days), with the new ranker *cross-fitted* — users split in
+    :data:`FOLDS` groups, each group scored by a ranker fitted on the other groups' feedback. The
+    ranker returned is fitted on all the feedback.
+    """
+    config = config or RankerConfig()
+    labelled = log.filter((pl.col("status") == "chosen") & pl.col("reward").is_not_null()).with_columns(
+        pl.col("reward").cast(pl.Int8).alias("label"), _fold(log).alias("_fold")
+    )
+    n = labelled.height
+    if n < config.min_examples or labelled.get_column("label").n_unique() < 2:
+        return RetrainOutcome(
+            None,
+            False,
+            n,
+            note=f"{n} labelled goals, both thumbs needed and at least {config.min_examples}: keeping {current.name}",
+        )
+    final = GoalRanker(config).fit(labelled)
+    if trained_until is None:
+        days = np.sort(labelled.get_column("date").unique().to_numpy())
+        start = days[min(len(days) - 1, int(np.floor(len(days) * (1.0 - holdout_share))))]
+    else:
+        start = np.datetime64(trained_until)
+    window = log.filter(pl.col("date") >= start).with_columns(_fold(log).alias("_fold"))
+    known = window.filter((pl.col("status") == "chosen") & pl.col("reward").is_not_null()).height
+    since = str(start)[:10]
+    if known < min_decisions:
+        return RetrainOutcome(
+            final,
+            False,
+            n,
+            note=f"only {known} thumbs since {since}, {min_decisions} needed to "
+            f"compare with {current.name}: keeping it",
+        )
+    scores = np.zeros(window.height)
+    for fold in range(FOLDS):
+        try:
+            probe = GoalRanker(config).fit(labelled.filter(pl.col("_fold") != fold))
+        except UsageError as exc:
+            return RetrainOutcome(
+                final, False, n, note=f"too little feedback to cross-fit a new ranker ({exc}); keeping {current.name}"
+            )
+        mine = (window.get_column("_fold") == fold).to_numpy()
+        scores[mine] = probe.predict(window.filter(pl.Series(mine)))
+    scored = window.with_columns(pl.Series("_candidate", scores))
+    new = estimate(scored, lambda frame: frame.get_column("_candidate").to_numpy(), choice, volumes=volumes)
+    old = estimate(window, current, choice, volumes=volumes)
+    promote = should_promote(new, old, min_decisions=min_decisions)
+    verdict = "promoted" if promote else f"kept {current.name}"
+    note = (
+        f"new ranker SNIPS {new.snips:.4f} vs {current.name} {old.snips:.4f} on {new.decisions} delivered goals "
+        f"since {since}: {verdict}"
+    )
+    return RetrainOutcome(final, promote, n, new, old, note)
