@@ -74,9 +74,7 @@ class Playlist:
     name: str = "playlist"
     domain: str = "music"
     variants: tuple[str, ...] = ("daily", "discovery", "throwback")
-    description: str = (
-        "Mixes per listening cluster, new artists near the taste, and loved ones not played lately."
-    )
+    description: str = "Mixes per listening cluster, new artists near the taste, and loved ones not played lately."
 
     def __init__(self, config: PlaylistConfig | None = None) -> None:
         self.config = config or PlaylistConfig()

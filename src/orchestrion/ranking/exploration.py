@@ -4,15 +4,16 @@
 best ``budget`` (minus what they already got today: after that the day is done), then only those
 scoring at least ``min_score``, then — when a ``volume`` is set — only the ``volume`` best of all.
 
-**Exploration.** Each goal of the greedy set is swapped out with probability ε, and as many
-goals as were swapped out are drawn uniformly from the *pool*: eligible candidates outside the
-greedy set whose user still has room in their budget. ε is a bounded share of the slots (at most
+**Exploration.** Each goal of the greedy set is swapped out with probability ε for a goal drawn
+uniformly from the same user's other eligible candidates (the user's *pool*; a user with no other
+candidate keeps the greedy goal). ε is a bounded share of the slots (at most
 :data:`MAX_EPSILON`): enough to learn what the ranker would otherwise never try, never enough to
-make the day random. Every chosen goal's *propensity* — its probability of being chosen under
-this policy — is logged, so another ranker can be evaluated off-policy on these days
-(:mod:`orchestrion.ranking.offpolicy`)::
+make the day random, and the volume and each user's count stay what the greedy set says. Every
+chosen goal's *propensity* — its probability of being chosen under this policy — is logged, so
+another ranker can be evaluated off-policy on these days (:mod:`orchestrion.ranking.offpolicy`).
+For a user with m greedy goals and n pool goals, S ~ Binomial(m, ε) swaps::
 
-    greedy goal:  1 − ε            pool goal:  ε · |greedy set| / |pool|
+    greedy goal:  1 − ε  (1 when n = 0)        pool goal:  E[min(S, n)] / n
 
 Every candidate not chosen gets a reason, and a sentence with the numbers:
 
@@ -77,6 +78,8 @@ class GreedySet:
     rank: npt.NDArray[np.int64]  # 1-based rank of each candidate within its user (eligible first)
     budget_left: npt.NDArray[np.int64]  # per candidate: the user's slots left today
     cut: float  # the lowest greedy score (the day's cut-off), nan when none
+    user_greedy: npt.NDArray[np.int64]  # per candidate: the user's goals in the greedy set (m)
+    user_pool: npt.NDArray[np.int64]  # per candidate: the user's goals in the pool (n)
 
 
 def greedy_set(
@@ -112,19 +115,33 @@ def greedy_set(
         greedy = np.zeros(n, dtype=bool)
         greedy[best] = True
     taken = np.bincount(codes[greedy], minlength=users.size)
-    pool = eligible & ~greedy & (taken[codes] < budget_left)
+    pool = eligible & ~greedy & (taken[codes] > 0)
+    room = np.bincount(codes[pool], minlength=users.size)
     cut = float(scores[greedy].min()) if greedy.any() else float("nan")
-    return GreedySet(eligible, greedy, pool, fatigue, risky, within, rank, budget_left, cut)
+    return GreedySet(eligible, greedy, pool, fatigue, risky, within, rank, budget_left, cut, taken[codes], room[codes])
 
 
-def inclusion_propensity(greedy: Bools, pool: Bools, epsilon: float) -> Floats:
-    """P(chosen) of each candidate under greedy-set exploration (0 outside greedy set and pool).
+def inclusion_propensity(g: GreedySet, epsilon: float) -> Floats:
+    """P(chosen) of each candidate under within-user exploration (0 outside the greedy set and pool).
 
-    >>> inclusion_propensity(np.array([True, True, False, False]), np.array([False, False, True, True]), 0.2).tolist()
-    [0.8, 0.8, 0.2, 0.2]
+    >>> frame = pl.DataFrame({"user_id": ["u", "u", "u"], "fatigue_kind": [0.0] * 3, "risk": [0.0] * 3})
+    >>> g = greedy_set(frame, np.array([0.9, 0.5, 0.1]), ChoiceConfig(budget=1))
+    >>> inclusion_propensity(g, 0.2).round(3).tolist()
+    [0.8, 0.1, 0.1]
     """
-    pool_share = min(1.0, epsilon * greedy.sum() / pool.sum()) if pool.any() else 0.0
-    return np.where(greedy, 1.0 - epsilon, np.where(pool, pool_share, 0.0)).astype(np.float64)
+    m, n = g.user_greedy, np.maximum(g.user_pool, 1)
+    top = int(m.max()) if m.size else 0
+    expected = np.zeros(m.size)
+    for k in range(1, top + 1):  # E[min(S, n)], S ~ Binomial(m, ε); m is at most the budget
+        pmf = np.where(k <= m, _binomial(m, k, epsilon), 0.0)
+        expected += np.minimum(k, n) * pmf
+    greedy_p = np.where(g.user_pool > 0, 1.0 - epsilon, 1.0)
+    return np.where(g.greedy, greedy_p, np.where(g.pool, expected / n, 0.0)).astype(np.float64)
+
+
+def _binomial(m: npt.NDArray[np.int64], k: int, p: float) -> Floats:
+    comb = np.array([math.comb(int(mi), k) if k <= mi else 0 for mi in range(int(m.max()) + 1)], dtype=np.float64)
+    return np.asarray(comb[m] * p**k * (1.0 - p) ** np.maximum(m - k, 0), dtype=np.float64)
 
 
 def choose(
@@ -144,24 +161,25 @@ def choose(
     n = frame.height
     g = greedy_set(frame, scores, config, used)
     eps = config.epsilon
-    dropped = g.greedy & (rng.random(n) < eps)
-    pool_index = np.flatnonzero(g.pool)
-    drawn = rng.permutation(pool_index)[: int(dropped.sum())]
-    chosen = g.greedy & ~dropped
-    chosen[drawn] = True
     users, codes = np.unique(frame.get_column("user_id").to_numpy().astype(str), return_inverse=True)
     codes = codes.reshape(-1)
-    # A user may not get more than their budget, even from several exploration draws: rank each
-    # user's chosen goals by score (chosen ones sort first) and drop any beyond the budget.
-    order = np.lexsort((np.arange(n), -scores, ~chosen, codes))
+    dropped = g.greedy & (g.user_pool > 0) & (rng.random(n) < eps)
+    swaps = np.bincount(codes[dropped], minlength=users.size)
+    # Draw each user's swaps from their pool without replacement: random keys, ranked within the user.
+    keys = np.where(g.pool, rng.random(n), np.inf)
+    order = np.lexsort((keys, codes))
     counts = np.bincount(codes, minlength=users.size)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    draw_rank = np.empty(n, dtype=np.int64)
+    draw_rank[order] = np.arange(n) - np.repeat(starts, counts)
+    drawn = g.pool & (draw_rank < swaps[codes])
+    chosen = (g.greedy & ~dropped) | drawn
+    # Slots: each user's chosen goals in score order.
+    order = np.lexsort((np.arange(n), -scores, ~chosen, codes))
     position = np.empty(n, dtype=np.int64)
     position[order] = np.arange(n) - np.repeat(starts, counts) + 1
-    over = chosen & (position > g.budget_left)
-    chosen &= ~over
     slot = np.where(chosen, position, 0)
-    propensity = np.where(chosen, inclusion_propensity(g.greedy, g.pool, eps), np.nan)
+    propensity = np.where(chosen, inclusion_propensity(g, eps), np.nan)
     facts = pl.DataFrame(
         {
             "_chosen": chosen,
@@ -212,7 +230,7 @@ def choose(
         .when(pl.col("_dropped"))
         .then(
             pl.format(
-                "scored {}, among the day's best, but an exploration slot (ε = {}) went to another goal",
+                "scored {}, among the day's best, but an exploration slot (ε = {}) went to another goal of this user",
                 pl.col("score").round(3),
                 pl.lit(f"{eps:g}"),
             )

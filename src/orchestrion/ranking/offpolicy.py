@@ -3,7 +3,7 @@
 The chooser (:mod:`orchestrion.ranking.exploration`) logs, for every goal it delivered, its
 probability p of being delivered. Another ranker, run through the same chooser with the same
 rules on the same candidates, would deliver each candidate with a probability q we can compute
-exactly (its own greedy set and pool). Over the delivered goals with a thumb r (1 up, 0 down) and
+exactly (its own greedy set and each user's pool). Over the delivered goals with a thumb r (1 up, 0 down) and
 importance weights w = q / p:
 
 * IPS   = Σ w·r ÷ (goals the new policy would deliver)   — unbiased when every p is right;
@@ -13,7 +13,9 @@ importance weights w = q / p:
 Both estimate the *acceptance* (share of thumbs up) the new policy would have had. Goals
 without a thumb are treated as missing at random (the IPS denominator is scaled by each day's
 share of delivered goals with a thumb); candidates held back by fatigue or the risk cap stay
-held back under either policy.
+held back under either policy. Exploration happens within a user's own candidates, so the
+estimates speak for the users the logging policy served: a user it never served has no
+logged outcome, and a new policy that would serve them is judged on the users both serve.
 
 >>> ips([1.0, 0.0], [0.5, 0.5], [0.25, 1.0]), snips([1.0, 0.0], [0.5, 0.5], [0.25, 1.0])
 (1.0, 0.8)
@@ -89,7 +91,7 @@ def estimate(
         volume = None if volumes is None else volumes.get(day)
         rules = config.model_copy(update={"volume": volume}) if volume is not None else config
         g = greedy_set(frame, score(frame), rules)
-        q = inclusion_propensity(g.greedy, g.pool, config.epsilon)
+        q = inclusion_propensity(g, config.epsilon)
         sent = (frame.get_column("status") == "chosen").to_numpy()
         reward = frame.get_column("reward").cast(pl.Float64).to_numpy()
         known = sent & ~np.isnan(reward)

@@ -1,0 +1,86 @@
+"""``POST /v1/deliverables/{deliverable_id}/feedback``: thumbs on a deliverable and its items.
+
+Who may send it: an ``admin`` key for any deliverable, a ``user`` key (``orchestrion keys create
+--role user --user-id U``) only for U's own deliverables. ``write`` keys — the applications that
+send events — may not: a thumb is a person's judgement, not an event stream. While no key exists
+(loopback only) the API is open. The feedback is written through the group-commit writer and the
+answer is sent after it committed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+from fastapi import APIRouter, Security
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from orchestrion.api.auth import BasicDoc, BearerDoc
+from orchestrion.api.context import ApiContext
+from orchestrion.api.receipts import ApiError, Refusal
+from orchestrion.errors import NotFoundError
+from orchestrion.feedback import Feedback, FeedbackReceipt, deliverable_owner, record_feedback
+from orchestrion.store import utcnow
+
+__all__ = ["FeedbackAnswer", "build_router"]
+
+
+class FeedbackAnswer(BaseModel):
+    """What the feedback changed (sent after it committed)."""
+
+    deliverable_id: str
+    user_id: str
+    thumb: str | None
+    excluded_items: list[str] = Field(description="Items this user's future goals will not use.")
+    restored_items: list[str] = Field(description="Items thumbed up again: no longer excluded.")
+
+
+def build_router(ctx: ApiContext) -> APIRouter:
+    """The feedback route of one app (mount it with ``app.include_router``)."""
+    router = APIRouter(tags=["feedback"])
+    refusals: dict[int | str, dict[str, Any]] = {
+        401: {"model": Refusal, "description": "Missing, unknown or revoked API key."},
+        403: {"model": Refusal, "description": "Not this deliverable's user's key, nor an admin key."},
+        404: {"model": Refusal, "description": "No such deliverable."},
+        422: {"model": Refusal, "description": "Invalid feedback body."},
+    }
+
+    def owner_of(deliverable_id: str) -> str:
+        cursor = ctx.store.cursor()
+        try:
+            return deliverable_owner(cursor, deliverable_id)
+        finally:
+            cursor.close()
+
+    @router.post(
+        "/v1/deliverables/{deliverable_id}/feedback",
+        response_model=FeedbackAnswer,
+        dependencies=[Security(BearerDoc()), Security(BasicDoc())],
+        responses=refusals,
+    )
+    async def post_feedback(deliverable_id: str, body: Feedback, request: Request) -> Any:
+        """A thumb on a deliverable (and on its items: a thumbed-down item is excluded from the
+        user's future goals). Admin keys, or the deliverable's own user's key."""
+        key = await ctx.auth.authenticate(request)
+        try:
+            owner = await run_in_threadpool(owner_of, deliverable_id)
+        except NotFoundError as exc:
+            raise ApiError(404, str(exc)) from exc
+        if key is not None and key.role != "admin" and not (key.role == "user" and key.user_id == owner):
+            raise ApiError(
+                403,
+                f"key {key.key_id} (role {key.role!r}) may not give feedback on {deliverable_id}: only that "
+                "deliverable's user (a key made with `orchestrion keys create --role user --user-id USER`) or an "
+                "admin key may",
+            )
+        now = utcnow()
+
+        def work(con: duckdb.DuckDBPyConnection) -> FeedbackReceipt:
+            return record_feedback(con, deliverable_id, body, source="api", now=now)
+
+        receipt = await ctx.write(work)
+        return receipt.as_dict()
+
+    return router

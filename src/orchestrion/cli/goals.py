@@ -1,0 +1,119 @@
+"""``orchestrion goals propose|show`` and the ranker's training command (``train ranker``)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date as Date
+
+import typer
+
+from orchestrion.cli.context import open_store, settings
+
+__all__ = ["app", "propose", "show", "train_ranker"]
+
+app = typer.Typer(
+    help="Goals nobody asked for: propose a day's goals, and show one user's day with why-this and "
+    "what was not chosen.",
+    no_args_is_help=True,
+)
+
+
+def _day(text: str) -> Date:
+    try:
+        return Date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"--date takes YYYY-MM-DD, got {text!r}") from None
+
+
+@app.command()
+def propose(
+    date: str = typer.Option(..., "--date", help="The delivery day, YYYY-MM-DD (uses events before it)."),
+    users: list[str] = typer.Option(None, "--users", help="Only these users (repeatable; default: the active ones)."),
+    budget: int = typer.Option(3, help="Deliverables per user for the day."),
+    epsilon: float = typer.Option(0.1, help="Share of slots chosen at random (0 .. 0.5), with logged propensities."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary."),
+) -> None:
+    """Propose, rank and choose the day's goals; record every candidate (chosen or not, with why)."""
+    from orchestrion.proposals import ProposalConfig
+    from orchestrion.proposals import propose as run
+    from orchestrion.ranking import ChoiceConfig
+    from orchestrion.store import utcnow
+
+    config = settings()
+    rules = ProposalConfig(choice=ChoiceConfig(budget=budget, epsilon=epsilon))
+    with open_store(config) as store:
+        result = run(store, config.models_path, _day(date), users or None, now=utcnow(), config=rules)
+    summary = result.as_dict()
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    typer.echo(
+        f"{summary['date']}: {summary['chosen']} goals chosen from {summary['candidates']} candidates for "
+        f"{summary['users']} users ({summary['skipped_users']} already done) by {summary['policy']} "
+        f"in {summary['seconds']}s"
+    )
+
+
+@app.command()
+def show(
+    user: str = typer.Argument(..., help="The user id, e.g. online-retail:17850."),
+    date: str = typer.Option(..., "--date", help="The delivery day, YYYY-MM-DD."),
+    as_json: bool = typer.Option(False, "--json", help="Print the goals as JSON."),
+) -> None:
+    """One user's goals of a day: the chosen ones with "why this", then what was not chosen and why."""
+    from orchestrion.proposals import show_goals
+
+    with open_store(read_only=True) as store:
+        goals = show_goals(store, user, _day(date))
+    if as_json:
+        typer.echo(json.dumps([_as_dict(g) for g in goals], default=str))
+        return
+    chosen = [g for g in goals if g.status == "chosen"]
+    others = [g for g in goals if g.status != "chosen"]
+    typer.secho(f"{user} on {date}: {len(chosen)} chosen, {len(others)} not chosen", bold=True)
+    for goal in chosen:
+        c = goal.candidate
+        typer.echo(f"\n#{goal.slot} {c.title}   [{goal.deliverable_id}]")
+        typer.echo(f"   why this: {c.why}")
+        typer.echo(
+            f"   score {goal.score:.3f} by {goal.policy}, propensity {goal.propensity:.3f}, "
+            f"cost {c.cost:.2f}, risk {c.risk:.2f}, {len(c.items)} items"
+        )
+    if others:
+        typer.secho("\nWhat I decided not to do:", bold=True)
+    for goal in others:
+        typer.echo(f" - {goal.candidate.title} ({goal.reason}): {goal.reason_detail}")
+        typer.echo(f"   would have been: {goal.candidate.why}")
+
+
+def _as_dict(goal: object) -> dict[str, object]:
+    from dataclasses import asdict
+
+    data = asdict(goal)  # type: ignore[call-overload]
+    data["deliverable_id"] = getattr(goal, "deliverable_id", None)
+    return dict(data)
+
+
+def train_ranker(
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+    model: str = typer.Option("logistic", help="logistic or hgb."),
+) -> None:
+    """Fit a goal ranker on all feedback; promote it only if it beats the current policy off-policy."""
+    from orchestrion.feedback import train_ranker as run
+    from orchestrion.ranking import RankerConfig
+    from orchestrion.store import utcnow
+
+    config = settings()
+    with open_store(config) as store:
+        result = run(store, config.models_path, now=utcnow(), config=RankerConfig.model_validate({"model": model}))
+    summary = result.as_dict()
+    if as_json:
+        typer.echo(json.dumps(summary, default=str))
+        return
+    typer.echo(summary["note"])
+    for name in ("candidate_estimate", "current_estimate"):
+        if summary.get(name):
+            e = summary[name]
+            typer.echo(f"{name.replace('_', ' ')}: IPS {e['ips']}, SNIPS {e['snips']} on {e['decisions']} goals")
+    where = f"saved as ranker {summary['version']}" if summary["version"] else "nothing saved"
+    typer.echo(f"{where}; {'promoted' if summary['promoted'] else 'not promoted'}")

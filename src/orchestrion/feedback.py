@@ -1,0 +1,294 @@
+"""Feedback: thumbs on deliverables and their items, item exclusions, bulk import, and retraining.
+
+A thumb on a deliverable is the ranker's label for the goal behind it; a thumb down on an item
+excludes that item from the user's future goals (a later thumb up on it lifts the exclusion).
+Feedback rows are appended, never updated: the latest thumb on a deliverable is its label.
+
+:func:`train_ranker` is the library behind ``orchestrion train ranker``: it fits a new ranker on
+every labelled goal and promotes it only if its off-policy estimate on the logged days beats the
+current policy's (see :func:`orchestrion.ranking.retrain`); both estimates are saved in the
+model's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from orchestrion.errors import IngestError, NotFoundError, UsageError
+from orchestrion.ranking import FEATURES, ChoiceConfig, RankerConfig, retrain
+from orchestrion.registry import ModelVersion, fingerprint, save_version
+from orchestrion.store import Store
+
+__all__ = [
+    "Feedback",
+    "FeedbackReceipt",
+    "ImportResult",
+    "ItemThumb",
+    "TrainRankerResult",
+    "deliverable_owner",
+    "import_feedback",
+    "labelled_log",
+    "record_feedback",
+    "train_ranker",
+]
+
+Thumb = Literal["up", "down"]
+
+
+class ItemThumb(BaseModel):
+    """A thumb on one item of a deliverable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str = Field(min_length=1, max_length=256)
+    thumb: Thumb
+
+
+class Feedback(BaseModel):
+    """The body of ``POST /v1/deliverables/{id}/feedback`` (and one line of an import file).
+
+    >>> Feedback.model_validate({"thumb": "down", "items": [{"item_id": "a", "thumb": "down"}]}).thumb
+    'down'
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    thumb: Thumb | None = Field(None, description="On the whole deliverable; may be left out when items are rated.")
+    reason: str | None = Field(None, max_length=2000)
+    items: list[ItemThumb] = Field(default_factory=list, max_length=1000)
+
+
+@dataclass(frozen=True)
+class FeedbackReceipt:
+    """What one piece of feedback changed."""
+
+    deliverable_id: str
+    user_id: str
+    thumb: str | None
+    excluded: list[str]
+    restored: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "deliverable_id": self.deliverable_id,
+            "user_id": self.user_id,
+            "thumb": self.thumb,
+            "excluded_items": self.excluded,
+            "restored_items": self.restored,
+        }
+
+
+def deliverable_owner(con: duckdb.DuckDBPyConnection, deliverable_id: str) -> str:
+    """The user a deliverable was made for; NotFoundError when there is no such deliverable."""
+    rows = con.execute("SELECT user_id FROM deliverables WHERE deliverable_id = ?", [deliverable_id]).fetchall()
+    row = rows[0] if rows else None
+    if row is None:
+        raise NotFoundError(
+            f"no deliverable {deliverable_id!r}; ids look like d_… and are listed by "
+            "`orchestrion goals show USER --date D`"
+        )
+    return str(row[0])
+
+
+def record_feedback(
+    con: duckdb.DuckDBPyConnection,
+    deliverable_id: str,
+    feedback: Feedback,
+    *,
+    source: str,
+    now: datetime,
+) -> FeedbackReceipt:
+    """Store ``feedback`` on a deliverable inside the caller's transaction; update exclusions."""
+    if feedback.thumb is None and not feedback.items:
+        raise UsageError("feedback needs a thumb ('up' or 'down') or at least one item thumb")
+    user_id = deliverable_owner(con, deliverable_id)
+    items_json = json.dumps([i.model_dump() for i in feedback.items]) if feedback.items else None
+    con.execute(
+        "INSERT INTO feedback (deliverable_id, user_id, thumb, reason, items, source, received_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [deliverable_id, user_id, feedback.thumb, feedback.reason, items_json, source, now],
+    )
+    down = sorted({i.item_id for i in feedback.items if i.thumb == "down"})
+    up = sorted({i.item_id for i in feedback.items if i.thumb == "up"} - set(down))
+    for item_id in down:
+        con.execute(
+            "INSERT INTO item_exclusions VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [user_id, item_id, deliverable_id, now],
+        )
+    if up:
+        con.execute("DELETE FROM item_exclusions WHERE user_id = ? AND list_contains(?, item_id)", [user_id, up])
+    return FeedbackReceipt(deliverable_id, user_id, feedback.thumb, down, up)
+
+
+@dataclass
+class ImportResult:
+    """What an import did: rows stored, rows rejected (with line numbers and reasons)."""
+
+    rows: int = 0
+    stored: int = 0
+    excluded_items: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "stored": self.stored,
+            "rejected": len(self.errors),
+            "excluded_items": self.excluded_items,
+            "errors": self.errors[:100],
+        }
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    """NDJSON (``.ndjson``/``.jsonl``) lines or CSV rows as dicts; CSV ``items`` cells hold JSON."""
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".ndjson", ".jsonl", ".json")):
+        frame = pl.read_ndjson(path, infer_schema_length=None)
+        return frame.to_dicts()
+    if name.endswith((".csv", ".tsv")):
+        frame = pl.read_csv(path, separator="\t" if name.endswith(".tsv") else ",", infer_schema=False)
+        rows = frame.to_dicts()
+        for row in rows:
+            if isinstance(row.get("items"), str) and row["items"].strip():
+                try:
+                    row["items"] = json.loads(row["items"])
+                except json.JSONDecodeError:
+                    row["items"] = "(not JSON)"
+            elif "items" in row and not row["items"]:
+                row.pop("items")
+        return rows
+    raise IngestError(f"{path}: feedback files are NDJSON (.ndjson, .jsonl) or CSV (.csv, .tsv)")
+
+
+def import_feedback(store: Store, path: Path, *, now: datetime) -> ImportResult:
+    """Import feedback rows (``deliverable_id, thumb, reason, items`` and optionally ``user_id``).
+
+    Each valid row is stored as if it came through the API (source ``import``); a row naming an
+    unknown deliverable, another user than the deliverable's, or an invalid thumb is rejected
+    with its line number and reason, and the rest of the file is still imported (one transaction).
+    """
+    if not path.is_file():
+        raise NotFoundError(f"feedback file {path} not found")
+    try:
+        rows = _rows(path)
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, json.JSONDecodeError) as exc:
+        raise IngestError(f"{path} cannot be read as feedback: {exc}") from exc
+    result = ImportResult(rows=len(rows))
+    with store.transaction() as con:
+        for line, row in enumerate(rows, start=1):
+            row = {k: v for k, v in row.items() if v is not None}
+            deliverable = str(row.pop("deliverable_id", "") or "")
+            claimed = row.pop("user_id", None)
+            try:
+                if not deliverable:
+                    raise UsageError("deliverable_id is required")
+                owner = deliverable_owner(con, deliverable)
+                if claimed is not None and str(claimed) != owner:
+                    raise UsageError(f"deliverable {deliverable} belongs to another user, not {claimed!r}")
+                receipt = record_feedback(con, deliverable, Feedback.model_validate(row), source="import", now=now)
+            except (UsageError, ValidationError) as exc:
+                message = (
+                    str(exc).splitlines()[0]
+                    if isinstance(exc, UsageError)
+                    else "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                )
+                result.errors.append({"line": line, "deliverable_id": deliverable or None, "reason": message})
+                continue
+            result.stored += 1
+            result.excluded_items += len(receipt.excluded)
+    return result
+
+
+def labelled_log(store: Store) -> pl.DataFrame:
+    """Every logged goal with its features as scored and, for chosen goals, the latest thumb as
+    ``reward`` (1 up, 0 down, null none): the ranker's training and off-policy data."""
+    frame: pl.DataFrame = store.con.sql(
+        """
+        SELECT g.goal_id, g.user_id, g.date, g.template, g.variant, g.kind, g.items, g.features, g.score,
+               g.status, g.reason, g.slot, g.propensity,
+               CASE f.thumb WHEN 'up' THEN 1 WHEN 'down' THEN 0 END AS reward
+        FROM goals g
+        LEFT JOIN deliverables d USING (goal_id)
+        LEFT JOIN (
+            SELECT deliverable_id, arg_max(thumb, feedback_id) AS thumb
+            FROM feedback WHERE thumb IS NOT NULL GROUP BY deliverable_id
+        ) f USING (deliverable_id)
+        ORDER BY g.date, g.user_id, g.goal_id
+        """
+    ).pl()
+    if frame.height == 0:
+        return frame.with_columns([pl.lit(None, pl.Float64).alias(n) for n in FEATURES])
+    schema = pl.Struct({n: pl.Float64 for n in FEATURES})
+    decoded = frame.get_column("features").str.json_decode(schema)
+    return frame.with_columns(decoded.struct.unnest()).drop("features")
+
+
+@dataclass(frozen=True)
+class TrainRankerResult:
+    """A saved ranker version (None when there was too little feedback), promoted or not, and why."""
+
+    version: ModelVersion | None
+    promoted: bool
+    outcome: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": None if self.version is None else self.version.version,
+            "promoted": self.promoted,
+            **self.outcome,
+        }
+
+
+def train_ranker(
+    store: Store,
+    models_root: Path,
+    *,
+    now: datetime,
+    config: RankerConfig | None = None,
+    choice: ChoiceConfig | None = None,
+) -> TrainRankerResult:
+    """Fit a ranker on all feedback; save it; promote it only if it beats the current policy off-policy."""
+    from orchestrion.proposals import current_scorer
+
+    config = config or RankerConfig()
+    epsilon = (choice or ChoiceConfig()).epsilon
+    log = labelled_log(store)
+    current = current_scorer(models_root)
+    outcome = retrain(log, current, config=config, choice=choice or ChoiceConfig())
+    summary = {"current": current.name, **outcome.as_dict()}
+    if outcome.ranker is None:
+        return TrainRankerResult(None, False, summary)
+    labelled = log.filter(pl.col("reward").is_not_null())
+    ranker = outcome.ranker
+    metadata = {
+        "config": config.model_dump(mode="json"),
+        "dataset": {
+            "labelled_goals": labelled.height,
+            "logged_goals": log.height,
+            "ups": int(labelled.get_column("reward").sum()),
+        },
+        "data_fingerprint": fingerprint(
+            labelled.get_column("goal_id").to_numpy(), labelled.get_column("reward").to_numpy()
+        ),
+        "metrics": {"offpolicy": summary},
+        "epsilon": epsilon,
+    }
+    version = save_version(
+        models_root,
+        "ranker",
+        lambda folder: ranker.save(folder / "model"),
+        metadata,
+        now=now,
+        promote_it=outcome.promote,
+        auto_promote_first=False,
+    )
+    promoted = version.promoted
+    return TrainRankerResult(version, promoted, summary)

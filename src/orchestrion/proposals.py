@@ -1,0 +1,335 @@
+"""The day's proposals: read the store, propose goals with every template, rank, choose, record.
+
+:func:`propose` is what ``orchestrion goals propose`` and the scheduler call. For a date D and a
+batch of users it builds the templates' context from events strictly before D 00:00 UTC (so a
+day's goals never depend on that day's own events), proposes candidates, scores them with the
+promoted ranker (the prior until one is promoted), chooses within each user's daily budget with
+ε-greedy exploration, and writes *every* candidate to ``goals`` — the chosen ones with their
+propensity, the others with the reason they were not chosen — plus one deliverable per chosen
+goal. Goal ids hash (user, template, params, date), so proposing a day twice finds the same ids:
+users who already have goals for D are skipped (their day is done), nothing is duplicated.
+
+:func:`show_goals` reads one user's day back, "why this" and "not chosen" records included.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as clock
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrion.errors import NotFoundError
+from orchestrion.features import purchase_features
+from orchestrion.goals import (
+    Candidate,
+    ContextConfig,
+    Goal,
+    GoalContext,
+    GoalTemplate,
+    goal_ids,
+    propose_candidates,
+)
+from orchestrion.ranking import FEATURES, ChoiceConfig, GoalRanker, Scorer, decide
+from orchestrion.ranking.features import HISTORY_SCHEMA
+from orchestrion.registry import model_version
+from orchestrion.repurchase import RepurchaseModel
+from orchestrion.store import Store
+
+__all__ = [
+    "ProposalConfig",
+    "ProposalResult",
+    "active_users",
+    "build_context",
+    "current_scorer",
+    "propose",
+    "read_events",
+    "read_history",
+    "record_goals",
+    "show_goals",
+]
+
+RANKER_KIND: Final = "ranker"
+
+
+class ProposalConfig(BaseModel):
+    """How a day is proposed: the chooser's rules, who counts as active, the templates' models."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    choice: ChoiceConfig = Field(default_factory=ChoiceConfig)
+    active_days: int = Field(30, gt=0, description="Users with an event in this many days before D get proposals.")
+    context: ContextConfig = Field(default_factory=ContextConfig)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ProposalResult:
+    """What :func:`propose` did for one date."""
+
+    date: date
+    users: int
+    skipped: int
+    candidates: int
+    chosen: int
+    policy: str
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "date": self.date.isoformat(),
+            "users": self.users,
+            "skipped_users": self.skipped,
+            "candidates": self.candidates,
+            "chosen": self.chosen,
+            "policy": self.policy,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def day_start(day: date) -> datetime:
+    """D 00:00 UTC: proposals for D see events strictly before it."""
+    return datetime.combine(day, clock())
+
+
+def active_users(store: Store, as_of: datetime, days: int) -> list[str]:
+    """Users with at least one event in the ``days`` days before ``as_of``, sorted."""
+    rows = store.con.execute(
+        "SELECT DISTINCT user_id FROM events WHERE ts < $as_of AND ts >= $start ORDER BY 1",
+        {"as_of": as_of, "start": as_of - timedelta(days=days)},
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def read_events(store: Store, as_of: datetime) -> pl.DataFrame:
+    """Every event before ``as_of`` with the columns templates use (the models learn from all users)."""
+    frame: pl.DataFrame = store.con.sql(
+        "SELECT user_id, item_id, type, domain, ts, value FROM events WHERE ts < $as_of",
+        params={"as_of": as_of},
+    ).pl()
+    return frame
+
+
+def read_items(store: Store) -> pl.DataFrame:
+    """The catalog without free properties."""
+    frame: pl.DataFrame = store.con.sql(
+        "SELECT item_id, domain, title, creator, price, currency, category, tags FROM items"
+    ).pl()
+    return frame
+
+
+def read_exclusions(store: Store, users: Sequence[str] | None = None) -> pl.DataFrame:
+    """``user_id, item_id`` of every item thumbed down (for ``users`` when given)."""
+    frame: pl.DataFrame = store.con.sql("SELECT user_id, item_id FROM item_exclusions").pl()
+    return frame if users is None else frame.filter(pl.col("user_id").is_in(list(users)))
+
+
+def build_context(
+    store: Store,
+    as_of: datetime,
+    users: Iterable[str],
+    *,
+    events: pl.DataFrame | None = None,
+    items: pl.DataFrame | None = None,
+    repurchase: RepurchaseModel | None = None,
+    config: ContextConfig | None = None,
+) -> GoalContext:
+    """The templates' context for ``users`` on the day starting at ``as_of``.
+
+    ``events`` and ``items`` may be handed in already read (the replay reads them once); purchase
+    statistics come from ``pipelines/purchase_stats.sql`` when the store has purchases.
+    """
+    users = list(users)
+    events = read_events(store, as_of) if events is None else events
+    has_purchases = events.filter(pl.col("type") == "purchase").height > 0
+    stats = purchase_features(store.con, as_of) if has_purchases else None
+    return GoalContext(
+        as_of,
+        users,
+        events,
+        read_items(store) if items is None else items,
+        exclusions=read_exclusions(store, users),
+        purchase_stats=stats,
+        repurchase=repurchase,
+        config=config,
+    )
+
+
+def read_history(store: Store, before: datetime, users: Sequence[str] | None = None) -> pl.DataFrame:
+    """Every deliverable sent before ``before`` with its latest thumb, in :data:`HISTORY_SCHEMA`."""
+    frame: pl.DataFrame = store.con.sql(
+        """
+        SELECT d.user_id, CAST(d.date AS TIMESTAMP) AS sent_at, g.template, g.variant, g.kind,
+               CASE f.thumb WHEN 'up' THEN 1 WHEN 'down' THEN 0 END::TINYINT AS thumb,
+               f.received_at AS revealed_at
+        FROM deliverables d
+        JOIN goals g USING (goal_id)
+        LEFT JOIN (
+            SELECT deliverable_id, arg_max(thumb, feedback_id) AS thumb, max(received_at) AS received_at
+            FROM feedback WHERE thumb IS NOT NULL GROUP BY deliverable_id
+        ) f USING (deliverable_id)
+        WHERE CAST(d.date AS TIMESTAMP) < $before
+        """,
+        params={"before": before},
+    ).pl()
+    frame = frame.cast(dict(HISTORY_SCHEMA))  # type: ignore[arg-type]
+    return frame if users is None else frame.filter(pl.col("user_id").is_in(list(users)))
+
+
+def current_scorer(models_root: Path) -> Scorer:
+    """The promoted ranker, or the prior when none has been promoted yet."""
+    try:
+        version = model_version(models_root, RANKER_KIND)
+    except NotFoundError:
+        return Scorer()
+    return Scorer(GoalRanker.load(version.path / "model"), version.version)
+
+
+def _promoted_repurchase(models_root: Path) -> RepurchaseModel | None:
+    try:
+        version = model_version(models_root, "repurchase")
+    except NotFoundError:
+        return None
+    return RepurchaseModel.load(version.path)
+
+
+def with_goal_ids(candidates: pl.DataFrame, day: date) -> pl.DataFrame:
+    """``candidates`` with their stable ``goal_id`` and the ``date``."""
+    ids = goal_ids(
+        candidates.get_column("user_id").to_list(),
+        candidates.get_column("template").to_list(),
+        candidates.get_column("params").to_list(),
+        day,
+    )
+    return candidates.with_columns(pl.Series("goal_id", ids, dtype=pl.String), pl.lit(day).alias("date"))
+
+
+def record_goals(store: Store, decided: pl.DataFrame, *, now: datetime) -> None:
+    """Write decided goals (chosen and not) and a deliverable per chosen goal, in one transaction."""
+    if decided.height == 0:
+        return
+    table = decided.select(
+        "goal_id",
+        "user_id",
+        "date",
+        "template",
+        "variant",
+        "kind",
+        "params",
+        "title",
+        "items",
+        "details",
+        pl.struct([pl.col(n).round(6) for n in FEATURES]).struct.json_encode().alias("features"),
+        "score",
+        "propensity",
+        "slot",
+        "policy",
+        "status",
+        "reason",
+        "reason_detail",
+        "why",
+        "cost",
+        "risk",
+        pl.lit(now).alias("created_at"),
+    ).to_arrow()
+    with store.transaction() as con:
+        con.register("_orchestrion_goals", table)
+        try:
+            con.execute("INSERT OR IGNORE INTO goals SELECT * FROM _orchestrion_goals")
+            con.execute(
+                "INSERT OR IGNORE INTO deliverables "
+                "SELECT 'd_' || substr(goal_id, 3), goal_id, user_id, date, template, title, items, 'proposed', "
+                "created_at FROM _orchestrion_goals WHERE status = 'chosen'"
+            )
+        finally:
+            con.unregister("_orchestrion_goals")
+
+
+def propose(
+    store: Store,
+    models_root: Path,
+    day: date,
+    users: Sequence[str] | None = None,
+    *,
+    now: datetime,
+    config: ProposalConfig | None = None,
+    templates: Iterable[GoalTemplate] | None = None,
+    scorer: Scorer | None = None,
+) -> ProposalResult:
+    """Propose, rank, choose and record the goals of ``day`` for ``users`` (default: the active ones).
+
+    >>> from datetime import datetime, date
+    >>> import tempfile
+    >>> with Store.open(":memory:") as s:
+    ...     propose(s, Path(tempfile.mkdtemp()), date(2024, 1, 2), now=datetime(2024, 1, 2)).chosen
+    0
+    """
+    started = time.perf_counter()
+    config = config or ProposalConfig()
+    as_of = day_start(day)
+    wanted = list(users) if users is not None else active_users(store, as_of, config.active_days)
+    done = {str(r[0]) for r in store.con.execute("SELECT DISTINCT user_id FROM goals WHERE date = ?", [day]).fetchall()}
+    batch = [u for u in wanted if u not in done]
+    scorer = scorer or current_scorer(models_root)
+    if not batch:
+        return ProposalResult(day, 0, len(wanted), 0, 0, scorer.name, time.perf_counter() - started)
+    ctx = build_context(store, as_of, batch, repurchase=_promoted_repurchase(models_root), config=config.context)
+    candidates = propose_candidates(ctx, templates)
+    if candidates.height == 0:
+        return ProposalResult(day, len(batch), len(done), 0, 0, scorer.name, time.perf_counter() - started)
+    candidates = with_goal_ids(candidates, day)
+    history = read_history(store, as_of, batch)
+    rng = np.random.default_rng([config.seed, day.toordinal()])
+    decided = decide(candidates, history, as_of, scorer, config.choice, rng=rng, activity=ctx.user_activity())
+    record_goals(store, decided, now=now)
+    chosen = int((decided.get_column("status") == "chosen").sum())
+    return ProposalResult(
+        day, len(batch), len(done), decided.height, chosen, scorer.name, time.perf_counter() - started
+    )
+
+
+def show_goals(store: Store, user_id: str, day: date) -> list[Goal]:
+    """One user's goals of ``day``: chosen first (by slot), then the rest by score.
+
+    Raises NotFoundError when nothing was proposed for them that day, saying how to propose.
+    """
+    rows = store.con.execute(
+        "SELECT * FROM goals WHERE user_id = ? AND date = ? "
+        "ORDER BY status = 'chosen' DESC, slot NULLS LAST, score DESC, goal_id",
+        [user_id, day],
+    )
+    names = [d[0] for d in rows.description or []]
+    found = [dict(zip(names, row, strict=True)) for row in rows.fetchall()]
+    if not found:
+        raise NotFoundError(
+            f"no goals for {user_id!r} on {day.isoformat()}; propose them first with "
+            f"`orchestrion goals propose --date {day.isoformat()} --users {user_id}`"
+        )
+    goals = []
+    for row in found:
+        features = json.loads(row["features"]) if row["features"] else {}
+        candidate = Candidate.from_row({**row, **{k: features.get(k, 0.0) for k in ("utility", "signal", "novelty")}})
+        goals.append(
+            Goal(
+                goal_id=row["goal_id"],
+                date=row["date"],
+                candidate=candidate,
+                score=float(row["score"]),
+                status=row["status"],
+                policy=row["policy"],
+                propensity=row["propensity"],
+                slot=row["slot"],
+                reason=row["reason"],
+                reason_detail=row["reason_detail"],
+                features=features,
+            )
+        )
+    return goals

