@@ -11,6 +11,7 @@ the strict xfail fails and the mark must go.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,3 +95,26 @@ def test_learned_doubles_random(name: str) -> None:
 def test_deskdrop_is_reported() -> None:
     result = run("deskdrop")
     assert result.acceptance("learned") > result.acceptance("prior") > result.acceptance("random")
+
+
+def test_notebook_charts_the_committed_reports(tmp_path: Path) -> None:
+    """``notebooks/replay.ipynb`` tabulates and charts the committed reports (docs/replay/*.json)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    repo = Path(__file__).resolve().parents[1]
+    notebook = nbformat.read(repo / "notebooks" / "replay.ipynb", as_version=4)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ORCHESTRION_REPO", str(repo))
+        patch.setenv("ORCHESTRION_RESULTS", str(tmp_path))
+        NotebookClient(
+            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3
+    assert sorted(p.name for p in (tmp_path / "replay").iterdir()) == [
+        "deskdrop.png",
+        "movielens-100k.png",
+        "online-retail.png",
+    ]

@@ -59,7 +59,16 @@ from orchestrion.ranking.features import HISTORY_SCHEMA
 from orchestrion.repurchase import RepurchaseConfig, RepurchaseModel
 from orchestrion.store import Store
 
-__all__ = ["DATASET_DEFAULTS", "OUTCOMES", "POLICIES", "Outcome", "ReplayConfig", "ReplayResult", "replay"]
+__all__ = [
+    "DATASET_DEFAULTS",
+    "OUTCOMES",
+    "POLICIES",
+    "Outcome",
+    "ReplayConfig",
+    "ReplayResult",
+    "chart",
+    "replay",
+]
 
 POLICIES: Final = ("prior", "learned", "best_template", "random")
 
@@ -464,3 +473,34 @@ def _fit_repurchase(store: Store, at: datetime) -> RepurchaseModel | None:
         return RepurchaseModel(config).fit(examples)
     except UsageError:
         return None
+
+
+def chart(report: dict[str, Any], path: Path) -> Path:
+    """A PNG of acceptance per step for every policy of a replay report (``ReplayResult.as_dict``).
+
+    matplotlib comes with the dev extras (``pip install -e '.[dev]'``); it is imported here only.
+    """
+    try:
+        import matplotlib
+    except ImportError as exc:  # pragma: no cover - a dev dependency
+        raise UsageError("charts need matplotlib: pip install -e '.[dev]'") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = report["steps"]
+    fig, ax = plt.subplots(figsize=(8.0, 3.6), dpi=110)
+    for name, policy in report["policies"].items():
+        values = [float("nan") if v is None else v for v in policy["by_step"]]
+        label = f"{name} ({policy['acceptance']:.3f})" + (f" — {policy['variant']}" if name == "best_template" else "")
+        ax.plot(range(len(steps)), values, marker=".", linewidth=1.4 if name == "learned" else 1.0, label=label)
+    ax.axvline(len(steps) // 2 - 0.5, color="grey", linestyle=":", linewidth=1)
+    ticks = list(range(0, len(steps), max(1, len(steps) // 8)))
+    ax.set_xticks(ticks, [steps[i] for i in ticks], rotation=30, fontsize="small", ha="right")
+    ax.set_ylabel("acceptance (thumbs up / delivered)")
+    ax.set_title(f"{report['dataset']}: acceptance per step (second half, right of the dotted line, in the legend)")
+    ax.legend(fontsize="small", loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
