@@ -254,3 +254,8 @@ def test_train_ranker_saves_both_estimates(store: Store, tmp_path: Path) -> None
     meta = model_version(tmp_path, "ranker").metadata["metrics"]["offpolicy"]
     assert meta["candidate_estimate"]["snips"] > meta["current_estimate"]["snips"]
     assert meta["current"] == "prior"
+    from orchestrion.proposals import current_scorer
+
+    scorer = current_scorer(tmp_path)
+    assert scorer.name == f"ranker:{result.version.version}"
+    assert scorer.trained_until == date(2024, 1, 1) + timedelta(days=7 * 5 + 1), "the day after the last labelled day"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -231,6 +231,11 @@ def labelled_log(store: Store) -> pl.DataFrame:
     return frame.with_columns(decoded.struct.unnest()).drop("features")
 
 
+def _day_after(labelled: pl.DataFrame) -> str | None:
+    last = labelled.get_column("date").max()
+    return (last + timedelta(days=1)).isoformat() if isinstance(last, date) else None
+
+
 @dataclass(frozen=True)
 class TrainRankerResult:
     """A saved ranker version (None when there was too little feedback), promoted or not, and why."""
@@ -262,7 +267,7 @@ def train_ranker(
     epsilon = (choice or ChoiceConfig()).epsilon
     log = labelled_log(store)
     current = current_scorer(models_root)
-    outcome = retrain(log, current, config=config, choice=choice or ChoiceConfig())
+    outcome = retrain(log, current, config=config, choice=choice or ChoiceConfig(), trained_until=current.trained_until)
     summary = {"current": current.name, **outcome.as_dict()}
     if outcome.ranker is None:
         return TrainRankerResult(None, False, summary)
@@ -280,6 +285,9 @@ def train_ranker(
         ),
         "metrics": {"offpolicy": summary},
         "epsilon": epsilon,
+        # The first day the ranker's training data does not cover: the next retraining evaluates
+        # it only on later days, where it has not seen the thumbs.
+        "trained_until": _day_after(labelled),
     }
     version = save_version(
         models_root,

@@ -190,7 +190,10 @@ def current_scorer(models_root: Path) -> Scorer:
         version = model_version(models_root, RANKER_KIND)
     except NotFoundError:
         return Scorer()
-    return Scorer(GoalRanker.load(version.path / "model"), version.version)
+    until = version.metadata.get("trained_until")
+    return Scorer(
+        GoalRanker.load(version.path / "model"), version.version, date.fromisoformat(until) if until else None
+    )
 
 
 def _promoted_repurchase(models_root: Path) -> RepurchaseModel | None:
