@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from orchestrion import keys
 from orchestrion.api import create_app
-from orchestrion.api.feedback import build_router
 from orchestrion.catalog import normalize_items, upsert_items
 from orchestrion.cli import feedback as feedback_cli
 from orchestrion.cli import goals as goals_cli
@@ -132,8 +131,7 @@ def test_http_feedback_is_for_the_deliverables_user_or_an_admin(tiny: Store, tmp
     r1 = keys.create_key(tiny.con, "user", user_id="r1").key
     m1 = keys.create_key(tiny.con, "user", user_id="m1").key
     write = keys.create_key(tiny.con, "write").key
-    app = create_app(tiny, load_settings({}, home=tmp_path))
-    app.include_router(build_router(app.state.ctx))
+    app = create_app(tiny, load_settings({}, home=tmp_path))  # mounts the feedback route
     url = f"/v1/deliverables/{mine}/feedback"
     body = {"thumb": "down", "items": [{"item_id": "A2", "thumb": "down"}]}
     with TestClient(app) as client:

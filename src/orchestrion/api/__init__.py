@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from orchestrion.api import admin, ingest
+from orchestrion.api import admin, feedback, ingest
 from orchestrion.api.auth import Authenticator
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import ApiError, refusal_response
@@ -53,6 +53,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
     app.state.ctx = ctx
     app.include_router(ingest.build_router(ctx))
     app.include_router(admin.build_router(ctx))
+    app.include_router(feedback.build_router(ctx))
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from orchestrion.cli import core, datasets, evaluate, ingest, keys, models, serve
+from orchestrion.cli import core, datasets, evaluate, feedback, goals, ingest, keys, models, replay, serve
 from orchestrion.errors import OrchestrionError
 
 __all__ = ["app", "main"]
@@ -28,7 +28,10 @@ app.add_typer(ingest.app, name="ingest")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(keys.app, name="keys")
 models.register(app)
+evaluate.app.command("replay")(replay.replay)
 app.add_typer(evaluate.app, name="eval")
+app.add_typer(goals.app, name="goals")
+app.add_typer(feedback.app, name="feedback")
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ __all__ = ["app", "register"]
 
 app = typer.Typer(help="The model registry under models/: list, inspect and promote versions.", no_args_is_help=True)
 
-TRAINABLE = ("popularity", "itemknn", "als", "bpr", "ease", "repurchase")
+TRAINABLE = ("popularity", "itemknn", "als", "bpr", "ease", "repurchase", "ranker")
 
 
 def _parse_sets(values: list[str]) -> dict[str, Any]:
@@ -47,6 +47,11 @@ def train(
 
     if model not in TRAINABLE:
         raise typer.BadParameter(f"unknown model {model!r}; choose one of {', '.join(TRAINABLE)}")
+    if model == "ranker":
+        from orchestrion.cli.goals import train_ranker
+
+        train_ranker(as_json=as_json, model=str(_parse_sets(sets).get("model", "logistic")))
+        return
     config = settings()
     now = utcnow()
     with open_store(config) as store:
