@@ -500,7 +500,7 @@ class Recommender(ABC, Generic[ConfigT]):
         meta = {"recommender": self.name, "format_version": FORMAT_VERSION, "config": self.config_json()}
         np.save(path / "users.npy", self.users.ids, allow_pickle=False)
         np.save(path / "items.npy", self.items.ids, allow_pickle=False)
-        sp.save_npz(path / "seen.npz", self._seen)
+        sp.save_npz(path / "seen.npz", self._seen, compressed=False)  # zlib was most of the save time
         arrays: dict[str, Any] = self._state()
         np.savez(path / "state.npz", **arrays)
         # Written last: a directory with model.json is a complete model.
