@@ -41,6 +41,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
     """The feedback route of one app (mount it with ``app.include_router``)."""
     router = APIRouter(tags=["feedback"])
     refusals: dict[int | str, dict[str, Any]] = {
+        400: {"model": Refusal, "description": "The body is not valid JSON."},
         401: {"model": Refusal, "description": "Missing, unknown or revoked API key."},
         403: {"model": Refusal, "description": "Not this deliverable's user's key, nor an admin key."},
         404: {"model": Refusal, "description": "No such deliverable."},
