@@ -1,6 +1,6 @@
 """Bulk ingestion throughput from a Parquet file, next to DuckDB's own limit in the same run.
 
-    .venv/bin/python benchmarks/ingest_bulk.py [--rows 2000000] [--chunk-rows 200000]
+    .venv/bin/python benchmarks/ingest_bulk.py [--rows 2000000] [--chunk-rows 1000000]
 
 Prints events/s for ``ingest_event_files`` (validation in polars, chunked transactions, dedupe on
 event_id) and for the baseline: one bare ``INSERT ... SELECT FROM read_parquet(...)`` into the same
@@ -43,7 +43,7 @@ def make_events(path: Path, rows: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2_000_000)
-    parser.add_argument("--chunk-rows", type=int, default=200_000)
+    parser.add_argument("--chunk-rows", type=int, default=1_000_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "events.parquet"

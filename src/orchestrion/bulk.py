@@ -293,7 +293,7 @@ def ingest_event_files(
     paths: list[Path],
     *,
     now: Callable[[], datetime],
-    chunk_rows: int = 200_000,
+    chunk_rows: int = 1_000_000,
     max_event_bytes: int = 32 * 1024,
     progress: Progress | None = None,
 ) -> BulkResult:
@@ -338,7 +338,7 @@ def ingest_item_files(
     paths: list[Path],
     *,
     now: Callable[[], datetime],
-    chunk_rows: int = 200_000,
+    chunk_rows: int = 1_000_000,
     progress: Progress | None = None,
 ) -> BulkResult:
     """Upsert catalog items from files by ``item_id``; rows without one go to ``failed_events``."""

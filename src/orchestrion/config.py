@@ -44,7 +44,9 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(500 * 1024, gt=0, description="Largest request body accepted.")
     commit_max_events: int = Field(50_000, gt=0, description="Group commit: events per transaction.")
     commit_max_delay_ms: float = Field(2.0, ge=0, description="Group commit: wait for more requests.")
-    bulk_chunk_rows: int = Field(200_000, gt=0, description="Rows per chunk in bulk ingestion.")
+    bulk_chunk_rows: int = Field(
+        1_000_000, gt=0, description="Rows per chunk (one transaction each) in bulk ingestion."
+    )
 
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint; unset = offline.")
     llm_api_key: str | None = None
