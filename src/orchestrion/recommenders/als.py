@@ -9,15 +9,14 @@ factors.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import Field
 
-from orchestrion.recommenders._implicit import implicit_module, single_threaded_blas
-from orchestrion.recommenders.base import FloatArray, IndexArray, Recommender, RecommenderConfig
+from orchestrion.recommenders._implicit_factors import ImplicitFactorModel, factor_similarity
+from orchestrion.recommenders.base import RecommenderConfig
 
 __all__ = ["ALS", "ALSConfig", "factor_similarity"]
 
@@ -38,14 +37,7 @@ class ALSConfig(RecommenderConfig):
     num_threads: int = Field(0, ge=0, description="implicit's threads; 0 = every core.")
 
 
-def factor_similarity(factors: FloatArray, items: IndexArray) -> FloatArray:
-    """Cosine similarity of the ``items`` rows of ``factors`` to every row."""
-    norms = np.linalg.norm(factors, axis=1)
-    unit = factors / np.where(norms > 0, norms, 1.0)[:, None]
-    return (unit[items] @ unit.T).astype(np.float32, copy=False)
-
-
-class ALS(Recommender[ALSConfig]):
+class ALS(ImplicitFactorModel[ALSConfig]):
     """Weighted matrix factorisation by alternating least squares.
 
     >>> from orchestrion.recommenders import Interactions
@@ -57,38 +49,17 @@ class ALS(Recommender[ALSConfig]):
     name: ClassVar[str] = "als"
     config_type: ClassVar[type[RecommenderConfig]] = ALSConfig
 
-    def __init__(self, config: ALSConfig | None = None) -> None:
-        super().__init__(config)
-        self._user_factors: FloatArray = np.empty((0, 0), dtype=np.float32)
-        self._item_factors: FloatArray = np.empty((0, 0), dtype=np.float32)
+    implicit_name: ClassVar[str] = "cpu.als"
 
-    def _fit(self, matrix: Any) -> None:
+    def _implicit_model(self, module: ModuleType) -> Any:
         c = self.config
-        als = implicit_module("cpu.als")
-        with single_threaded_blas():
-            model = als.AlternatingLeastSquares(
-                factors=c.factors,
-                regularization=c.regularization,
-                alpha=c.alpha,
-                iterations=c.iterations,
-                use_cg=c.use_cg,
-                random_state=c.seed,
-                num_threads=c.num_threads,
-                dtype=np.float32,
-            )
-            model.fit(matrix, show_progress=False)
-        self._user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
-        self._item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-
-    def _score_users(self, rows: IndexArray, history: Any) -> FloatArray:
-        return (self._user_factors[rows] @ self._item_factors.T).astype(np.float32, copy=False)
-
-    def _score_items(self, items: IndexArray) -> FloatArray:
-        return factor_similarity(self._item_factors, items)
-
-    def _state(self) -> dict[str, npt.NDArray[Any]]:
-        return {"user_factors": self._user_factors, "item_factors": self._item_factors}
-
-    def _restore(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
-        self._user_factors = np.asarray(state["user_factors"], dtype=np.float32)
-        self._item_factors = np.asarray(state["item_factors"], dtype=np.float32)
+        return module.AlternatingLeastSquares(
+            factors=c.factors,
+            regularization=c.regularization,
+            alpha=c.alpha,
+            iterations=c.iterations,
+            use_cg=c.use_cg,
+            random_state=c.seed,
+            num_threads=c.num_threads,
+            dtype=np.float32,
+        )

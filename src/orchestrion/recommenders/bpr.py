@@ -9,16 +9,14 @@ With more than one thread the SGD updates race (Hogwild), so runs are only repro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import Field
 
-from orchestrion.recommenders._implicit import implicit_module, single_threaded_blas
-from orchestrion.recommenders.als import factor_similarity
-from orchestrion.recommenders.base import FloatArray, IndexArray, Recommender, RecommenderConfig
+from orchestrion.recommenders._implicit_factors import ImplicitFactorModel, factor_similarity
+from orchestrion.recommenders.base import FloatArray, IndexArray, RecommenderConfig
 
 __all__ = ["BPR", "BPRConfig"]
 
@@ -39,7 +37,7 @@ class BPRConfig(RecommenderConfig):
     num_threads: int = Field(1, ge=0, description="implicit's threads; >1 is faster but not reproducible.")
 
 
-class BPR(Recommender[BPRConfig]):
+class BPR(ImplicitFactorModel[BPRConfig]):
     """Pairwise-ranking matrix factorisation.
 
     >>> from orchestrion.recommenders import Interactions
@@ -51,39 +49,21 @@ class BPR(Recommender[BPRConfig]):
     name: ClassVar[str] = "bpr"
     config_type: ClassVar[type[RecommenderConfig]] = BPRConfig
 
-    def __init__(self, config: BPRConfig | None = None) -> None:
-        super().__init__(config)
-        self._user_factors: FloatArray = np.empty((0, 0), dtype=np.float32)
-        self._item_factors: FloatArray = np.empty((0, 0), dtype=np.float32)
+    implicit_name: ClassVar[str] = "cpu.bpr"
 
-    def _fit(self, matrix: Any) -> None:
+    def _implicit_model(self, module: ModuleType) -> Any:
         c = self.config
-        bpr = implicit_module("cpu.bpr")
-        with single_threaded_blas():
-            model = bpr.BayesianPersonalizedRanking(
-                factors=c.factors,
-                learning_rate=c.learning_rate,
-                regularization=c.regularization,
-                iterations=c.iterations,
-                verify_negative_samples=c.verify_negative_samples,
-                random_state=c.seed,
-                num_threads=c.num_threads,
-                dtype=np.float32,
-            )
-            model.fit(matrix, show_progress=False)
-        self._user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
-        self._item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-
-    def _score_users(self, rows: IndexArray, history: Any) -> FloatArray:
-        return (self._user_factors[rows] @ self._item_factors.T).astype(np.float32, copy=False)
+        return module.BayesianPersonalizedRanking(
+            factors=c.factors,
+            learning_rate=c.learning_rate,
+            regularization=c.regularization,
+            iterations=c.iterations,
+            verify_negative_samples=c.verify_negative_samples,
+            random_state=c.seed,
+            num_threads=c.num_threads,
+            dtype=np.float32,
+        )
 
     def _score_items(self, items: IndexArray) -> FloatArray:
         # The last column is the item bias, not a direction: compare items on the factors only.
         return factor_similarity(self._item_factors[:, :-1], items)
-
-    def _state(self) -> dict[str, npt.NDArray[Any]]:
-        return {"user_factors": self._user_factors, "item_factors": self._item_factors}
-
-    def _restore(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
-        self._user_factors = np.asarray(state["user_factors"], dtype=np.float32)
-        self._item_factors = np.asarray(state["item_factors"], dtype=np.float32)
