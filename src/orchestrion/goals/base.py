@@ -55,6 +55,7 @@ __all__ = [
     "Status",
     "candidate_frame",
     "canonical_params",
+    "cluster_labels",
     "deliverable_id",
     "empty_candidates",
     "goal_id",
@@ -91,6 +92,33 @@ Reason = Literal["score", "budget", "policy", "fatigue"]
 def empty_candidates() -> pl.DataFrame:
     """A frame with no candidates and the right columns (what a template returns for nobody)."""
     return pl.DataFrame(schema=dict(CANDIDATE_SCHEMA))
+
+
+def cluster_labels(clusters: pl.DataFrame, terms: pl.DataFrame, *, top: int, fallback: str) -> pl.DataFrame:
+    """``cluster, label``: each cluster's ``top`` commonest terms joined by commas (ties by term),
+    or ``fallback`` with ``{}`` standing for the cluster number where a cluster has no term.
+
+    ``clusters`` has a ``cluster`` column; ``terms`` has ``cluster, term`` (one row per use).
+
+    >>> c = pl.DataFrame({"cluster": [0, 1]})
+    >>> t = pl.DataFrame({"cluster": [0, 0, 0], "term": ["rock", "pop", "rock"]})
+    >>> cluster_labels(c, t, top=2, fallback="cluster {}").sort("cluster").get_column("label").to_list()
+    ['rock, pop', 'cluster 1']
+    """
+    labels = (
+        terms.filter(pl.col("term").is_not_null())
+        .group_by("cluster", "term")
+        .len()
+        .sort(["cluster", "len", "term"], descending=[False, True, False])
+        .group_by("cluster", maintain_order=True)
+        .agg(pl.col("term").head(top).str.join(", ").alias("label"))
+    )
+    return (
+        clusters.select("cluster")
+        .unique()
+        .join(labels, on="cluster", how="left")
+        .select("cluster", pl.coalesce("label", pl.format(fallback, "cluster")).alias("label"))
+    )
 
 
 def candidate_frame(frame: pl.DataFrame) -> pl.DataFrame:

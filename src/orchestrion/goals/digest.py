@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrion.goals.base import candidate_frame, empty_candidates, json_column
+from orchestrion.goals.base import candidate_frame, cluster_labels, empty_candidates, json_column
 
 if TYPE_CHECKING:
     from orchestrion.goals.context import GoalContext
@@ -121,22 +121,14 @@ def topic_labels(clusters: pl.DataFrame, titles: pl.DataFrame, *, words: int = 2
     >>> topic_labels(c, t).sort("cluster").get_column("label").to_list()
     ['cloud, google', 'topic 1']
     """
-    word = (
+    title_words = (
         clusters.join(titles, on="item_id", how="inner")
         .filter(pl.col("title") != pl.col("item_id"))
-        .select("cluster", pl.col("title").str.to_lowercase().str.extract_all(r"[a-zà-ÿ]{3,}").alias("word"))
-        .explode("word")
-        .filter(pl.col("word").is_not_null() & ~pl.col("word").is_in(list(_STOPWORDS)))
-        .group_by("cluster", "word")
-        .len()
-        .sort(["cluster", "len", "word"], descending=[False, True, False])
-        .group_by("cluster", maintain_order=True)
-        .agg(pl.col("word").head(words).str.join(", ").alias("label"))
+        .select("cluster", pl.col("title").str.to_lowercase().str.extract_all(r"[a-zà-ÿ]{3,}").alias("term"))
+        .explode("term")
+        .filter(~pl.col("term").is_in(list(_STOPWORDS)))
     )
-    every = clusters.select("cluster").unique()
-    return every.join(word, on="cluster", how="left").select(
-        "cluster", pl.coalesce("label", pl.format("topic {}", "cluster")).alias("label")
-    )
+    return cluster_labels(clusters, title_words, top=words, fallback="topic {}")
 
 
 class Digest:

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrion.goals.base import candidate_frame, empty_candidates, json_column
+from orchestrion.goals.base import candidate_frame, cluster_labels, empty_candidates, json_column
 
 if TYPE_CHECKING:
     from orchestrion.goals.context import GoalContext
@@ -50,22 +50,15 @@ class PlaylistConfig(BaseModel):
 def _cluster_labels(ctx: GoalContext, clusters: pl.DataFrame, domain: str) -> pl.DataFrame:
     """``cluster, label``: the three commonest tags of the cluster's artists, else ``cluster N``."""
     catalog = ctx.catalog(domain)
-    every = clusters.select("cluster").unique()
     if "tags" not in catalog.columns:
-        return every.with_columns(pl.format("cluster {}", "cluster").alias("label"))
+        no_tags = clusters.select("cluster", pl.lit(None, dtype=pl.String).alias("term")).clear()
+        return cluster_labels(clusters, no_tags, top=3, fallback="cluster {}")
     tags = (
         clusters.join(catalog.select("item_id", "tags"), on="item_id", how="inner")
         .explode("tags")
-        .filter(pl.col("tags").is_not_null())
-        .group_by("cluster", "tags")
-        .len()
-        .sort(["cluster", "len", "tags"], descending=[False, True, False])
-        .group_by("cluster", maintain_order=True)
-        .agg(pl.col("tags").head(3).str.join(", ").alias("label"))
+        .select("cluster", pl.col("tags").alias("term"))
     )
-    return every.join(tags, on="cluster", how="left").select(
-        "cluster", pl.coalesce("label", pl.format("cluster {}", "cluster")).alias("label")
-    )
+    return cluster_labels(clusters, tags, top=3, fallback="cluster {}")
 
 
 class Playlist:
