@@ -130,11 +130,15 @@ def _history_scores(store: Store, cutoff: datetime, window: _Window, protocol: R
     }
 
 
-def _recommender_ids(
-    store: Store, name: str, config: dict[str, Any], cutoff: datetime, users: npt.NDArray[np.str_], k: int
-) -> tuple[npt.NDArray[Any], float]:
+def _interactions(store: Store, cutoff: datetime) -> Interactions:
+    """Purchase counts before ``cutoff`` (the interactions pipeline runs once per cut-off)."""
     arrays = interaction_arrays(store.con, domain="retail", weighting="count", as_of=cutoff)
-    interactions = Interactions(arrays.matrix, Vocabulary(arrays.user_ids), Vocabulary(arrays.item_ids))
+    return Interactions(arrays.matrix, Vocabulary(arrays.user_ids), Vocabulary(arrays.item_ids))
+
+
+def _recommender_ids(
+    interactions: Interactions, name: str, config: dict[str, Any], users: npt.NDArray[np.str_], k: int
+) -> tuple[npt.NDArray[Any], float]:
     started = time.perf_counter()
     model = make_recommender(name, config).fit(interactions)
     seconds = time.perf_counter() - started
@@ -180,18 +184,19 @@ def evaluate_retail(
     for name, ids in history.items():
         results[name] = _score(ids, test, vocab, protocol.k)
     params["repurchase"] = protocol.repurchase.model_dump(mode="json")
+    test_interactions, validation_interactions = _interactions(store, cutoff), _interactions(store, validation_cutoff)
     for name in protocol.recommenders:
         grid = RETAIL_GRIDS.get(name, [{}])
         best, best_score = grid[0], -1.0
         if len(grid) > 1:
             for candidate in grid:
                 say(f"{name}: validating {candidate}")
-                ids, _ = _recommender_ids(store, name, candidate, validation_cutoff, validation.users, protocol.k)
+                ids, _ = _recommender_ids(validation_interactions, name, candidate, validation.users, protocol.k)
                 score = _score(ids, validation, vocab, protocol.k)[f"ndcg@{protocol.k}"]
                 if score > best_score:
                     best, best_score = candidate, score
         say(f"{name}: test with {best}")
-        ids, seconds = _recommender_ids(store, name, best, cutoff, test.users, protocol.k)
+        ids, seconds = _recommender_ids(test_interactions, name, best, test.users, protocol.k)
         results[name] = _score(ids, test, vocab, protocol.k)
         params[name], fit_seconds[name] = best, seconds
     return {
