@@ -51,6 +51,20 @@ class Settings(BaseModel):
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint; unset = offline.")
     llm_api_key: str | None = None
     llm_model: str | None = None
+    llm_timeout: float = Field(30.0, gt=0, description="Seconds one LLM request may take before it is retried.")
+    llm_max_retries: int = Field(4, ge=0, description="Retries of one LLM request after a 429, a 5xx or a timeout.")
+    llm_backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles each retry, with full jitter.")
+    llm_backoff_max_s: float = Field(20.0, ge=0, description="Longest wait between retries (Retry-After included).")
+    llm_max_repairs: int = Field(2, ge=0, description="Times a tool or validation error goes back to the model.")
+    llm_concurrency: int = Field(8, gt=0, description="Goals planned at once with the LLM planner.")
+    llm_max_steps: int = Field(8, gt=0, description="Model turns per deliverable.")
+    llm_max_tokens: int = Field(12_000, gt=0, description="Tokens (prompt + completion) per deliverable.")
+    llm_max_cost: float = Field(0.05, ge=0, description="Estimated cost per deliverable, in price units.")
+    llm_run_max_steps: int = Field(20_000, gt=0, description="Model turns per run (one deliver call).")
+    llm_run_max_tokens: int = Field(20_000_000, gt=0, description="Tokens per run (one deliver call).")
+    llm_run_max_cost: float = Field(20.0, ge=0, description="Estimated cost per run (one deliver call).")
+    llm_price_prompt_1k: float = Field(0.0, ge=0, description="Price per 1,000 prompt tokens (for the cost caps).")
+    llm_price_completion_1k: float = Field(0.0, ge=0, description="Price per 1,000 completion tokens.")
 
     @property
     def database_path(self) -> Path:
