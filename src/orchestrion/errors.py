@@ -18,8 +18,11 @@ __all__ = [
     "IngestError",
     "NotFoundError",
     "OrchestrionError",
+    "PermissionDeniedError",
+    "PolicyViolation",
     "RetryableError",
     "TerminalError",
+    "ToolError",
     "UsageError",
 ]
 
@@ -61,3 +64,26 @@ class DatabaseLockedError(TerminalError):
 
     The message names the holder (pid and URL) and says to go through its API or stop it.
     """
+
+
+class PermissionDeniedError(UsageError):
+    """Raised when a caller asks for another user's data or an action its role does not allow."""
+
+
+class ToolError(UsageError):
+    """Raised by a tool for a call the model should correct (bad item, empty cart, unknown channel).
+
+    The executor hands the message back to the planner; it never crashes a run.
+    """
+
+
+class PolicyViolation(TerminalError):
+    """Raised when a policy refuses a side effect (tier, money cap, host allowlist, quiet hours, pause).
+
+    ``rule`` names the rule; the refusal is recorded in ``policy_decisions`` and never executed.
+    """
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(f"refused by policy rule {rule!r}: {detail}")
+        self.rule = rule
+        self.detail = detail
