@@ -66,6 +66,11 @@ class Settings(BaseModel):
     llm_price_prompt_1k: float = Field(0.0, ge=0, description="Price per 1,000 prompt tokens (for the cost caps).")
     llm_price_completion_1k: float = Field(0.0, ge=0, description="Price per 1,000 completion tokens.")
 
+    web_secret: str | None = Field(
+        None, description="Signs web sessions and sign-in links; unset = generated once into HOME/.web-secret."
+    )
+    web_link_days: int = Field(14, gt=0, description="Days a `users link` sign-in link stays valid.")
+
     @property
     def database_path(self) -> Path:
         return self.database or self.home / "data" / "orchestrion.duckdb"
