@@ -16,6 +16,9 @@ __all__ = [
     "DatabaseLockedError",
     "DatasetNotFoundError",
     "IngestError",
+    "LLMBudgetError",
+    "LLMRequestError",
+    "LLMUnavailableError",
     "NotFoundError",
     "OrchestrionError",
     "PermissionDeniedError",
@@ -87,3 +90,21 @@ class PolicyViolation(TerminalError):
         super().__init__(f"refused by policy rule {rule!r}: {detail}")
         self.rule = rule
         self.detail = detail
+
+
+class LLMUnavailableError(RetryableError):
+    """Raised when the LLM endpoint kept answering 429, 5xx, timing out or refusing connections
+    after every retry; the planner falls back to the offline planner, a later run may use it again.
+    """
+
+
+class LLMRequestError(TerminalError):
+    """Raised when the LLM endpoint rejects a request outright (a 4xx other than 429: a wrong key,
+    an unknown model); fix ``ORCHESTRION_LLM_API_KEY`` / ``ORCHESTRION_LLM_MODEL``.
+    """
+
+
+class LLMBudgetError(TerminalError):
+    """Raised when a per-deliverable or per-run cap on LLM steps, tokens or cost is spent; the goal
+    falls back to the offline planner. Raise the ``ORCHESTRION_LLM_*`` caps to allow more.
+    """
