@@ -48,6 +48,14 @@ class Settings(BaseModel):
         1_000_000, gt=0, description="Rows per chunk (one transaction each) in bulk ingestion."
     )
 
+    policy_file: Path | None = Field(None, description="Policy TOML; default HOME/policy.toml when it exists.")
+    order_url: str | None = Field(
+        None, description="Order provider endpoint (POST, Idempotency-Key header); unset = orders go to the outbox."
+    )
+    webhook_url: str | None = Field(None, description="Where `publish` to the webhook channel posts.")
+    webhook_secret: str | None = Field(None, description="HMAC-SHA256 key signing webhook bodies.")
+    delivery_batch_users: int = Field(2_000, gt=0, description="Users planned and written per batch.")
+
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint; unset = offline.")
     llm_api_key: str | None = None
     llm_model: str | None = None
@@ -82,6 +90,10 @@ class Settings(BaseModel):
     @property
     def outbox_path(self) -> Path:
         return self.outbox_dir or self.home / "data" / "outbox"
+
+    @property
+    def policy_path(self) -> Path:
+        return self.policy_file or self.home / "policy.toml"
 
     @property
     def llm_configured(self) -> bool:
