@@ -54,6 +54,8 @@ TIERS: Final[tuple[Tier, ...]] = get_args(Tier)
 
 ActionClass = Literal["order", "webhook", "outbox"]
 ACTION_CLASSES: Final[tuple[ActionClass, ...]] = get_args(ActionClass)
+DEFAULT_TIERS: Final[dict[ActionClass, Tier]] = {"order": "approve", "webhook": "approve", "outbox": "auto"}
+"""Spending and reaching outside wait for a person; the local outbox runs on its own."""
 
 
 def _hhmm(value: str) -> time:
@@ -69,8 +71,7 @@ class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tiers: dict[ActionClass, Tier] = Field(
-        default_factory=lambda: {"order": "approve", "webhook": "approve", "outbox": "auto"},
-        description="Autonomy tier per action class.",
+        default_factory=lambda: dict(DEFAULT_TIERS), description="Autonomy tier per action class."
     )
     notify_window_minutes: int = Field(60, ge=0, description="How long a `notify` action can be cancelled.")
     max_order_amount: float = Field(150.0, ge=0, description="Largest single order, in the catalog currency.")
@@ -89,8 +90,7 @@ class Policy(BaseModel):
     @field_validator("tiers")
     @classmethod
     def _every_class(cls, value: dict[ActionClass, Tier]) -> dict[ActionClass, Tier]:
-        defaults: dict[ActionClass, Tier] = {"order": "approve", "webhook": "approve", "outbox": "auto"}
-        return {**defaults, **value}
+        return {**DEFAULT_TIERS, **value}
 
     def in_quiet_hours(self, local: time) -> bool:
         """Whether ``local`` (the user's wall-clock time) falls in quiet hours (which may span midnight)."""
