@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -23,7 +23,7 @@ import duckdb
 
 from orchestrion.errors import DatabaseLockedError
 
-__all__ = ["ServerInfo", "Store", "running_server", "utcnow"]
+__all__ = ["ServerInfo", "Store", "running_server", "transaction", "utcnow"]
 
 MEMORY = ":memory:"
 
@@ -64,6 +64,18 @@ def running_server(db_path: Path) -> ServerInfo | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return info if _pid_alive(info.pid) and info.pid != os.getpid() else None
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A transaction on ``con`` (a connection or a thread's cursor): committed on success, rolled back on error."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def _migrations() -> list[tuple[int, str, str]]:
@@ -133,16 +145,9 @@ class Store:
             applied.append(version)
         return applied
 
-    @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A transaction on this store's connection: committed on success, rolled back on error."""
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            yield self.con
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        self.con.execute("COMMIT")
+        return transaction(self.con)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for another thread (DuckDB connections are not shared across threads)."""

@@ -1,0 +1,118 @@
+"""The side-effect ledger: every effect on the world is claimed before it runs and completed after.
+
+The idempotency key is a hash of (user, goal, action, date, the canonical intended effect) —
+never of the raw model arguments, which change between retries — and it is sent to the external
+system as its idempotency key. :func:`claim` inserts ``claimed`` rows in one transaction and tells,
+per key, whether the effect is new, already completed (skip it, reuse its result) or claimed by an
+earlier attempt that never completed (its outcome is unknown: reconcile it with the external
+system, don't blindly repeat it).
+
+>>> from orchestrion.store import Store
+>>> s = Store.open(":memory:").con
+>>> k = effect_key("u1", "g_1", "place_order", date(2024, 5, 1), {"lines": [["a", 2]]})
+>>> e = Effect(k, "u1", "d_1", "place_order", {"lines": [["a", 2]]})
+>>> claim(s, [e], now=datetime(2024, 5, 1))[k]
+'new'
+>>> complete(s, {k: {"order_id": "o1"}}, now=datetime(2024, 5, 1))
+>>> claim(s, [e], now=datetime(2024, 5, 1))[k]
+'completed'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+import duckdb
+
+from orchestrion.store import transaction
+
+__all__ = ["ClaimState", "Effect", "canonical", "claim", "complete", "effect_key", "fail", "results"]
+
+ClaimState = Literal["new", "completed", "unknown"]
+
+
+def canonical(value: Any) -> str:
+    """Compact JSON with sorted keys: equal effects give equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def effect_key(user_id: str, goal_id: str, action: str, day: date, effect: Mapping[str, Any]) -> str:
+    """The deterministic idempotency key of one intended effect."""
+    text = "|".join((user_id, goal_id, action, day.isoformat(), canonical(effect)))
+    return "fx_" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One intended side effect, in canonical form."""
+
+    key: str
+    user_id: str
+    deliverable_id: str
+    action: str
+    effect: Mapping[str, Any]
+
+
+def claim(con: duckdb.DuckDBPyConnection, effects: Sequence[Effect], *, now: datetime) -> dict[str, ClaimState]:
+    """Claim ``effects`` (one committed transaction) and say, per key, what state each was in."""
+    if not effects:
+        return {}
+    keys = [e.key for e in effects]
+    with transaction(con):
+        before = dict(
+            con.execute(
+                "SELECT idempotency_key, status FROM side_effects WHERE idempotency_key IN (SELECT unnest($k))",
+                {"k": keys},
+            ).fetchall()
+        )
+        con.executemany(
+            "INSERT INTO side_effects VALUES (?, ?, ?, ?, ?, 'claimed', NULL, 1, ?, NULL) "
+            "ON CONFLICT (idempotency_key) DO UPDATE SET attempts = side_effects.attempts + 1, "
+            "status = CASE side_effects.status WHEN 'failed' THEN 'claimed' ELSE side_effects.status END",
+            [[e.key, e.user_id, e.deliverable_id, e.action, canonical(e.effect), now] for e in effects],
+        )
+    states: dict[str, ClaimState] = {}
+    for key in keys:
+        status = before.get(key)
+        # A failed effect certainly did not happen, so it may be tried again.
+        states[key] = "completed" if status == "completed" else "unknown" if status == "claimed" else "new"
+    return states
+
+
+def complete(con: duckdb.DuckDBPyConnection, outcomes: Mapping[str, Mapping[str, Any]], *, now: datetime) -> None:
+    """Mark effects completed with their results (one transaction)."""
+    if not outcomes:
+        return
+    with transaction(con):
+        con.executemany(
+            "UPDATE side_effects SET status = 'completed', result = ?, completed_at = ? WHERE idempotency_key = ?",
+            [[canonical(result), now, key] for key, result in outcomes.items()],
+        )
+
+
+def fail(con: duckdb.DuckDBPyConnection, errors: Mapping[str, str], *, now: datetime) -> None:
+    """Mark effects that certainly did not happen (the provider said no) as failed."""
+    if not errors:
+        return
+    with transaction(con):
+        con.executemany(
+            "UPDATE side_effects SET status = 'failed', result = ?, completed_at = ? WHERE idempotency_key = ?",
+            [[canonical({"error": error}), now, key] for key, error in errors.items()],
+        )
+
+
+def results(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The stored results of completed effects among ``keys``."""
+    if not keys:
+        return {}
+    rows = con.execute(
+        "SELECT idempotency_key, result FROM side_effects "
+        "WHERE status = 'completed' AND idempotency_key IN (SELECT unnest($k))",
+        {"k": list(keys)},
+    ).fetchall()
+    return {str(k): json.loads(r) if r else {} for k, r in rows}
