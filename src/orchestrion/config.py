@@ -21,9 +21,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrion.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "Settings", "TriggerRule", "load_settings"]
 
 ENV_PREFIX = "ORCHESTRION_"
+
+
+class TriggerRule(BaseModel):
+    """An event-driven trigger: events of ``event_type`` whose properties match ``conditions``
+    propose a goal of ``template`` for the event's user at once (see ``orchestrion.triggers``).
+
+    A condition is ``{"property": value}`` (equal) or ``{"property": {"lt": 3}}`` with one of
+    ``eq, ne, lt, le, gt, ge, in``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    event_type: str
+    template: str
+    conditions: dict[str, Any] = Field(default_factory=dict)
+
+
+def _default_triggers() -> list[TriggerRule]:
+    return [TriggerRule(name="stock-low-reorder", event_type="stock_low", template="reorder")]
 
 
 class Settings(BaseModel):
@@ -78,6 +98,18 @@ class Settings(BaseModel):
         None, description="Signs web sessions and sign-in links; unset = generated once into HOME/.web-secret."
     )
     web_link_days: int = Field(14, gt=0, description="Days a `users link` sign-in link stays valid.")
+
+    delivery_time: str = Field(
+        "07:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Users' local time of the daily run, HH:MM."
+    )
+    retrain_time: str = Field("02:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Nightly retrain, HH:MM UTC.")
+    scheduler: bool = Field(True, description="Run the schedules (daily, retrain, trigger sweep) inside `serve`.")
+    schedule_misfire_grace_s: int = Field(3600, gt=0, description="A scheduled run late by up to this still runs.")
+    catch_up_days: int = Field(3, ge=0, description="Days back the scheduler catches up missed daily runs on start.")
+    trigger_sweep_s: float = Field(30.0, gt=0, description="Seconds between sweeps for due actions and triggers.")
+    triggers: list[TriggerRule] = Field(
+        default_factory=_default_triggers, description="Event-driven trigger rules (TOML [[triggers]] tables)."
+    )
 
     @property
     def database_path(self) -> Path:

@@ -24,6 +24,7 @@ __all__ = [
     "PermissionDeniedError",
     "PolicyViolation",
     "RetryableError",
+    "RunInProgressError",
     "TerminalError",
     "ToolError",
     "UsageError",
@@ -107,4 +108,10 @@ class LLMRequestError(TerminalError):
 class LLMBudgetError(TerminalError):
     """Raised when a per-deliverable or per-run cap on LLM steps, tokens or cost is spent; the goal
     falls back to the offline planner. Raise the ``ORCHESTRION_LLM_*`` caps to allow more.
+    """
+
+
+class RunInProgressError(RetryableError):
+    """Raised when a pipeline run for the same key (pipeline, date, shard) is already running in a
+    live process; the message names the run and how to follow it (``orchestrion runs show ID``).
     """
