@@ -1,0 +1,113 @@
+"""Builder tools: they make the deliverable's content (a playlist, a watchlist, a cart, a digest).
+
+Content is assembled by code from the catalog: the model picks item ids and a title, never the
+prices, the creators or the article text shown to the person.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrion.errors import ToolError
+from orchestrion.tools.base import ToolContext, tool
+
+__all__ = ["CartLine", "build_cart", "compose_digest", "create_playlist", "create_watchlist", "summarize"]
+
+Title = Annotated[str, Field(min_length=1, max_length=120)]
+ItemIds = Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(min_length=1, max_length=100)]
+MAX_QUANTITY: Final = 99
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“])")
+
+
+def summarize(text: str | None, max_chars: int = 280) -> str:
+    """An extractive summary: the article's leading sentences, up to ``max_chars``.
+
+    >>> summarize("First point. Second point here. Third.", 35)
+    'First point. Second point here.'
+    """
+    if not text:
+        return ""
+    sentences = _SENTENCE.split(" ".join(text.split()))
+    out = ""
+    for sentence in sentences:
+        if out and len(out) + 1 + len(sentence) > max_chars:
+            break
+        out = f"{out} {sentence}".strip()
+    return out if len(out) <= max_chars else out[: max_chars - 1].rstrip() + "…"
+
+
+def _items(ctx: ToolContext, item_ids: list[str]) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    out = []
+    for item_id in item_ids:
+        if item_id in seen:
+            raise ToolError(f"item {item_id!r} appears twice; list each item once")
+        if item_id in ctx.excluded:
+            raise ToolError(f"item {item_id!r} was excluded by the user; leave it out")
+        seen.add(item_id)
+        item = ctx.item(item_id)
+        out.append({"item_id": item.item_id, "title": item.title or item.item_id, "creator": item.creator})
+    return out
+
+
+@tool()
+def create_playlist(ctx: ToolContext, title: Title, item_ids: ItemIds) -> dict[str, Any]:
+    """Create the playlist: a title and the track or artist ids in play order (each once, none excluded)."""
+    items = _items(ctx, item_ids)
+    ctx.content = {"kind": "playlist", "title": title, "items": items}
+    return {"created": "playlist", "tracks": len(items)}
+
+
+@tool()
+def create_watchlist(ctx: ToolContext, title: Title, item_ids: ItemIds) -> dict[str, Any]:
+    """Create the movie-night list: a title and the movie ids in the order to suggest them."""
+    items = _items(ctx, item_ids)
+    ctx.content = {"kind": "watchlist", "title": title, "items": items}
+    return {"created": "watchlist", "movies": len(items)}
+
+
+class CartLine(BaseModel):
+    """One line of a cart: which item and how many."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str = Field(min_length=1, max_length=256)
+    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+
+
+@tool()
+def build_cart(
+    ctx: ToolContext, lines: Annotated[list[CartLine], Field(min_length=1, max_length=50)]
+) -> dict[str, Any]:
+    """Build the cart: item ids with quantities. Prices and the total are computed from the catalog."""
+    usual = {str(line["item_id"]): line for line in ctx.goal.details.get("lines", [])}
+    items = _items(ctx, [line.item_id for line in lines])
+    out = []
+    for line, item in zip(lines, items, strict=True):
+        known = usual.get(line.item_id)
+        price = known.get("unit_price") if known else ctx.item(line.item_id).price
+        if price is None or float(price) <= 0:
+            raise ToolError(f"item {line.item_id!r} has no price in the catalog; it cannot be ordered")
+        unit = round(float(price), 2)
+        out.append(
+            {**item, "quantity": line.quantity, "unit_price": unit, "line_total": round(unit * line.quantity, 2)}
+        )
+    total = round(sum(line["line_total"] for line in out), 2)
+    currency = ctx.goal.details.get("currency") or ctx.item(out[0]["item_id"]).currency or "GBP"
+    ctx.content = {"kind": "cart", "items": out, "total": total, "currency": currency}
+    return {"created": "cart", "lines": len(out), "total": total, "currency": currency}
+
+
+@tool()
+def compose_digest(ctx: ToolContext, title: Title, article_ids: ItemIds) -> dict[str, Any]:
+    """Compose the digest: a title and the article ids in reading order; summaries come from each article's text."""
+    items = _items(ctx, article_ids)
+    for item in items:
+        article = ctx.item(item["item_id"])
+        item["summary"] = summarize(article.text)
+        item["published"] = article.published
+    ctx.content = {"kind": "digest", "title": title, "items": items}
+    return {"created": "digest", "articles": len(items)}
