@@ -50,6 +50,7 @@ __all__ = [
     "active_users",
     "build_context",
     "current_scorer",
+    "day_context",
     "propose",
     "read_events",
     "read_history",
@@ -249,11 +250,21 @@ def record_goals(store: Store, decided: pl.DataFrame, *, now: datetime) -> None:
             con.execute("INSERT OR IGNORE INTO goals SELECT * FROM _orchestrion_goals")
             con.execute(
                 "INSERT OR IGNORE INTO deliverables "
+                "(deliverable_id, goal_id, user_id, date, template, title, items, status, created_at) "
                 "SELECT 'd_' || substr(goal_id, 3), goal_id, user_id, date, template, title, items, 'proposed', "
                 "created_at FROM _orchestrion_goals WHERE status = 'chosen'"
             )
         finally:
             con.unregister("_orchestrion_goals")
+
+
+def day_context(store: Store, models_root: Path, day: date, config: ProposalConfig | None = None) -> GoalContext:
+    """The context every batch of ``day`` shares (events before D, catalog, purchase statistics,
+    the promoted repurchase model); hand it to :func:`propose` as ``shared``."""
+    config = config or ProposalConfig()
+    return build_context(
+        store, day_start(day), [], repurchase=_promoted_repurchase(models_root), config=config.context
+    )
 
 
 def propose(
@@ -266,6 +277,7 @@ def propose(
     config: ProposalConfig | None = None,
     templates: Iterable[GoalTemplate] | None = None,
     scorer: Scorer | None = None,
+    shared: GoalContext | None = None,
 ) -> ProposalResult:
     """Propose, rank, choose and record the goals of ``day`` for ``users`` (default: the active ones).
 
@@ -284,7 +296,10 @@ def propose(
     scorer = scorer or current_scorer(models_root)
     if not batch:
         return ProposalResult(day, 0, len(wanted), 0, 0, scorer.name, time.perf_counter() - started)
-    ctx = build_context(store, as_of, batch, repurchase=_promoted_repurchase(models_root), config=config.context)
+    if shared is not None:  # one day's shared context (see day_context): only this batch's work is new
+        ctx = shared.for_users(batch, exclusions=read_exclusions(store, batch))
+    else:
+        ctx = build_context(store, as_of, batch, repurchase=_promoted_repurchase(models_root), config=config.context)
     candidates = propose_candidates(ctx, templates)
     if candidates.height == 0:
         return ProposalResult(day, len(batch), len(done), 0, 0, scorer.name, time.perf_counter() - started)

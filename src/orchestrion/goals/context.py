@@ -20,6 +20,7 @@ itself, so a caller cannot leak the future into a proposal by accident.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -33,6 +34,9 @@ from orchestrion.recommenders import Interactions, Recommender, Vocabulary, make
 from orchestrion.repurchase import RepurchaseModel
 
 __all__ = ["NEGATIVE_TYPES", "ContextConfig", "GoalContext"]
+
+_PER_BATCH: Final = frozenset({"users", "activity"})
+"""Cache keys whose values depend on the batch of users (see :meth:`GoalContext.for_users`)."""
 
 NEGATIVE_TYPES: Final = ("return", "skip", "tag", "identify", "dislike")
 """Event types that are not a sign of liking the item (a tag is a label, not a play)."""
@@ -106,11 +110,27 @@ class GoalContext:
         self.config = config or ContextConfig()
         self._recommenders: dict[str, Recommender[Any]] = dict(recommenders or {})
         self._cache: dict[tuple[str, ...], Any] = {}
+        self._mine: dict[tuple[str, ...], Any] = {}
 
     def _cached(self, key: tuple[str, ...], build: Any) -> Any:
-        if key not in self._cache:
-            self._cache[key] = build()
-        return self._cache[key]
+        cache = self._mine if key[0] in _PER_BATCH else self._cache
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]
+
+    def for_users(self, users: Iterable[str], *, exclusions: pl.DataFrame | None = None) -> GoalContext:
+        """The same day for another batch of users, sharing every frame and model that does not
+        depend on the batch (events, fitted recommenders, embeddings, clusters, popularity).
+
+        The daily run builds one context per day and one of these per batch, so a batch costs
+        its own users' work, not a new pass over the whole history.
+        """
+        other = copy.copy(self)  # shallow: the shared cache and recommenders are the same objects
+        other.users = np.unique(np.asarray(list(users), dtype=str))
+        if exclusions is not None:
+            other.exclusions = exclusions.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String))
+        other._mine = {}
+        return other
 
     def domain_events(self, domain: str) -> pl.DataFrame:
         """Every user's events of ``domain`` before ``as_of`` (the models learn from all users)."""
