@@ -1,0 +1,112 @@
+"""The offline planner: deterministic plans per template through the same tools. No LLM needed.
+
+Titles and summaries are written from the data: the artists of a playlist, the cart's line count
+and total, the lead sentences of a digest's first articles. The same goal always gives the same
+plan, so the same side effects and the same idempotency keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from orchestrion.planning.base import PlanOutcome
+from orchestrion.planning.plan import Plan
+
+if TYPE_CHECKING:
+    from orchestrion.execution import Executor
+    from orchestrion.tools import GoalRecord
+
+__all__ = ["OfflinePlanner", "summary_of"]
+
+NAME: Final = "offline"
+
+
+def _names(items: list[dict[str, Any]], key: str, most: int = 3) -> str:
+    seen: list[str] = []
+    for item in items:
+        value = item.get(key)
+        if value and value not in seen:
+            seen.append(str(value))
+    if not seen:
+        return ""
+    shown = ", ".join(seen[:most])
+    return shown + (f" and {len(seen) - most} more" if len(seen) > most else "")
+
+
+def summary_of(content: dict[str, Any]) -> str:
+    """A one-paragraph summary of built content, from the data only.
+
+    >>> summary_of({"kind": "cart", "items": [{"title": "Tea"}], "total": 3.5, "currency": "GBP"})
+    '1 item, 3.50 GBP in total: Tea.'
+    """
+    items = content.get("items", [])
+    kind = content.get("kind")
+    if kind == "cart":
+        lines = f"{len(items)} item{'s' if len(items) != 1 else ''}"
+        return f"{lines}, {content['total']:.2f} {content['currency']} in total: {_names(items, 'title', 4)}."
+    if kind == "digest":
+        lead = next((i["summary"] for i in items if i.get("summary")), "")
+        text = f"{len(items)} article{'s' if len(items) != 1 else ''}: {_names(items, 'title', 3)}."
+        return f"{text} Top story: {lead}" if lead else text
+    noun = "track" if kind == "playlist" else "movie"
+    by = _names(items, "creator") or _names(items, "title")
+    return f"{len(items)} {noun}{'s' if len(items) != 1 else ''}" + (f" featuring {by}." if by else ".")
+
+
+class OfflinePlanner:
+    """Deterministic plans for the four built-in templates; "nothing to do" for others."""
+
+    name: str = NAME
+
+    def plan(self, goal: GoalRecord, executor: Executor, *, feedback: str | None = None) -> PlanOutcome:
+        steps = _STEPS.get(goal.template)
+        if steps is None:
+            return PlanOutcome(Plan.nothing(f"no offline plan for template {goal.template!r}"), NAME)
+        problem = steps(goal, executor)
+        if problem is not None:
+            return PlanOutcome(Plan.nothing(problem), NAME)
+        content = executor.ctx.content
+        return PlanOutcome(
+            Plan(title=content.get("title") or goal.title, summary=summary_of(content), calls=list(executor.calls)),
+            NAME,
+        )
+
+
+def _usable(goal: GoalRecord, executor: Executor) -> list[str]:
+    return [i for i in goal.items if i not in executor.ctx.excluded]
+
+
+def _list(builder: str, key: str) -> Callable[[GoalRecord, Executor], str | None]:
+    def steps(goal: GoalRecord, executor: Executor) -> str | None:
+        items = _usable(goal, executor)
+        if not items:
+            return "every item of this goal was excluded by the user"
+        built = executor.call(builder, {"title": goal.title[:120], key: items[:100]})
+        if not built.ok:
+            return built.error
+        executor.call("publish", {"channel": "outbox"})
+        return None
+
+    return steps
+
+
+def _reorder(goal: GoalRecord, executor: Executor) -> str | None:
+    due = executor.call("due_reorders", {})
+    if not due.ok or not due.result:
+        return "nothing is due" if due.ok else due.error
+    lines = [{"item_id": line["item_id"], "quantity": min(int(line["quantity"]), 99)} for line in due.result]
+    cart = executor.call("build_cart", {"lines": lines[:50]})
+    if not cart.ok:
+        return cart.error
+    executor.call("place_order", {})
+    executor.call("publish", {"channel": "outbox"})
+    return None
+
+
+_STEPS: Final[dict[str, Callable[[GoalRecord, Executor], str | None]]] = {
+    "playlist": _list("create_playlist", "item_ids"),
+    "watchlist": _list("create_watchlist", "item_ids"),
+    "digest": _list("compose_digest", "article_ids"),
+    "reorder": _reorder,
+}
