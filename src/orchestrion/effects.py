@@ -1,0 +1,128 @@
+"""Performing side effects on the world, and reconciling ones whose outcome is unknown.
+
+Channels: the local outbox (files, the embedded default), a webhook (JSON POST signed with
+HMAC-SHA256 in ``X-Orchestrion-Signature``), and an order provider (``settings.order_url``; unset
+means orders are written to ``outbox/orders/``). Every request carries the ledger's key as its
+``Idempotency-Key``, so a provider that honours it never acts twice for one key.
+
+Reconciling: an outbox file or order file that exists is done; an order provider is asked
+``GET {order_url}?idempotency_key=KEY`` (200 with the order, or 404); a webhook is sent again with
+the same key (receivers de-duplicate on it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from orchestrion.config import Settings
+from orchestrion.errors import RetryableError, TerminalError
+from orchestrion.rendering import render_html, render_markdown
+
+__all__ = ["Effector", "sign"]
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The webhook signature header value: ``sha256=<hex hmac>``.
+
+    >>> sign("k", b"{}")[:7]
+    'sha256='
+    """
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Effector:
+    """Runs effects for one process; ``http`` is injected (tests pass a client for a loopback server)."""
+
+    def __init__(self, settings: Settings, http: httpx.Client | None = None) -> None:
+        self.settings = settings
+        self.outbox = settings.outbox_path
+        self._http = http
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            self._http = httpx.Client(timeout=10.0)
+        return self._http
+
+    def outbox_paths(self, deliverable: Mapping[str, Any]) -> dict[str, Path]:
+        """Where a deliverable's files go: ``outbox/<user>/<date>/<id>.{json,md,html}``."""
+        safe_user = "".join(c if c.isalnum() or c in "-_.:" else "_" for c in str(deliverable["user_id"]))
+        folder = self.outbox / safe_user.replace(":", "_") / str(deliverable["date"])
+        stem = str(deliverable["deliverable_id"])
+        return {ext: folder / f"{stem}.{ext}" for ext in ("json", "md", "html")}
+
+    def perform(self, tool: str, effect: Mapping[str, Any], key: str, deliverable: Mapping[str, Any]) -> dict[str, Any]:
+        """Do the effect once; raises RetryableError when its outcome is unknown, TerminalError when refused."""
+        if tool == "place_order":
+            return self._order(effect, key)
+        if effect.get("channel") == "webhook":
+            return self._webhook(str(effect["url"]), key, deliverable)
+        paths = self.outbox_paths(deliverable)
+        _write(paths["json"], json.dumps(dict(deliverable), default=str, ensure_ascii=False, indent=1))
+        _write(paths["md"], render_markdown(dict(deliverable)))
+        _write(paths["html"], render_html(dict(deliverable)))
+        return {"path": str(paths["html"])}
+
+    def reconcile(
+        self, tool: str, effect: Mapping[str, Any], key: str, deliverable: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The result of an effect claimed earlier whose outcome is unknown, or None if it did not happen."""
+        if tool == "place_order":
+            if self.settings.order_url is None:
+                path = self.outbox / "orders" / f"{key}.json"
+                return {"order": str(path), "reconciled": True} if path.exists() else None
+            response = self.http.get(self.settings.order_url, params={"idempotency_key": key})
+            if response.status_code == 404:
+                return None
+            response.raise_for_status()
+            return {**response.json(), "reconciled": True}
+        if effect.get("channel") == "webhook":
+            return {**self._webhook(str(effect["url"]), key, deliverable), "reconciled": True}
+        html = self.outbox_paths(deliverable)["html"]
+        return {"path": str(html), "reconciled": True} if html.exists() else None
+
+    def _order(self, effect: Mapping[str, Any], key: str) -> dict[str, Any]:
+        body = {"idempotency_key": key, **effect}
+        if self.settings.order_url is None:
+            path = self.outbox / "orders" / f"{key}.json"
+            _write(path, json.dumps(body, default=str))
+            return {"order": str(path)}
+        try:
+            response = self.http.post(self.settings.order_url, json=body, headers={"Idempotency-Key": key})
+        except httpx.TransportError as exc:
+            raise RetryableError(f"order provider unreachable ({exc}); the order will be reconciled") from exc
+        if response.status_code >= 500:
+            raise RetryableError(f"order provider answered {response.status_code}; the order will be reconciled")
+        if response.status_code >= 400:
+            raise TerminalError(f"order provider refused the order: {response.status_code} {response.text[:200]}")
+        return dict(response.json())
+
+    def _webhook(self, url: str, key: str, deliverable: Mapping[str, Any]) -> dict[str, Any]:
+        body = json.dumps(dict(deliverable), default=str, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        if self.settings.webhook_secret:
+            headers["X-Orchestrion-Signature"] = sign(self.settings.webhook_secret, body)
+        try:
+            response = self.http.post(url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise RetryableError(f"webhook {url} unreachable ({exc}); it will be sent again with the same key") from exc
+        if response.status_code >= 500:
+            raise RetryableError(f"webhook {url} answered {response.status_code}; it will be sent again")
+        if response.status_code >= 400:
+            raise TerminalError(f"webhook {url} refused the deliverable: {response.status_code}")
+        return {"status": response.status_code}

@@ -1,0 +1,77 @@
+"""A deliverable rendered for people: Markdown and HTML (JSON is the record itself).
+
+>>> d = {"deliverable_id": "d_1", "title": "Reorder", "summary": "2 items", "why": "you buy these",
+...      "content": {"kind": "cart", "items": [{"title": "Tea", "quantity": 2, "unit_price": 1.5,
+...      "line_total": 3.0}], "total": 3.0, "currency": "GBP"}}
+>>> print(render_markdown(d).splitlines()[0])
+# Reorder
+>>> "<td>Tea</td>" in render_html(d)
+True
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+__all__ = ["render_html", "render_markdown"]
+
+
+def _line(kind: str | None, item: dict[str, Any]) -> str:
+    title = item.get("title") or item.get("item_id")
+    if kind == "cart":
+        return f"{item['quantity']} × {title} — {item['line_total']:.2f}"
+    if kind == "digest":
+        return f"**{title}** — {item.get('summary') or ''}".rstrip(" —")
+    creator = item.get("creator")
+    return f"{title} ({creator})" if creator else str(title)
+
+
+def render_markdown(d: dict[str, Any]) -> str:
+    """The deliverable as Markdown: title, summary, the items, why, and its status."""
+    content = d.get("content") or {}
+    kind = content.get("kind")
+    lines = [f"# {d.get('title', '')}", "", str(d.get("summary") or ""), ""]
+    for number, item in enumerate(content.get("items", []), 1):
+        lines.append(f"{number}. {_line(kind, item)}")
+    if kind == "cart":
+        lines += ["", f"**Total: {content['total']:.2f} {content.get('currency', '')}**"]
+    lines += ["", f"*Why this:* {d.get('why', '')}"]
+    if d.get("status"):
+        lines.append(f"*Status:* {d['status']}")
+    return "\n".join(lines).strip() + "\n"
+
+
+def render_html(d: dict[str, Any]) -> str:
+    """The deliverable as a small standalone HTML document (every value escaped)."""
+    content = d.get("content") or {}
+    kind = content.get("kind")
+    items = content.get("items", [])
+    if kind == "cart":
+        rows = "".join(
+            f"<tr><td>{escape(str(i.get('title')))}</td><td>{i['quantity']}</td><td>{i['unit_price']:.2f}</td>"
+            f"<td>{i['line_total']:.2f}</td></tr>"
+            for i in items
+        )
+        body = (
+            "<table><thead><tr><th>Item</th><th>Qty</th><th>Unit</th><th>Line</th></tr></thead>"
+            f"<tbody>{rows}</tbody><tfoot><tr><td colspan=3>Total</td>"
+            f"<td>{content['total']:.2f} {escape(str(content.get('currency', '')))}</td></tr></tfoot></table>"
+        )
+    elif kind == "digest":
+        body = (
+            "<ol>"
+            + "".join(
+                f"<li><strong>{escape(str(i.get('title')))}</strong><p>{escape(str(i.get('summary') or ''))}</p></li>"
+                for i in items
+            )
+            + "</ol>"
+        )
+    else:
+        body = "<ol>" + "".join(f"<li>{escape(_line(kind, i))}</li>" for i in items) + "</ol>"
+    title = escape(str(d.get("title", "")))
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head><body>'
+        f"<h1>{title}</h1><p>{escape(str(d.get('summary') or ''))}</p>{body}"
+        f"<p><em>Why this:</em> {escape(str(d.get('why', '')))}</p></body></html>"
+    )
