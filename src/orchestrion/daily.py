@@ -1,0 +1,245 @@
+"""The daily pipeline: a day's deliverables for every active user, in batches, through the run ledger.
+
+``refresh features → propose → rank → plan → execute → review → deliver``: the day's shared
+context (events before D, the catalog, ``purchase_stats``, the promoted models) is built once per
+run; then each batch of users goes through the *step* — proposing, ranking and choosing their
+goals and, with the orchestrator, planning, executing, reviewing and delivering them. The step is
+a parameter (:data:`Step`), so the pipeline does not care which stages exist.
+
+The run is recorded in the ledger (:mod:`orchestrion.runs`) under the key (``daily``, D[, shard]):
+its users are fixed in sorted batches of ``settings.delivery_batch_users`` when it starts, each
+batch is marked done after the step committed it, and a killed run resumes with the batches
+left. Every stage is idempotent per user (goal and deliverable ids hash the user and the day, the
+side-effect ledger claims each effect once), so a batch done twice — killed after the step but
+before the ledger noted it — changes nothing.
+
+>>> from datetime import datetime, date
+>>> from orchestrion.config import Settings
+>>> with Store.open(":memory:") as s:
+...     report = run_daily(s, Settings(), date(2024, 1, 2), clock=lambda: datetime(2024, 1, 2, 7))
+...     (report.state, report.run.status if report.run else None, report.run.users_total if report.run else 0)
+('new', 'succeeded', 0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from orchestrion.config import Settings
+from orchestrion.errors import UsageError
+from orchestrion.goals import GoalContext
+from orchestrion.proposals import ProposalConfig, active_users, day_context, day_start, propose
+from orchestrion.runs import (
+    Run,
+    RunKey,
+    claim_run,
+    finish_run,
+    latest_run,
+    pending_batches,
+    plan_users,
+    record_batch,
+)
+from orchestrion.store import Store, utcnow
+
+__all__ = [
+    "Clock",
+    "DailyReport",
+    "Progress",
+    "Step",
+    "backfill_daily",
+    "propose_step",
+    "run_daily",
+    "users_shard",
+]
+
+Clock = Callable[[], datetime]
+Progress = Callable[[int, int], None]
+"""``progress(users_done, users_total)``, called after every batch."""
+
+
+class Step(Protocol):
+    """The per-batch work of the daily pipeline; returns counts that the ledger adds up."""
+
+    def __call__(
+        self, store: Store, settings: Settings, day: date, users: list[str], *, now: datetime, shared: GoalContext
+    ) -> Mapping[str, Any]: ...
+
+
+def propose_step(
+    store: Store, settings: Settings, day: date, users: list[str], *, now: datetime, shared: GoalContext
+) -> dict[str, Any]:
+    """Propose, rank, choose and record the batch's goals (their deliverables start as ``proposed``)."""
+    result = propose(store, settings.models_path, day, users, now=now, shared=shared)
+    return {"proposed_users": result.users, "goals": result.candidates, "deliverables": result.chosen}
+
+
+DEFAULT_STEP: Step = propose_step
+
+
+@dataclass(frozen=True)
+class DailyReport:
+    """What one call of :func:`run_daily` did: the run (None for a dry run of a new key), whether
+    it was ``new``, ``resumed``, already ``done`` or a ``dry-run``, and this call's own work."""
+
+    day: date
+    state: Literal["new", "resumed", "done", "dry-run"]
+    run: Run | None
+    users: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    plan: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def users_per_second(self) -> float:
+        return self.users / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "date": self.day.isoformat(),
+            "state": self.state,
+            "run": self.run.as_dict() if self.run else None,
+            "users": self.users,
+            "batches": self.batches,
+            "seconds": round(self.seconds, 3),
+            "users_per_second": round(self.users_per_second, 1),
+            "plan": self.plan,
+        }
+
+
+def users_shard(users: Sequence[str]) -> str:
+    """The shard name of a run limited to ``users``: stable for the same set, in any order."""
+    digest = hashlib.blake2b("\n".join(sorted(set(users))).encode(), digest_size=4).hexdigest()
+    return f"users-{digest}"
+
+
+def _run_users(store: Store, day: date, users: Sequence[str] | None) -> list[str]:
+    if users is not None:
+        return sorted(set(users))
+    return active_users(store, day_start(day), ProposalConfig().active_days)
+
+
+def run_daily(
+    store: Store,
+    settings: Settings,
+    day: date,
+    *,
+    clock: Clock = utcnow,
+    users: Sequence[str] | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    trigger: str = "cli",
+    step: Step | None = None,
+    progress: Progress | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> DailyReport:
+    """Run (or resume, or skip when done) the daily pipeline for ``day``; see the module docstring.
+
+    ``users`` limits the run to those users, under its own shard of the key. ``stop`` is asked
+    between batches: when it returns True the run ends as ``interrupted`` and resumes next time.
+    """
+    step = step or DEFAULT_STEP
+    if users is not None and not users:
+        raise UsageError("--users was given without any user id; name at least one user or leave it out")
+    key = RunKey("daily", day, users_shard(users) if users is not None else "")
+    batch_size = settings.delivery_batch_users
+    if dry_run:
+        latest = latest_run(store.con, key)
+        wanted = _run_users(store, day, users)
+        plan = {
+            "key": str(key),
+            "latest": latest.as_dict() if latest else None,
+            "would": "nothing (done; --force starts a new attempt)"
+            if latest and latest.status == "succeeded" and not force
+            else ("resume " + latest.run_id if latest and latest.status != "succeeded" else "start a new attempt"),
+            "users": len(wanted),
+            "batches": (len(wanted) + batch_size - 1) // batch_size,
+            "batch_size": batch_size,
+        }
+        return DailyReport(day, "dry-run", latest, plan=plan)
+    params = {"users": sorted(set(users)) if users is not None else None, "batch_size": batch_size}
+    claim = claim_run(store, key, now=clock(), force=force, trigger=trigger, params=params)
+    if claim.state == "done":
+        return DailyReport(day, "done", claim.run)
+    run_id = claim.run.run_id
+    started = time.perf_counter()
+    done_users = done_batches = 0
+    try:
+        if claim.state == "new" or claim.run.users_total == 0:
+            plan_users(store, run_id, _run_users(store, day, users), batch_size)
+        batches = pending_batches(store.con, run_id)
+        run = claim.run
+        total = store.con.execute("SELECT count(*) FROM run_users WHERE run_id = ?", [run_id]).fetchall()[0][0]
+        already = total - sum(len(b) for b in batches)
+        if progress:
+            progress(already, total)
+        shared = day_context(store, settings.models_path, day) if batches else None
+        for batch in batches:
+            if stop is not None and stop():
+                raise _Stopped()
+            batch_started = time.perf_counter()
+            assert shared is not None
+            counts = step(store, settings, day, batch, now=clock(), shared=shared)
+            run = record_batch(store, run_id, batch, counts, now=clock(), seconds=time.perf_counter() - batch_started)
+            done_users += len(batch)
+            done_batches += 1
+            if progress:
+                progress(run.users_done, total)
+    except BaseException as exc:
+        interrupted = isinstance(exc, _Stopped | KeyboardInterrupt | SystemExit)
+        why = "stopped before it finished; run it again to resume" if interrupted else f"{type(exc).__name__}: {exc}"
+        finish_run(store, run_id, "interrupted" if interrupted else "failed", now=clock(), error=why)
+        if isinstance(exc, _Stopped):
+            return DailyReport(day, claim.state, _latest(store, key), done_users, done_batches,
+                               time.perf_counter() - started)
+        raise
+    run = finish_run(store, run_id, "succeeded", now=clock(), error=run.error if claim.state == "resumed" else None)
+    return DailyReport(day, claim.state, run, done_users, done_batches, time.perf_counter() - started)
+
+
+class _Stopped(Exception):
+    """Raised inside :func:`run_daily` when its ``stop`` callback asks it to stop between batches."""
+
+
+def _latest(store: Store, key: RunKey) -> Run | None:
+    return latest_run(store.con, key)
+
+
+def backfill_daily(
+    store: Store,
+    settings: Settings,
+    start: date,
+    end: date,
+    *,
+    clock: Clock = utcnow,
+    force: bool = False,
+    step: Step | None = None,
+    progress: Callable[[date], Progress | None] | None = None,
+    on_day: Callable[[DailyReport], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> list[DailyReport]:
+    """Run the daily pipeline for every day from ``start`` to ``end`` (inclusive), in order.
+
+    Days already done are skipped (unless ``force``), an interrupted day resumes, so running the
+    same backfill again after an interruption finishes it with the same result as one run.
+    """
+    if end < start:
+        raise UsageError(f"--to {end} is before --from {start}; give the earlier day first")
+    reports = []
+    day = start
+    while day <= end:
+        report = run_daily(
+            store, settings, day, clock=clock, force=force, trigger="backfill", step=step,
+            progress=progress(day) if progress else None, stop=stop,
+        )
+        reports.append(report)
+        if on_day:
+            on_day(report)
+        if report.run is not None and report.run.status == "interrupted":
+            break
+        day += timedelta(days=1)
+    return reports
