@@ -54,6 +54,10 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
     app.include_router(ingest.build_router(ctx))
     app.include_router(admin.build_router(ctx))
     app.include_router(feedback.build_router(ctx))
+    # the web page for people at / (after the API routes, which all live under /v1)
+    from orchestrion.web import mount_web
+
+    mount_web(app, ctx)
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)

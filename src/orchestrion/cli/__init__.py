@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from orchestrion.cli import core, datasets, evaluate, feedback, goals, ingest, keys, models, replay, serve
+from orchestrion.cli import core, datasets, evaluate, feedback, goals, ingest, keys, models, replay, serve, users
 from orchestrion.errors import OrchestrionError
 
 __all__ = ["app", "main"]
@@ -32,6 +32,7 @@ evaluate.app.command("replay")(replay.replay)
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(goals.app, name="goals")
 app.add_typer(feedback.app, name="feedback")
+app.add_typer(users.app, name="users")
 
 
 def main() -> None:

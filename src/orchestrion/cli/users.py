@@ -1,0 +1,28 @@
+"""``orchestrion users``: what a person needs to reach their own page."""
+
+from __future__ import annotations
+
+import typer
+
+from orchestrion.cli.context import settings
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Sign-in links for people.", no_args_is_help=True)
+
+
+@app.command()
+def link(
+    user: str = typer.Argument(..., help="The user_id the link signs in (as in the events)."),
+    base_url: str = typer.Option(None, help="Where people reach the server; default the running server's URL."),
+) -> None:
+    """Print a sign-in link for USER's web page (valid ORCHESTRION_WEB_LINK_DAYS days)."""
+    from orchestrion.store import running_server
+    from orchestrion.web.session import Signer
+
+    config = settings()
+    if base_url is None:
+        holder = running_server(config.database_path)
+        base_url = holder.url if holder else f"http://{config.host}:{config.port}"
+    token = Signer.from_settings(config).link_token(user)
+    typer.echo(f"{base_url.rstrip('/')}/signin?token={token}")

@@ -1,0 +1,142 @@
+"""What every web route needs: the API context, the signer, the templates, and small request helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import duckdb
+import jinja2
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from orchestrion.api.context import ApiContext
+from orchestrion.store import utcnow
+from orchestrion.web.session import COOKIE, Session, Signer
+
+__all__ = ["WebContext", "form_lists", "read_form", "safe_next", "static_folder", "today_for"]
+
+T = TypeVar("T")
+MAX_FORM_BYTES = 64 * 1024
+
+
+def _folder(name: str) -> Path:
+    return Path(str(resources.files("orchestrion.web") / name))
+
+
+def static_folder() -> Path:
+    return _folder("static")
+
+
+def _money(value: object, currency: str | None = None) -> str:
+    if not isinstance(value, int | float):
+        return ""
+    symbol = {"GBP": "£", "EUR": "€", "USD": "$"}.get(currency or "", "")
+    return f"{symbol}{value:,.2f}" if symbol else f"{value:,.2f} {currency or ''}".strip()
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_folder("templates")),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["money"] = _money
+    return env
+
+
+def safe_next(value: str | None, default: str = "/") -> str:
+    """A local path to go back to after a form post (never another site)."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return default
+
+
+def today_for(con: duckdb.DuckDBPyConnection, user_id: str, now: datetime) -> date:
+    """The date at ``now`` (UTC) in the user's time zone (``users.timezone``, UTC when unknown)."""
+    rows = con.execute("SELECT timezone FROM users WHERE user_id = ?", [user_id]).fetchall()
+    try:
+        zone = ZoneInfo(str(rows[0][0])) if rows and rows[0][0] else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return now.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone).date()
+
+
+@dataclass
+class WebContext:
+    """The app's store, writer and key checker, the signer and the templates."""
+
+    api: ApiContext
+    signer: Signer
+    templates: jinja2.Environment
+
+    @classmethod
+    def build(cls, api: ApiContext) -> WebContext:
+        return cls(api, Signer.from_settings(api.settings), _environment())
+
+    def session(self, request: Request) -> Session | None:
+        return self.signer.read_session(request.cookies.get(COOKIE))
+
+    async def read(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run a read on its own cursor in a worker thread."""
+
+        def run() -> T:
+            cursor = self.api.store.cursor()
+            try:
+                return work(cursor)
+            finally:
+                cursor.close()
+
+        return await run_in_threadpool(run)
+
+    def now(self) -> datetime:
+        return utcnow()
+
+    def render(
+        self, request: Request, template: str, session: Session | None, *, status: int = 200, **values: Any
+    ) -> HTMLResponse:
+        html = self.templates.get_template(template).render(
+            request_path=request.url.path,
+            here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            session=session,
+            **values,
+        )
+        return HTMLResponse(html, status_code=status)
+
+    def fragment(self, template: str, macro: str, session: Session, *args: Any) -> HTMLResponse:
+        """One macro of a template, for htmx to swap in place."""
+        module = self.templates.get_template(template).make_module({"session": session})
+        return HTMLResponse(str(getattr(module, macro)(*args)))
+
+    def error(self, request: Request, session: Session | None, status: int, message: str) -> HTMLResponse:
+        return self.render(request, "error.html", session, status=status, status_code=status, message=message)
+
+    def to_signin(self, request: Request) -> Response:
+        if request.headers.get("hx-request"):
+            return Response(status_code=401, headers={"HX-Redirect": "/signin"})
+        return RedirectResponse("/signin", status_code=303)
+
+
+async def read_form(request: Request) -> Mapping[str, str]:
+    """An urlencoded form body as a mapping (the last value wins for repeated names)."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def form_lists(body: bytes) -> dict[str, list[str]]:
+    """Every value of every name in an urlencoded form body (for multi-select fields)."""
+    values: dict[str, list[str]] = {}
+    for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+        values.setdefault(name, []).append(value)
+    return values

@@ -1,0 +1,262 @@
+"""What the feed page shows: one user's deliverables of a day as cards, with their items,
+the thumbs already given, "why this", what was decided against, and the earlier days.
+
+Read straight from the tables (``deliverables``, ``goals``, ``feedback``, ``items``). A
+deliverable's items come from its built ``content`` when the executor filled it (tracks, cart
+lines, articles) and otherwise from its goal's ``details`` (what the template proposed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from orchestrion.errors import NotFoundError
+
+__all__ = ["Card", "Day", "Declined", "Item", "card", "day_feed", "history", "read_card_user"]
+
+
+@dataclass
+class Item:
+    """One track, cart line or article of a card, with the user's thumb on it."""
+
+    item_id: str
+    title: str
+    detail: str | None = None
+    quantity: float | None = None
+    unit_price: float | None = None
+    line_total: float | None = None
+    thumb: str | None = None
+
+
+@dataclass
+class Card:
+    """One deliverable as the feed shows it."""
+
+    deliverable_id: str
+    user_id: str
+    date: dt.date
+    template: str
+    title: str
+    status: str
+    summary: str | None
+    why: str | None
+    items: list[Item]
+    total: float | None = None
+    currency: str | None = None
+    thumb: str | None = None
+
+
+@dataclass(frozen=True)
+class Declined:
+    """A goal considered for the day and not chosen, with the reason in words."""
+
+    title: str
+    template: str
+    reason: str | None
+    reason_detail: str | None
+
+
+@dataclass
+class Day:
+    """A user's feed for one day."""
+
+    user_id: str
+    date: dt.date
+    cards: list[Card]
+    declined: list[Declined]
+    earlier: list[tuple[dt.date, int]] = field(default_factory=list)
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> list[dict[str, Any]]:
+    result = con.execute(sql, list(params))
+    names = [d[0] for d in result.description or []]
+    return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+
+def _json(value: object) -> Any:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    return value
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _text(entry: Mapping[str, Any], *keys: str) -> str | None:
+    for key in keys:
+        value = entry.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _from_entries(entries: Sequence[Any]) -> list[Item]:
+    items = []
+    for entry in entries:
+        if not isinstance(entry, Mapping) or not entry.get("item_id"):
+            continue
+        item_id = str(entry["item_id"])
+        items.append(
+            Item(
+                item_id=item_id,
+                title=_text(entry, "title", "name") or item_id,
+                detail=_text(entry, "summary", "artist", "creator", "text"),
+                quantity=_number(entry.get("quantity")),
+                unit_price=_number(entry.get("unit_price")),
+                line_total=_number(entry.get("line_total", entry.get("total"))),
+            )
+        )
+    return items
+
+
+def _content_items(content: Any) -> list[Item]:
+    """Items from the executor's content: a list, or a dict holding one under a known key."""
+    if isinstance(content, list):
+        return _from_entries(content)
+    if isinstance(content, Mapping):
+        for key in ("tracks", "lines", "articles", "items", "movies"):
+            if isinstance(content.get(key), list):
+                return _from_entries(content[key])
+    return []
+
+
+def _goal_items(
+    item_ids: Sequence[str], details: Mapping[str, Any], catalog: Mapping[str, dict[str, Any]]
+) -> list[Item]:
+    """Items from the goal's details (cart lines, or names in item order) and the catalog."""
+    if isinstance(details.get("lines"), list):
+        return _from_entries(details["lines"])
+    lists = [details[k] for k in ("titles", "artists", "names") if isinstance(details.get(k), list)]
+    names: list[Any] = lists[0] if lists else []
+    items = []
+    for i, item_id in enumerate(item_ids):
+        known = catalog.get(item_id, {})
+        title = names[i] if i < len(names) and isinstance(names[i], str) else known.get("title")
+        text = known.get("text")
+        summary = text[:280] + ("…" if len(text) > 280 else "") if isinstance(text, str) else None
+        detail = known.get("creator") or summary
+        items.append(Item(item_id=item_id, title=title or item_id, detail=detail))
+    return items
+
+
+def _catalog(con: duckdb.DuckDBPyConnection, item_ids: set[str]) -> dict[str, dict[str, Any]]:
+    if not item_ids:
+        return {}
+    rows = _rows(
+        con, "SELECT item_id, title, creator, text FROM items WHERE list_contains(?, item_id)", [sorted(item_ids)]
+    )
+    return {r["item_id"]: r for r in rows}
+
+
+def _thumbs(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, tuple[str | None, dict[str, str]]]:
+    """Per deliverable: its latest thumb and the latest thumb on each of its items."""
+    rows = _rows(
+        con,
+        "SELECT deliverable_id, thumb, items FROM feedback WHERE list_contains(?, deliverable_id) ORDER BY feedback_id",
+        [list(ids)],
+    )
+    state: dict[str, tuple[str | None, dict[str, str]]] = {}
+    for row in rows:
+        thumb, items = state.get(row["deliverable_id"], (None, {}))
+        thumb = row["thumb"] or thumb
+        for entry in _json(row["items"]) or []:
+            if isinstance(entry, Mapping) and "item_id" in entry and "thumb" in entry:
+                items[str(entry["item_id"])] = str(entry["thumb"])
+        state[row["deliverable_id"]] = (thumb, items)
+    return state
+
+
+_CARD_SQL = """
+SELECT d.deliverable_id, d.user_id, d.date, d.template, d.title, d.status, d.items, d.summary, d.content,
+       g.why, g.details
+FROM deliverables d LEFT JOIN goals g USING (goal_id)
+"""
+
+
+def _cards(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> list[Card]:
+    wanted = {i for r in rows for i in (r["items"] or [])}
+    catalog = _catalog(con, wanted)
+    thumbs = _thumbs(con, [r["deliverable_id"] for r in rows])
+    cards = []
+    for row in rows:
+        content = _json(row["content"])
+        details = _json(row["details"]) or {}
+        items = _content_items(content) or _goal_items(row["items"] or [], details, catalog)
+        thumb, item_thumbs = thumbs.get(row["deliverable_id"], (None, {}))
+        for item in items:
+            item.thumb = item_thumbs.get(item.item_id)
+        money = content if isinstance(content, Mapping) and "total" in content else details
+        cards.append(
+            Card(
+                deliverable_id=row["deliverable_id"],
+                user_id=row["user_id"],
+                date=row["date"],
+                template=row["template"],
+                title=row["title"],
+                status=row["status"],
+                summary=row["summary"],
+                why=row["why"],
+                items=items,
+                total=_number(money.get("total")),
+                currency=money.get("currency") if isinstance(money.get("currency"), str) else None,
+                thumb=thumb,
+            )
+        )
+    return cards
+
+
+def history(
+    con: duckdb.DuckDBPyConnection, user_id: str, before: dt.date, *, limit: int = 30
+) -> list[tuple[dt.date, int]]:
+    """The user's earlier days with deliverables, newest first, and how many each had."""
+    rows = con.execute(
+        "SELECT date, count(*) FROM deliverables WHERE user_id = ? AND date < ? "
+        "GROUP BY date ORDER BY date DESC LIMIT ?",
+        [user_id, before, limit],
+    ).fetchall()
+    return [(r[0], int(r[1])) for r in rows]
+
+
+def day_feed(con: duckdb.DuckDBPyConnection, user_id: str, day: dt.date) -> Day:
+    """``user_id``'s deliverables of ``day`` (in the order they were chosen), what was not chosen,
+    and the earlier days."""
+    rows = _rows(con, _CARD_SQL + "WHERE d.user_id = ? AND d.date = ? ORDER BY g.slot NULLS LAST, d.deliverable_id",
+                 [user_id, day])
+    declined = [
+        Declined(r["title"], r["template"], r["reason"], r["reason_detail"])
+        for r in _rows(
+            con,
+            "SELECT title, template, reason, reason_detail FROM goals "
+            "WHERE user_id = ? AND date = ? AND status = 'not_chosen' ORDER BY score DESC, goal_id",
+            [user_id, day],
+        )
+    ]
+    return Day(user_id, day, _cards(con, rows), declined, history(con, user_id, day))
+
+
+def read_card_user(con: duckdb.DuckDBPyConnection, deliverable_id: str) -> str:
+    """The owner of a deliverable; NotFoundError when there is none."""
+    rows = con.execute("SELECT user_id FROM deliverables WHERE deliverable_id = ?", [deliverable_id]).fetchall()
+    if not rows:
+        raise NotFoundError(f"no deliverable {deliverable_id!r}")
+    return str(rows[0][0])
+
+
+def card(con: duckdb.DuckDBPyConnection, deliverable_id: str) -> Card:
+    """One deliverable as a card; NotFoundError when there is none."""
+    found = _cards(con, _rows(con, _CARD_SQL + "WHERE d.deliverable_id = ?", [deliverable_id]))
+    if not found:
+        raise NotFoundError(f"no deliverable {deliverable_id!r}")
+    return found[0]

@@ -1,0 +1,296 @@
+"""The web page in a real browser: Debian's Chromium driven by Playwright against a real server
+on loopback (uvicorn in a thread, the app over a DuckDB file).
+
+Each test signs in the way a person does (a `users link` URL, or an admin key typed into the
+sign-in form), clicks, and then checks the database, not only the page. Screenshots of every
+page go to docs/img/web-*.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrion.config import Settings, load_settings
+from orchestrion.keys import create_key
+from orchestrion.store import Store, utcnow
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "img"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium missing: apt-get install -y chromium")
+
+
+@dataclass
+class Site:
+    url: str
+    store: Store
+    settings: Settings
+    admin_key: str
+    today: date
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        cursor = self.store.cursor()
+        try:
+            return cursor.execute(sql, params or []).fetchall()
+        finally:
+            cursor.close()
+
+
+def _seed(store: Store, today: date) -> None:
+    """Two users; alice has a playlist, a cart and a digest today and a playlist yesterday; bob one digest."""
+    now = utcnow()
+    items = [
+        ("t1", "music", "Blue in Green", "Miles Davis", None, None, None),
+        ("t2", "music", "So What", "Miles Davis", None, None, None),
+        ("t3", "music", "Naima", "John Coltrane", None, None, None),
+        ("p1", "retail", "WHITE HANGING HEART T-LIGHT HOLDER", None, 2.55, "GBP", None),
+        ("p2", "retail", "JUMBO BAG RED RETROSPOT", None, 1.95, "GBP", None),
+        ("a1", "news", "Rivers rise after a week of rain", None, None, None,
+         "Rivers across the region rose sharply after seven days of rain; two towns opened flood shelters."),
+        ("a2", "news", "City opens a new library", None, None, None,
+         "The new central library opened on Monday with 300,000 books and a rooftop reading room."),
+        ("b1", "news", "Markets calm before the rate decision", None, None, None, "Traders waited on the bank."),
+    ]
+    store.con.executemany(
+        "INSERT INTO items (item_id, domain, title, creator, price, currency, text, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [[*row, now] for row in items],
+    )
+    lines = [
+        {"item_id": "p1", "title": "WHITE HANGING HEART T-LIGHT HOLDER", "quantity": 6, "unit_price": 2.55,
+         "line_total": 15.3},
+        {"item_id": "p2", "title": "JUMBO BAG RED RETROSPOT", "quantity": 10, "unit_price": 1.95, "line_total": 19.5},
+    ]
+    goals = [
+        # goal hash, user, day, template, title, items, details, status, slot, reason_detail, why
+        ("alice01", "alice", today, "playlist", "Your late-night jazz mix", ["t1", "t2", "t3"],
+         {"artists": ["Blue in Green", "So What", "Naima"]}, "chosen", 1, None,
+         "you played 41 jazz tracks in the last 14 days, most of them after 22:00"),
+        ("alice02", "alice", today, "reorder", "Reorder your staples: 2 items (£34.8)", ["p1", "p2"],
+         {"currency": "GBP", "lines": lines, "total": 34.8}, "chosen", 2, None,
+         "you buy these 2 items every ~3 weeks; the last time was 24 days ago"),
+        ("alice03", "alice", today, "digest", "This week in your topics: rivers, libraries", ["a1", "a2"],
+         {"titles": ["Rivers rise after a week of rain", "City opens a new library"]}, "chosen", 3, None,
+         "you read 12 articles on these topics this week"),
+        ("alice04", "alice", today, "watchlist", "Movies for a rainy Sunday", ["m1"], {}, "not_chosen", None,
+         "over today's budget of 3 deliverables (score 0.31 below the third choice's 0.52)", "you rated 4 dramas"),
+        ("alice05", "alice", today - timedelta(days=1), "playlist", "Morning focus", ["t3"], {"artists": ["Naima"]},
+         "chosen", 1, None, "you play quiet tracks on weekday mornings"),
+        ("bob0001", "bob", today, "digest", "Bob's markets digest", ["b1"],
+         {"titles": ["Markets calm before the rate decision"]}, "chosen", 1, None, "you read markets news daily"),
+    ]
+    for h, user, day, template, title, goal_items, details, status, slot, reason_detail, why in goals:
+        store.con.execute(
+            "INSERT INTO goals (goal_id, user_id, date, template, variant, kind, params, title, items, details, "
+            "features, score, propensity, slot, policy, status, reason, reason_detail, why, cost, risk, created_at) "
+            "VALUES (?, ?, ?, ?, 'v', 'v', '{}', ?, ?, ?, '{}', 0.5, 1.0, ?, 'prior', ?, ?, ?, ?, 0, 0.1, ?)",
+            [f"g_{h}", user, day, template, title, goal_items, json.dumps(details), slot, status,
+             None if status == "chosen" else "budget", reason_detail, why, now],
+        )
+    store.con.execute(
+        "INSERT INTO deliverables (deliverable_id, goal_id, user_id, date, template, title, items, status, created_at) "
+        "SELECT 'd_' || substr(goal_id, 3), goal_id, user_id, date, template, title, items, 'delivered', created_at "
+        "FROM goals WHERE status = 'chosen'"
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    import uvicorn
+
+    from orchestrion.api import create_app
+
+    home = tmp_path_factory.mktemp("web")
+    settings = load_settings({"ORCHESTRION_HOME": str(home)})
+    store = Store.open(settings.database_path)
+    admin = create_key(store.con, "admin").key
+    today = utcnow().date()
+    _seed(store, today)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(store, settings), lifespan="on", log_level="warning", ws="none")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield Site(f"http://127.0.0.1:{port}", store, settings, admin, today)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _link(site: Site, user: str) -> str:
+    """The sign-in link `orchestrion users link USER` prints for this site (run as a real command)."""
+    env = {"ORCHESTRION_HOME": str(site.settings.home), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("orchestrion")), "users", "link", user, "--base-url", site.url],
+        env=env, capture_output=True, text=True, check=True, timeout=60,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _page_for(browser: Any, url: str) -> Any:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    page.goto(url)
+    return page
+
+
+def _shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"web-{name}.png"), full_page=True)
+
+
+def test_sign_in_with_a_link_shows_todays_deliverables(site: Site, browser: Any) -> None:
+    page = _page_for(browser, site.url + "/")
+    assert page.url.endswith("/signin")
+    _shot(page, "signin")
+    page.goto(_link(site, "alice"))
+    assert page.url == site.url + "/"
+    cards = page.locator("article.card")
+    assert cards.count() == 3
+    assert "late-night jazz mix" in cards.nth(0).inner_text()
+    cart = page.locator("article.reorder table.cart")
+    assert "JUMBO BAG RED RETROSPOT" in cart.inner_text()
+    assert cart.locator("td.total").inner_text() == "£34.80"
+    assert "10" in cart.locator("tr[data-item='p2']").inner_text()
+    digest = page.locator("article.digest")
+    assert "two towns opened flood shelters" in digest.inner_text()
+    # "why this" and "what I decided not to do" open from the keyboard
+    why = page.locator("article.playlist details.why")
+    assert not why.evaluate("d => d.open")
+    why.locator("summary").focus()
+    page.keyboard.press("Enter")
+    assert why.evaluate("d => d.open")
+    assert "41 jazz tracks" in why.inner_text()
+    declined = page.locator("details.declined")
+    declined.locator("summary").click()
+    assert "over today's budget" in declined.inner_text()
+    _shot(page, "feed")
+    # history: yesterday's playlist
+    page.get_by_role("link", name=(site.today - timedelta(days=1)).strftime("%a %d %b %Y")).click()
+    assert page.locator("article.card").count() == 1
+    assert "Morning focus" in page.locator("article.card").inner_text()
+    page.context.close()
+
+
+def test_thumbs_on_a_card_and_an_item_are_stored(site: Site, browser: Any) -> None:
+    page = _page_for(browser, _link(site, "alice"))
+    playlist = page.locator("article.playlist")
+    with page.expect_response(lambda r: "/thumbs" in r.url):
+        playlist.get_by_role("button", name="Thumb up: Your late-night jazz mix").click()
+    expect_pressed(playlist.get_by_role("button", name="Thumb up: Your late-night jazz mix"))
+    with page.expect_response(lambda r: "/thumbs" in r.url):
+        playlist.get_by_role("button", name="Thumb down: So What (it will not be used again)").click()
+    expect_pressed(playlist.get_by_role("button", name="Thumb down: So What (it will not be used again)"))
+    rows = site.query(
+        "SELECT thumb, items, source FROM feedback WHERE deliverable_id = 'd_alice01' ORDER BY feedback_id"
+    )
+    assert [(r[0], r[2]) for r in rows] == [("up", "web"), (None, "web")]
+    assert json.loads(rows[1][1]) == [{"item_id": "t2", "thumb": "down"}]
+    assert site.query("SELECT item_id FROM item_exclusions WHERE user_id = 'alice'") == [("t2",)]
+    # the state survives a reload (read back from the database)
+    page.reload()
+    expect_pressed(page.get_by_role("button", name="Thumb up: Your late-night jazz mix"))
+    page.context.close()
+
+
+def expect_pressed(button: Any) -> None:
+    from playwright.sync_api import expect
+
+    expect(button).to_have_attribute("aria-pressed", "true")
+
+
+def test_thumbs_work_without_javascript(site: Site, browser: Any) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(_link(site, "alice"))
+    page.get_by_role("button", name="Thumb down: This week in your topics: rivers, libraries").click()
+    assert page.url.startswith(site.url + "/")
+    assert page.get_by_role("button", name="Thumb down: This week in your topics: rivers, libraries").get_attribute(
+        "aria-pressed"
+    ) == "true"
+    assert site.query("SELECT thumb FROM feedback WHERE deliverable_id = 'd_alice03'") == [("down",)]
+    context.close()
+
+
+def test_one_user_cannot_open_anothers_deliverable(site: Site, browser: Any) -> None:
+    page = _page_for(browser, _link(site, "bob"))
+    assert page.locator("article.card").count() == 1
+    response = page.goto(site.url + "/deliverables/d_alice02")
+    assert response is not None and response.status == 404
+    assert "JUMBO BAG" not in page.content()
+    # another user's feed is not reachable by naming them either
+    page.goto(site.url + "/?user=alice")
+    assert "late-night jazz" not in page.content()
+    # nor can a form post reach alice's deliverable
+    token = page.locator("input[name=form_token]").first.get_attribute("value")
+    answer = page.request.post(site.url + "/deliverables/d_alice02/thumbs", form={"form_token": token, "thumb": "down"})
+    assert answer.status == 404
+    assert site.query("SELECT count(*) FROM feedback WHERE deliverable_id = 'd_alice02'") == [(0,)]
+    # and the admin page is closed to a user
+    assert page.goto(site.url + "/admin").status == 403  # type: ignore[union-attr]
+    page.goto(site.url + "/deliverables/d_bob0001")
+    _shot(page, "deliverable")
+    page.context.close()
+
+
+def test_a_forged_or_foreign_form_is_refused(site: Site, browser: Any) -> None:
+    page = _page_for(browser, _link(site, "bob"))
+    answer = page.request.post(site.url + "/deliverables/d_bob0001/thumbs", form={"form_token": "x", "thumb": "up"})
+    assert answer.status == 403
+    page.context.close()
+    bad = _page_for(browser, site.url + "/signin?token=not-a-token")
+    assert "invalid or has expired" in bad.content()
+    bad.context.close()
+
+
+def test_admin_signs_in_with_a_key_and_sees_runs_models_and_rates(site: Site, browser: Any) -> None:
+    page = _page_for(browser, site.url + "/signin")
+    page.get_by_label("Your sign-in token or API key").fill(site.admin_key)
+    page.get_by_role("button", name="Sign in").click()
+    assert page.url == site.url + "/admin"
+    assert page.locator("figure.chart svg polyline").count() == 2
+    assert page.get_by_role("heading", name="Runs").is_visible()
+    assert page.get_by_role("heading", name="Model versions").is_visible()
+    _shot(page, "admin")
+    page.get_by_role("link", name="alice").click()
+    assert page.locator("article.card").count() == 3
+    page.context.close()
