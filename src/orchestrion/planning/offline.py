@@ -95,8 +95,16 @@ def _reorder(goal: GoalRecord, executor: Executor) -> str | None:
     due = executor.call("due_reorders", {})
     if not due.ok or not due.result:
         return "nothing is due" if due.ok else due.error
-    lines = [{"item_id": line["item_id"], "quantity": min(int(line["quantity"]), 99)} for line in due.result]
-    cart = executor.call("build_cart", {"lines": lines[:50]})
+    cap = executor.ctx.max_order_amount
+    lines, total = [], 0.0
+    for line in due.result[:50]:  # most due first; stop adding once the order cap would be passed
+        quantity = min(int(line["quantity"]), 99)
+        cost = quantity * float(line.get("price") or 0.0)
+        if cap is not None and lines and total + cost > cap:
+            continue
+        lines.append({"item_id": line["item_id"], "quantity": quantity})
+        total += cost
+    cart = executor.call("build_cart", {"lines": lines})
     if not cart.ok:
         return cart.error
     executor.call("place_order", {})

@@ -98,6 +98,7 @@ class ToolContext:
     excluded: frozenset[str]
     connect: Callable[[], duckdb.DuckDBPyConnection]
     webhook_url: str | None = None
+    max_order_amount: float | None = None
     content: dict[str, Any] = field(default_factory=dict)
     effects: list[IntendedEffect] = field(default_factory=list)
     _cursor: duckdb.DuckDBPyConnection | None = None

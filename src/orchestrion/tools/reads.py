@@ -71,5 +71,6 @@ def due_reorders(ctx: ToolContext) -> list[dict[str, Any]]:
         if item_id in ctx.excluded:
             continue
         brief = _brief(ctx, item_id)
-        due.append({**brief, "quantity": int(line.get("quantity") or 1)})
+        price = line.get("unit_price") or brief["price"]
+        due.append({**brief, "price": price, "quantity": int(line.get("quantity") or 1)})
     return due

@@ -1,0 +1,610 @@
+"""A day's delivery: goals → plans → review → side effects → delivered deliverables.
+
+:func:`deliver` is the library behind ``orchestrion deliver``: it proposes the day's goals for the
+users (skipping users whose day is already proposed), then :func:`execute` plans, reviews and
+carries out every deliverable still ``proposed``, in batches of users. Per batch, and in this order:
+
+1. plan each goal through the executor (offline, or an LLM planner with bounded concurrency) and
+   review it; a failed review earns one re-plan, a second failure marks it ``failed``;
+2. check each intended side effect against the user's effective policy *immediately before* it:
+   refused effects are recorded in ``policy_decisions`` and never run; ``approve``/``notify``/
+   ``suggest`` effects wait in ``pending_actions``; ``auto`` effects are claimed in the ledger (one
+   committed transaction) — a key already completed is skipped, one claimed by a crashed attempt
+   is reconciled, not repeated;
+3. perform the claimed effects, then, in one transaction, complete them and write the deliverables.
+
+A crash anywhere leaves the batch's deliverables ``proposed``: running again re-plans them to the
+same effects and keys, and the ledger keeps every effect to one execution.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import polars as pl
+
+from orchestrion import ledger
+from orchestrion.config import Settings
+from orchestrion.effects import Effector
+from orchestrion.errors import OrchestrionError, PolicyViolation, RetryableError
+from orchestrion.execution import Executor
+from orchestrion.planning import OfflinePlanner, Planner, PlanOutcome
+from orchestrion.policies import Policy, UserOverrides, Verdict, check, effective_policy, load_policy
+from orchestrion.proposals import ProposalResult, day_context, propose
+from orchestrion.review import Critic, Review, review
+from orchestrion.store import Store, transaction
+from orchestrion.tools import CatalogItem, GoalRecord, IntendedEffect, ToolContext, allowed_tools
+
+__all__ = ["DeliveryResult", "UserRules", "deliver", "execute", "load_user_rules"]
+
+
+@dataclass
+class DeliveryResult:
+    """What a delivery did: counts by final status, effects run, actions waiting, refusals."""
+
+    date: date
+    users: int = 0
+    deliverables: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    effects: int = 0
+    pending: int = 0
+    refused: int = 0
+    fallbacks: int = 0
+    seconds: float = 0.0
+    proposals: list[ProposalResult] = field(default_factory=list)
+
+    def add(self, other: DeliveryResult) -> None:
+        self.users += other.users
+        self.deliverables += other.deliverables
+        for k, v in other.statuses.items():
+            self.statuses[k] = self.statuses.get(k, 0) + v
+        self.effects += other.effects
+        self.pending += other.pending
+        self.refused += other.refused
+        self.fallbacks += other.fallbacks
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "date": self.date.isoformat(),
+            "users": self.users,
+            "deliverables": self.deliverables,
+            "statuses": dict(sorted(self.statuses.items())),
+            "effects": self.effects,
+            "pending_actions": self.pending,
+            "refused": self.refused,
+            "fallbacks": self.fallbacks,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class UserRules:
+    """One user's effective policy and what the guard needs to apply it."""
+
+    policy: Policy
+    paused: bool
+    excluded_templates: frozenset[str]
+    timezone: ZoneInfo
+    spent_this_month: float
+
+    def local(self, now: datetime) -> datetime:
+        return now.replace(tzinfo=UTC).astimezone(self.timezone).replace(tzinfo=None)
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def load_user_rules(con: Any, policy: Policy, users: Sequence[str], now: datetime) -> dict[str, UserRules]:
+    """Effective policies for ``users``: overrides, pause switch, time zone, this month's spending."""
+    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    rows = con.execute(
+        """
+        SELECT u.user_id, p.overrides, coalesce(p.paused, false), t.timezone, coalesce(s.spent, 0)
+        FROM (SELECT unnest($users) AS user_id) u
+        LEFT JOIN user_policies p USING (user_id)
+        LEFT JOIN users t USING (user_id)
+        LEFT JOIN (
+            SELECT user_id, sum(CAST(json_extract(effect, '$.total') AS DOUBLE)) AS spent
+            FROM side_effects WHERE action = 'place_order' AND status IN ('claimed', 'completed')
+              AND claimed_at >= $month GROUP BY user_id
+        ) s USING (user_id)
+        """,
+        {"users": list(users), "month": month},
+    ).fetchall()
+    rules = {}
+    for user_id, overrides, paused, tz, spent in rows:
+        parsed = UserOverrides.model_validate_json(overrides) if overrides else None
+        rules[str(user_id)] = UserRules(
+            effective_policy(policy, parsed),
+            bool(paused),
+            frozenset(parsed.excluded_templates) if parsed else frozenset(),
+            _zone(tz),
+            float(spent),
+        )
+    return rules
+
+
+def _verdict(rules: UserRules, effect: IntendedEffect, now: datetime, spent: float) -> Verdict:
+    return check(
+        rules.policy,
+        effect.action,
+        amount=effect.amount,
+        spent_this_month=spent,
+        host=effect.host,
+        local_time=rules.local(now).time(),
+        paused=rules.paused,
+    )
+
+
+def _guard(rules: UserRules, now: datetime) -> Callable[[IntendedEffect], None]:
+    def guard(effect: IntendedEffect) -> None:
+        verdict = _verdict(rules, effect, now, rules.spent_this_month)
+        if not verdict.allowed:
+            raise PolicyViolation(verdict.rule or "policy", verdict.detail)
+
+    return guard
+
+
+@dataclass
+class _Job:
+    goal: GoalRecord
+    executor: Executor
+    rules: UserRules
+    outcome: PlanOutcome | None = None
+    review: Review | None = None
+    attempts: int = 0
+    error: str | None = None
+
+
+def _goals(con: Any, day: date, users: Sequence[str]) -> list[GoalRecord]:
+    rows = con.execute(
+        """
+        SELECT g.goal_id, d.deliverable_id, g.user_id, g.date, g.template, g.variant, g.title, g.items,
+               g.params, g.details, g.why, g.cost
+        FROM deliverables d JOIN goals g USING (goal_id)
+        WHERE d.date = $day AND d.status = 'proposed' AND d.user_id IN (SELECT unnest($users))
+        ORDER BY g.user_id, g.slot
+        """,
+        {"day": day, "users": list(users)},
+    ).fetchall()
+    return [
+        GoalRecord(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            tuple(r[7]),
+            json.loads(r[8] or "{}"),
+            json.loads(r[9] or "{}"),
+            r[10],
+            float(r[11] or 0.0),
+        )
+        for r in rows
+    ]
+
+
+def _catalog(con: Any, goals: Sequence[GoalRecord]) -> dict[str, CatalogItem]:
+    ids = sorted({i for g in goals for i in g.items})
+    rows = con.execute(
+        "SELECT item_id, domain, title, creator, price, currency, category, left(text, 2000), "
+        "json_extract_string(properties, '$.shared_at') FROM items WHERE item_id IN (SELECT unnest($ids))",
+        {"ids": ids},
+    ).fetchall()
+    return {str(r[0]): CatalogItem(*r) for r in rows}
+
+
+def _exclusions(con: Any, users: Sequence[str]) -> dict[str, frozenset[str]]:
+    rows = con.execute(
+        "SELECT user_id, list(item_id) FROM item_exclusions WHERE user_id IN (SELECT unnest($u)) GROUP BY 1",
+        {"u": list(users)},
+    ).fetchall()
+    return {str(u): frozenset(items) for u, items in rows}
+
+
+def _first_seen(con: Any, goals: Sequence[GoalRecord]) -> dict[str, datetime]:
+    ids = sorted({i for g in goals if g.template == "digest" for i in g.items})
+    if not ids:
+        return {}
+    rows = con.execute(
+        "SELECT item_id, min(ts) FROM events WHERE item_id IN (SELECT unnest($ids)) GROUP BY 1", {"ids": ids}
+    ).fetchall()
+    return {str(i): ts for i, ts in rows}
+
+
+def _plan_one(job: _Job, planner: Planner, critic: Critic | None, first_seen: Mapping[str, datetime]) -> None:
+    feedback: str | None = None
+    as_of = datetime.combine(job.goal.date, datetime.min.time())
+    for attempt in (1, 2):
+        job.attempts = attempt
+        if attempt == 2:
+            job.executor.reset()
+        try:
+            job.outcome = planner.plan(job.goal, job.executor, feedback=feedback)
+        except OrchestrionError as exc:
+            job.error = f"planning failed: {exc}"
+            return
+        if job.outcome.plan.nothing_to_do:
+            return
+        content = job.executor.ctx.content
+        shown = {"title": job.outcome.plan.title, "summary": job.outcome.plan.summary, "content": content}
+        job.review = review(
+            content,
+            excluded=job.executor.ctx.excluded,
+            max_order_amount=job.rules.policy.max_order_amount,
+            first_seen=first_seen,
+            as_of=as_of,
+            deliverable={**shown, "why": job.goal.why},
+            critic=critic,
+        )
+        job.executor.note("review", "ok" if job.review.ok else "; ".join(job.review.problems))
+        if job.review.ok:
+            return
+        feedback = job.review.feedback()
+
+
+def _record(job: _Job, now: datetime) -> dict[str, Any]:
+    """The deliverable as stored and as published (everything but the final status)."""
+    outcome = job.outcome
+    plan = outcome.plan if outcome else None
+    return {
+        "deliverable_id": job.goal.deliverable_id,
+        "goal_id": job.goal.goal_id,
+        "user_id": job.goal.user_id,
+        "date": job.goal.date.isoformat(),
+        "template": job.goal.template,
+        "title": (plan.title if plan and plan.title else job.goal.title),
+        "summary": plan.summary if plan and not plan.nothing_to_do else (plan.reason if plan else None),
+        "why": job.goal.why,
+        "content": job.executor.ctx.content or None,
+        "plan": plan.model_dump() if plan else None,
+        "planner": outcome.planner if outcome else None,
+        "fallback": outcome.fallback if outcome else None,
+        "tokens": outcome.tokens if outcome else 0,
+        "cost": outcome.cost if outcome else 0.0,
+        "review": job.review.as_dict() if job.review else None,
+        "trace": [step.as_dict() for step in job.executor.trace],
+        "attempts": job.attempts,
+        "updated_at": now.isoformat(),
+    }
+
+
+def execute(
+    store: Store,
+    settings: Settings,
+    day: date,
+    users: Sequence[str],
+    *,
+    now: datetime,
+    planner: Planner | None = None,
+    effector: Effector | None = None,
+    policy: Policy | None = None,
+    critic: Critic | None = None,
+    concurrency: int = 1,
+) -> DeliveryResult:
+    """Plan, review and carry out the ``proposed`` deliverables of ``users`` on ``day`` (one batch)."""
+    started = time.perf_counter()
+    planner = planner or OfflinePlanner()
+    effector = effector or Effector(settings)
+    policy = policy or load_policy(settings.policy_path)
+    result = DeliveryResult(day, users=len(users))
+    con = store.cursor()
+    try:
+        goals = _goals(con, day, users)
+        if not goals:
+            return result
+        catalog = _catalog(con, goals)
+        exclusions = _exclusions(con, users)
+        rules = load_user_rules(con, policy, sorted({g.user_id for g in goals}), now)
+        first_seen = _first_seen(con, goals)
+        delivered_before = dict(
+            con.execute(
+                "SELECT user_id, count(*) FROM deliverables WHERE date = $day AND status NOT IN "
+                "('proposed', 'failed', 'cancelled') AND user_id IN (SELECT unnest($u)) GROUP BY 1",
+                {"day": day, "u": list(users)},
+            ).fetchall()
+        )
+    finally:
+        con.close()
+
+    jobs: list[_Job] = []
+    skipped: list[tuple[GoalRecord, str]] = []
+    per_user: dict[str, int] = defaultdict(int)
+    for goal in goals:
+        user_rules = rules[goal.user_id]
+        per_user[goal.user_id] += 1
+        if user_rules.paused:
+            skipped.append((goal, "paused: the user paused everything in their settings"))
+        elif goal.template in user_rules.excluded_templates:
+            skipped.append((goal, f"the user turned off {goal.template} goals in their settings"))
+        elif delivered_before.get(goal.user_id, 0) + per_user[goal.user_id] > user_rules.policy.deliverables_per_day:
+            skipped.append((goal, f"over the daily cap of {user_rules.policy.deliverables_per_day} deliverables"))
+        else:
+            ctx = ToolContext(
+                goal,
+                now,
+                catalog,
+                exclusions.get(goal.user_id, frozenset()),
+                connect=store.cursor,
+                webhook_url=settings.webhook_url,
+                max_order_amount=user_rules.policy.max_order_amount,
+            )
+            executor = Executor(ctx, allowed_tools(goal.template), guard=_guard(user_rules, now))
+            jobs.append(_Job(goal, executor, user_rules))
+
+    if concurrency > 1 and len(jobs) > 1:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            list(pool.map(lambda j: _plan_one(j, planner, critic, first_seen), jobs))
+    else:
+        for job in jobs:
+            _plan_one(job, planner, critic, first_seen)
+    for job in jobs:
+        job.executor.ctx.close()
+
+    _carry_out(store, jobs, skipped, effector, now, result)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _carry_out(
+    store: Store,
+    jobs: Sequence[_Job],
+    skipped: Sequence[tuple[GoalRecord, str]],
+    effector: Effector,
+    now: datetime,
+    result: DeliveryResult,
+) -> None:
+    """Steps 2 and 3: policy immediately before each effect, ledger, perform, write."""
+    records: dict[str, dict[str, Any]] = {}
+    status: dict[str, str] = {}
+    errors: dict[str, str | None] = {}
+    claims: list[tuple[ledger.Effect, IntendedEffect, str]] = []
+    pending: list[list[Any]] = []
+    refusals: list[list[Any]] = []
+    spent: dict[str, float] = {}
+    for job in jobs:
+        d_id = job.goal.deliverable_id
+        records[d_id] = _record(job, now)
+        errors[d_id] = job.error
+        for r in job.executor.refusals:
+            refusals.append([d_id, job.goal.user_id, r.action, r.rule, r.detail, ledger.canonical(r.arguments), now])
+        if job.error or job.outcome is None:
+            status[d_id] = "failed"
+            continue
+        if job.outcome.plan.nothing_to_do:
+            status[d_id] = "cancelled"
+            errors[d_id] = f"nothing worth doing: {job.outcome.plan.reason}"
+            continue
+        if job.review is not None and not job.review.ok:
+            status[d_id] = "failed"
+            errors[d_id] = "review failed twice: " + "; ".join(job.review.problems)
+            continue
+        if job.outcome.fallback:
+            result.fallbacks += 1
+        waiting = False
+        for effect in job.executor.ctx.effects:
+            user_spent = spent.get(job.goal.user_id, job.rules.spent_this_month)
+            verdict = _verdict(job.rules, effect, now, user_spent)
+            key = ledger.effect_key(job.goal.user_id, job.goal.goal_id, effect.tool, job.goal.date, effect.effect)
+            args = ledger.canonical(effect.effect)
+            if not verdict.allowed:
+                refusals.append([d_id, job.goal.user_id, effect.tool, verdict.rule, verdict.detail, args, now])
+                continue
+            if effect.amount:
+                spent[job.goal.user_id] = user_spent + effect.amount
+            if verdict.tier == "auto" and not verdict.defer_quiet:
+                claims.append((ledger.Effect(key, job.goal.user_id, d_id, effect.tool, effect.effect), effect, d_id))
+                continue
+            tier = "notify" if verdict.defer_quiet else verdict.tier
+            due = None
+            if tier == "notify":
+                local = job.rules.local(now)
+                wait = timedelta(minutes=job.rules.policy.notify_window_minutes)
+                due = now + (job.rules.policy.quiet_until(local) - local if verdict.defer_quiet else wait)
+            detail = "deferred by quiet hours" if verdict.defer_quiet else None
+            pending.append([key, d_id, job.goal.user_id, effect.tool, args, tier, "waiting", due, now, detail])
+            waiting = waiting or tier in ("approve", "notify")
+        status[d_id] = "awaiting_approval" if waiting else "delivered"
+    for goal, reason in skipped:
+        records[goal.deliverable_id] = {"updated_at": now.isoformat()}
+        status[goal.deliverable_id] = "cancelled"
+        errors[goal.deliverable_id] = reason
+
+    con = store.cursor()
+    try:
+        with transaction(con):
+            if pending:
+                con.executemany(
+                    "INSERT INTO pending_actions (action_id, deliverable_id, user_id, action, arguments, tier, status, "
+                    "due_at, created_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    pending,
+                )
+            if refusals:
+                con.executemany(
+                    "INSERT INTO policy_decisions (deliverable_id, user_id, action, rule, detail, arguments, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    refusals,
+                )
+        states = ledger.claim(con, [c[0] for c in claims], now=now)
+        done = ledger.results(con, [k for k, s in states.items() if s == "completed"])
+        outcomes: dict[str, dict[str, Any]] = {}
+        failed: dict[str, str] = {}
+        for fx, intended, d_id in claims:
+            shown = {**records[d_id], "status": status[d_id]}
+            try:
+                if states[fx.key] == "completed":
+                    records[d_id].setdefault("effects", {})[fx.action] = done.get(fx.key, {})
+                    continue
+                outcome = None
+                if states[fx.key] == "unknown":
+                    outcome = effector.reconcile(fx.action, fx.effect, fx.key, shown)
+                if outcome is None:
+                    outcome = effector.perform(fx.action, fx.effect, fx.key, shown)
+                outcomes[fx.key] = outcome
+                records[d_id].setdefault("effects", {})[fx.action] = outcome
+            except RetryableError as exc:
+                # Outcome unknown: leave the claim open; the next run reconciles it.
+                status[d_id] = "proposed"
+                errors[d_id] = str(exc)
+            except OrchestrionError as exc:
+                failed[fx.key] = str(exc)
+                status[d_id] = "failed"
+                errors[d_id] = f"{intended.tool} failed: {exc}"
+        ledger.fail(con, failed, now=now)
+        _write(con, records, status, errors, outcomes, now)
+    finally:
+        con.close()
+    result.deliverables += len(records)
+    for s in status.values():
+        result.statuses[s] = result.statuses.get(s, 0) + 1
+    result.effects += len(outcomes)
+    result.pending += len(pending)
+    result.refused += len(refusals)
+
+
+def _write(
+    con: Any,
+    records: Mapping[str, Mapping[str, Any]],
+    status: Mapping[str, str],
+    errors: Mapping[str, str | None],
+    outcomes: Mapping[str, Mapping[str, Any]],
+    now: datetime,
+) -> None:
+    def js(value: Any) -> str | None:
+        return None if value is None else json.dumps(value, default=str, ensure_ascii=False)
+
+    frame = pl.DataFrame(
+        [
+            {
+                "deliverable_id": d_id,
+                "status": status[d_id],
+                "title": r.get("title"),
+                "summary": r.get("summary"),
+                "content": js(r.get("content") and {**r["content"], "effects": r.get("effects", {})}),
+                "plan": js(r.get("plan")),
+                "trace": js(r.get("trace")),
+                "planner": r.get("planner"),
+                "fallback": r.get("fallback"),
+                "tokens": int(r.get("tokens") or 0),
+                "cost": float(r.get("cost") or 0.0),
+                "review": js(r.get("review")),
+                "attempts": int(r.get("attempts") or 0),
+                "error": errors.get(d_id),
+            }
+            for d_id, r in records.items()
+        ],
+        schema={
+            "deliverable_id": pl.String,
+            "status": pl.String,
+            "title": pl.String,
+            "summary": pl.String,
+            "content": pl.String,
+            "plan": pl.String,
+            "trace": pl.String,
+            "planner": pl.String,
+            "fallback": pl.String,
+            "tokens": pl.Int64,
+            "cost": pl.Float64,
+            "review": pl.String,
+            "attempts": pl.Int32,
+            "error": pl.String,
+        },
+    )
+    with transaction(con):
+        con.register("_orchestrion_delivered", frame.to_arrow())
+        try:
+            con.execute(
+                """
+                UPDATE deliverables AS d SET
+                    status = u.status, title = coalesce(u.title, d.title), summary = u.summary,
+                    content = u.content, plan = u.plan, trace = u.trace, planner = u.planner,
+                    fallback = u.fallback, tokens = u.tokens, cost = u.cost, review = u.review,
+                    attempts = u.attempts, error = u.error, updated_at = $now
+                FROM _orchestrion_delivered u WHERE d.deliverable_id = u.deliverable_id
+                """,
+                {"now": now},
+            )
+            con.executemany(
+                "UPDATE side_effects SET status = 'completed', result = ?, completed_at = ? WHERE idempotency_key = ?",
+                [[ledger.canonical(r), now, k] for k, r in outcomes.items()],
+            )
+        finally:
+            con.unregister("_orchestrion_delivered")
+
+
+def deliver(
+    store: Store,
+    settings: Settings,
+    day: date,
+    users: Sequence[str] | None = None,
+    *,
+    now: datetime,
+    planner: Planner | None = None,
+    effector: Effector | None = None,
+    policy: Policy | None = None,
+    critic: Critic | None = None,
+    concurrency: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> DeliveryResult:
+    """Propose the day's goals, then plan, review and carry out every deliverable still ``proposed``.
+
+    Idempotent: a user whose day is done is skipped; effects go through the ledger.
+    """
+    started = time.perf_counter()
+    total = DeliveryResult(day)
+    wanted = list(users) if users is not None else None
+    shared = day_context(store, settings.models_path, day)
+    if wanted is None:
+        from orchestrion.proposals import active_users, day_start
+
+        wanted = active_users(store, day_start(day), 30)
+    wanted = sorted(set(wanted) | set(_waiting_users(store, day, wanted if users is not None else None)))
+    size = settings.delivery_batch_users
+    for start in range(0, len(wanted), size):
+        batch = wanted[start : start + size]
+        total.proposals.append(propose(store, settings.models_path, day, batch, now=now, shared=shared))
+        part = execute(
+            store,
+            settings,
+            day,
+            batch,
+            now=now,
+            planner=planner,
+            effector=effector,
+            policy=policy,
+            critic=critic,
+            concurrency=concurrency,
+        )
+        total.add(part)
+        if progress is not None:
+            progress(len(batch))
+    total.users = len(wanted)
+    total.seconds = time.perf_counter() - started
+    return total
+
+
+def _waiting_users(store: Store, day: date, users: Iterable[str] | None) -> list[str]:
+    """Users with deliverables still ``proposed`` on ``day`` (a crashed run's leftovers)."""
+    con = store.cursor()
+    try:
+        rows = con.execute(
+            "SELECT DISTINCT user_id FROM deliverables WHERE date = ? AND status = 'proposed'", [day]
+        ).fetchall()
+    finally:
+        con.close()
+    found = [str(r[0]) for r in rows]
+    return found if users is None else [u for u in found if u in set(users)]
