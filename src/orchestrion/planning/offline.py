@@ -96,7 +96,8 @@ def _reorder(goal: GoalRecord, executor: Executor) -> str | None:
     if not due.ok or not due.result:
         return "nothing is due" if due.ok else due.error
     cap = executor.ctx.max_order_amount
-    lines, total = [], 0.0
+    lines: list[dict[str, Any]] = []
+    total = 0.0
     for line in due.result[:50]:  # most due first; stop adding once the order cap would be passed
         quantity = min(int(line["quantity"]), 99)
         cost = quantity * float(line.get("price") or 0.0)
