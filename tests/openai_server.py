@@ -35,8 +35,13 @@ __all__ = [
     "Reply",
     "Responder",
     "error",
+    "goal_of",
+    "last_tool_results",
     "message",
+    "planning_reply",
+    "planning_responder",
     "tool_calls",
+    "user_text",
 ]
 
 _ids = itertools.count(1)
@@ -227,3 +232,65 @@ def user_text(body: Mapping[str, Any]) -> str:
     """Everything the model was shown (system, user and tool messages) as one string."""
     parts: Sequence[Mapping[str, Any]] = body.get("messages", [])
     return "\n".join(str(m.get("content") or "") for m in parts)
+
+
+def goal_of(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The goal JSON the LLM planner put in its first user message."""
+    for msg in body.get("messages", []):
+        text = str(msg.get("content") or "")
+        if msg.get("role") == "user" and "{" in text:
+            decoded: dict[str, Any] = json.JSONDecoder().raw_decode(text[text.index("{") :])[0]
+            return decoded
+    raise ValueError("no goal in the conversation")
+
+
+BUILDERS = {
+    "playlist": ("create_playlist", "item_ids"),
+    "watchlist": ("create_watchlist", "item_ids"),
+    "digest": ("compose_digest", "article_ids"),
+}
+
+
+def planning_reply(body: Mapping[str, Any], *, usage: tuple[int, int] = (400, 60)) -> Reply:
+    """What a competent model answers next: build from the candidates, (order,) publish, finish.
+
+    The turn is read from the conversation: the number of assistant messages so far; the reorder
+    cart is built from the ``due_reorders`` result it was sent. After a failed call it gives up
+    politely (``finish`` with nothing to do), so a benchmark never loops.
+    """
+    goal = goal_of(body)
+    history = list(body.get("messages", []))
+    turn = sum(1 for m in history if m.get("role") == "assistant")
+    results = [json.loads(m["content"]) for m in last_tool_results(body)]
+    prompt, completion = usage
+
+    def say(*calls: tuple[str, Mapping[str, Any] | str]) -> Reply:
+        return tool_calls(*calls, prompt_tokens=prompt, completion_tokens=completion)
+
+    done = ("finish", {"title": goal["title"][:120], "summary": f"Built for: {goal['why'][:200]}"})
+    if any(not r.get("ok", False) for r in results):
+        return say(("finish", {"nothing_to_do": True, "reason": "a tool failed"}))
+    ids = [c["item_id"] for c in goal["candidates"]][:20]
+    template = goal["template"]
+    if template == "reorder":
+        if turn == 0:
+            return say(("due_reorders", {}))
+        if turn == 1:
+            due = results[0]["result"] if results else []
+            lines = [{"item_id": d["item_id"], "quantity": min(int(d["quantity"]), 99)} for d in due][:50]
+            return say(("build_cart", {"lines": lines}), ("place_order", {}))
+        return say(("publish", {"channel": "outbox"}), done)
+    if turn == 0:
+        builder, key = BUILDERS.get(template, ("create_playlist", "item_ids"))
+        return say((builder, {"title": goal["title"][:120], key: ids}))
+    return say(("publish", {"channel": "outbox"}), done)
+
+
+def planning_responder(latency: float = 0.0, *, usage: tuple[int, int] = (400, 60)) -> Responder:
+    """A competent model that answers after ``latency`` seconds (the benchmark's fixed-latency endpoint)."""
+
+    def respond(body: Mapping[str, Any]) -> Reply:
+        reply = planning_reply(body, usage=usage)
+        return reply.after(latency) if latency else reply
+
+    return respond
