@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from orchestrion.api import admin, feedback, ingest
+from orchestrion.api import admin, deliverables, feedback, ingest
 from orchestrion.api.auth import Authenticator
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import ApiError, refusal_response
@@ -54,6 +54,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
     app.include_router(ingest.build_router(ctx))
     app.include_router(admin.build_router(ctx))
     app.include_router(feedback.build_router(ctx))
+    app.include_router(deliverables.build_router(ctx))
     # the web page for people at / (after the API routes, which all live under /v1)
     from orchestrion.web import mount_web
 

@@ -1,0 +1,105 @@
+"""Deliverables over HTTP: a user's feed, one deliverable, and a person's approve / reject / cancel.
+
+Who may call: an ``admin`` key for anyone; a ``user`` key (``orchestrion users token USER``) only
+for that user's own feed and deliverables — another user's deliverable answers 403, so nothing
+of it is read. While no key exists (loopback only) the API is open.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Security
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from orchestrion.api.auth import BasicDoc, BearerDoc
+from orchestrion.api.context import ApiContext
+from orchestrion.api.receipts import ApiError, Refusal
+from orchestrion.deliverables import decide, feed, get_deliverable
+from orchestrion.errors import NotFoundError, PermissionDeniedError, RetryableError, UsageError
+from orchestrion.keys import ApiKey
+from orchestrion.store import utcnow
+
+__all__ = ["build_router"]
+
+_HOW = "use that user's key (`orchestrion users token USER`) or an admin key"
+
+
+def _viewer(key: ApiKey | None, user_id: str | None = None) -> str | None:
+    """The user id a key may see (None: everyone); 403 for write keys and other users."""
+    if key is None or key.role == "admin":
+        return None
+    if key.role != "user" or key.user_id is None:
+        raise ApiError(403, f"key {key.key_id} (role {key.role!r}) may not read deliverables; {_HOW}")
+    if user_id is not None and user_id != key.user_id:
+        raise ApiError(403, f"key {key.key_id} belongs to another user; {_HOW}")
+    return key.user_id
+
+
+def build_router(ctx: ApiContext) -> APIRouter:
+    """The deliverable routes of one app."""
+    router = APIRouter(tags=["deliverables"])
+    refusals: dict[int | str, dict[str, Any]] = {
+        400: {"model": Refusal, "description": "Nothing to decide, or the wrong decision for these actions."},
+        401: {"model": Refusal, "description": "Missing, unknown or revoked API key."},
+        403: {"model": Refusal, "description": "Another user's data, or a key that may not read it."},
+        404: {"model": Refusal, "description": "No such deliverable."},
+    }
+    security = [Security(BearerDoc()), Security(BasicDoc())]
+
+    def read(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        cursor = ctx.store.cursor()
+        try:
+            return fn(cursor, *args, **kwargs)
+        finally:
+            cursor.close()
+
+    async def guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await run_in_threadpool(fn, *args, **kwargs)
+        except PermissionDeniedError as exc:
+            raise ApiError(403, f"{exc}; {_HOW}") from exc
+        except NotFoundError as exc:
+            raise ApiError(404, str(exc)) from exc
+        except RetryableError as exc:
+            raise ApiError(503, str(exc), {"Retry-After": "5"}) from exc
+        except UsageError as exc:
+            raise ApiError(400, str(exc)) from exc
+
+    @router.get("/v1/users/{user_id}/feed", dependencies=security, responses=refusals)
+    async def get_feed(
+        user_id: str,
+        request: Request,
+        day: date | None = Query(None, alias="date", description="The delivery day (default today, UTC)."),
+    ) -> Any:
+        """A user's deliverables of a day, with their actions and "why this"."""
+        key = await ctx.auth.authenticate(request)
+        _viewer(key, user_id)
+        chosen = day or utcnow().date()
+        return {
+            "user_id": user_id,
+            "date": chosen.isoformat(),
+            "deliverables": await guarded(read, feed, user_id, chosen),
+        }
+
+    @router.get("/v1/deliverables/{deliverable_id}", dependencies=security, responses=refusals)
+    async def get_one(deliverable_id: str, request: Request) -> Any:
+        """One deliverable: content, plan, trace, review, actions."""
+        key = await ctx.auth.authenticate(request)
+        return await guarded(read, get_deliverable, deliverable_id, viewer=_viewer(key))
+
+    @router.post("/v1/deliverables/{deliverable_id}/{decision}", dependencies=security, responses=refusals)
+    async def post_decision(
+        deliverable_id: str, decision: Literal["approve", "reject", "cancel"], request: Request
+    ) -> Any:
+        """A person's decision on the actions waiting in a deliverable (an approved action runs once)."""
+        key = await ctx.auth.authenticate(request)
+        viewer = _viewer(key)
+        by = f"key:{key.key_id}" if key else "open-api"
+        return await guarded(
+            decide, ctx.store, ctx.settings, deliverable_id, decision, by=by, viewer=viewer, now=utcnow()
+        )
+
+    return router
