@@ -25,6 +25,8 @@ import pytest
 
 from orchestrion.config import Settings, load_settings
 from orchestrion.keys import create_key
+from orchestrion.registry import save_version
+from orchestrion.runs import RunKey, claim_run, finish_run
 from orchestrion.store import Store, utcnow
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,7 +36,6 @@ ARGS = [
 ]
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "img"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium missing: apt-get install -y chromium")
 
 
 @dataclass
@@ -104,6 +105,8 @@ def _seed(store: Store, today: date) -> None:
             [f"g_{h}", user, day, template, title, goal_items, json.dumps(details), slot, status,
              None if status == "chosen" else "budget", reason_detail, why, now],
         )
+    claim = claim_run(store, RunKey("daily", today), now=now - timedelta(minutes=5))
+    finish_run(store, claim.run.run_id, "succeeded", now=now - timedelta(minutes=4))
     store.con.execute(
         "INSERT INTO deliverables (deliverable_id, goal_id, user_id, date, template, title, items, status, created_at) "
         "SELECT 'd_' || substr(goal_id, 3), goal_id, user_id, date, template, title, items, 'delivered', created_at "
@@ -123,6 +126,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     admin = create_key(store.con, "admin").key
     today = utcnow().date()
     _seed(store, today)
+    save_version(settings.models_path, "ranker", lambda folder: None,
+                 {"metrics": {"snips": {"candidate": 0.41, "current": 0.37}, "auc": 0.712}}, now=utcnow())
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -147,6 +152,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
+    if not CHROMIUM.exists():
+        pytest.fail("the browser tests need Debian's Chromium: apt-get install -y chromium (.ci/run does it)")
     with sync_playwright() as p:
         launched = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         try:
@@ -289,7 +296,11 @@ def test_admin_signs_in_with_a_key_and_sees_runs_models_and_rates(site: Site, br
     assert page.url == site.url + "/admin"
     assert page.locator("figure.chart svg polyline").count() == 2
     assert page.get_by_role("heading", name="Runs").is_visible()
+    run_row = page.locator("table.runs tbody tr").first
+    assert f"daily-{site.today.isoformat()}-a1" in run_row.inner_text() and "succeeded" in run_row.inner_text()
     assert page.get_by_role("heading", name="Model versions").is_visible()
+    models = page.locator("section[aria-labelledby=models-h] tbody tr").first.inner_text()
+    assert "ranker" in models and "v0001" in models and "auc 0.712" in models and "snips.candidate 0.41" in models
     _shot(page, "admin")
     page.get_by_role("link", name="alice").click()
     assert page.locator("article.card").count() == 3

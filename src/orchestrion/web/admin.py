@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 import duckdb
 from fastapi import APIRouter
@@ -14,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from orchestrion.registry import ModelVersion, list_versions
+from orchestrion.runs import Run, list_runs
 from orchestrion.web.chart import line_chart
 from orchestrion.web.context import WebContext
 
@@ -55,16 +55,9 @@ def feedback_rates(con: duckdb.DuckDBPyConnection, *, days: int = 60) -> list[Fe
     return [FeedbackDay(r[0], int(r[1]), int(r[2]), int(r[3])) for r in reversed(rows)]
 
 
-def recent_runs(con: duckdb.DuckDBPyConnection, *, limit: int = 30) -> list[dict[str, Any]]:
-    """The latest runs of the run ledger, newest first (none before the ledger's migration)."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'"
-    ).fetchall()[0][0]
-    if not exists:
-        return []
-    result = con.execute("SELECT * FROM runs ORDER BY started_at DESC NULLS LAST LIMIT ?", [limit])
-    names = [d[0] for d in result.description or []]
-    return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+def recent_runs(con: duckdb.DuckDBPyConnection, *, limit: int = 30) -> list[Run]:
+    """The latest runs of the run ledger (by partition, then start time)."""
+    return list_runs(con, limit=limit)
 
 
 def _users(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
@@ -102,7 +95,7 @@ def build_router(web: WebContext) -> APIRouter:
         if not session.is_admin:
             return web.error(request, session, 403, "The admin page needs an admin sign-in (an admin API key).")
 
-        Found = tuple[list[dict[str, Any]], list[FeedbackDay], list[tuple[str, int]]]
+        Found = tuple[list[Run], list[FeedbackDay], list[tuple[str, int]]]
 
         def work(con: duckdb.DuckDBPyConnection) -> Found:
             return recent_runs(con), feedback_rates(con), _users(con)

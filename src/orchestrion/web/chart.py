@@ -27,7 +27,7 @@ def line_chart(
     percent: bool = True,
 ) -> str:
     """An accessible SVG line chart of ``series`` (values 0..1 when ``percent``) over ``labels``."""
-    left, right, top, bottom = 48, 16, 28, 44
+    left, right, top, bottom = 48, 32, 28, 44
     plot_w, plot_h = width - left - right, height - top - bottom
     top_value = 1.0 if percent else max([1e-9, *(v for values in series.values() for v in values)])
     n = len(labels)
