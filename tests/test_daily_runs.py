@@ -37,10 +37,15 @@ def loaded(tmp_path: Path) -> Iterator[tuple[Store, Settings]]:
 
 def day_set(store: Store) -> list[tuple[object, ...]]:
     """Everything a day produced that must not depend on how the run was cut (no timestamps)."""
-    return store.con.execute(
-        "SELECT g.goal_id, g.user_id, g.date, g.status, g.slot, g.score, d.deliverable_id, d.status "
+    goals = store.con.execute(
+        "SELECT g.goal_id, g.user_id, g.date, g.status, g.slot, g.score, d.deliverable_id, d.status, d.content "
         "FROM goals g LEFT JOIN deliverables d USING (goal_id) ORDER BY g.goal_id"
     ).fetchall()
+    effects = store.con.execute(
+        "SELECT idempotency_key, action, status, attempts FROM side_effects ORDER BY 1"
+    ).fetchall()
+    pending = store.con.execute("SELECT action_id, action, tier, status FROM pending_actions ORDER BY 1").fetchall()
+    return [*goals, *effects, *pending]
 
 
 def test_a_finished_run_is_not_run_again_and_force_makes_a_new_attempt(loaded: tuple[Store, Settings]) -> None:
@@ -50,6 +55,7 @@ def test_a_finished_run_is_not_run_again_and_force_makes_a_new_attempt(loaded: t
     assert first.run.status == "succeeded" and first.run.users_done == first.run.users_total > 15
     assert first.run.batches == -(-first.run.users_total // 15)
     assert first.run.counts["deliverables"] > 0
+    assert store.scalar("SELECT count(*) FROM deliverables WHERE status = 'proposed'") == 0  # planned and carried out
     produced = day_set(store)
     per_user = store.con.execute("SELECT max(n) FROM (SELECT count(*) n FROM deliverables GROUP BY user_id)").fetchall()
     assert 0 < per_user[0][0] <= 3  # the daily budget

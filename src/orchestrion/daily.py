@@ -35,6 +35,7 @@ from orchestrion.errors import UsageError
 from orchestrion.goals import GoalContext
 from orchestrion.proposals import ProposalConfig, active_users, day_context, day_start, propose
 from orchestrion.runs import (
+    Claim,
     Run,
     RunKey,
     claim_run,
@@ -52,6 +53,7 @@ __all__ = [
     "Progress",
     "Step",
     "backfill_daily",
+    "deliver_step",
     "propose_step",
     "run_daily",
     "users_shard",
@@ -78,7 +80,19 @@ def propose_step(
     return {"proposed_users": result.users, "goals": result.candidates, "deliverables": result.chosen}
 
 
-DEFAULT_STEP: Step = propose_step
+def deliver_step(
+    store: Store, settings: Settings, day: date, users: list[str], *, now: datetime, shared: GoalContext
+) -> dict[str, Any]:
+    """The whole day for the batch: propose, then plan, review, carry out and deliver (offline planner)."""
+    from orchestrion.delivery import execute
+
+    counts = propose_step(store, settings, day, users, now=now, shared=shared)
+    done = execute(store, settings, day, users, now=now)
+    return {**counts, "effects": done.effects, "pending_actions": done.pending, "refused": done.refused,
+            **{f"deliverables_{status}": n for status, n in done.statuses.items()}}
+
+
+DEFAULT_STEP: Step = deliver_step
 
 
 @dataclass(frozen=True)
@@ -136,16 +150,22 @@ def run_daily(
     step: Step | None = None,
     progress: Progress | None = None,
     stop: Callable[[], bool] | None = None,
+    shard: str | None = None,
+    claimed: Claim | None = None,
 ) -> DailyReport:
     """Run (or resume, or skip when done) the daily pipeline for ``day``; see the module docstring.
 
-    ``users`` limits the run to those users, under its own shard of the key. ``stop`` is asked
-    between batches: when it returns True the run ends as ``interrupted`` and resumes next time.
+    ``users`` limits the run to those users, under its own shard of the key (``shard`` names it
+    instead, e.g. a time-zone group). ``stop`` is asked between batches: when it returns True
+    the run ends as ``interrupted`` and resumes next time. ``claimed`` is a claim the caller
+    already made (the server claims before answering, then runs in the background).
     """
     step = step or DEFAULT_STEP
-    if users is not None and not users:
+    if users is not None and not users and shard is None:
         raise UsageError("--users was given without any user id; name at least one user or leave it out")
-    key = RunKey("daily", day, users_shard(users) if users is not None else "")
+    if shard is None:
+        shard = users_shard(users) if users is not None else ""
+    key = RunKey("daily", day, shard)
     batch_size = settings.delivery_batch_users
     if dry_run:
         latest = latest_run(store.con, key)
@@ -162,7 +182,7 @@ def run_daily(
         }
         return DailyReport(day, "dry-run", latest, plan=plan)
     params = {"users": sorted(set(users)) if users is not None else None, "batch_size": batch_size}
-    claim = claim_run(store, key, now=clock(), force=force, trigger=trigger, params=params)
+    claim = claimed or claim_run(store, key, now=clock(), force=force, trigger=trigger, params=params)
     if claim.state == "done":
         return DailyReport(day, "done", claim.run)
     run_id = claim.run.run_id

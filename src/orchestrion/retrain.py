@@ -26,7 +26,7 @@ from orchestrion.config import Settings
 from orchestrion.errors import OrchestrionError
 from orchestrion.goals import ContextConfig
 from orchestrion.proposals import day_start
-from orchestrion.runs import Run, RunKey, claim_run, finish_run
+from orchestrion.runs import Claim, Run, RunKey, claim_run, finish_run
 from orchestrion.store import Store, utcnow
 
 __all__ = ["RetrainReport", "run_retrain", "train_all"]
@@ -107,10 +107,11 @@ def run_retrain(
     clock: Callable[[], datetime] = utcnow,
     force: bool = False,
     trigger: str = "cli",
+    claimed: Claim | None = None,
 ) -> RetrainReport:
-    """Retrain for ``day`` once (see the module docstring)."""
+    """Retrain for ``day`` once (see the module docstring); ``claimed``: a claim already made."""
     key = RunKey("retrain", day)
-    claim = claim_run(store, key, now=clock(), force=force, trigger=trigger)
+    claim = claimed or claim_run(store, key, now=clock(), force=force, trigger=trigger)
     if claim.state == "done":
         return RetrainReport(day, "done", claim.run, dict(claim.run.counts.get("models", {})))
     started = time.perf_counter()
