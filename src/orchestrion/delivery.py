@@ -558,7 +558,7 @@ def deliver(
     policy: Policy | None = None,
     critic: Critic | None = None,
     concurrency: int = 1,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> DeliveryResult:
     """Propose the day's goals, then plan, review and carry out every deliverable still ``proposed``.
 
@@ -591,7 +591,7 @@ def deliver(
         )
         total.add(part)
         if progress is not None:
-            progress(len(batch))
+            progress(min(start + size, len(wanted)), len(wanted))
     total.users = len(wanted)
     total.seconds = time.perf_counter() - started
     return total

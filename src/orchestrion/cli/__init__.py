@@ -10,7 +10,20 @@ import sys
 
 import typer
 
-from orchestrion.cli import core, datasets, evaluate, feedback, goals, ingest, keys, models, replay, serve, users
+from orchestrion.cli import (
+    core,
+    datasets,
+    deliver,
+    evaluate,
+    feedback,
+    goals,
+    ingest,
+    keys,
+    models,
+    replay,
+    serve,
+    users,
+)
 from orchestrion.errors import OrchestrionError
 
 __all__ = ["app", "main"]
@@ -33,6 +46,7 @@ app.add_typer(evaluate.app, name="eval")
 app.add_typer(goals.app, name="goals")
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(users.app, name="users")
+app.command("deliver")(deliver.deliver)
 
 
 def main() -> None:

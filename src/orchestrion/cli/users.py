@@ -26,3 +26,19 @@ def link(
         base_url = holder.url if holder else f"http://{config.host}:{config.port}"
     token = Signer.from_settings(config).link_token(user)
     typer.echo(f"{base_url.rstrip('/')}/signin?token={token}")
+
+
+@app.command()
+def token(
+    user: str = typer.Argument(..., help="The user_id the token reads (as in the events)."),
+    admin_key: str = typer.Option(
+        None, envvar="ORCHESTRION_ADMIN_KEY", help="Admin key for a running server (not needed without one)."
+    ),
+) -> None:
+    """Create an API key that reads only USER's feed and deliverables (the secret is printed once, last).
+
+    Goes through the running server when there is one, like `orchestrion keys create --role user`.
+    """
+    from orchestrion.cli.keys import create
+
+    create(role="user", user_id=user, admin_key=admin_key)

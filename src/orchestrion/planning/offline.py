@@ -67,8 +67,11 @@ class OfflinePlanner:
         if problem is not None:
             return PlanOutcome(Plan.nothing(problem), NAME)
         content = executor.ctx.content
+        title = content.get("title") or goal.title
+        if content.get("kind") == "cart":  # the cart may differ from the goal's (cap, exclusions)
+            title = f"Reorder: {len(content['items'])} items ({content['total']:.2f} {content['currency']})"
         return PlanOutcome(
-            Plan(title=content.get("title") or goal.title, summary=summary_of(content), calls=list(executor.calls)),
+            Plan(title=title, summary=summary_of(content), calls=list(executor.calls)),
             NAME,
         )
 
