@@ -9,6 +9,7 @@ the writer commits what it holds, and the database is checkpointed and closed.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import ipaddress
 import logging
@@ -16,7 +17,9 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from orchestrion.config import Settings
 from orchestrion.errors import ConfigError
@@ -70,6 +73,38 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise _Stopped(signum)
 
 
+def _start_background(app: Any, store: Store, settings: Settings) -> Callable[[], None]:
+    """Mount ``/v1/runs`` and start the run service, the schedules and the trigger watcher.
+
+    Returns the function that stops them (daily runs stop after their batch and resume later).
+    """
+    from orchestrion.api import runs as runs_api
+    from orchestrion.scheduler import RunService, Scheduler
+    from orchestrion.triggers import TriggerWatcher
+
+    service = RunService(store, settings)
+    app.include_router(runs_api.build_router(app.state.ctx, service))
+    sweep = getattr(importlib.import_module("orchestrion.deliverables"), "run_due_actions", None) if (
+        importlib.util.find_spec("orchestrion.deliverables")) else None
+
+    def due_actions(now: Any) -> object:
+        return None if sweep is None else sweep(Store(store.cursor(), None), settings, now)
+
+    scheduler = Scheduler(store, settings, service, sweep=due_actions) if settings.scheduler else None
+    watcher = TriggerWatcher(store, settings)
+    if scheduler is not None:
+        scheduler.start()
+    watcher.start()
+
+    def stop() -> None:
+        watcher.stop()
+        if scheduler is not None:
+            scheduler.stop()
+        service.stop()
+
+    return stop
+
+
 def run_server(settings: Settings, host: str, port: int) -> None:
     """Serve the API on ``host:port`` (0 = any free port) until SIGTERM or SIGINT."""
     import uvicorn
@@ -79,6 +114,7 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     store: Store | None = None
     sock: socket.socket | None = None
+    stop_background: Callable[[], None] | None = None
     try:
         store = Store.open(settings.database_path)
         store.con.execute(f"SET wal_autocheckpoint = '{WAL_AUTOCHECKPOINT}'")
@@ -96,8 +132,10 @@ def run_server(settings: Settings, host: str, port: int) -> None:
         url = f"http://{url_host}:{bound_port}"
         store.announce_server(url)
         loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+        app = create_app(store, settings)
+        stop_background = _start_background(app, store, settings)
         config = uvicorn.Config(
-            create_app(store, settings),
+            app,
             http="httptools",
             loop=loop,
             lifespan="on",
@@ -110,6 +148,8 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     except _Stopped:
         pass
     finally:
+        if stop_background is not None:
+            stop_background()
         if sock is not None:
             sock.close()
         if store is not None:

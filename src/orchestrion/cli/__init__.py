@@ -21,6 +21,7 @@ from orchestrion.cli import (
     keys,
     models,
     replay,
+    runs,
     serve,
     users,
 )
@@ -45,6 +46,7 @@ evaluate.app.command("replay")(replay.replay)
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(goals.app, name="goals")
 app.add_typer(feedback.app, name="feedback")
+runs.register(app)
 app.add_typer(users.app, name="users")
 app.command("deliver")(deliver.deliver)
 

@@ -1,0 +1,120 @@
+"""Pipeline runs over HTTP: list and inspect the run ledger, submit a run (admin keys).
+
+``POST /v1/runs`` claims the run before answering (``202`` with the run; ``200`` when the key
+is already done; ``409`` when it is running) and does the work in a background thread of the
+server, which holds the database; the CLI follows it with ``GET /v1/runs/{run_id}``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Security
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from orchestrion import runs
+from orchestrion.api.auth import BasicDoc, BearerDoc
+from orchestrion.api.context import ApiContext
+from orchestrion.api.receipts import ApiError, Refusal
+from orchestrion.errors import NotFoundError, RunInProgressError, UsageError
+from orchestrion.scheduler import RunRequest, RunService
+
+__all__ = ["RunBody", "build_router"]
+
+
+class RunBody(BaseModel):
+    """The run to start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline: Literal["daily", "retrain"] = "daily"
+    date: date
+    users: list[str] | None = Field(None, description="daily only: just these users (their own shard of the key).")
+    force: bool = Field(False, description="Start a new attempt of a key that already succeeded.")
+
+
+class RunInfo(BaseModel):
+    """One run of the ledger."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_id: str
+    pipeline: str
+    partition: str
+    shard: str
+    attempt: int
+    status: str
+    users_total: int
+    users_done: int
+    counts: dict[str, Any]
+    error: str | None
+
+
+def _aware(run: runs.Run) -> dict[str, Any]:
+    body = run.as_dict()
+    for name in ("started_at", "heartbeat_at", "finished_at"):
+        value = getattr(run, name)
+        body[name] = None if value is None else value.replace(tzinfo=UTC).isoformat()
+    return body
+
+
+def build_router(ctx: ApiContext, service: RunService) -> APIRouter:
+    """The run routes of one app; runs execute in ``service``."""
+    documented = [Security(BearerDoc()), Security(BasicDoc())]
+    admin = Depends(ctx.auth.require("admin"))
+    refusals: dict[int | str, dict[str, Any]] = {
+        401: {"model": Refusal, "description": "Missing, unknown or revoked API key."},
+        403: {"model": Refusal, "description": "Not an admin key."},
+    }
+    router = APIRouter(tags=["runs"])
+
+    def read(work: Any) -> Any:
+        cursor = ctx.store.cursor()
+        try:
+            return work(cursor)
+        finally:
+            cursor.close()
+
+    @router.get("/v1/runs", response_model=list[RunInfo], dependencies=[*documented, admin], responses=refusals)
+    async def list_runs(
+        pipeline: str | None = None,
+        status: str | None = None,
+        since: date | None = None,
+        limit: int = Query(50, ge=1, le=1000),
+    ) -> Any:
+        """The latest runs first (admin)."""
+        found = await run_in_threadpool(
+            read, lambda con: runs.list_runs(con, pipeline=pipeline, status=status, since=since, limit=limit)
+        )
+        return [_aware(r) for r in found]
+
+    @router.get("/v1/runs/{run_id}", response_model=RunInfo, dependencies=[*documented, admin],
+                responses={**refusals, 404: {"model": Refusal, "description": "No such run."}})
+    async def get_run(run_id: str) -> Any:
+        """One run with its progress, counts and error (admin)."""
+        try:
+            return _aware(await run_in_threadpool(read, lambda con: runs.get_run(con, run_id)))
+        except NotFoundError as exc:
+            raise ApiError(404, str(exc)) from exc
+
+    @router.post("/v1/runs", response_model=RunInfo, status_code=202, dependencies=[*documented, admin],
+                 responses={**refusals, 200: {"model": RunInfo, "description": "The key is already done."},
+                            409: {"model": Refusal, "description": "The key is already running."},
+                            422: {"model": Refusal, "description": "Invalid field values."}})
+    async def submit(body: RunBody) -> Any:
+        """Start (or resume) a run in the background; follow it with ``GET /v1/runs/{run_id}`` (admin)."""
+        request = RunRequest(body.pipeline, body.date, users=body.users, force=body.force, trigger="api")
+        started = datetime.now(UTC).replace(tzinfo=None)
+        try:
+            run = await run_in_threadpool(service.submit, request)
+        except RunInProgressError as exc:
+            raise ApiError(409, str(exc)) from exc
+        except UsageError as exc:
+            raise ApiError(400, str(exc)) from exc
+        fresh = run.status == "running" and run.heartbeat_at >= started
+        return JSONResponse(_aware(run), status_code=202 if fresh else 200)
+
+    return router

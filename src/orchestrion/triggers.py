@@ -1,0 +1,214 @@
+"""Event-driven triggers: an event that matches a rule proposes a goal for its user at once.
+
+Rules live in the settings (``triggers``; TOML ``[[triggers]]`` tables): an event type, property
+conditions and a goal template, e.g. ``stock_low`` → ``reorder``. They are evaluated *after* the
+events committed and off the ingestion path: :class:`TriggerWatcher` is a background thread of
+``orchestrion serve`` that looks, twice a second, at the events received since it last looked (a
+cheap scan: ``received_at`` grows with the table), so the acknowledgement of an event never waits
+for a rule.
+
+A match runs :func:`fire`: the rule's template proposes candidates for the event's user from
+events up to now; the candidates holding the event's item are preferred; the best one (by the
+current scorer) is recorded as a chosen goal of today with policy ``trigger:<rule>`` and its
+deliverable, then planned and carried out like any deliverable (``delivery.execute``). Goal ids
+hash the user, template, parameters and day, so an event seen twice proposes nothing twice.
+
+>>> from orchestrion.config import TriggerRule
+>>> rule = TriggerRule(name="low", event_type="stock_low", template="reorder", conditions={"level": {"lt": 2}})
+>>> matches(rule, "stock_low", {"level": 1}), matches(rule, "stock_low", {"level": 5}), matches(rule, "play", {})
+(True, False, False)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import numpy as np
+import polars as pl
+
+from orchestrion.config import Settings, TriggerRule
+from orchestrion.errors import ConfigError
+from orchestrion.store import Store, utcnow
+
+__all__ = ["Fired", "TriggerWatcher", "fire", "matches", "new_matches"]
+
+log = logging.getLogger(__name__)
+
+_OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
+    "eq": lambda a, b: bool(a == b),
+    "ne": lambda a, b: bool(a != b),
+    "lt": lambda a, b: a is not None and bool(a < b),
+    "le": lambda a, b: a is not None and bool(a <= b),
+    "gt": lambda a, b: a is not None and bool(a > b),
+    "ge": lambda a, b: a is not None and bool(a >= b),
+    "in": lambda a, b: a in b,
+}
+LOOKBACK: Final = timedelta(seconds=5)
+"""Events are re-read this far behind the watermark: a request stamped earlier can commit later."""
+
+
+def matches(rule: TriggerRule, event_type: str, properties: Mapping[str, Any]) -> bool:
+    """Does an event of ``event_type`` with ``properties`` match ``rule``?"""
+    if event_type != rule.event_type:
+        return False
+    for name, wanted in rule.conditions.items():
+        value = properties.get(name)
+        if isinstance(wanted, Mapping):
+            for op, operand in wanted.items():
+                if op not in _OPS:
+                    raise ConfigError(f"trigger {rule.name}: unknown operator {op!r}; use one of {', '.join(_OPS)}")
+                try:
+                    if not _OPS[op](value, operand):
+                        return False
+                except TypeError:
+                    return False
+        elif value != wanted:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Fired:
+    """What one rule did for a set of matching events."""
+
+    rule: str
+    events: int
+    users: int
+    goals: int
+
+
+def new_matches(
+    con: Any, rules: Sequence[TriggerRule], since: datetime
+) -> list[tuple[TriggerRule, list[tuple[str, str, str | None]]]]:
+    """Events received after ``since`` that match a rule: per rule, ``(event_id, user_id, item_id)``."""
+    types = sorted({r.event_type for r in rules})
+    if not types:
+        return []
+    rows = con.execute(
+        "SELECT event_id, user_id, item_id, type, properties FROM events "
+        "WHERE received_at > ? AND type IN (SELECT unnest(?::VARCHAR[])) ORDER BY received_at, event_id",
+        [since, types],
+    ).fetchall()
+    found = []
+    for rule in rules:
+        hits = []
+        for event_id, user_id, item_id, kind, properties in rows:
+            props = json.loads(properties) if isinstance(properties, str) else (properties or {})
+            if matches(rule, kind, props if isinstance(props, Mapping) else {}):
+                hits.append((str(event_id), str(user_id), None if item_id is None else str(item_id)))
+        if hits:
+            found.append((rule, hits))
+    return found
+
+
+def fire(
+    store: Store, settings: Settings, rule: TriggerRule, hits: Sequence[tuple[str, str, str | None]], *, now: datetime
+) -> Fired:
+    """Propose, record and deliver one goal of ``rule.template`` per user of ``hits`` (today)."""
+    from orchestrion.goals import propose_candidates, templates
+    from orchestrion.proposals import (
+        _promoted_repurchase,
+        build_context,
+        current_scorer,
+        read_history,
+        record_goals,
+        with_goal_ids,
+    )
+    from orchestrion.ranking import ChoiceConfig, decide
+
+    users = sorted({user for _, user, _ in hits})
+    wanted = {(user, item) for _, user, item in hits if item is not None}
+    day = now.date()
+    ctx = build_context(store, now, users, repurchase=_promoted_repurchase(settings.models_path))
+    candidates = propose_candidates(ctx, templates([rule.template]).values())
+    if candidates.height == 0:
+        return Fired(rule.name, len(hits), len(users), 0)
+    # Prefer, per user, the candidates that hold an item the events were about.
+    holds = [bool({(u, i) for i in items} & wanted) for u, items in zip(
+        candidates.get_column("user_id").to_list(), candidates.get_column("items").to_list(), strict=True)]
+    candidates = candidates.with_columns(pl.Series("_holds", holds))
+    best = candidates.filter(pl.col("_holds").any().over("user_id").not_() | pl.col("_holds")).drop("_holds")
+    best = with_goal_ids(best, day)
+    history = read_history(store, now, users)
+    choice = ChoiceConfig(budget=1, epsilon=0.0)
+    decided = decide(best, history, now, current_scorer(settings.models_path), choice,
+                     rng=np.random.default_rng(0), activity=ctx.user_activity())
+    chosen = decided.filter(pl.col("status") == "chosen").with_columns(
+        pl.lit(f"trigger:{rule.name}").alias("policy"), pl.lit(1.0).alias("propensity")
+    )
+    before = store.scalar("SELECT count(*) FROM goals")
+    record_goals(store, chosen, now=now)
+    added = int(store.scalar("SELECT count(*) FROM goals") or 0) - int(before or 0)  # type: ignore[call-overload]
+    if added:
+        from orchestrion.delivery import execute
+
+        execute(store, settings, day, users, now=now)
+    return Fired(rule.name, len(hits), len(users), added)
+
+
+class TriggerWatcher:
+    """The background thread that evaluates the rules on newly committed events (module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        interval: float = 0.5,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+        self._interval = interval
+        self._since = clock() - LOOKBACK
+        self._seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.fired: list[Fired] = []
+
+    def start(self) -> None:
+        if not self._settings.triggers:
+            return
+        self._thread = threading.Thread(target=self._run, name="orchestrion-triggers", daemon=True)
+        self._thread.start()
+
+    def check(self) -> list[Fired]:
+        """Look once: fire the rules on the events received since the last look."""
+        store = Store(self._store.cursor(), None)
+        try:
+            now = self._clock()
+            found = new_matches(store.con, self._settings.triggers, self._since - LOOKBACK)
+            self._since = now
+            results = []
+            for rule, hits in found:
+                fresh = [h for h in hits if f"{rule.name}|{h[0]}" not in self._seen]
+                if not fresh:
+                    continue
+                self._seen.update(f"{rule.name}|{h[0]}" for h in fresh)
+                results.append(fire(store, self._settings, rule, fresh, now=now))
+            if len(self._seen) > 100_000:
+                self._seen.clear()  # the goal ids still keep a re-seen event from proposing twice
+            self.fired.extend(results)
+            return results
+        finally:
+            store.con.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                for fired in self.check():
+                    log.info("trigger %s: %d events, %d goals", fired.rule, fired.events, fired.goals)
+            except Exception:
+                log.exception("trigger evaluation failed; the events stay stored")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
