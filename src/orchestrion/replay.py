@@ -8,11 +8,15 @@ The protocol, fixed before any policy was compared (``orchestrion eval replay``)
 2. At each step t, the *active* users are those (of a fixed, seeded sample of at most
    ``max_users``) with an event in the ``active_days`` before t. Every template proposes goals
    for them from events strictly before t — one set of candidates that every policy chooses from.
-3. Each policy delivers the same number of goals per step — one per active user with a
-   candidate (``goals_per_user`` = 1), at most ``budget`` (3) to any one user — so acceptance
-   rates are comparable. Within that volume a policy chooses freely: which goal for a user, and
-   which users get more than one or none (its lowest-scored candidates are the ones left out,
-   reason ``score``).
+3. A step's volume — one goal per active user with a candidate (``goals_per_user`` = 1) — and
+   the ``budget`` (3 to any one user) are maxima. Within them a policy chooses freely: which goal
+   for a user, and which users get more than one or none (its lowest-scored candidates are the
+   ones left out, reason ``score``). The prior, random and best-template policies always deliver
+   the full volume; the learned one does too during its learning period (the first half of the
+   steps) and may then deliver fewer (step 5). Every report gives each policy's goals delivered,
+   and ``prior_at_learned_volume`` — the prior's own best-scored goals cut, step by step, to the
+   number the learned policy delivered — shows how much of a gap is ranking and how much is
+   declining.
 4. A delivered goal gets a thumb up when the user's own later behaviour matches it
    (:data:`OUTCOMES`: a reorder cart with at least one item bought within 14 days; a watchlist
    with at least one movie rated within 30 days; a digest with at least one article read within
@@ -23,14 +27,20 @@ The protocol, fixed before any policy was compared (``orchestrion eval replay``)
    * ``prior`` — the transparent prior (:mod:`orchestrion.ranking.prior`), no exploration;
    * ``learned`` — starts on the prior with ε-greedy exploration (ε = ``epsilon``) and logged
      propensities; every ``retrain_every`` steps fits a ranker on its own received thumbs and
-     switches to it only when it beats the current policy off-policy (SNIPS) on the latest days;
+     switches to it only when it beats the current policy off-policy (SNIPS, at the full volume)
+     on the latest days. At the end of its learning period (``decline``) it fixes a threshold
+     once: its own acceptance over the learning-period goals whose thumbs were all in by then.
+     From then on it declines (reason ``score``) any goal its ranker gives a lower P(thumb up) —
+     it sends a goal only when it expects it to be at least as welcome as the goals it had been
+     sending. The prior has no probabilities to do this with: only feedback can calibrate them;
    * ``best_template`` — every active user gets their goal of one template variant (e.g.
      ``reorder/due``; the highest-utility one when they have several), the variant with the
      highest acceptance over the whole replay, chosen in hindsight (which favours this baseline);
    * ``random`` — the same volume drawn uniformly from all candidates (budget respected).
 
-6. Acceptance = thumbs up ÷ goals delivered, per step and pooled over the second half of the
-   steps (the learned policy's first half is its learning period).
+6. Acceptance = thumbs up ÷ goals delivered — the same definition for every policy — per step
+   and pooled over the second half of the steps (the learned policy's first half is its learning
+   period; its decline threshold is chosen on that half only).
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ from orchestrion.goals import propose_candidates, templates
 from orchestrion.goals.context import NEGATIVE_TYPES
 from orchestrion.proposals import build_context, read_items, with_goal_ids
 from orchestrion.ranking import ChoiceConfig, RankerConfig, Scorer, decide, empty_history, retrain
+from orchestrion.ranking.exploration import greedy_set
 from orchestrion.ranking.features import HISTORY_SCHEMA
 from orchestrion.repurchase import RepurchaseConfig, RepurchaseModel
 from orchestrion.store import Store
@@ -106,6 +117,11 @@ class ReplayConfig(BaseModel):
     goals_per_user: float = Field(1.0, gt=0, description="Goals delivered per step ÷ active users with candidates.")
     epsilon: float = Field(0.1, ge=0, le=0.5, description="The learned policy's exploration rate.")
     retrain_every: int = Field(1, gt=0, description="Steps between the learned policy's retrainings.")
+    decline: bool = Field(
+        True,
+        description="After its learning period the learned policy declines goals whose predicted P(thumb up) is "
+        "below its own acceptance over that period (the budget and the volume are maxima).",
+    )
     repurchase_every: int = Field(4, gt=0, description="Steps between refits of the repurchase model.")
     ranker: RankerConfig = Field(default_factory=RankerConfig)
     seed: int = 0
@@ -145,6 +161,7 @@ class ReplayResult:
     variants: dict[str, float]
     notes: list[str]
     seconds: float
+    prior_at_learned_volume: dict[str, Any] | None = None
 
     def acceptance(self, policy: str) -> float:
         """Second-half acceptance of ``policy``."""
@@ -159,9 +176,13 @@ class ReplayResult:
             "learned_over_best_template": round(learned / best, 3) if best else None,
             "learned_over_random": round(learned / random_, 3) if random_ else None,
         }
+        shadow = self.prior_at_learned_volume
+        if shadow is not None and shadow["acceptance"]:
+            ratios["learned_over_prior_at_learned_volume"] = round(learned / shadow["acceptance"], 3)
         return {
             "dataset": self.dataset,
             "policies": self.policies,
+            "prior_at_learned_volume": self.prior_at_learned_volume,
             "ratios": ratios,
             "best_template": self.best_template,
             "variant_acceptance": self.variants,
@@ -334,6 +355,10 @@ def _run(
     repurchase: RepurchaseModel | None = None
     buys = any(t.name == "reorder" for t in used)
     rng = {p: np.random.default_rng([config.seed, i]) for i, p in enumerate(POLICIES)}
+    half = len(steps) // 2
+    threshold: float | None = None
+    notes: list[str] = []
+    shadow: list[dict[str, Any]] = []  # the prior cut to the learned policy's volume: a diagnostic
     for index, at in enumerate(steps):
         if progress is not None:
             progress(index, len(steps), at.date().isoformat())
@@ -346,8 +371,8 @@ def _run(
         )
         candidates = propose_candidates(ctx, used)
         if candidates.height == 0:
-            for policy in policies.values():
-                policy.steps.append({"date": at.date().isoformat(), "delivered": 0, "accepted": 0, "acceptance": None})
+            for record in [*(policy.steps for policy in policies.values()), shadow]:
+                record.append({"date": at.date().isoformat(), "delivered": 0, "accepted": 0, "acceptance": None})
             continue
         candidates = with_goal_ids(candidates, at.date())
         outcomes = _outcomes(candidates, events, at)
@@ -362,23 +387,71 @@ def _run(
         learned = policies["learned"]
         if index > 0 and index % config.retrain_every == 0 and learned.log:
             _retrain(learned, at, window, config, volumes)
+        if config.decline and index == half:
+            threshold = _threshold(learned, at, window, notes)
+        decided_by: dict[str, pl.DataFrame] = {}
         for name_, policy in policies.items():
             rules = policy.choice.model_copy(update={"volume": volume})
+            if name_ == "learned" and threshold is not None and isinstance(policy.scorer, Scorer):
+                # A probability threshold: it applies only while the policy is a ranker (P(thumb up)).
+                rules = rules.model_copy(update={"min_score": threshold if policy.scorer.ranker is not None else None})
             scorer = _RandomScorer(rng[name_]) if name_ == "random" else policy.scorer
             decided = decide(candidates, policy.history, at, scorer, rules, rng=rng[name_], activity=activity)
             delivered = _delivered(decided, outcomes, at)
             policy.history = pl.concat([policy.history, delivered])
             policy.steps.append(_step_record(at, delivered))
+            decided_by[name_] = decided
             if name_ == "learned":
                 policy.log.append(decided.join(outcomes, on="goal_id", how="left"))
+        sent = int(learned.steps[-1]["delivered"])
+        shadow.append(_cut(decided_by["prior"], policies["prior"].choice, sent, outcomes, at))
     best, variants, best_steps = _best_template(everything, steps)
     results = {p.name: _pool(p.steps) for p in policies.values()}
     results["best_template"] = {**_pool(best_steps), "variant": best}
     results["learned"]["retraining"] = policies["learned"].notes
+    results["learned"]["decline_threshold"] = None if threshold is None else round(threshold, 4)
     ordered = {p: results[p] for p in POLICIES}
     return ReplayResult(
-        name, config, [s.date() for s in steps], ordered, best, variants, [], time.perf_counter() - started
+        name,
+        config,
+        [s.date() for s in steps],
+        ordered,
+        best,
+        variants,
+        notes,
+        time.perf_counter() - started,
+        _pool(shadow),
     )
+
+
+def _threshold(learned: _Policy, at: datetime, window: int, notes: list[str]) -> float | None:
+    """The learned policy's decline threshold, fixed once at the end of its learning period.
+
+    Its own acceptance over the goals it delivered in that period whose thumbs had all been
+    received by ``at`` (sent at least ``window`` days before): from then on it sends a goal only
+    when the ranker predicts it at least as likely to be welcome as the goals it had been sending.
+    """
+    history = learned.history
+    resolved = history.filter((pl.col("sent_at") <= at - timedelta(days=window)) & pl.col("thumb").is_not_null())
+    if resolved.height == 0:
+        notes.append(f"learned: no resolved thumbs by {at.date()}; it never declines a goal")
+        return None
+    value = float(resolved.get_column("thumb").cast(pl.Float64).mean())  # type: ignore[arg-type]
+    notes.append(
+        f"learned: from {at.date()} declines goals whose predicted P(thumb up) is below {value:.4f}, its own "
+        f"acceptance over the {resolved.height} goals of its learning period whose thumbs were all in by then"
+    )
+    return value
+
+
+def _cut(
+    decided: pl.DataFrame, choice: ChoiceConfig, volume: int, outcomes: pl.DataFrame, at: datetime
+) -> dict[str, Any]:
+    """One step of a policy's own ranking cut to ``volume`` goals (its best-scored, budget respected)."""
+    scores = decided.get_column("score").to_numpy().astype(np.float64)
+    kept = greedy_set(decided, scores, choice.model_copy(update={"volume": volume})).greedy
+    chosen = decided.filter(pl.Series(kept)).join(outcomes, on="goal_id", how="left")
+    return _step_record(at, chosen.select(pl.col("reward").alias("thumb")))
 
 
 def _retrain(learned: _Policy, at: datetime, window: int, config: ReplayConfig, volumes: dict[date, int]) -> None:
@@ -493,6 +566,11 @@ def chart(report: dict[str, Any], path: Path) -> Path:
         values = [float("nan") if v is None else v for v in policy["by_step"]]
         label = f"{name} ({policy['acceptance']:.3f})" + (f" — {policy['variant']}" if name == "best_template" else "")
         ax.plot(range(len(steps)), values, marker=".", linewidth=1.4 if name == "learned" else 1.0, label=label)
+    shadow = report.get("prior_at_learned_volume")
+    if shadow is not None and shadow["delivered"] != report["policies"]["prior"]["delivered"]:
+        values = [float("nan") if v is None else v for v in shadow["by_step"]]
+        label = f"prior cut to learned's volume ({shadow['acceptance']:.3f})"
+        ax.plot(range(len(steps)), values, color="grey", linestyle="--", linewidth=1.0, label=label)
     ax.axvline(len(steps) // 2 - 0.5, color="grey", linestyle=":", linewidth=1)
     ticks = list(range(0, len(steps), max(1, len(steps) // 8)))
     ax.set_xticks(ticks, [steps[i] for i in ticks], rotation=30, fontsize="small", ha="right")
