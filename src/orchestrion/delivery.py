@@ -538,10 +538,12 @@ def _write(
                 """,
                 {"now": now},
             )
-            con.executemany(
-                "UPDATE side_effects SET status = 'completed', result = ?, completed_at = ? WHERE idempotency_key = ?",
-                [[ledger.canonical(r), now, k] for k, r in outcomes.items()],
-            )
+            if outcomes:
+                con.executemany(
+                    "UPDATE side_effects SET status = 'completed', result = ?, completed_at = ? "
+                    "WHERE idempotency_key = ?",
+                    [[ledger.canonical(r), now, k] for k, r in outcomes.items()],
+                )
         finally:
             con.unregister("_orchestrion_delivered")
 

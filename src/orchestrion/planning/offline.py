@@ -77,14 +77,16 @@ class OfflinePlanner:
 
 
 def _usable(goal: GoalRecord, executor: Executor) -> list[str]:
-    return [i for i in goal.items if i not in executor.ctx.excluded]
+    """The goal's items that are not excluded and have a catalog entry (a title to show)."""
+    ctx = executor.ctx
+    return [i for i in goal.items if i not in ctx.excluded and i in ctx.catalog]
 
 
 def _list(builder: str, key: str) -> Callable[[GoalRecord, Executor], str | None]:
     def steps(goal: GoalRecord, executor: Executor) -> str | None:
         items = _usable(goal, executor)
         if not items:
-            return "every item of this goal was excluded by the user"
+            return "no item of this goal is both in the catalog and not excluded by the user"
         built = executor.call(builder, {"title": goal.title[:120], key: items[:100]})
         if not built.ok:
             return built.error
@@ -104,10 +106,12 @@ def _reorder(goal: GoalRecord, executor: Executor) -> str | None:
     for line in due.result[:50]:  # most due first; stop adding once the order cap would be passed
         quantity = min(int(line["quantity"]), 99)
         cost = quantity * float(line.get("price") or 0.0)
-        if cap is not None and lines and total + cost > cap:
+        if cap is not None and total + cost > cap:
             continue
         lines.append({"item_id": line["item_id"], "quantity": quantity})
         total += cost
+    if not lines:
+        return "every due item costs more than the order cap"
     cart = executor.call("build_cart", {"lines": lines})
     if not cart.ok:
         return cart.error
