@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from orchestrion.config import Settings, load_settings
+from orchestrion.delivery import deliver
 from orchestrion.keys import create_key
 from orchestrion.registry import save_version
 from orchestrion.runs import RunKey, claim_run, finish_run
@@ -114,6 +115,50 @@ def _seed(store: Store, today: date) -> None:
     )
 
 
+def _seed_carol(store: Store, settings: Settings, today: date) -> None:
+    """carol's cart and playlist, today and tomorrow, left ``proposed`` for the delivery run: today's
+    run (here) makes the cart wait for her approval; tomorrow's is the "next run" of the policy test."""
+    now = utcnow()
+    lines = [
+        {"item_id": "p1", "title": "WHITE HANGING HEART T-LIGHT HOLDER", "quantity": 6, "unit_price": 2.55,
+         "line_total": 15.3},
+        {"item_id": "p2", "title": "JUMBO BAG RED RETROSPOT", "quantity": 10, "unit_price": 1.95, "line_total": 19.5},
+    ]
+    for day, tag in ((today, "c"), (today + timedelta(days=1), "n")):
+        for slot, template, title, goal_items, details in (
+            (1, "reorder", "Reorder your staples", ["p1", "p2"], {"currency": "GBP", "lines": lines, "total": 34.8}),
+            (2, "playlist", "Carol's jazz", ["t1", "t3"], {"artists": ["Blue in Green", "Naima"]}),
+        ):
+            goal = f"g_carol{tag}{slot}"
+            store.con.execute(
+                "INSERT INTO goals (goal_id, user_id, date, template, variant, kind, params, title, items, details, "
+                "features, score, propensity, slot, policy, status, why, cost, risk, created_at) VALUES "
+                "(?, 'carol', ?, ?, 'due', 'due', '{}', ?, ?, ?, '{}', 0.5, 1.0, ?, 'prior', 'chosen', "
+                "'you buy these every 3 weeks', 0, 0.1, ?)",
+                [goal, day, template, title, goal_items, json.dumps(details), slot, now],
+            )
+            store.con.execute(
+                "INSERT INTO deliverables (deliverable_id, goal_id, user_id, date, template, title, items, status, "
+                "created_at) VALUES (?, ?, 'carol', ?, ?, ?, ?, 'proposed', ?)",
+                ["d_" + goal[2:], goal, day, template, title, goal_items, now],
+            )
+    result = deliver(store, settings, today, ["carol"], now=now)
+    assert result.pending == 1, result
+    # a `notify` order whose cancel window is still open (as an operator policy with order = notify makes)
+    store.con.execute(
+        "INSERT INTO deliverables (deliverable_id, goal_id, user_id, date, template, title, items, status, "
+        "created_at) VALUES ('d_carolw', 'g_carolw', 'carol', ?, 'reorder', 'Top up tea', ['p1'], "
+        "'awaiting_approval', ?)",
+        [today, now],
+    )
+    store.con.execute(
+        "INSERT INTO pending_actions (action_id, deliverable_id, user_id, action, arguments, tier, status, due_at, "
+        "created_at) VALUES ('fx_notify1', 'd_carolw', 'carol', 'place_order', ?, 'notify', 'waiting', ?, ?)",
+        [json.dumps({"deliverable_id": "d_carolw", "lines": [["p1", 2, 2.55]], "total": 5.1}),
+         now + timedelta(minutes=45), now],
+    )
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     import uvicorn
@@ -126,8 +171,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     admin = create_key(store.con, "admin").key
     today = utcnow().date()
     _seed(store, today)
+    _seed_carol(store, settings, today)
     save_version(settings.models_path, "ranker", lambda folder: None,
-                 {"metrics": {"snips": {"candidate": 0.41, "current": 0.37}, "auc": 0.712}}, now=utcnow())
+                 {"metrics": {"snips": {"candidate": 0.41, "current": 0.37}, "auc": 0.712}}, now=utcnow(),
+                 auto_promote_first=False)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -162,14 +209,20 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
+_LINKS: dict[tuple[str, str], str] = {}
+
+
 def _link(site: Site, user: str) -> str:
     """The sign-in link `orchestrion users link USER` prints for this site (run as a real command)."""
+    if (site.url, user) in _LINKS:
+        return _LINKS[site.url, user]
     env = {"ORCHESTRION_HOME": str(site.settings.home), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
         [str(Path(sys.executable).with_name("orchestrion")), "users", "link", user, "--base-url", site.url],
         env=env, capture_output=True, text=True, check=True, timeout=60,
     )
-    return out.stdout.strip().splitlines()[-1]
+    _LINKS[site.url, user] = out.stdout.strip().splitlines()[-1]
+    return _LINKS[site.url, user]
 
 
 def _page_for(browser: Any, url: str) -> Any:
@@ -304,4 +357,81 @@ def test_admin_signs_in_with_a_key_and_sees_runs_models_and_rates(site: Site, br
     _shot(page, "admin")
     page.get_by_role("link", name="alice").click()
     assert page.locator("article.card").count() == 3
+    page.context.close()
+
+
+def test_approve_a_waiting_order_and_it_runs_once(site: Site, browser: Any) -> None:
+    page = _page_for(browser, _link(site, "carol"))
+    feed = page.locator("#d_carolc1")
+    assert "awaiting approval" in feed.inner_text() and "£34.80" in feed.inner_text()
+    feed.get_by_role("link", name="Waiting for your approval").click()
+    waiting = page.locator("article.action")
+    assert waiting.count() == 2
+    notify = page.locator("article.action", has_text="Top up tea")
+    assert "min" in notify.locator(".countdown").inner_text()
+    assert notify.get_by_role("button", name="Approve place order").count() == 0
+    _shot(page, "approvals")
+    order = page.locator("article.action:has(a[href='/deliverables/d_carolc1'])")
+    token = page.locator("input[name=form_token]").first.get_attribute("value")
+    order.get_by_role("button", name="Approve place order").click()
+    assert page.get_by_role("status").inner_text() == "Approved."
+    assert page.locator("article.action").count() == 1
+    action = site.query("SELECT action_id, status, decided_by FROM pending_actions WHERE deliverable_id = 'd_carolc1'")
+    assert [(a[1], a[2]) for a in action] == [("executed", "web:carol")]
+    key = action[0][0]
+    effects = site.query("SELECT status FROM side_effects WHERE idempotency_key = ?", [key])
+    assert effects == [("completed",)]
+    orders = site.settings.outbox_path / "orders"
+    assert [p.name for p in orders.iterdir()] == [f"{key}.json"]
+    assert site.query("SELECT status FROM deliverables WHERE deliverable_id = 'd_carolc1'") == [("delivered",)]
+    # approving again (a double click, a replayed form) orders nothing more
+    again = page.request.post(site.url + "/approvals/d_carolc1", form={"form_token": token, "decision": "approve"})
+    assert "no action waiting" in again.text()
+    placed = "SELECT count(*) FROM side_effects WHERE deliverable_id = 'd_carolc1' AND action = 'place_order'"
+    assert site.query(placed) == [(1,)]
+    assert len(list(orders.iterdir())) == 1
+    # cancel the notify order inside its window: it never runs
+    page.locator("article.action", has_text="Top up tea").get_by_role("button", name="Cancel place order").click()
+    assert page.get_by_role("status").inner_text() == "Cancelled."
+    assert site.query("SELECT status FROM pending_actions WHERE action_id = 'fx_notify1'") == [("cancelled",)]
+    assert site.query("SELECT count(*) FROM side_effects WHERE deliverable_id = 'd_carolw'") == [(0,)]
+    page.context.close()
+
+
+def test_a_policy_change_applies_to_the_next_run(site: Site, browser: Any) -> None:
+    page = _page_for(browser, _link(site, "carol"))
+    page.get_by_role("link", name="Control panel").click()
+    page.get_by_label("The most one order may cost").fill("20")
+    page.get_by_label("No playlist deliverables").check()
+    page.get_by_label("My time zone").fill("Europe/Paris")
+    # only the operator's tier or stricter is offered
+    assert page.get_by_label("Placing orders (spends money)").locator("option").all_inner_texts() == [
+        "approve — wait for my approval", "suggest — only show it to me"]
+    page.get_by_role("button", name="Save settings").click()
+    assert "Saved" in page.get_by_role("status").inner_text()
+    assert page.get_by_label("The most one order may cost").input_value() == "20.0"
+    _shot(page, "control-panel")
+    stored = site.query("SELECT overrides, paused FROM user_policies WHERE user_id = 'carol'")
+    overrides = json.loads(stored[0][0])
+    assert overrides["max_order_amount"] == 20.0 and overrides["excluded_templates"] == ["playlist"]
+    assert site.query("SELECT timezone FROM users WHERE user_id = 'carol'") == [("Europe/Paris",)]
+    # the next run (tomorrow's delivery) follows it: the £34.80 cart is refused, the playlist skipped
+    tomorrow = site.today + timedelta(days=1)
+    deliver(site.store, site.settings, tomorrow, ["carol"], now=utcnow())
+    # the next run (tomorrow's delivery) follows it: the £34.80 cart of today's run is cut to fit
+    # the £20 cap before it is queued for approval, and the playlist is not made at all
+    tomorrow = site.today + timedelta(days=1)
+    deliver(site.store, site.settings, tomorrow, ["carol"], now=utcnow())
+    cart = site.query("SELECT status, content FROM deliverables WHERE deliverable_id = 'd_caroln1'")
+    assert cart[0][0] == "awaiting_approval" and 0 < json.loads(cart[0][1])["total"] <= 20.0
+    queued = site.query("SELECT arguments FROM pending_actions WHERE deliverable_id = 'd_caroln1'")
+    assert len(queued) == 1 and json.loads(queued[0][0])["total"] <= 20.0
+    playlist = site.query("SELECT status, error FROM deliverables WHERE deliverable_id = 'd_caroln2'")
+    assert playlist[0][0] == "cancelled" and "turned off playlist" in playlist[0][1]
+    assert site.query("SELECT count(*) FROM side_effects WHERE deliverable_id = 'd_caroln2'") == [(0,)]
+    # an invalid value is refused with the reason, nothing stored
+    page.get_by_label("My time zone").fill("Mars/Olympus")
+    page.get_by_role("button", name="Save settings").click()
+    assert "Mars/Olympus" in page.get_by_role("alert").inner_text()
+    assert site.query("SELECT timezone FROM users WHERE user_id = 'carol'") == [("Europe/Paris",)]
     page.context.close()

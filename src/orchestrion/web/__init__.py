@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from orchestrion.api.context import ApiContext
-from orchestrion.web import admin, routes
+from orchestrion.web import admin, panel, routes
 from orchestrion.web.context import WebContext, static_folder
 from orchestrion.web.session import Signer
 
@@ -22,6 +22,7 @@ def mount_web(app: FastAPI, api: ApiContext) -> WebContext:
     """Add the web pages and their static files to ``app``."""
     web = WebContext.build(api)
     app.include_router(routes.build_router(web))
+    app.include_router(panel.build_router(web))
     app.include_router(admin.build_router(web))
     app.mount("/static", StaticFiles(directory=static_folder()), name="static")
     return web

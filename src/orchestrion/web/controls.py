@@ -1,0 +1,213 @@
+"""A person's controls: the actions waiting for them, and their control panel.
+
+The control panel edits the user's row of ``user_policies`` (a :class:`~orchestrion.policies.
+UserOverrides` and the pause switch), their ``users.timezone`` and their ``item_exclusions``. The
+next run reads them (:func:`orchestrion.delivery.load_user_rules`); overrides can only narrow the
+operator's policy, and the page says so by offering only the stricter choices.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+from pydantic import ValidationError
+
+from orchestrion.errors import UsageError
+from orchestrion.goals.registry import BUILT_IN
+from orchestrion.policies import ACTION_CLASSES, TIERS, Policy, UserOverrides, effective_policy
+from orchestrion.users import UserTraits, upsert_users, valid_timezone
+
+__all__ = ["Panel", "Waiting", "read_panel", "save_panel", "waiting_actions"]
+
+ACTION_NAMES: Mapping[str, str] = {
+    "order": "Placing orders (spends money)",
+    "webhook": "Sending to outside services (webhooks)",
+    "outbox": "Writing finished deliverables to your outbox",
+}
+TIER_NAMES: Mapping[str, str] = {
+    "auto": "auto — do it",
+    "notify": "notify — do it after a cancel window",
+    "approve": "approve — wait for my approval",
+    "suggest": "suggest — only show it to me",
+}
+
+
+@dataclass(frozen=True)
+class Panel:
+    """What the control panel shows for one user."""
+
+    operator: Policy
+    overrides: UserOverrides
+    effective: Policy
+    paused: bool
+    timezone: str
+    excluded_items: list[tuple[str, str]]
+    templates: list[str]
+    updated_at: datetime | None
+
+    def allowed_tiers(self, action: str) -> list[str]:
+        """The tiers a person may pick for ``action``: the operator's or stricter."""
+        floor = TIERS.index(self.operator.tiers[action])  # type: ignore[index]
+        return list(TIERS[floor:])
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """One action of a deliverable, as the approvals page shows it."""
+
+    action_id: str
+    deliverable_id: str
+    title: str
+    action: str
+    tier: str
+    status: str
+    total: float | None
+    lines: list[tuple[str, float, float]]
+    """(title, quantity, unit price) of each order line."""
+    due_at: datetime | None
+    created_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    detail: str | None
+
+    def seconds_left(self, now: datetime) -> int | None:
+        """For a ``notify`` action: seconds until it runs on its own."""
+        if self.due_at is None or self.status != "waiting":
+            return None
+        return max(0, int((self.due_at - now).total_seconds()))
+
+
+def read_panel(con: duckdb.DuckDBPyConnection, operator: Policy, user_id: str) -> Panel:
+    """The user's current settings against the operator's ``operator`` policy."""
+    rows = con.execute(
+        "SELECT overrides, paused, updated_at FROM user_policies WHERE user_id = ?", [user_id]
+    ).fetchall()
+    overrides = UserOverrides.model_validate_json(rows[0][0]) if rows else UserOverrides()
+    zone = con.execute("SELECT timezone FROM users WHERE user_id = ?", [user_id]).fetchall()
+    excluded = con.execute(
+        "SELECT e.item_id, coalesce(i.title, e.item_id) FROM item_exclusions e LEFT JOIN items i USING (item_id) "
+        "WHERE e.user_id = ? ORDER BY e.created_at DESC, e.item_id",
+        [user_id],
+    ).fetchall()
+    return Panel(
+        operator=operator,
+        overrides=overrides,
+        effective=effective_policy(operator, overrides),
+        paused=bool(rows[0][1]) if rows else False,
+        timezone=str(zone[0][0]) if zone else "UTC",
+        excluded_items=[(str(i), str(t)) for i, t in excluded],
+        templates=sorted(BUILT_IN),
+        updated_at=rows[0][2] if rows else None,
+    )
+
+
+def _cap(value: str | None, what: str) -> float | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise UsageError(f"{what} {value!r} is not a number; write it like 50 or 49.99") from exc
+    if number < 0:
+        raise UsageError(f"{what} cannot be negative")
+    return number
+
+
+def parse_overrides(form: Mapping[str, Sequence[str]], operator: Policy) -> tuple[UserOverrides, bool, str]:
+    """The overrides, pause switch and time zone a submitted control-panel form asks for.
+
+    Only what differs from the operator's ``operator`` policy is kept, so that a person who
+    leaves a setting alone follows the operator's later changes to it.
+    """
+
+    def one(name: str) -> str | None:
+        values = form.get(name)
+        return values[-1] if values else None
+
+    tiers = {c: one(f"tier_{c}") for c in ACTION_CLASSES}
+    quiet = {k: one(k) or None for k in ("quiet_start", "quiet_end")}
+    if quiet == {"quiet_start": operator.quiet_start, "quiet_end": operator.quiet_end}:
+        quiet = {"quiet_start": None, "quiet_end": None}
+    timezone = (one("timezone") or "UTC").strip()
+    if not valid_timezone(timezone):
+        raise UsageError(f"time zone {timezone!r} is unknown; use a name such as Europe/Paris or UTC")
+    try:
+        overrides = UserOverrides(
+            tiers={c: t for c, t in tiers.items() if t and t != operator.tiers[c]},
+            max_order_amount=_cap(one("max_order_amount"), "the most per order"),
+            max_monthly_spend=_cap(one("max_monthly_spend"), "the most per month"),
+            quiet_start=quiet["quiet_start"],
+            quiet_end=quiet["quiet_end"],
+            excluded_templates=tuple(sorted(set(form.get("excluded_templates", [])))),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"these settings are not valid: {problems}") from exc
+    return overrides, one("paused") == "on", timezone
+
+
+def save_panel(
+    con: duckdb.DuckDBPyConnection,
+    user_id: str,
+    overrides: UserOverrides,
+    *,
+    paused: bool,
+    timezone: str,
+    restore: Sequence[str],
+    now: datetime,
+) -> None:
+    """Store the user's settings (inside the caller's transaction); they apply to the next run."""
+    con.execute(
+        "INSERT INTO user_policies (user_id, overrides, paused, updated_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (user_id) DO UPDATE SET overrides = excluded.overrides, paused = excluded.paused, "
+        "updated_at = excluded.updated_at",
+        [user_id, overrides.model_dump_json(), paused, now],
+    )
+    upsert_users(con, [UserTraits(user_id, {}, timezone)], now=now)
+    if restore:
+        con.execute(
+            "DELETE FROM item_exclusions WHERE user_id = ? AND list_contains(?, item_id)", [user_id, list(restore)]
+        )
+
+
+def waiting_actions(con: duckdb.DuckDBPyConnection, user_id: str, *, recent: int = 20) -> list[Waiting]:
+    """The user's actions waiting for them, then the latest ``recent`` decided ones."""
+    rows = con.execute(
+        """
+        SELECT a.action_id, a.deliverable_id, coalesce(d.title, a.deliverable_id), a.action, a.tier, a.status,
+               a.arguments, a.due_at, a.created_at, a.decided_at, a.decided_by, a.detail
+        FROM pending_actions a LEFT JOIN deliverables d USING (deliverable_id)
+        WHERE a.user_id = ?
+        ORDER BY a.status = 'waiting' DESC, coalesce(a.decided_at, a.created_at) DESC, a.action_id
+        """,
+        [user_id],
+    ).fetchall()
+    found: list[Waiting] = []
+    decided = 0
+    ids = sorted({str(line[0]) for row in rows for line in (json.loads(row[6]) if row[6] else {}).get("lines", [])})
+    titles = dict(con.execute("SELECT item_id, title FROM items WHERE list_contains(?, item_id)", [ids]).fetchall())
+    for row in rows:
+        if row[5] != "waiting":
+            decided += 1
+            if decided > recent:
+                break
+        args: Any = json.loads(row[6]) if row[6] else {}
+        lines = [
+            (str(titles.get(line[0]) or line[0]), float(line[1]), float(line[2]))
+            for line in args.get("lines", [])
+            if isinstance(line, list) and len(line) == 3
+        ]
+        total = args.get("total")
+        found.append(
+            Waiting(
+                row[0], row[1], row[2], row[3], row[4], row[5],
+                float(total) if isinstance(total, int | float) else None,
+                lines, row[7], row[8], row[9], row[10], row[11],
+            )
+        )
+    return found

@@ -1,0 +1,122 @@
+"""The approvals page and the control panel (routes; the data lives in :mod:`orchestrion.web.controls`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from orchestrion.deliverables import Decision, decide
+from orchestrion.errors import NotFoundError, OrchestrionError, PermissionDeniedError, UsageError
+from orchestrion.policies import ACTION_CLASSES, load_policy
+from orchestrion.web.context import WebContext, form_lists
+from orchestrion.web.controls import ACTION_NAMES, TIER_NAMES, read_panel, save_panel, waiting_actions
+from orchestrion.web.controls import parse_overrides as parse_panel
+from orchestrion.web.session import Session
+
+__all__ = ["build_router"]
+
+_DECISIONS: dict[str, Decision] = {"approve": "approve", "reject": "reject", "cancel": "cancel"}
+
+
+def _last(form: dict[str, list[str]], name: str) -> str | None:
+    values = form.get(name)
+    return values[-1] if values else None
+
+
+def build_router(web: WebContext) -> APIRouter:
+    """The approvals and control-panel pages of one app."""
+    router = APIRouter(include_in_schema=False)
+
+    def person(request: Request) -> Session | Response:
+        session = web.session(request)
+        if session is None:
+            return web.to_signin(request)
+        if session.is_admin:
+            return web.error(request, session, 403, "Approvals and the control panel belong to each user; "
+                             "sign in with their link.")
+        return session
+
+    async def approvals_view(request: Request, session: Session, **extra: Any) -> Response:
+        assert session.user_id is not None
+        user_id = session.user_id
+        actions = await web.read(lambda con: waiting_actions(con, user_id))
+        return web.render(request, "approvals.html", session, actions=actions, now=web.now(), **extra)
+
+    @router.get("/approvals")
+    async def approvals(request: Request, done: str | None = None) -> Response:
+        session = person(request)
+        if not isinstance(session, Session):
+            return session
+        notice = {"approve": "Approved.", "reject": "Rejected.", "cancel": "Cancelled."}.get(done or "")
+        return await approvals_view(request, session, problem=None, notice=notice)
+
+    @router.post("/approvals/{deliverable_id}")
+    async def decide_action(request: Request, deliverable_id: str) -> Response:
+        session = person(request)
+        if not isinstance(session, Session):
+            return session
+        form = form_lists(await request.body())
+        decision = _DECISIONS.get(_last(form, "decision") or "")
+        try:
+            session.check_form(_last(form, "form_token"))
+            if decision is None:
+                raise UsageError("the decision is approve, reject or cancel")
+            await run_in_threadpool(
+                decide, web.api.store, web.api.settings, deliverable_id, decision,
+                by=f"web:{session.user_id}", viewer=session.user_id, now=web.now(),
+            )
+        except (NotFoundError, PermissionDeniedError):
+            return web.error(request, session, 404, f"No deliverable {deliverable_id} for you.")
+        except OrchestrionError as exc:
+            return await approvals_view(request, session, problem=str(exc), notice=None)
+        return RedirectResponse(f"/approvals?done={decision}", status_code=303)
+
+    async def panel_view(request: Request, session: Session, status: int = 200, **extra: Any) -> Response:
+        assert session.user_id is not None
+        user_id = session.user_id
+        operator = await run_in_threadpool(load_policy, web.api.settings.policy_path)
+        panel = await web.read(lambda con: read_panel(con, operator, user_id))
+        return web.render(
+            request, "settings.html", session, status=status, panel=panel, classes=ACTION_CLASSES,
+            action_names=ACTION_NAMES, tier_names=TIER_NAMES, **extra,
+        )
+
+    @router.get("/settings")
+    async def settings_page(request: Request, saved: int = 0) -> Response:
+        session = person(request)
+        if not isinstance(session, Session):
+            return session
+        notice = "Saved. The next run follows these settings." if saved else None
+        return await panel_view(request, session, problem=None, notice=notice)
+
+    @router.post("/settings")
+    async def save_settings(request: Request) -> Response:
+        session = person(request)
+        if not isinstance(session, Session):
+            return session
+        assert session.user_id is not None
+        user_id = session.user_id
+        form = form_lists(await request.body())
+        try:
+            session.check_form(_last(form, "form_token"))
+            operator = await run_in_threadpool(load_policy, web.api.settings.policy_path)
+            overrides, paused, timezone = parse_panel(form, operator)
+        except PermissionDeniedError as exc:
+            return web.error(request, session, 403, str(exc))
+        except UsageError as exc:
+            return await panel_view(request, session, status=400, problem=str(exc), notice=None)
+        now = web.now()
+        restore = form.get("restore", [])
+
+        def work(con: duckdb.DuckDBPyConnection) -> None:
+            save_panel(con, user_id, overrides, paused=paused, timezone=timezone, restore=restore, now=now)
+
+        await web.api.write(work)
+        return RedirectResponse("/settings?saved=1", status_code=303)
+
+    return router
