@@ -1,0 +1,189 @@
+"""Reliability of pipeline runs with real processes: kill -9 and resume, two runs of one key at
+once, a server down across its scheduled time, an interrupted backfill, and a trigger over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrion.api.launcher import CLI, cli, start_server
+from orchestrion.store import Store
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "online-retail-sample.csv.gz"
+ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "ORCHESTRION_SCHEDULER": "0"}
+
+
+def loaded_home(path: Path) -> Path:
+    path.mkdir(parents=True)
+    done = cli(path, "datasets", "load", "online-retail", "--path", str(SAMPLE), env=ENV)
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def start(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    full = {**os.environ, **ENV, "ORCHESTRION_HOME": str(home), **(env or {})}
+    return subprocess.Popen([*CLI, *args], env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(check: object, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def day_sets(home: Path) -> dict[str, list[tuple[object, ...]]]:
+    """What the days produced, without timestamps: it must not depend on how the runs were cut."""
+    with Store.open(home / "data" / "orchestrion.duckdb") as store:
+        return {
+            # The content names outbox files (without the home folder); an effect whose process was
+            # killed between doing it and recording it is found done on resume ("reconciled"), not redone.
+            "deliverables": store.con.execute(
+                "SELECT g.goal_id, g.user_id, g.date, g.status, g.slot, d.deliverable_id, d.status, "
+                "regexp_replace(replace(CAST(d.content AS VARCHAR), ?, ''), ',\\s*\"reconciled\":\\s*true', '', 'g') "
+                "FROM goals g LEFT JOIN deliverables d USING (goal_id) ORDER BY g.goal_id",
+                [str(home)],
+            ).fetchall(),
+            "effects": store.con.execute(
+                "SELECT idempotency_key, action, status FROM side_effects ORDER BY 1"
+            ).fetchall(),
+            "pending": store.con.execute("SELECT action_id, tier, status FROM pending_actions ORDER BY 1").fetchall(),
+            "outbox": sorted(str(p.relative_to(home)) for p in (home / "data" / "outbox").rglob("*") if p.is_file()),
+        }
+
+
+def kill_when_working(proc: subprocess.Popen[str], home: Path, after: float = 1.0) -> None:
+    """kill -9 once the run is carrying out effects (its outbox exists), ``after`` seconds later."""
+    wait_for(lambda: (home / "data" / "outbox").exists() or proc.poll() is not None)
+    time.sleep(after)
+    assert proc.poll() is None, "the run finished before it could be killed; give it more users or smaller batches"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+
+
+def test_kill_9_in_a_daily_run_then_resume_delivers_each_day_once(tmp_path: Path) -> None:
+    slow = {"ORCHESTRION_DELIVERY_BATCH_USERS": "2"}
+    killed = loaded_home(tmp_path / "killed")
+    proc = start(killed, "run", "daily", "--date", "2011-11-01", "--json", env=slow)
+    kill_when_working(proc, killed)
+    resumed = cli(killed, "run", "daily", "--date", "2011-11-01", "--json", env={**ENV, **slow})
+    assert resumed.returncode == 0, resumed.stderr
+    outcome = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert outcome["state"] == "resumed" and outcome["run"]["run_id"] == "daily-2011-11-01-a1"
+    assert 0 < outcome["users"] < outcome["run"]["users_total"] == outcome["run"]["users_done"]
+
+    whole = loaded_home(tmp_path / "whole")
+    assert cli(whole, "run", "daily", "--date", "2011-11-01", env={**ENV, **slow}).returncode == 0
+    got, want = day_sets(killed), day_sets(whole)
+    assert got == want
+    assert want["effects"] and all(row[2] == "completed" for row in got["effects"])
+    per_user = {}
+    for row in got["deliverables"]:
+        if row[5] is not None:
+            per_user[row[1]] = per_user.get(row[1], 0) + 1
+    assert per_user and max(per_user.values()) <= 3
+
+
+def test_two_daily_runs_of_one_date_at_once_one_runs_the_other_says_so(tmp_path: Path) -> None:
+    home = loaded_home(tmp_path / "home")
+    first = start(home, "run", "daily", "--date", "2011-11-01", "--json", env={"ORCHESTRION_DELIVERY_BATCH_USERS": "1"})
+    lock = home / "data" / "orchestrion.duckdb.daily_2011-11-01.lock"
+    wait_for(lambda: lock.exists() and lock.read_text().strip() == str(first.pid))
+    second = cli(home, "run", "daily", "--date", "2011-11-01", env=ENV)
+    assert second.returncode == 2
+    assert "already running" in second.stderr and str(first.pid) in second.stderr
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["run"]["status"] == "succeeded"
+
+
+def test_an_interrupted_7_day_backfill_resumed_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    env = {"ORCHESTRION_DELIVERY_BATCH_USERS": "10"}
+    args = ("backfill", "daily", "--from", "2011-11-01", "--to", "2011-11-07", "--json")
+    cut = loaded_home(tmp_path / "cut")
+    proc = start(cut, *args, env=env)
+    kill_when_working(proc, cut, after=1.5)
+    again = cli(cut, *args, env={**ENV, **env})
+    assert again.returncode == 0, again.stderr
+    runs = json.loads(again.stdout.strip().splitlines()[-1])
+    assert [r["status"] for r in runs] == ["succeeded"] * 7
+    assert any(r["resumes"] == 1 for r in runs)  # one day was cut in the middle and resumed
+
+    whole = loaded_home(tmp_path / "whole")
+    assert cli(whole, *args, env={**ENV, **env}).returncode == 0
+    assert day_sets(cut) == day_sets(whole)
+
+
+def _admin_runs(url: str) -> list[dict[str, object]]:
+    answer: list[dict[str, object]] = httpx.get(url + "/v1/runs", timeout=10).json()
+    return answer
+
+
+def test_a_server_down_across_the_delivery_time_runs_the_day_on_restart(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    past = (datetime.now(UTC) - timedelta(minutes=2)).strftime("%H:%M")
+    (home / "orchestrion.toml").write_text(f'delivery_time = "{past}"\ncatch_up_days = 1\n')
+    today = datetime.now(UTC).date()
+    server = start_server(home)
+    try:
+        wait_for(lambda: sum(r["status"] == "succeeded" for r in _admin_runs(server.url)) >= 2, timeout=60)
+        runs = _admin_runs(server.url)
+    finally:
+        server.stop()
+    partitions = sorted(str(r["partition"]) for r in runs)
+    assert partitions == [(today - timedelta(days=1)).isoformat(), today.isoformat()]
+    assert {r["trigger"] for r in runs} == {"catch-up"}
+    server = start_server(home)  # the ledger, not the scheduler's memory, says both days are done
+    try:
+        time.sleep(2)
+        assert len(_admin_runs(server.url)) == 2
+    finally:
+        server.stop()
+
+
+def test_a_stock_low_event_proposes_a_reorder_within_seconds(tmp_path: Path) -> None:
+    home = loaded_home(tmp_path / "home")
+    with Store.open(home / "data" / "orchestrion.duckdb") as store:
+        user, item = store.con.execute(
+            "SELECT user_id, item_id FROM events WHERE type = 'purchase' AND regexp_matches(item_id, ':[0-9]{5}$') "
+            "GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2 LIMIT 1"
+        ).fetchall()[0]
+    server = start_server(home)
+    try:
+        event = {"event_id": "low-1", "user_id": user, "type": "stock_low", "item_id": item, "domain": "retail",
+                 "properties": {"level": 1}}
+        sent = time.monotonic()
+        receipt = httpx.post(server.url + "/v1/events", json=[event], timeout=10)
+        acknowledged = time.monotonic() - sent
+        assert receipt.status_code == 200 and receipt.json()["accepted"] == 1
+        time.sleep(4)
+    finally:
+        server.stop()
+    assert acknowledged < 1.0
+    with Store.open(home / "data" / "orchestrion.duckdb") as store:
+        rows = store.con.execute(
+            "SELECT g.template, g.items, d.status, g.created_at - e.received_at FROM goals g "
+            "JOIN deliverables d USING (goal_id) JOIN events e ON e.event_id = 'low-1' "
+            "WHERE g.policy = 'trigger:stock-low-reorder' AND g.user_id = ?",
+            [user],
+        ).fetchall()
+    assert len(rows) == 1
+    template, items, status, delay = rows[0]
+    assert template == "reorder" and item in items and status != "proposed"
+    assert delay < timedelta(seconds=4)
+
+
+@pytest.mark.parametrize("args", [("run", "--help"), ("backfill", "daily", "--help"), ("runs", "list", "--help")])
+def test_run_commands_have_help(tmp_path: Path, args: tuple[str, ...]) -> None:
+    assert cli(tmp_path, *args).returncode == 0
