@@ -233,7 +233,15 @@ def _page_for(browser: Any, url: str) -> Any:
     return page
 
 
+_UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button, a')]
+    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+    .map(e => e.outerHTML)"""
+
+
 def _shot(page: Any, name: str) -> None:
+    """Save a screenshot of the page, after checking every control and link has a name."""
+    assert page.evaluate(_UNLABELLED) == [], f"controls without a label on {name}"
+    assert page.locator("main h1").count() == 1
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"web-{name}.png"), full_page=True)
 
@@ -277,8 +285,10 @@ def test_thumbs_on_a_card_and_an_item_are_stored(site: Site, browser: Any) -> No
     with page.expect_response(lambda r: "/thumbs" in r.url):
         playlist.get_by_role("button", name="Thumb up: Your late-night jazz mix").click()
     expect_pressed(playlist.get_by_role("button", name="Thumb up: Your late-night jazz mix"))
+    # from the keyboard: focus the item's thumb down and press Enter
+    playlist.get_by_role("button", name="Thumb down: So What (it will not be used again)").focus()
     with page.expect_response(lambda r: "/thumbs" in r.url):
-        playlist.get_by_role("button", name="Thumb down: So What (it will not be used again)").click()
+        page.keyboard.press("Enter")
     expect_pressed(playlist.get_by_role("button", name="Thumb down: So What (it will not be used again)"))
     rows = site.query(
         "SELECT thumb, items, source FROM feedback WHERE deliverable_id = 'd_alice01' ORDER BY feedback_id"

@@ -76,12 +76,19 @@ class WebContext:
     """The app's store, writer and key checker, the signer and the templates."""
 
     api: ApiContext
-    signer: Signer
     templates: jinja2.Environment
+    _signer: Signer | None = None
 
     @classmethod
     def build(cls, api: ApiContext) -> WebContext:
-        return cls(api, Signer.from_settings(api.settings), _environment())
+        return cls(api, _environment())
+
+    @property
+    def signer(self) -> Signer:
+        """Made on first use, so that an app nobody signs in to never writes HOME/.web-secret."""
+        if self._signer is None:
+            self._signer = Signer.from_settings(self.api.settings)
+        return self._signer
 
     def session(self, request: Request) -> Session | None:
         return self.signer.read_session(request.cookies.get(COOKIE))
