@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from orchestrion.cli import app
 from orchestrion.config import load_settings
-from orchestrion.demo import run_demo
+from orchestrion.datasets import load_dataset
+from orchestrion.demo import sample_path
 from orchestrion.recommenders import load_recommender
 from orchestrion.registry import model_version
 from orchestrion.repurchase import RepurchaseModel
@@ -38,7 +39,8 @@ def test_train_saves_a_loadable_version_that_does_not_retrain(tmp_path: Path) ->
 
 def test_cli_train_repurchase_on_the_shipped_sample(tmp_path: Path) -> None:
     settings = load_settings({"ORCHESTRION_HOME": str(tmp_path)})
-    run_demo(settings)
+    with Store.open(settings.database_path) as store:  # the sample alone (the demo would train models too)
+        load_dataset(store, "online-retail", sample_path(settings))
     env = {"ORCHESTRION_HOME": str(tmp_path)}
     out = runner.invoke(
         app, ["train", "repurchase", "--as-of", "2011-11-01", "--set", "training_cutoffs=2", "--set", "max_iter=20",

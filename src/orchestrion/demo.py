@@ -1,13 +1,16 @@
-"""The main job on the embedded defaults (grows with each issue).
+"""The main job on the embedded defaults: the whole product on the shipped sample.
 
-Today: load the shipped Online Retail sample (``data/samples/online-retail-sample.csv.gz``, CC BY
-4.0) into the store and return its stats. Loading is idempotent, so running the demo again stores
-nothing new.
+Load the shipped Online Retail sample (``data/samples/online-retail-sample.csv.gz``, CC BY 4.0)
+into the store, run the nightly retrain for :data:`DEMO_DAY` (recommenders, repurchase model,
+goal ranker), run the daily pipeline for that day (propose → rank → plan → execute → review →
+deliver, offline planner) and return the store's stats, the runs and a few users' deliverables
+with the outbox files to open. Every step is idempotent (the run ledger skips a finished day),
+so running the demo again does nothing new.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -16,9 +19,11 @@ from orchestrion.errors import NotFoundError
 from orchestrion.stats import store_stats
 from orchestrion.store import Store, utcnow
 
-__all__ = ["SAMPLE_NAME", "run_demo", "sample_path"]
+__all__ = ["DEMO_DAY", "SAMPLE_NAME", "demo_deliverables", "run_demo", "sample_path"]
 
 SAMPLE_NAME: Final = "online-retail-sample.csv.gz"
+DEMO_DAY: Final = date(2011, 11, 1)
+"""A busy day of the sample (the pre-Christmas season): events before it are the history."""
 
 
 def sample_path(settings: Settings) -> Path:
@@ -36,11 +41,42 @@ def sample_path(settings: Settings) -> Path:
     )
 
 
-def run_demo(settings: Settings, sample: str | None = None, *, now: datetime | None = None) -> dict[str, Any]:
-    """Load ``sample`` (an Online Retail CSV; default the shipped one) and return the store's stats."""
+def demo_deliverables(store: Store, settings: Settings, day: date, users: int = 3) -> list[dict[str, Any]]:
+    """The deliverables of ``day`` for the first ``users`` users that have some, with outbox files."""
+    rows = store.con.execute(
+        "SELECT user_id, deliverable_id, template, title, status, summary FROM deliverables "
+        "WHERE date = ? AND user_id IN (SELECT DISTINCT user_id FROM deliverables WHERE date = ? ORDER BY 1 LIMIT ?) "
+        "ORDER BY user_id, deliverable_id",
+        [day, day, users],
+    ).fetchall()
+    found = []
+    for user_id, deliverable_id, template, title, status, summary in rows:
+        folder = settings.outbox_path / str(user_id).replace(":", "_") / day.isoformat()
+        files = sorted(str(p) for p in folder.glob(f"{deliverable_id}.*")) if folder.is_dir() else []
+        found.append({"user_id": user_id, "deliverable_id": deliverable_id, "template": template, "title": title,
+                      "status": status, "summary": summary, "files": files})
+    return found
+
+
+def run_demo(
+    settings: Settings, sample: str | None = None, *, now: datetime | None = None, day: date = DEMO_DAY
+) -> dict[str, Any]:
+    """Load ``sample`` (default the shipped one), retrain, run the daily pipeline for ``day``, and
+    return ``{"stats", "runs", "deliverables"}``."""
+    from orchestrion.daily import run_daily
     from orchestrion.datasets import load_dataset
+    from orchestrion.retrain import run_retrain
 
     path = Path(sample) if sample else sample_path(settings)
+    def clock() -> datetime:
+        return now if now is not None else utcnow()
+
     with Store.open(settings.database_path) as store:
-        load_dataset(store, "online-retail", path, now=now or utcnow(), chunk_rows=settings.bulk_chunk_rows)
-        return store_stats(store.con)
+        load_dataset(store, "online-retail", path, now=clock(), chunk_rows=settings.bulk_chunk_rows)
+        retrain = run_retrain(store, settings, day, clock=clock, trigger="demo")
+        daily = run_daily(store, settings, day, clock=clock, trigger="demo")
+        return {
+            "stats": store_stats(store.con),
+            "runs": [retrain.run.as_dict(), daily.run.as_dict() if daily.run else None],
+            "deliverables": demo_deliverables(store, settings, day),
+        }

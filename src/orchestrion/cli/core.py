@@ -56,11 +56,24 @@ def demo(
         "", help="Events file to load; default the shipped Online Retail sample under data/."
     ),
 ) -> None:
-    """The main job on the embedded defaults: load the shipped sample and print the stats."""
-    from orchestrion.demo import run_demo
+    """The main job: load the shipped sample, retrain, run the daily pipeline, show deliverables."""
+    from orchestrion.demo import DEMO_DAY, run_demo
 
-    figures = run_demo(settings(), sample or None)
-    _print_stats(figures)
+    outcome = run_demo(settings(), sample or None)
+    _print_stats(outcome["stats"])
+    for run in outcome["runs"]:
+        if run:
+            typer.echo(f"run {run['run_id']}: {run['status']}, {run['users_done']} users, {run['seconds']:.1f}s")
+    typer.secho(f"\nDeliverables of {DEMO_DAY} for a few users:", bold=True)
+    for d in outcome["deliverables"]:
+        typer.echo(f"  {d['user_id']}  [{d['status']}] {d['title']}")
+        if d["summary"]:
+            typer.echo(f"      {d['summary']}")
+        for path in d["files"]:
+            if path.endswith(".html"):
+                typer.echo(f"      open {path}")
+    typer.echo(f"\nMore: `orchestrion runs list`, `orchestrion goals show USER --date {DEMO_DAY}`, "
+               "`orchestrion serve` and the web page.")
 
 
 def register(app: typer.Typer) -> None:
