@@ -157,6 +157,20 @@ def _guard(rules: UserRules, now: datetime) -> Callable[[IntendedEffect], None]:
     return guard
 
 
+_PENDING = (
+    "action_id",
+    "deliverable_id",
+    "user_id",
+    "action",
+    "arguments",
+    "tier",
+    "status",
+    "due_at",
+    "created_at",
+    "detail",
+)
+
+
 @dataclass
 class _Job:
     goal: GoalRecord
@@ -428,11 +442,14 @@ def _carry_out(
     try:
         with transaction(con):
             if pending:
-                con.executemany(
-                    "INSERT INTO pending_actions (action_id, deliverable_id, user_id, action, arguments, tier, status, "
-                    "due_at, created_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    pending,
-                )
+                with ledger.registered(
+                    con, [[str(v) if v is not None else None for v in row] for row in pending], _PENDING
+                ) as name:
+                    con.execute(
+                        f"INSERT INTO pending_actions ({', '.join(_PENDING)}) SELECT action_id, deliverable_id, "
+                        "user_id, action, arguments, tier, status, CAST(due_at AS TIMESTAMP), "
+                        f"CAST(created_at AS TIMESTAMP), detail FROM {name} ON CONFLICT DO NOTHING"
+                    )
             if refusals:
                 con.executemany(
                     "INSERT INTO policy_decisions (deliverable_id, user_id, action, rule, detail, arguments, "
@@ -538,12 +555,7 @@ def _write(
                 """,
                 {"now": now},
             )
-            if outcomes:
-                con.executemany(
-                    "UPDATE side_effects SET status = 'completed', result = ?, completed_at = ? "
-                    "WHERE idempotency_key = ?",
-                    [[ledger.canonical(r), now, k] for k, r in outcomes.items()],
-                )
+            ledger.settle(con, "completed", {k: ledger.canonical(r) for k, r in outcomes.items()}, now)
         finally:
             con.unregister("_orchestrion_delivered")
 

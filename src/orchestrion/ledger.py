@@ -22,16 +22,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
 import duckdb
+import pyarrow as pa
 
 from orchestrion.store import transaction
 
-__all__ = ["ClaimState", "Effect", "canonical", "claim", "complete", "effect_key", "fail", "results"]
+__all__ = [
+    "ClaimState",
+    "Effect",
+    "canonical",
+    "claim",
+    "complete",
+    "effect_key",
+    "fail",
+    "registered",
+    "results",
+    "settle",
+]
 
 ClaimState = Literal["new", "completed", "unknown"]
 
@@ -70,12 +83,14 @@ def claim(con: duckdb.DuckDBPyConnection, effects: Sequence[Effect], *, now: dat
                 {"k": keys},
             ).fetchall()
         )
-        con.executemany(
-            "INSERT INTO side_effects VALUES (?, ?, ?, ?, ?, 'claimed', NULL, 1, ?, NULL) "
-            "ON CONFLICT (idempotency_key) DO UPDATE SET attempts = side_effects.attempts + 1, "
-            "status = CASE side_effects.status WHEN 'failed' THEN 'claimed' ELSE side_effects.status END",
-            [[e.key, e.user_id, e.deliverable_id, e.action, canonical(e.effect), now] for e in effects],
-        )
+        rows = [[e.key, e.user_id, e.deliverable_id, e.action, canonical(e.effect)] for e in effects]
+        with registered(con, rows, ("k", "u", "d", "a", "e")) as name:
+            con.execute(
+                f"INSERT INTO side_effects SELECT k, u, d, a, e, 'claimed', NULL, 1, $now, NULL FROM {name} "
+                "ON CONFLICT (idempotency_key) DO UPDATE SET attempts = side_effects.attempts + 1, "
+                "status = CASE side_effects.status WHEN 'failed' THEN 'claimed' ELSE side_effects.status END",
+                {"now": now},
+            )
     states: dict[str, ClaimState] = {}
     for key in keys:
         status = before.get(key)
@@ -89,10 +104,7 @@ def complete(con: duckdb.DuckDBPyConnection, outcomes: Mapping[str, Mapping[str,
     if not outcomes:
         return
     with transaction(con):
-        con.executemany(
-            "UPDATE side_effects SET status = 'completed', result = ?, completed_at = ? WHERE idempotency_key = ?",
-            [[canonical(result), now, key] for key, result in outcomes.items()],
-        )
+        settle(con, "completed", {key: canonical(result) for key, result in outcomes.items()}, now)
 
 
 def fail(con: duckdb.DuckDBPyConnection, errors: Mapping[str, str], *, now: datetime) -> None:
@@ -100,9 +112,30 @@ def fail(con: duckdb.DuckDBPyConnection, errors: Mapping[str, str], *, now: date
     if not errors:
         return
     with transaction(con):
-        con.executemany(
-            "UPDATE side_effects SET status = 'failed', result = ?, completed_at = ? WHERE idempotency_key = ?",
-            [[canonical({"error": error}), now, key] for key, error in errors.items()],
+        settle(con, "failed", {key: canonical({"error": error}) for key, error in errors.items()}, now)
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, rows: Sequence[Sequence[Any]], names: Sequence[str]) -> Iterator[str]:
+    """``rows`` as a temporary relation (all text columns) for one set-based statement; its name."""
+    frame = pa.table({n: pa.array([r[i] for r in rows], pa.string()) for i, n in enumerate(names)})
+    name = f"_orchestrion_rows_{id(frame)}"
+    con.register(name, frame)
+    try:
+        yield name
+    finally:
+        con.unregister(name)
+
+
+def settle(con: duckdb.DuckDBPyConnection, status: str, results: Mapping[str, str], now: datetime) -> None:
+    """Set ``status`` and the JSON ``results`` of claimed effects, in one statement (inside a transaction)."""
+    if not results:
+        return
+    with registered(con, list(results.items()), ("k", "r")) as name:
+        con.execute(
+            f"UPDATE side_effects SET status = $status, result = t.r, completed_at = $now FROM {name} t "
+            "WHERE idempotency_key = t.k",
+            {"status": status, "now": now},
         )
 
 
