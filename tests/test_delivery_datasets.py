@@ -1,0 +1,45 @@
+"""With no LLM endpoint configured, a day's delivery covers every active user of each real dataset.
+
+Lastfm is left out: its plays carry no timestamps, so no user is active on any day.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from conftest import dataset_path
+from orchestrion.config import load_settings
+from orchestrion.datasets import load_dataset
+from orchestrion.delivery import deliver
+from orchestrion.store import Store
+
+KINDS = {"movielens-100k": "watchlist", "deskdrop": "digest", "online-retail": "cart"}
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_offline_delivery_of_a_day_for_every_user(name: str, tmp_path: Path) -> None:
+    settings = load_settings({"ORCHESTRION_HOME": str(tmp_path)})
+    with Store.open(settings.database_path) as store:
+        load_dataset(store, name, dataset_path(name), now=datetime(2024, 1, 1))
+        last = store.con.execute("SELECT max(ts) FROM events").fetchall()[0][0]
+        day = (last - timedelta(days=20)).date()
+        result = deliver(store, settings, day, now=datetime.combine(day, datetime.min.time()) + timedelta(hours=7))
+        assert result.users > 100
+        rows = store.con.execute("SELECT user_id, status, review, content, error FROM deliverables").fetchall()
+        users = {r[0] for r in rows}
+        proposed = store.con.execute("SELECT count(DISTINCT user_id) FROM goals WHERE status = 'chosen'").fetchall()
+        assert len(users) == proposed[0][0], "every user with a chosen goal has deliverables"
+        statuses = {r[1] for r in rows}
+        assert statuses <= {"delivered", "awaiting_approval", "cancelled"}, statuses
+        done = [r for r in rows if r[1] in ("delivered", "awaiting_approval")]
+        assert len(done) > len(rows) / 3
+        for _, _, review, content, _ in done:
+            assert json.loads(review)["ok"] is True
+            assert json.loads(content)["kind"] == ("playlist" if KINDS[name] == "playlist" else KINDS[name])
+        for _, status, _, _, error in rows:
+            assert status != "cancelled" or error.startswith("nothing worth doing"), error
+        assert len(list(settings.outbox_path.rglob("*.md"))) == len(done)
