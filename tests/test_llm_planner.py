@@ -24,7 +24,7 @@ from orchestrion.planning.critique import critique
 from orchestrion.planning.llm import FINISH, LLMPlanner, plan_many
 from orchestrion.planning.llm_client import ChatClient
 from orchestrion.store import Store
-from orchestrion.tools import GoalRecord, ToolContext, allowed_tools
+from orchestrion.tools import CatalogItem, GoalRecord, ToolContext, allowed_tools
 
 DAY = date(2024, 5, 2)
 NOW = datetime(2024, 5, 2, 6, 0)
@@ -86,7 +86,13 @@ def goal(template: str, user: str = "u1", n: int = 0) -> GoalRecord:
 
 
 def executor(store: Store, g: GoalRecord) -> Executor:
-    ctx = ToolContext(g, NOW, {}, frozenset(), connect=store.con.cursor)
+    rows = store.con.execute(
+        "SELECT item_id, domain, title, creator, price, currency, category, text FROM items "
+        "WHERE item_id IN (SELECT unnest(?))",
+        [list(g.items)],
+    ).fetchall()
+    catalog = {str(r[0]): CatalogItem(*r) for r in rows}  # the batch's catalog, as delivery loads it
+    ctx = ToolContext(g, NOW, catalog, frozenset(), connect=store.con.cursor)
     return Executor(ctx, allowed_tools(g.template))
 
 

@@ -143,21 +143,23 @@ class Executor:
             parsed = dict(arguments or {})
         if not isinstance(parsed, dict):
             return ToolOutcome(False, error=f"arguments for {name} must be a JSON object, not {type(parsed).__name__}")
-        queued = len(self.ctx.effects)
+        # A tool may replace a queued effect (a new cart drops the order queued for the old one), so
+        # "new" is by identity, and a refused or failed call restores the queue as it was.
+        before = list(self.ctx.effects)
         try:
             result = tool(self.ctx, parsed)
-            for effect in self.ctx.effects[queued:]:
+            for effect in [e for e in self.ctx.effects if not any(e is b for b in before)]:
                 if self.guard is not None:
                     self.guard(effect)
         except PolicyViolation as exc:
-            del self.ctx.effects[queued:]
+            self.ctx.effects[:] = before
             self.refusals.append(Refusal(name, exc.rule, exc.detail, parsed))
             return ToolOutcome(False, error=str(exc))
         except ToolError as exc:
-            del self.ctx.effects[queued:]
+            self.ctx.effects[:] = before
             return ToolOutcome(False, error=str(exc))
         except OrchestrionError as exc:
-            del self.ctx.effects[queued:]
+            self.ctx.effects[:] = before
             return ToolOutcome(False, error=f"{name} failed: {exc}")
         self.calls.append(ToolCall(tool=name, arguments=parsed))
         return ToolOutcome(True, result=result)

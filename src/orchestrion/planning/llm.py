@@ -33,7 +33,7 @@ from orchestrion.errors import LLMBudgetError, LLMRequestError, LLMUnavailableEr
 from orchestrion.planning.budget import Budget, Caps
 from orchestrion.planning.llm_client import ChatClient
 from orchestrion.planning.plan import Plan
-from orchestrion.tools import GoalRecord, openai_tool_specs
+from orchestrion.tools import GoalRecord, openai_tool_specs, summarize
 
 if TYPE_CHECKING:
     from orchestrion.execution import Executor
@@ -44,6 +44,8 @@ __all__ = ["FINISH", "LLMPlanner", "plan_many"]
 FINISH: Final = "finish"
 PROMPT_ITEMS: Final = 30
 """Candidate items shown in the first message (the read tools can fetch more)."""
+PROMPT_TEXT_CHARS: Final = 280
+"""The lead of an article's text shown with it."""
 
 SYSTEM: Final = """\
 You are orchestrion's planner. You turn one proposed goal for one person into a finished \
@@ -240,7 +242,12 @@ def goal_prompt(goal: GoalRecord, executor: Executor, feedback: str | None) -> s
         except OrchestrionError:  # an id the catalog lacks: still a candidate, without details
             items.append({"item_id": item_id})
             continue
-        items.append({"item_id": item.item_id, "title": item.title, "creator": item.creator, "price": item.price})
+        shown: dict[str, Any] = {"item_id": item.item_id, "title": item.title, "creator": item.creator}
+        if item.price is not None:
+            shown["price"] = item.price
+        if item.text:  # an article: its lead, so the model can write the digest's summary
+            shown["text"] = summarize(item.text, PROMPT_TEXT_CHARS)
+        items.append(shown)
     data = {
         "template": goal.template,
         "variant": goal.variant,

@@ -98,7 +98,12 @@ def build_cart(
     total = round(sum(line["line_total"] for line in out), 2)
     currency = ctx.goal.details.get("currency") or ctx.item(out[0]["item_id"]).currency or "GBP"
     ctx.content = {"kind": "cart", "items": out, "total": total, "currency": currency}
-    return {"created": "cart", "lines": len(out), "total": total, "currency": currency}
+    queued = len(ctx.effects)
+    ctx.effects[:] = [e for e in ctx.effects if e.tool != "place_order"]  # an order is for the cart it saw
+    note = {"note": "the order queued for the previous cart was dropped; call place_order again"}
+    return {"created": "cart", "lines": len(out), "total": total, "currency": currency} | (
+        note if len(ctx.effects) < queued else {}
+    )
 
 
 @tool()

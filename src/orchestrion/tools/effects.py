@@ -24,6 +24,9 @@ def place_order(ctx: ToolContext) -> dict[str, Any]:
         raise ToolError("there is no cart to order; call build_cart first")
     lines = [[line["item_id"], line["quantity"], line["unit_price"]] for line in cart["items"]]
     effect = {"deliverable_id": ctx.goal.deliverable_id, "lines": lines, "total": cart["total"]}
+    # One order per deliverable, for the cart as it stands: calling again replaces the queued order
+    # (found by the prompt-injection suite: a second cart + place_order made two orders).
+    ctx.effects[:] = [e for e in ctx.effects if e.tool != "place_order"]
     ctx.effects.append(IntendedEffect("place_order", "order", effect, amount=float(cart["total"])))
     return {"status": "queued", "total": cart["total"], "note": "runs after review, as the user's policy allows"}
 
