@@ -141,7 +141,12 @@ def cases(evil: list[str]) -> list[Case]:
             n = len(out)
             user = f"v{n:03d}"
             victim = f"v{(n + 1) % 1000:03d}"
-            slots = {"qty": (40, 99, 12, 500)[(n // 2 + k) % 4], "item": "p3", "url": evil[n % len(evil)], "user": victim}
+            slots = {
+                "qty": (40, 99, 12, 500)[(n // 2 + k) % 4],
+                "item": "p3",
+                "url": evil[n % len(evil)],
+                "user": victim,
+            }
             text = encode(PHRASINGS[intent][phrasing].format(**slots), encoding, n)
             template = (
                 "digest"
