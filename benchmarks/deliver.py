@@ -7,11 +7,15 @@ the executor and the tools on an in-memory store. With C requests in flight and 
 bound is C / L model turns per second; the figure is the achieved rate as a share of it (target
 >= 80%: the path is bound by the configured concurrency, not by our code).
 
-Not yet measured here: the offline planner over one day of the largest dataset (see the report).
+``--offline``: the offline planner over one day (2011-11-19) of the largest dataset we deliver,
+Online Retail (from ``ORCHESTRION_DATASETS``): deliverables per second for planning, review,
+effects and writes, printed next to the baseline measured in the same run — the proposal step
+for the same users (goals ranked and recorded, nothing planned).
 
 Usage::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/deliver.py [--goals 200] [--concurrency 16] [--latency 0.2]
+    OMP_NUM_THREADS=1 ORCHESTRION_DATASETS=../shared/datasets .venv/bin/python benchmarks/deliver.py --offline
 """
 
 from __future__ import annotations
@@ -42,12 +46,47 @@ ITEMS = {
 }
 
 
+def offline() -> None:
+    """One day of Online Retail with the offline planner; baseline: proposing the same day."""
+    import os
+    import tempfile
+
+    from orchestrion.datasets import load_dataset
+    from orchestrion.delivery import execute
+    from orchestrion.proposals import active_users, day_context, day_start, propose
+
+    day, now = date(2011, 11, 19), datetime(2011, 11, 19, 7)
+    root = Path(os.environ.get("ORCHESTRION_DATASETS", "../shared/datasets"))
+    settings = load_settings({"ORCHESTRION_HOME": tempfile.mkdtemp()})
+    with Store.open(settings.database_path) as store:
+        load_dataset(store, "online-retail", root / "online-retail", now=now)
+        users = active_users(store, day_start(day), 30)
+        started = time.perf_counter()
+        proposed = propose(
+            store, settings.models_path, day, users, now=now, shared=day_context(store, settings.models_path, day)
+        )
+        propose_s = time.perf_counter() - started
+        started = time.perf_counter()
+        result = execute(store, settings, day, users, now=now)
+        execute_s = time.perf_counter() - started
+    made = result.deliverables
+    print(f"online-retail {day}: {len(users)} users, {proposed.chosen} chosen goals, {made} deliverables")
+    print(f"baseline  propose (rank + record): {proposed.chosen / propose_s:8.1f} goals/s ({propose_s:.1f} s)")
+    print(f"offline   plan + review + effects + write:      {made / execute_s:8.1f} deliverables/s ({execute_s:.1f} s)")
+    print(f"ratio     delivery rate / proposal rate: {made / execute_s / (proposed.chosen / propose_s):8.2f}")
+    print(f"statuses  {result.statuses}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--goals", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--offline", action="store_true", help="Measure the offline planner on Online Retail.")
     args = parser.parse_args()
+    if args.offline:
+        offline()
+        return
     catalog = {item.item_id: item for items in ITEMS.values() for item in items}
     templates = list(ITEMS)
     with Store.open(":memory:") as store, OpenAIServer(responder=planning_responder(args.latency)) as server:

@@ -12,6 +12,7 @@ from orchestrion.cli.context import open_store, settings
 
 if TYPE_CHECKING:
     from orchestrion.planning import Planner
+    from orchestrion.review import Critic
 
 __all__ = ["deliver"]
 
@@ -42,15 +43,27 @@ def deliver(
         raise typer.BadParameter(f"--date takes YYYY-MM-DD, got {date!r}") from None
     config = settings()
     planner: Planner | None = None
+    review_critic: Critic | None = None
     concurrency = 1
     if llm and config.llm_configured:
+        from orchestrion.planning.critique import critic as make_critic
         from orchestrion.planning.llm import LLMPlanner
 
         planner = LLMPlanner.from_settings(config)
         concurrency = planner.concurrency
+        review_critic = make_critic(planner.client)
     with open_store(config) as store:
         if as_json:
-            result = run(store, config, day, users or None, now=utcnow(), planner=planner, concurrency=concurrency)
+            result = run(
+                store,
+                config,
+                day,
+                users or None,
+                now=utcnow(),
+                planner=planner,
+                concurrency=concurrency,
+                critic=review_critic,
+            )
         else:
             with progress_bar("delivering", unit="users") as advance:
                 result = run(
