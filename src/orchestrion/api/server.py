@@ -84,11 +84,11 @@ def _start_background(app: Any, store: Store, settings: Settings) -> Callable[[]
 
     service = RunService(store, settings)
     app.include_router(runs_api.build_router(app.state.ctx, service))
-    sweep = getattr(importlib.import_module("orchestrion.deliverables"), "run_due_actions", None) if (
-        importlib.util.find_spec("orchestrion.deliverables")) else None
+    from orchestrion.deliverables import run_due_actions
 
     def due_actions(now: Any) -> object:
-        return None if sweep is None else sweep(Store(store.cursor(), None), settings, now)
+        """Run the ``notify`` actions whose cancel window has ended."""
+        return run_due_actions(store, settings, now)
 
     scheduler = Scheduler(store, settings, service, sweep=due_actions) if settings.scheduler else None
     watcher = TriggerWatcher(store, settings)
