@@ -46,6 +46,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
         401: {"model": Refusal, "description": "Missing, unknown or revoked API key."},
         403: {"model": Refusal, "description": "Another user's data, or a key that may not read it."},
         404: {"model": Refusal, "description": "No such deliverable."},
+        422: {"model": Refusal, "description": "An invalid date or decision."},
+        503: {"model": Refusal, "description": "A provider did not answer; the action will be reconciled."},
     }
     security = [Security(BearerDoc()), Security(BasicDoc())]
 

@@ -68,6 +68,7 @@ def build_router(ctx: ApiContext, service: RunService) -> APIRouter:
     refusals: dict[int | str, dict[str, Any]] = {
         401: {"model": Refusal, "description": "Missing, unknown or revoked API key."},
         403: {"model": Refusal, "description": "Not an admin key."},
+        422: {"model": Refusal, "description": "Invalid query or body fields."},
     }
     router = APIRouter(tags=["runs"])
 
@@ -91,8 +92,12 @@ def build_router(ctx: ApiContext, service: RunService) -> APIRouter:
         )
         return [_aware(r) for r in found]
 
-    @router.get("/v1/runs/{run_id}", response_model=RunInfo, dependencies=[*documented, admin],
-                responses={**refusals, 404: {"model": Refusal, "description": "No such run."}})
+    @router.get(
+        "/v1/runs/{run_id}",
+        response_model=RunInfo,
+        dependencies=[*documented, admin],
+        responses={**refusals, 404: {"model": Refusal, "description": "No such run."}},
+    )
     async def get_run(run_id: str) -> Any:
         """One run with its progress, counts and error (admin)."""
         try:
@@ -100,10 +105,19 @@ def build_router(ctx: ApiContext, service: RunService) -> APIRouter:
         except NotFoundError as exc:
             raise ApiError(404, str(exc)) from exc
 
-    @router.post("/v1/runs", response_model=RunInfo, status_code=202, dependencies=[*documented, admin],
-                 responses={**refusals, 200: {"model": RunInfo, "description": "The key is already done."},
-                            409: {"model": Refusal, "description": "The key is already running."},
-                            422: {"model": Refusal, "description": "Invalid field values."}})
+    @router.post(
+        "/v1/runs",
+        response_model=RunInfo,
+        status_code=202,
+        dependencies=[*documented, admin],
+        responses={
+            **refusals,
+            400: {"model": Refusal, "description": "An unusable run request."},
+            200: {"model": RunInfo, "description": "The key is already done."},
+            409: {"model": Refusal, "description": "The key is already running."},
+            422: {"model": Refusal, "description": "Invalid field values."},
+        },
+    )
     async def submit(body: RunBody) -> Any:
         """Start (or resume) a run in the background; follow it with ``GET /v1/runs/{run_id}`` (admin)."""
         request = RunRequest(body.pipeline, body.date, users=body.users, force=body.force, trigger="api")
