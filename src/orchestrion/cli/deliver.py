@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from datetime import date as Date
 from typing import TYPE_CHECKING
 
@@ -52,8 +53,9 @@ def deliver(
         planner = LLMPlanner.from_settings(config)
         concurrency = planner.concurrency
         review_critic = make_critic(planner.client)
+    bar = nullcontext(None) if as_json else progress_bar("delivering", unit="users")
     with open_store(config) as store:
-        if as_json:
+        with bar as advance:
             result = run(
                 store,
                 config,
@@ -63,19 +65,8 @@ def deliver(
                 planner=planner,
                 concurrency=concurrency,
                 critic=review_critic,
+                progress=advance,
             )
-        else:
-            with progress_bar("delivering", unit="users") as advance:
-                result = run(
-                    store,
-                    config,
-                    day,
-                    users or None,
-                    now=utcnow(),
-                    planner=planner,
-                    concurrency=concurrency,
-                    progress=advance,
-                )
         if as_json:
             typer.echo(json.dumps(result.as_dict()))
             return
