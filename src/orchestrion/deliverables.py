@@ -19,7 +19,7 @@ from orchestrion import ledger
 from orchestrion.config import Settings
 from orchestrion.effects import Effector
 from orchestrion.errors import NotFoundError, OrchestrionError, PermissionDeniedError, RetryableError, UsageError
-from orchestrion.policies import Policy, load_policy
+from orchestrion.policies import ActionClass, Policy, load_policy
 from orchestrion.store import Store, transaction
 
 __all__ = ["Decision", "decide", "feed", "get_deliverable", "pending_actions", "run_due_actions"]
@@ -104,11 +104,13 @@ def _execute(
 
     rules = load_user_rules(con, policy, [record["user_id"]], now)[record["user_id"]]
     args = action["arguments"]
-    action_class = "order" if action["action"] == "place_order" else str(args.get("channel", "outbox"))
-    # This action's own amount is already counted in the month's spending only once it has run.
+    action_class: ActionClass = (
+        "order" if action["action"] == "place_order" else ("webhook" if args.get("channel") == "webhook" else "outbox")
+    )
+    # This action's own amount is counted in the month's spending only once it has run.
     verdict = check(
         rules.policy,
-        "order" if action_class == "order" else "webhook" if action_class == "webhook" else "outbox",
+        action_class,
         amount=float(args.get("total") or 0.0),
         spent_this_month=rules.spent_this_month,
         host=_host(args.get("url")),
@@ -140,7 +142,7 @@ def _execute(
     try:
         outcome = outcome or effector.perform(action["action"], args, key, record)
     except RetryableError:
-        raise
+        raise  # outcome unknown: the claim stays open and the next attempt reconciles it
     except OrchestrionError as exc:
         ledger.fail(con, {key: str(exc)}, now=now)
         return "failed"

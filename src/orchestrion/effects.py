@@ -102,14 +102,13 @@ class Effector:
             path = self.outbox / "orders" / f"{key}.json"
             _write(path, json.dumps(body, default=str))
             return {"order": str(path)}
-        try:
-            response = self.http.post(self.settings.order_url, json=body, headers={"Idempotency-Key": key})
-        except httpx.TransportError as exc:
-            raise RetryableError(f"order provider unreachable ({exc}); the order will be reconciled") from exc
-        if response.status_code >= 500:
-            raise RetryableError(f"order provider answered {response.status_code}; the order will be reconciled")
-        if response.status_code >= 400:
-            raise TerminalError(f"order provider refused the order: {response.status_code} {response.text[:200]}")
+        response = self._post(
+            "order provider",
+            self.settings.order_url,
+            "the order will be reconciled",
+            json=body,
+            headers={"Idempotency-Key": key},
+        )
         return dict(response.json())
 
     def _webhook(self, url: str, key: str, deliverable: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,12 +116,19 @@ class Effector:
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         if self.settings.webhook_secret:
             headers["X-Orchestrion-Signature"] = sign(self.settings.webhook_secret, body)
-        try:
-            response = self.http.post(url, content=body, headers=headers)
-        except httpx.TransportError as exc:
-            raise RetryableError(f"webhook {url} unreachable ({exc}); it will be sent again with the same key") from exc
-        if response.status_code >= 500:
-            raise RetryableError(f"webhook {url} answered {response.status_code}; it will be sent again")
-        if response.status_code >= 400:
-            raise TerminalError(f"webhook {url} refused the deliverable: {response.status_code}")
+        response = self._post(
+            f"webhook {url}", url, "it will be sent again with the same key", content=body, headers=headers
+        )
         return {"status": response.status_code}
+
+    def _post(self, who: str, url: str, then: str, **request: Any) -> httpx.Response:
+        """POST; an unknown outcome (no answer, 5xx) is RetryableError, a refusal (4xx) TerminalError."""
+        try:
+            response = self.http.post(url, **request)
+        except httpx.TransportError as exc:
+            raise RetryableError(f"{who} unreachable ({exc}); {then}") from exc
+        if response.status_code >= 500:
+            raise RetryableError(f"{who} answered {response.status_code}; {then}")
+        if response.status_code >= 400:
+            raise TerminalError(f"{who} refused it: {response.status_code} {response.text[:200]}")
+        return response

@@ -39,7 +39,7 @@ from typing import Any, Final, Literal
 import duckdb
 
 from orchestrion.errors import NotFoundError, RunInProgressError, UsageError
-from orchestrion.store import Store
+from orchestrion.store import Store, pid_alive
 
 __all__ = [
     "PIPELINES",
@@ -233,16 +233,6 @@ def list_runs(
     )
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def owner_alive(run: Run, *, now: datetime, me: Owner | None = None) -> bool:
     """True when the process that owns ``run`` is still running it (see the module docstring)."""
     me = me or Owner.current()
@@ -250,7 +240,7 @@ def owner_alive(run: Run, *, now: datetime, me: Owner | None = None) -> bool:
         return True
     if run.host != me.host or run.pid == me.pid:
         return False
-    return _pid_alive(run.pid) and now - run.heartbeat_at < STALE_AFTER
+    return pid_alive(run.pid) and now - run.heartbeat_at < STALE_AFTER
 
 
 def claim_run(

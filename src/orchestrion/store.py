@@ -23,7 +23,7 @@ import duckdb
 
 from orchestrion.errors import DatabaseLockedError
 
-__all__ = ["ServerInfo", "Store", "running_server", "transaction", "utcnow"]
+__all__ = ["ServerInfo", "Store", "pid_alive", "running_server", "transaction", "utcnow"]
 
 MEMORY = ":memory:"
 
@@ -45,7 +45,8 @@ def _server_file(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".server.json")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists on this machine (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -63,7 +64,7 @@ def running_server(db_path: Path) -> ServerInfo | None:
         info = ServerInfo(pid=int(data["pid"]), url=str(data["url"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return info if _pid_alive(info.pid) and info.pid != os.getpid() else None
+    return info if pid_alive(info.pid) and info.pid != os.getpid() else None
 
 
 @contextmanager
@@ -139,9 +140,7 @@ class Store:
                 continue
             with self.transaction() as con:
                 con.execute(sql)
-                con.execute(
-                    "INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, utcnow()]
-                )
+                con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, utcnow()])
             applied.append(version)
         return applied
 
