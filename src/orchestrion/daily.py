@@ -23,9 +23,11 @@ before the ledger noted it — changes nothing.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -203,7 +205,8 @@ def run_daily(
                 raise _Stopped()
             batch_started = time.perf_counter()
             assert shared is not None
-            counts = step(store, settings, day, batch, now=clock(), shared=shared)
+            with _gc_paused():
+                counts = step(store, settings, day, batch, now=clock(), shared=shared)
             run = record_batch(store, run_id, batch, counts, now=clock(), seconds=time.perf_counter() - batch_started)
             done_users += len(batch)
             done_batches += 1
@@ -219,6 +222,26 @@ def run_daily(
         raise
     run = finish_run(store, run_id, "succeeded", now=clock(), error=run.error if claim.state == "resumed" else None)
     return DailyReport(day, claim.state, run, done_users, done_batches, time.perf_counter() - started)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch runs, one young-generation pass after it.
+
+    A batch makes hundreds of thousands of short-lived containers (plans, traces, records) that
+    reference counting frees; the collector, triggered by their allocation, kept scanning every
+    live object of the day's context and cost a third of a 4x run. What a batch leaves in cycles
+    is bounded by the batch and collected right after it.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect(1)
 
 
 class _Stopped(Exception):

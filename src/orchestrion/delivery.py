@@ -34,6 +34,7 @@ import polars as pl
 from orchestrion import ledger
 from orchestrion.config import Settings
 from orchestrion.effects import Effector
+from orchestrion.encoding import to_json
 from orchestrion.errors import OrchestrionError, PolicyViolation, RetryableError
 from orchestrion.execution import Executor
 from orchestrion.planning import OfflinePlanner, Planner, PlanOutcome
@@ -169,6 +170,7 @@ _PENDING = (
     "created_at",
     "detail",
 )
+_REFUSALS = ("deliverable_id", "user_id", "action", "rule", "detail", "arguments", "created_at")
 
 
 @dataclass
@@ -451,11 +453,13 @@ def _carry_out(
                         f"CAST(created_at AS TIMESTAMP), detail FROM {name} ON CONFLICT DO NOTHING"
                     )
             if refusals:
-                con.executemany(
-                    "INSERT INTO policy_decisions (deliverable_id, user_id, action, rule, detail, arguments, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    refusals,
-                )
+                with ledger.registered(
+                    con, [[str(v) if v is not None else None for v in row] for row in refusals], _REFUSALS
+                ) as name:
+                    con.execute(
+                        f"INSERT INTO policy_decisions ({', '.join(_REFUSALS)}) SELECT deliverable_id, user_id, "
+                        f"action, rule, detail, arguments, CAST(created_at AS TIMESTAMP) FROM {name}"
+                    )
         states = ledger.claim(con, [c[0] for c in claims], now=now)
         done = ledger.results(con, [k for k, s in states.items() if s == "completed"])
         outcomes: dict[str, dict[str, Any]] = {}
@@ -502,7 +506,7 @@ def _write(
     now: datetime,
 ) -> None:
     def js(value: Any) -> str | None:
-        return None if value is None else json.dumps(value, default=str, ensure_ascii=False)
+        return None if value is None else to_json(value)
 
     frame = pl.DataFrame(
         [

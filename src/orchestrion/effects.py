@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 
 from orchestrion.config import Settings
+from orchestrion.encoding import to_json_bytes
 from orchestrion.errors import RetryableError, TerminalError
 from orchestrion.rendering import render_html, render_markdown
 
@@ -38,11 +38,17 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _write(path: Path, data: bytes, *, atomic: bool = True) -> None:
+    """Write ``data``, creating the folder when missing; ``atomic`` writes a temporary file and
+    renames it, so the file is whole or absent."""
+    target = path.with_name(path.name + ".tmp") if atomic else path
+    try:
+        target.write_bytes(data)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    if atomic:
+        os.replace(target, path)
 
 
 class Effector:
@@ -73,9 +79,12 @@ class Effector:
         if effect.get("channel") == "webhook":
             return self._webhook(str(effect["url"]), key, deliverable)
         paths = self.outbox_paths(deliverable)
-        _write(paths["json"], json.dumps(dict(deliverable), default=str, ensure_ascii=False, indent=1))
-        _write(paths["md"], render_markdown(dict(deliverable)))
-        _write(paths["html"], render_html(dict(deliverable)))
+        shown = dict(deliverable)
+        # The HTML file is the mark of a finished delivery (see reconcile), so it is written last
+        # and atomically; a crash before it leaves the effect to be performed again in full.
+        _write(paths["json"], to_json_bytes(shown, indent=True), atomic=False)
+        _write(paths["md"], render_markdown(shown).encode(), atomic=False)
+        _write(paths["html"], render_html(shown).encode())
         return {"path": str(paths["html"])}
 
     def reconcile(
@@ -100,7 +109,7 @@ class Effector:
         body = {"idempotency_key": key, **effect}
         if self.settings.order_url is None:
             path = self.outbox / "orders" / f"{key}.json"
-            _write(path, json.dumps(body, default=str))
+            _write(path, to_json_bytes(body))
             return {"order": str(path)}
         response = self._post(
             "order provider",
@@ -112,7 +121,7 @@ class Effector:
         return dict(response.json())
 
     def _webhook(self, url: str, key: str, deliverable: Mapping[str, Any]) -> dict[str, Any]:
-        body = json.dumps(dict(deliverable), default=str, ensure_ascii=False).encode()
+        body = to_json_bytes(dict(deliverable))
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         if self.settings.webhook_secret:
             headers["X-Orchestrion-Signature"] = sign(self.settings.webhook_secret, body)

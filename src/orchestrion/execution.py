@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrion.encoding import to_json
 from orchestrion.errors import OrchestrionError, PolicyViolation, ToolError
 from orchestrion.planning.plan import ToolCall
 from orchestrion.tools import TOOLS, IntendedEffect, ToolContext
@@ -90,7 +91,7 @@ class Refusal:
 
 
 def _summary(value: Any) -> str:
-    text = json.dumps(value, default=str, ensure_ascii=False)
+    text = to_json(value)
     return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
 
 
@@ -148,7 +149,8 @@ class Executor:
         before = list(self.ctx.effects)
         try:
             result = tool(self.ctx, parsed)
-            for effect in [e for e in self.ctx.effects if not any(e is b for b in before)]:
+            queued = {id(b) for b in before}
+            for effect in [e for e in self.ctx.effects if id(e) not in queued]:
                 if self.guard is not None:
                     self.guard(effect)
         except PolicyViolation as exc:

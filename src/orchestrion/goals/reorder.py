@@ -82,7 +82,11 @@ class Reorder:
         if users.size == 0 or stats is None or stats.height == 0:
             return empty_candidates()
         pairs = ctx.drop_excluded(stats.filter(pl.col("user_id").is_in(users.tolist())))
-        pairs = self._priced(ctx, pairs)
+        c = self.config
+        habit = pl.col("n_purchases") >= c.min_occasions
+        in_last_order = (pl.col("days_since_last") - pl.col("user_days_since_last")).abs() < 1.0
+        # Only habits and last-order items can be in a cart: the model scores just those rows.
+        pairs = self._priced(ctx, pairs.filter(habit | in_last_order))
         if pairs.height == 0:
             return empty_candidates()
         if ctx.repurchase is not None:
@@ -90,17 +94,13 @@ class Reorder:
         else:
             p = pairs.select(rhythm_probability(pairs)).to_series().to_numpy()
         pairs = pairs.with_columns(pl.Series("p", np.asarray(p, dtype=np.float64)))
-        c = self.config
-        habit = pl.col("n_purchases") >= c.min_occasions
         due = pairs.filter(habit & (pl.col("p") >= c.min_due)).sort(
             ["user_id", "p", "item_id"], descending=[False, True, False]
         )
         staples = pairs.filter(habit).sort(
             ["user_id", "n_purchases", "last_ts", "item_id"], descending=[False, True, True, False]
         )
-        last = pairs.filter((pl.col("days_since_last") - pl.col("user_days_since_last")).abs() < 1.0).sort(
-            ["user_id", "n_purchases", "item_id"], descending=[False, True, False]
-        )
+        last = pairs.filter(in_last_order).sort(["user_id", "n_purchases", "item_id"], descending=[False, True, False])
         carts = [
             self._cart(frame, variant) for frame, variant in ((due, "due"), (staples, "staples"), (last, "last_order"))
         ]
