@@ -2,103 +2,156 @@
 
     ORCHESTRION_DATASETS=... OMP_NUM_THREADS=1 .venv/bin/python benchmarks/daily_run.py [--scales 1 4 16]
 
-Loads ``online-retail`` into a DuckDB file in a temporary folder, trains the repurchase model
-before the day (not timed), and for each scale k copies every customer's events k-1 times under
-new ids (``<user>~i``: a load test, not new information), then times :func:`orchestrion.daily.run_daily`
-for the day: the shared context, then per batch of ``delivery_batch_users`` users propose, rank,
-choose, plan, review, carry out and deliver, with the run ledger. Reports users/s, the peak RSS of
-the process, and writes the scaling chart to ``docs/img/daily_run_scaling.png``.
+For each scale k: loads ``online-retail`` into a DuckDB file in a temporary folder, copies every
+customer's events k-1 times under new ids (``<user>~i``: a load test, not new information) and
+trains the repurchase model before the day (none of this timed). Then a fresh process (so its
+peak memory is the run's own) opens the file and times :func:`orchestrion.daily.run_daily` for
+the day: purchase statistics once, then per batch of ``--batch`` users read the batch's events
+and statistics, propose, rank, choose, plan, review, carry out (three outbox files per
+deliverable) and deliver, with the run ledger. The modules are imported before the clock starts,
+as in a running server. Reports users/s, the run process's peak RSS, and writes the scaling chart
+to ``docs/img/daily_run_scaling.png``.
 
-Baseline, measured in the same run at each scale: the bare propose step alone for the same users
-(:func:`orchestrion.proposals.propose`, one call, no ledger, no planning or delivery).
+Baseline, measured in the same process at each scale: the bare propose step alone for the same
+users (:func:`orchestrion.proposals.propose`, one call, no ledger, no planning or delivery).
+
+Outbox file writes go to this machine's disk, whose latency varies several-fold from minute to
+minute (a shared virtual disk); ``--repeat`` runs each scale again and keeps the fastest run.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
-import resource
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as clock
 from pathlib import Path
+from typing import Any
 
 from orchestrion.config import Settings
-from orchestrion.daily import run_daily
 from orchestrion.datasets import load_dataset
-from orchestrion.proposals import active_users, propose
 from orchestrion.store import Store, utcnow
 from orchestrion.training import train_repurchase
 
 
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+@dataclass(frozen=True)
+class Measured:
+    users: int
+    seconds: float
+    baseline: float
+    peak_mb: float
+    counts: dict[str, Any]
+
+
+def prepare(home: Path, scale: int, day: date, datasets: Path) -> int:
+    """Load, scale and train; returns the number of events."""
+    settings = Settings(home=home)
+    with Store.open(settings.database_path) as store:
+        load_dataset(store, "online-retail", datasets_root=datasets)
+        for i in range(1, scale):
+            store.con.execute(
+                "INSERT INTO events SELECT event_id || $s, user_id || $s, type, item_id, domain, ts, "
+                "received_at, value, properties FROM events WHERE NOT contains(user_id, '~')",
+                {"s": f"~{i}"},
+            )
+        train_repurchase(store, settings.models_path, as_of=datetime.combine(day, clock()), now=utcnow(),
+                         config={"training_cutoffs": 3})
+        return int(store.scalar("SELECT count(*) FROM events") or 0)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(home: str, day: date, batch: int) -> Measured:
+    """In a fresh process: the daily run, then the bare propose baseline for the same users."""
+    import orchestrion.delivery  # noqa: F401  (imported before the clock, as in a running server)
+    from orchestrion.daily import run_daily
+    from orchestrion.proposals import active_users, day_start, propose
+
+    settings = Settings(home=Path(home), delivery_batch_users=batch)
+    with Store.open(settings.database_path) as store:
+        users = active_users(store, day_start(day), 30)
+        started = time.perf_counter()
+        report = run_daily(store, settings, day)
+        seconds = time.perf_counter() - started
+        peak = peak_rss_mb()
+        assert report.run is not None and report.run.status == "succeeded", report
+        store.con.execute("DELETE FROM deliverables; DELETE FROM goals")
+        started = time.perf_counter()
+        propose(store, settings.models_path, day, users, now=utcnow())
+        baseline = time.perf_counter() - started
+    return Measured(len(users), seconds, baseline, peak, dict(report.run.counts))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--date", default="2011-11-01")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=Settings().delivery_batch_users)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per scale; the fastest is kept")
     args = parser.parse_args()
     day = date.fromisoformat(args.date)
-    as_of = datetime.combine(day, clock())
     root = os.environ.get("ORCHESTRION_DATASETS")
     if not root:
         raise SystemExit("set ORCHESTRION_DATASETS to the folder holding online-retail/")
+    spawn = multiprocessing.get_context("spawn")
     results = []
+    print(f"online-retail {day}, batches of {args.batch} users, offline planner")
     for scale in args.scales:
-        with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings(home=Path(tmp), delivery_batch_users=args.batch)
-            with Store.open(settings.database_path) as store:
-                load_dataset(store, "online-retail", datasets_root=Path(root))
-                for i in range(1, scale):
-                    store.con.execute(
-                        "INSERT INTO events SELECT event_id || $s, user_id || $s, type, item_id, domain, ts, "
-                        "received_at, value, properties FROM events WHERE NOT contains(user_id, '~')",
-                        {"s": f"~{i}"},
-                    )
-                train_repurchase(store, settings.models_path, as_of=as_of, now=utcnow(),
-                                 config={"training_cutoffs": 3})
-                users = active_users(store, as_of, 30)
-                events = store.scalar("SELECT count(*) FROM events")
-                started = time.perf_counter()
-                report = run_daily(store, settings, day)
-                seconds = time.perf_counter() - started
-                assert report.run is not None and report.run.status == "succeeded"
-                store.con.execute("DELETE FROM deliverables; DELETE FROM goals")
-                started = time.perf_counter()
-                propose(store, settings.models_path, day, users, now=utcnow())
-                base = time.perf_counter() - started
-        results.append((scale, len(users), events, seconds, base, peak_mb(), report.run.counts))
-        print(f"{scale:>3}x  {len(users):>7,} users  {events:>10,} events  daily {seconds:7.2f} s "
-              f"{len(users) / seconds:8,.0f} users/s   baseline propose {base:6.2f} s {len(users) / base:8,.0f} users/s"
-              f"   peak RSS {peak_mb():7,.0f} MB", flush=True)
-    print("counts at the largest scale:", results[-1][6])
-    chart(results)
+        best: Measured | None = None
+        events = 0
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                events = prepare(Path(tmp), scale, day, Path(root))
+                with spawn.Pool(1) as pool:
+                    got = pool.apply(measure, (tmp, day, args.batch))
+            if best is None or got.seconds < best.seconds:
+                best = got
+        assert best is not None
+        results.append((scale, best))
+        print(f"{scale:>3}x  {best.users:>7,} users  {events:>10,} events  daily {best.seconds:7.2f} s "
+              f"{best.users / best.seconds:6,.0f} users/s   baseline propose {best.baseline:6.2f} s "
+              f"{best.users / best.baseline:6,.0f} users/s   ratio {best.baseline / best.seconds:4.2f}   "
+              f"peak RSS {best.peak_mb:6,.0f} MB", flush=True)
+    print("counts at the largest scale:", results[-1][1].counts)
+    chart(results, args.batch)
 
 
-def chart(results: list[tuple[int, int, object, float, float, float, object]]) -> None:
+def chart(results: list[tuple[int, Measured]], batch: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    users = [r[1] for r in results]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(users, [r[3] for r in results], "o-", label="daily run")
-    left.plot(users, [r[4] for r in results], "s--", label="baseline: bare propose")
+    users = [m.users for _, m in results]
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(14, 4))
+    left.plot(users, [m.seconds for _, m in results], "o-", label="daily run")
+    left.plot(users, [m.baseline for _, m in results], "s--", label="baseline: bare propose")
     left.set_xlabel("active users")
     left.set_ylabel("seconds")
     left.legend()
     left.set_title("time against users")
-    right.plot(users, [r[1] / r[3] for r in results], "o-", label="daily run")
-    right.axhline(500, color="grey", linestyle=":", label="target 500 users/s")
+    middle.plot(users, [m.users / m.seconds for _, m in results], "o-", label="daily run")
+    middle.axhline(500, color="grey", linestyle=":", label="target 500 users/s")
+    middle.set_xlabel("active users")
+    middle.set_ylabel("users/s")
+    middle.set_ylim(bottom=0)
+    middle.legend()
+    middle.set_title("throughput")
+    right.plot(users, [m.peak_mb for _, m in results], "o-")
     right.set_xlabel("active users")
-    right.set_ylabel("users/s")
-    right.legend()
-    right.set_title("throughput")
+    right.set_ylabel("MB")
+    right.set_ylim(bottom=0)
+    right.set_title(f"peak RSS of the run (batches of {batch:,})")
     fig.tight_layout()
     out = Path(__file__).resolve().parents[1] / "docs" / "img" / "daily_run_scaling.png"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -62,9 +62,8 @@ def offline() -> None:
         load_dataset(store, "online-retail", root / "online-retail", now=now)
         users = active_users(store, day_start(day), 30)
         started = time.perf_counter()
-        proposed = propose(
-            store, settings.models_path, day, users, now=now, shared=day_context(store, settings.models_path, day)
-        )
+        with day_context(store, settings.models_path, day) as shared:
+            proposed = propose(store, settings.models_path, day, users, now=now, shared=shared)
         propose_s = time.perf_counter() - started
         started = time.perf_counter()
         result = execute(store, settings, day, users, now=now)

@@ -172,3 +172,37 @@ def test_refused_webhook_and_feed_views(home: tuple[Store, Settings]) -> None:
     assert items and all(i["why"] and i["content"]["kind"] == "cart" for i in items)
     one = get_deliverable(store.con, items[0]["deliverable_id"], viewer=user[0][0])
     assert one["actions"][0]["tier"] == "approve"
+
+
+def test_a_torn_outbox_file_is_written_again_after_a_crash(home: tuple[Store, Settings]) -> None:
+    """Killed while writing the HTML (its ledger claim open, the deliverable still proposed): the
+    next run finds the file incomplete and writes it again, once; a whole file is left alone."""
+    store, settings = home
+    deliver(store, settings, DAY, now=NOW)
+    rows = store.con.execute(
+        "SELECT s.idempotency_key, s.deliverable_id, json_extract_string(s.result, '$.path') FROM side_effects s "
+        "WHERE s.action = 'publish' AND s.status = 'completed' ORDER BY 1 LIMIT 2"
+    ).fetchall()
+    (torn_key, torn_id, torn_path), (whole_key, whole_id, whole_path) = rows
+    full = Path(torn_path).read_bytes()
+    Path(torn_path).write_bytes(full[: len(full) // 2])
+    untouched = Path(whole_path).stat().st_mtime_ns
+    store.con.execute(
+        "UPDATE side_effects SET status = 'claimed', result = NULL WHERE idempotency_key IN (?, ?)",
+        [torn_key, whole_key],
+    )
+    store.con.execute(
+        "UPDATE deliverables SET status = 'proposed' WHERE deliverable_id IN (?, ?)", [torn_id, whole_id]
+    )
+    deliver(store, settings, DAY, now=NOW + timedelta(hours=1))
+    assert Path(torn_path).read_bytes() == full
+    assert Path(torn_path).read_bytes().endswith(b"</html>")
+    assert Path(whole_path).stat().st_mtime_ns == untouched, "a whole file was written twice"
+    states = dict(
+        store.con.execute(
+            "SELECT idempotency_key, status || ':' || attempts || ':' || coalesce(json_extract_string(result, "
+            "'$.reconciled'), 'performed') FROM side_effects WHERE idempotency_key IN (?, ?)",
+            [torn_key, whole_key],
+        ).fetchall()
+    )
+    assert states == {torn_key: "completed:2:performed", whole_key: "completed:2:true"}

@@ -178,6 +178,11 @@ def tiny_items() -> pl.DataFrame:
 
 @pytest.fixture
 def tiny(store: Store) -> Store:
+    return load_tiny(store)
+
+
+def load_tiny(store: Store) -> Store:
+    """``store`` with the tiny events and catalog written into it."""
     events = (
         pl.DataFrame(tiny_events())
         .with_row_index("n")

@@ -27,7 +27,7 @@ import gc
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -199,19 +199,21 @@ def run_daily(
         already = total - sum(len(b) for b in batches)
         if progress:
             progress(already, total)
-        shared = day_context(store, settings.models_path, day) if batches else None
-        for batch in batches:
-            if stop is not None and stop():
-                raise _Stopped()
-            batch_started = time.perf_counter()
-            assert shared is not None
-            with _gc_paused():
-                counts = step(store, settings, day, batch, now=clock(), shared=shared)
-            run = record_batch(store, run_id, batch, counts, now=clock(), seconds=time.perf_counter() - batch_started)
-            done_users += len(batch)
-            done_batches += 1
-            if progress:
-                progress(run.users_done, total)
+        with ExitStack() as stack:
+            shared = stack.enter_context(day_context(store, settings.models_path, day)) if batches else None
+            for batch in batches:
+                if stop is not None and stop():
+                    raise _Stopped()
+                batch_started = time.perf_counter()
+                assert shared is not None
+                with _gc_paused():
+                    counts = step(store, settings, day, batch, now=clock(), shared=shared)
+                seconds = time.perf_counter() - batch_started
+                run = record_batch(store, run_id, batch, counts, now=clock(), seconds=seconds)
+                done_users += len(batch)
+                done_batches += 1
+                if progress:
+                    progress(run.users_done, total)
     except BaseException as exc:
         interrupted = isinstance(exc, _Stopped | KeyboardInterrupt | SystemExit)
         why = "stopped before it finished; run it again to resume" if interrupted else f"{type(exc).__name__}: {exc}"

@@ -371,7 +371,7 @@ def execute(
     for job in jobs:
         job.executor.ctx.close()
 
-    _carry_out(store, jobs, skipped, effector, now, result)
+    _carry_out(store, jobs, skipped, effector, now, result, settings.effect_concurrency)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -383,8 +383,10 @@ def _carry_out(
     effector: Effector,
     now: datetime,
     result: DeliveryResult,
+    concurrency: int,
 ) -> None:
-    """Steps 2 and 3: policy immediately before each effect, ledger, perform, write."""
+    """Steps 2 and 3: policy immediately before each effect, ledger, perform (``concurrency``
+    deliverables at once), write."""
     records: dict[str, dict[str, Any]] = {}
     status: dict[str, str] = {}
     errors: dict[str, str | None] = {}
@@ -464,27 +466,38 @@ def _carry_out(
         done = ledger.results(con, [k for k, s in states.items() if s == "completed"])
         outcomes: dict[str, dict[str, Any]] = {}
         failed: dict[str, str] = {}
-        for fx, intended, d_id in claims:
-            shown = {**records[d_id], "status": status[d_id]}
-            try:
-                if states[fx.key] == "completed":
-                    records[d_id].setdefault("effects", {})[fx.action] = done.get(fx.key, {})
-                    continue
-                outcome = None
-                if states[fx.key] == "unknown":
-                    outcome = effector.reconcile(fx.action, fx.effect, fx.key, shown)
-                if outcome is None:
-                    outcome = effector.perform(fx.action, fx.effect, fx.key, shown)
-                outcomes[fx.key] = outcome
-                records[d_id].setdefault("effects", {})[fx.action] = outcome
-            except RetryableError as exc:
-                # Outcome unknown: leave the claim open; the next run reconciles it.
-                status[d_id] = "proposed"
-                errors[d_id] = str(exc)
-            except OrchestrionError as exc:
-                failed[fx.key] = str(exc)
-                status[d_id] = "failed"
-                errors[d_id] = f"{intended.tool} failed: {exc}"
+
+        def carry(d_id: str, mine: list[tuple[ledger.Effect, IntendedEffect, str]]) -> None:
+            # One deliverable's effects in order (the outbox file shows the effects before it);
+            # each task touches only its own deliverable's entries.
+            for fx, intended, _ in mine:
+                shown = {**records[d_id], "status": status[d_id]}
+                try:
+                    if states[fx.key] == "completed":
+                        records[d_id].setdefault("effects", {})[fx.action] = done.get(fx.key, {})
+                        continue
+                    outcome = None
+                    if states[fx.key] == "unknown":
+                        outcome = effector.reconcile(fx.action, fx.effect, fx.key, shown)
+                    if outcome is None:
+                        outcome = effector.perform(fx.action, fx.effect, fx.key, shown)
+                    outcomes[fx.key] = outcome
+                    records[d_id].setdefault("effects", {})[fx.action] = outcome
+                except RetryableError as exc:
+                    # Outcome unknown: leave the claim open; the next run reconciles it.
+                    status[d_id] = "proposed"
+                    errors[d_id] = str(exc)
+                except OrchestrionError as exc:
+                    failed[fx.key] = str(exc)
+                    status[d_id] = "failed"
+                    errors[d_id] = f"{intended.tool} failed: {exc}"
+
+        by_deliverable: dict[str, list[tuple[ledger.Effect, IntendedEffect, str]]] = defaultdict(list)
+        for claimed in claims:
+            by_deliverable[claimed[2]].append(claimed)
+        # Effects wait on the disk or the network, not the CPU: a few at once hide that wait.
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            list(pool.map(lambda kv: carry(*kv), by_deliverable.items()))
         ledger.fail(con, failed, now=now)
         _write(con, records, status, errors, outcomes, now)
     finally:
@@ -585,31 +598,31 @@ def deliver(
     started = time.perf_counter()
     total = DeliveryResult(day)
     wanted = list(users) if users is not None else None
-    shared = day_context(store, settings.models_path, day)
     if wanted is None:
         from orchestrion.proposals import active_users, day_start
 
         wanted = active_users(store, day_start(day), 30)
     wanted = sorted(set(wanted) | set(_waiting_users(store, day, wanted if users is not None else None)))
     size = settings.delivery_batch_users
-    for start in range(0, len(wanted), size):
-        batch = wanted[start : start + size]
-        total.proposals.append(propose(store, settings.models_path, day, batch, now=now, shared=shared))
-        part = execute(
-            store,
-            settings,
-            day,
-            batch,
-            now=now,
-            planner=planner,
-            effector=effector,
-            policy=policy,
-            critic=critic,
-            concurrency=concurrency,
-        )
-        total.add(part)
-        if progress is not None:
-            progress(min(start + size, len(wanted)), len(wanted))
+    with day_context(store, settings.models_path, day) as shared:
+        for start in range(0, len(wanted), size):
+            batch = wanted[start : start + size]
+            total.proposals.append(propose(store, settings.models_path, day, batch, now=now, shared=shared))
+            part = execute(
+                store,
+                settings,
+                day,
+                batch,
+                now=now,
+                planner=planner,
+                effector=effector,
+                policy=policy,
+                critic=critic,
+                concurrency=concurrency,
+            )
+            total.add(part)
+            if progress is not None:
+                progress(min(start + size, len(wanted)), len(wanted))
     total.users = len(wanted)
     total.seconds = time.perf_counter() - started
     return total

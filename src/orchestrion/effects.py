@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,19 @@ def _write(path: Path, data: bytes, *, atomic: bool = True) -> None:
         os.replace(target, path)
 
 
+def _whole(html: Path) -> bool:
+    """Whether an outbox HTML file was written to its end (:func:`render_html` closes the document)."""
+    try:
+        with html.open("rb") as handle:
+            handle.seek(max(0, html.stat().st_size - len(_HTML_END)))
+            return handle.read() == _HTML_END
+    except FileNotFoundError:
+        return False
+
+
+_HTML_END = b"</html>"
+
+
 class Effector:
     """Runs effects for one process; ``http`` is injected (tests pass a client for a loopback server)."""
 
@@ -58,12 +72,14 @@ class Effector:
         self.settings = settings
         self.outbox = settings.outbox_path
         self._http = http
+        self._lock = threading.Lock()
 
     @property
     def http(self) -> httpx.Client:
-        if self._http is None:
-            self._http = httpx.Client(timeout=10.0)
-        return self._http
+        with self._lock:  # effects run on a few threads at once
+            if self._http is None:
+                self._http = httpx.Client(timeout=10.0)
+            return self._http
 
     def outbox_paths(self, deliverable: Mapping[str, Any]) -> dict[str, Path]:
         """Where a deliverable's files go: ``outbox/<user>/<date>/<id>.{json,md,html}``."""
@@ -80,11 +96,12 @@ class Effector:
             return self._webhook(str(effect["url"]), key, deliverable)
         paths = self.outbox_paths(deliverable)
         shown = dict(deliverable)
-        # The HTML file is the mark of a finished delivery (see reconcile), so it is written last
-        # and atomically; a crash before it leaves the effect to be performed again in full.
+        # The HTML file is the mark of a finished delivery: written last, and counted only when
+        # whole (see _whole), so a crash part-way leaves the effect to be performed again in full.
+        # No temporary file and rename: on a slow virtual disk every file operation counts.
         _write(paths["json"], to_json_bytes(shown, indent=True), atomic=False)
         _write(paths["md"], render_markdown(shown).encode(), atomic=False)
-        _write(paths["html"], render_html(shown).encode())
+        _write(paths["html"], render_html(shown).encode(), atomic=False)
         return {"path": str(paths["html"])}
 
     def reconcile(
@@ -103,7 +120,7 @@ class Effector:
         if effect.get("channel") == "webhook":
             return {**self._webhook(str(effect["url"]), key, deliverable), "reconciled": True}
         html = self.outbox_paths(deliverable)["html"]
-        return {"path": str(html), "reconciled": True} if html.exists() else None
+        return {"path": str(html), "reconciled": True} if _whole(html) else None
 
     def _order(self, effect: Mapping[str, Any], key: str) -> dict[str, Any]:
         body = {"idempotency_key": key, **effect}

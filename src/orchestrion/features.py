@@ -51,12 +51,23 @@ def run_pipeline(
     params: dict[str, object],
     *,
     folder: Path = PIPELINES_DIR,
+    into: str | None = None,
 ) -> float:
-    """Run ``pipelines/<name>.sql`` with ``params`` (the ``$names`` it uses); returns seconds taken."""
+    """Run ``pipelines/<name>.sql`` with ``params`` (the ``$names`` it uses); returns seconds taken.
+
+    ``into`` names the table to create instead of the pipeline's own (a run's private copy, so
+    two runs of one pipeline at once do not replace each other's table).
+    """
     path = folder / f"{name}.sql"
     if not path.is_file():
         raise NotFoundError(f"no pipeline {name!r} in {folder}; available: {', '.join(pipeline_names(folder))}")
     sql = path.read_text()
+    if into is not None:
+        if not re.fullmatch(r"[A-Za-z_]\w*", into):
+            raise UsageError(f"table name {into!r} must be letters, digits and underscores")
+        sql, found = re.subn(r"CREATE\s+OR\s+REPLACE\s+TABLE\s+\w+", f"CREATE OR REPLACE TABLE {into}", sql, count=1)
+        if not found:
+            raise UsageError(f"pipeline {name} is not one CREATE OR REPLACE TABLE statement; it cannot fill {into}")
     wanted = set(re.findall(r"\$(\w+)", sql))
     missing = wanted - params.keys()
     if missing:

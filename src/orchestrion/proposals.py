@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as clock
@@ -38,6 +39,7 @@ from orchestrion.goals import (
     goal_ids,
     propose_candidates,
 )
+from orchestrion.history import DayPurchaseStats, StoreHistory, has_purchases
 from orchestrion.ranking import FEATURES, ChoiceConfig, GoalRanker, Scorer, decide
 from orchestrion.ranking.features import HISTORY_SCHEMA
 from orchestrion.registry import model_version
@@ -52,7 +54,6 @@ __all__ = [
     "current_scorer",
     "day_context",
     "propose",
-    "read_events",
     "read_history",
     "record_goals",
     "show_goals",
@@ -110,15 +111,6 @@ def active_users(store: Store, as_of: datetime, days: int) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def read_events(store: Store, as_of: datetime) -> pl.DataFrame:
-    """Every event before ``as_of`` with the columns templates use (the models learn from all users)."""
-    frame: pl.DataFrame = store.con.sql(
-        "SELECT user_id, item_id, type, domain, ts, value FROM events WHERE ts < $as_of",
-        params={"as_of": as_of},
-    ).pl()
-    return frame
-
-
 def read_items(store: Store) -> pl.DataFrame:
     """The catalog without free properties."""
     frame: pl.DataFrame = store.con.sql(
@@ -145,17 +137,22 @@ def build_context(
 ) -> GoalContext:
     """The templates' context for ``users`` on the day starting at ``as_of``.
 
-    ``events`` and ``items`` may be handed in already read (the replay reads them once); purchase
+    ``events`` and ``items`` may be handed in already read (the replay reads them once); else the
+    events are read from the store as the templates need them (:class:`StoreHistory`). Purchase
     statistics come from ``pipelines/purchase_stats.sql`` when the store has purchases.
     """
     users = list(users)
-    events = read_events(store, as_of) if events is None else events
-    has_purchases = events.filter(pl.col("type") == "purchase").height > 0
-    stats = purchase_features(store.con, as_of) if has_purchases else None
+    if events is None:
+        history: pl.DataFrame | StoreHistory = StoreHistory(store, as_of)
+        bought = has_purchases(store, as_of)
+    else:
+        history = events
+        bought = events.filter(pl.col("type") == "purchase").height > 0
+    stats = purchase_features(store.con, as_of) if bought else None
     return GoalContext(
         as_of,
         users,
-        events,
+        history,
         read_items(store) if items is None else items,
         exclusions=read_exclusions(store, users),
         purchase_stats=stats,
@@ -258,13 +255,33 @@ def record_goals(store: Store, decided: pl.DataFrame, *, now: datetime) -> None:
             con.unregister("_orchestrion_goals")
 
 
-def day_context(store: Store, models_root: Path, day: date, config: ProposalConfig | None = None) -> GoalContext:
-    """The context every batch of ``day`` shares (events before D, catalog, purchase statistics,
-    the promoted repurchase model); hand it to :func:`propose` as ``shared``."""
+@contextmanager
+def day_context(
+    store: Store, models_root: Path, day: date, config: ProposalConfig | None = None
+) -> Iterator[GoalContext]:
+    """The context every batch of ``day`` shares; hand it to :func:`propose` as ``shared``.
+
+    It holds the catalog and the promoted repurchase model; events are read per batch (and per
+    domain when a domain's model is fitted) and purchase statistics are computed once into a
+    table of the day's own and read per batch (:mod:`orchestrion.history`), so the memory a run
+    needs follows the batch, not the history. The table is dropped when the block ends.
+    """
     config = config or ProposalConfig()
-    return build_context(
-        store, day_start(day), [], repurchase=_promoted_repurchase(models_root), config=config.context
-    )
+    as_of = day_start(day)
+    stats = DayPurchaseStats(store, as_of) if has_purchases(store, as_of) else None
+    try:
+        yield GoalContext(
+            as_of,
+            [],
+            StoreHistory(store, as_of),
+            read_items(store),
+            purchase_stats=stats,
+            repurchase=_promoted_repurchase(models_root),
+            config=config.context,
+        )
+    finally:
+        if stats is not None:
+            stats.close()
 
 
 def propose(

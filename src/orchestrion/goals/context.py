@@ -9,6 +9,13 @@ made (a promoted recommender, a trained repurchase model); the context only fits
 Everything is computed from events strictly before ``as_of``: the context drops later events
 itself, so a caller cannot leak the future into a proposal by accident.
 
+Where the events come from is a :class:`History`: a frame held in memory (:class:`FrameHistory`,
+the replay and the tests), or the store read on demand (:class:`orchestrion.history.StoreHistory`,
+the daily run), where a batch reads only its own users' events and every user's events of a
+domain are read only when a model of that domain has to be fitted. Purchase statistics are
+either one frame or a function giving a batch's rows, so a day's run holds one batch's rows at
+a time.
+
 >>> from datetime import datetime
 >>> events = pl.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "a"],
 ...     "type": ["play"] * 3, "domain": ["music"] * 3, "value": [3.0, 1.0, 2.0],
@@ -21,9 +28,9 @@ itself, so a caller cannot leak the future into a proposal by accident.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -33,9 +40,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrion.recommenders import Interactions, Recommender, Vocabulary, make_recommender
 from orchestrion.repurchase import RepurchaseModel
 
-__all__ = ["NEGATIVE_TYPES", "ContextConfig", "GoalContext"]
+__all__ = ["EVENT_COLUMNS", "NEGATIVE_TYPES", "ContextConfig", "FrameHistory", "GoalContext", "History", "as_events"]
 
-_PER_BATCH: Final = frozenset({"users", "activity"})
+_PER_BATCH: Final = frozenset({"users", "activity", "batch_events", "purchase_stats"})
 """Cache keys whose values depend on the batch of users (see :meth:`GoalContext.for_users`)."""
 
 NEGATIVE_TYPES: Final = ("return", "skip", "tag", "identify", "dislike")
@@ -50,6 +57,40 @@ EVENT_COLUMNS: Final[Mapping[str, pl.DataType]] = {
     "value": pl.Float64(),
 }
 
+
+def as_events(frame: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
+    """``frame`` with exactly the :data:`EVENT_COLUMNS` (missing ones as nulls), before ``as_of``."""
+    cols = [pl.col(c).cast(t) if c in frame.columns else pl.lit(None, t).alias(c) for c, t in EVENT_COLUMNS.items()]
+    return frame.select(cols).filter(pl.col("ts") < as_of)
+
+
+class History(Protocol):
+    """The events before a context's ``as_of``, in :data:`EVENT_COLUMNS`."""
+
+    def domain_events(self, domain: str) -> pl.DataFrame:
+        """Every user's events of ``domain`` (what a domain's models learn from)."""
+        ...
+
+    def user_events(self, users: Sequence[str]) -> pl.DataFrame:
+        """The events of ``users``, every domain."""
+        ...
+
+
+class FrameHistory:
+    """A :class:`History` over one frame of events held in memory."""
+
+    def __init__(self, events: pl.DataFrame, as_of: datetime) -> None:
+        self.events = as_events(events, as_of)
+
+    def domain_events(self, domain: str) -> pl.DataFrame:
+        return self.events.filter(pl.col("domain") == domain)
+
+    def user_events(self, users: Sequence[str]) -> pl.DataFrame:
+        return self.events.filter(pl.col("user_id").is_in(list(users)))
+
+
+PurchaseStats = pl.DataFrame | Callable[[Sequence[str]], pl.DataFrame]
+"""Purchase statistics: one frame, or a function giving the rows of a batch's users."""
 
 _PARAMS: Final[dict[str, dict[str, Any]]] = {
     "ease": {"l2": 250.0},
@@ -84,28 +125,25 @@ class GoalContext:
         self,
         as_of: datetime,
         users: Iterable[str] | npt.NDArray[Any],
-        events: pl.DataFrame,
+        events: pl.DataFrame | History,
         items: pl.DataFrame,
         *,
         exclusions: pl.DataFrame | None = None,
-        purchase_stats: pl.DataFrame | None = None,
+        purchase_stats: PurchaseStats | None = None,
         repurchase: RepurchaseModel | None = None,
         recommenders: Mapping[str, Recommender[Any]] | None = None,
         config: ContextConfig | None = None,
     ) -> None:
         self.as_of = as_of
         self.users: npt.NDArray[np.str_] = np.unique(np.asarray(list(users), dtype=str))
-        cols = [
-            pl.col(c).cast(t) if c in events.columns else pl.lit(None, t).alias(c) for c, t in EVENT_COLUMNS.items()
-        ]
-        self.events = events.select(cols).filter(pl.col("ts") < as_of)
+        self.history: History = FrameHistory(events, as_of) if isinstance(events, pl.DataFrame) else events
         self.items = items
         self.exclusions = (
             exclusions.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String))
             if exclusions is not None
             else pl.DataFrame(schema={"user_id": pl.String, "item_id": pl.String})
         )
-        self.purchase_stats = purchase_stats
+        self._purchase_stats = purchase_stats
         self.repurchase = repurchase
         self.config = config or ContextConfig()
         self._recommenders: dict[str, Recommender[Any]] = dict(recommenders or {})
@@ -132,16 +170,31 @@ class GoalContext:
         other._mine = {}
         return other
 
+    @property
+    def purchase_stats(self) -> pl.DataFrame | None:
+        """Per (user, item) purchase statistics: the whole frame, or the batch's rows (see the module docstring)."""
+        stats = self._purchase_stats
+        if stats is None or isinstance(stats, pl.DataFrame):
+            return stats
+        frame: pl.DataFrame = self._cached(("purchase_stats",), lambda: stats(self.users.tolist()))
+        return frame
+
     def domain_events(self, domain: str) -> pl.DataFrame:
         """Every user's events of ``domain`` before ``as_of`` (the models learn from all users)."""
-        frame: pl.DataFrame = self._cached(("events", domain), lambda: self.events.filter(pl.col("domain") == domain))
+        frame: pl.DataFrame = self._cached(("events", domain), lambda: self.history.domain_events(domain))
+        return frame
+
+    def batch_events(self) -> pl.DataFrame:
+        """The batch users' own events before ``as_of``, every domain."""
+        frame: pl.DataFrame = self._cached(("batch_events",), lambda: self.history.user_events(self.users.tolist()))
         return frame
 
     def domain_users(self, domain: str) -> npt.NDArray[np.str_]:
         """The batch users with at least one event in ``domain``, sorted."""
 
         def build() -> npt.NDArray[np.str_]:
-            present = self.domain_events(domain).get_column("user_id").unique().to_numpy().astype(str)
+            mine = self.batch_events().filter(pl.col("domain") == domain)
+            present = mine.get_column("user_id").unique().to_numpy().astype(str)
             return np.intersect1d(self.users, present)
 
         found: npt.NDArray[np.str_] = self._cached(("users", domain), build)
@@ -348,7 +401,7 @@ class GoalContext:
         """
 
         def build() -> pl.DataFrame:
-            mine = self.events.filter(pl.col("user_id").is_in(self.users.tolist()))
+            mine = self.batch_events()
             week = self.as_of - timedelta(days=7)
             day = pl.col("ts").dt.date()
 

@@ -1,0 +1,115 @@
+"""A day's history read from the store on demand, for the daily run's goal contexts.
+
+:class:`StoreHistory` is the :class:`~orchestrion.goals.context.History` of the daily run: a
+batch reads its own users' events; every user's events of a domain are read once, and only when
+a template of that domain fits a model on them. :class:`DayPurchaseStats` computes the purchase
+statistics of ``pipelines/purchase_stats.sql`` once for the day into a table of its own and
+gives each batch its users' rows. Together they keep a run's memory to the batch at hand (plus
+any domain model fitted for the day), not the whole history.
+
+>>> from datetime import datetime
+>>> from orchestrion.store import Store
+>>> with Store.open(":memory:") as s:
+...     StoreHistory(s, datetime(2024, 1, 1)).user_events(["u1"]).columns
+['user_id', 'item_id', 'type', 'domain', 'ts', 'value']
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from orchestrion.features import run_pipeline
+from orchestrion.goals.context import as_events
+from orchestrion.store import Store
+
+__all__ = ["DayPurchaseStats", "StoreHistory", "has_purchases"]
+
+_COLUMNS = "user_id, item_id, type, domain, ts, value"
+
+
+class StoreHistory:
+    """The events before ``as_of``, read from ``store`` when asked (each call its own cursor)."""
+
+    def __init__(self, store: Store, as_of: datetime) -> None:
+        self.store = store
+        self.as_of = as_of
+
+    def _read(self, where: str, params: dict[str, Any]) -> pl.DataFrame:
+        con = self.store.cursor()
+        try:
+            frame: pl.DataFrame = con.sql(
+                f"SELECT {_COLUMNS} FROM events WHERE ts < $as_of AND {where}", params={"as_of": self.as_of, **params}
+            ).pl()
+        finally:
+            con.close()
+        return as_events(frame, self.as_of)
+
+    def domain_events(self, domain: str) -> pl.DataFrame:
+        return self._read("domain = $domain", {"domain": domain})
+
+    def user_events(self, users: Sequence[str]) -> pl.DataFrame:
+        return self._read("user_id IN (SELECT unnest($users::VARCHAR[]))", {"users": list(users)})
+
+
+def has_purchases(store: Store, as_of: datetime) -> bool:
+    """Whether any purchase happened before ``as_of``."""
+    con = store.cursor()
+    try:
+        rows = con.execute(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE type = 'purchase' AND ts < $as_of)", {"as_of": as_of}
+        ).fetchall()
+    finally:
+        con.close()
+    return bool(rows[0][0])
+
+
+class DayPurchaseStats:
+    """``purchase_stats`` as of ``as_of`` in a table of this object's own, read a batch at a time.
+
+    Call it with a batch's users for their rows; :meth:`close` drops the table. The table name
+    carries the process id: only one process writes a database file, so tables of other
+    processes are leftovers of a killed run and are dropped here.
+    """
+
+    PREFIX = "_day_purchase_stats_"
+
+    def __init__(self, store: Store, as_of: datetime) -> None:
+        self.store = store
+        mine = f"{self.PREFIX}{os.getpid()}_"
+        self.table = f"{mine}{secrets.token_hex(4)}"
+        con = store.cursor()
+        try:
+            for (stale,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, $p) "
+                "AND NOT starts_with(table_name, $mine)",
+                {"p": self.PREFIX, "mine": mine},
+            ).fetchall():
+                con.execute(f'DROP TABLE IF EXISTS "{stale}"')
+            run_pipeline(con, "purchase_stats", {"as_of": as_of}, into=self.table)
+        finally:
+            con.close()
+
+    def __call__(self, users: Sequence[str]) -> pl.DataFrame:
+        con = self.store.cursor()
+        try:
+            frame: pl.DataFrame = con.sql(
+                f"SELECT * FROM {self.table} WHERE user_id IN (SELECT unnest($users::VARCHAR[])) "
+                "ORDER BY user_id, item_id",
+                params={"users": list(users)},
+            ).pl()
+        finally:
+            con.close()
+        return frame
+
+    def close(self) -> None:
+        con = self.store.cursor()
+        try:
+            con.execute(f"DROP TABLE IF EXISTS {self.table}")
+        finally:
+            con.close()
