@@ -51,6 +51,7 @@ def prepare(home: Path, scale: int, day: date, datasets: Path) -> int:
     """Load, scale and train; returns the number of events."""
     settings = Settings(home=home)
     with Store.open(settings.database_path) as store:
+        store.con.execute("SET enable_progress_bar = false")
         load_dataset(store, "online-retail", datasets_root=datasets)
         for i in range(1, scale):
             store.con.execute(
@@ -71,14 +72,14 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def measure(home: str, day: date, batch: int) -> Measured:
+def measure(home: str, day: date, batch: int, memory_limit: str | None) -> Measured:
     """In a fresh process: the daily run, then the bare propose baseline for the same users."""
     import orchestrion.delivery  # noqa: F401  (imported before the clock, as in a running server)
     from orchestrion.daily import run_daily
     from orchestrion.proposals import active_users, day_start, propose
 
-    settings = Settings(home=Path(home), delivery_batch_users=batch)
-    with Store.open(settings.database_path) as store:
+    settings = Settings(home=Path(home), delivery_batch_users=batch, duckdb_memory_limit=memory_limit)
+    with Store.open(settings.database_path, memory_limit=settings.duckdb_memory_limit) as store:
         users = active_users(store, day_start(day), 30)
         started = time.perf_counter()
         report = run_daily(store, settings, day)
@@ -97,6 +98,7 @@ def main() -> None:
     parser.add_argument("--date", default="2011-11-01")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--batch", type=int, default=Settings().delivery_batch_users)
+    parser.add_argument("--memory-limit", default=None, help="DuckDB memory cap of the run, e.g. 1GB")
     parser.add_argument("--repeat", type=int, default=1, help="runs per scale; the fastest is kept")
     args = parser.parse_args()
     day = date.fromisoformat(args.date)
@@ -105,7 +107,8 @@ def main() -> None:
         raise SystemExit("set ORCHESTRION_DATASETS to the folder holding online-retail/")
     spawn = multiprocessing.get_context("spawn")
     results = []
-    print(f"online-retail {day}, batches of {args.batch} users, offline planner")
+    limit = args.memory_limit or "DuckDB's default"
+    print(f"online-retail {day}, batches of {args.batch} users, offline planner, DuckDB memory limit {limit}")
     for scale in args.scales:
         best: Measured | None = None
         events = 0
@@ -113,7 +116,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 events = prepare(Path(tmp), scale, day, Path(root))
                 with spawn.Pool(1) as pool:
-                    got = pool.apply(measure, (tmp, day, args.batch))
+                    got = pool.apply(measure, (tmp, day, args.batch, args.memory_limit))
             if best is None or got.seconds < best.seconds:
                 best = got
         assert best is not None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrion.errors import DatabaseLockedError
+from orchestrion.errors import ConfigError, DatabaseLockedError
 from orchestrion.store import Store
 
 
@@ -54,3 +54,12 @@ def test_second_writer_is_told_who_holds_the_database(tmp_path: Path) -> None:
         holder.wait()
         holder.stdout.close()  # type: ignore[union-attr]
     assert os.path.exists(path)
+
+
+def test_memory_limit_is_applied_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "m.duckdb", memory_limit="300MB") as store:
+        assert str(store.scalar("SELECT current_setting('memory_limit')")).startswith("286")
+    with pytest.raises(ConfigError, match=r"DUCKDB_MEMORY_LIMIT 'lots'.*1GB"):
+        Store.open(tmp_path / "m.duckdb", memory_limit="lots")
+    with Store.open(tmp_path / "m.duckdb") as store:  # the refused open left no lock behind
+        assert store.scalar("SELECT count(*) FROM events") == 0

@@ -71,7 +71,7 @@ def run_demo(
     def clock() -> datetime:
         return now if now is not None else utcnow()
 
-    with Store.open(settings.database_path) as store:
+    with Store.open(settings.database_path, memory_limit=settings.duckdb_memory_limit) as store:
         load_dataset(store, "online-retail", path, now=clock(), chunk_rows=settings.bulk_chunk_rows)
         retrain = run_retrain(store, settings, day, clock=clock, trigger="demo")
         daily = run_daily(store, settings, day, clock=clock, trigger="demo")

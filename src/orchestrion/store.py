@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from orchestrion.errors import DatabaseLockedError
+from orchestrion.errors import ConfigError, DatabaseLockedError
 
 __all__ = ["ServerInfo", "Store", "pid_alive", "running_server", "transaction", "utcnow"]
 
@@ -102,8 +102,12 @@ class Store:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path | str, *, read_only: bool = False) -> Store:
-        """Open (creating if needed) and migrate the database at ``path`` (``":memory:"`` for tests)."""
+    def open(cls, path: Path | str, *, read_only: bool = False, memory_limit: str | None = None) -> Store:
+        """Open (creating if needed) and migrate the database at ``path`` (``":memory:"`` for tests).
+
+        ``memory_limit`` caps DuckDB's own memory (e.g. ``"1GB"``; its default is 80 % of RAM):
+        large queries spill to disk instead of growing with the data.
+        """
         db_path = None if str(path) == MEMORY else Path(path)
         if db_path is not None:
             holder = running_server(db_path)
@@ -122,6 +126,15 @@ class Store:
                 f"{path} is held for writing by {holder_text}; DuckDB allows one writer per file: "
                 "stop that process, or talk to it through its API if it is `orchestrion serve`"
             ) from exc
+        if memory_limit is not None:
+            try:
+                con.execute("SET memory_limit = ?", [memory_limit])
+            except duckdb.Error as exc:
+                con.close()
+                raise ConfigError(
+                    f"DUCKDB_MEMORY_LIMIT {memory_limit!r} is not a memory size DuckDB understands ({exc}); "
+                    "give it like 1GB or 512MB"
+                ) from exc
         store = cls(con, db_path)
         if not read_only:
             store.migrate()

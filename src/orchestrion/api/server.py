@@ -116,7 +116,7 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     sock: socket.socket | None = None
     stop_background: Callable[[], None] | None = None
     try:
-        store = Store.open(settings.database_path)
+        store = Store.open(settings.database_path, memory_limit=settings.duckdb_memory_limit)
         store.con.execute(f"SET wal_autocheckpoint = '{WAL_AUTOCHECKPOINT}'")
         if not auth_required(store.con) and not is_loopback(host):
             raise ConfigError(

@@ -18,7 +18,11 @@ def settings() -> Settings:
 @contextmanager
 def open_store(config: Settings | None = None, *, read_only: bool = False) -> Iterator[Store]:
     config = config or settings()
-    store = Store.open(config.database_path, read_only=read_only and config.database_path.exists())
+    store = Store.open(
+        config.database_path,
+        read_only=read_only and config.database_path.exists(),
+        memory_limit=config.duckdb_memory_limit,
+    )
     try:
         yield store
     finally:
