@@ -86,7 +86,7 @@ class Settings(BaseModel):
     llm_max_repairs: int = Field(2, ge=0, description="Times a tool or validation error goes back to the model.")
     llm_concurrency: int = Field(8, gt=0, description="Goals planned at once with the LLM planner.")
     duckdb_memory_limit: str | None = Field(
-        None, description="Cap on DuckDB's memory, e.g. 1GB (default: DuckDB's own, 80% of RAM); large queries spill."
+        None, description="Cap on DuckDB's memory, e.g. 1GB (default: DuckDB's, 80% of RAM); what cannot spill fails."
     )
     effect_concurrency: int = Field(
         4, gt=0, description="Deliverables whose side effects (outbox files, webhooks, orders) run at once."
