@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from orchestrion import keys
 from orchestrion.api import create_app
-from orchestrion.catalog import normalize_items, upsert_items
 from orchestrion.cli import feedback as feedback_cli
 from orchestrion.cli import goals as goals_cli
 from orchestrion.config import load_settings
@@ -26,7 +25,7 @@ from orchestrion.proposals import ProposalConfig, propose, show_goals
 from orchestrion.ranking import ChoiceConfig, choose, empty_history, goal_features, prior_score
 from orchestrion.registry import model_version
 from orchestrion.store import Store
-from test_goals_contract import AS_OF, tiny, tiny_events, tiny_items  # noqa: F401  (the fixture)
+from test_goals_contract import AS_OF, load_tiny, tiny  # noqa: F401  (the fixture)
 
 DAY = AS_OF.date()
 RULES = ProposalConfig(choice=ChoiceConfig(budget=2, epsilon=0.0))
@@ -158,21 +157,7 @@ def test_http_feedback_is_for_the_deliverables_user_or_an_admin(tiny: Store, tmp
 
 def test_cli_propose_show_and_import(tmp_path: Path) -> None:
     with Store.open(tmp_path / "data" / "orchestrion.duckdb") as store:
-        events = (
-            pl.DataFrame(tiny_events())
-            .with_row_index("n")
-            .with_columns(
-                pl.format("e{}", "n").alias("event_id"),
-                pl.lit(AS_OF).alias("received_at"),
-                pl.lit(None, pl.String).alias("properties"),
-            )
-        )
-        store.con.register("_tiny", events.to_arrow())
-        store.con.execute(
-            "INSERT INTO events SELECT event_id, user_id, type, item_id, domain, ts, received_at, "
-            "value, properties FROM _tiny"
-        )
-        upsert_items(store.con, normalize_items(tiny_items())[0])
+        load_tiny(store)
     app = typer.Typer()
     app.add_typer(goals_cli.app, name="goals")
     app.add_typer(feedback_cli.app, name="feedback")

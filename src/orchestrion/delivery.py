@@ -447,7 +447,7 @@ def _carry_out(
         with transaction(con):
             if pending:
                 with ledger.registered(
-                    con, [[str(v) if v is not None else None for v in row] for row in pending], _PENDING
+                    con, pending, _PENDING
                 ) as name:
                     con.execute(
                         f"INSERT INTO pending_actions ({', '.join(_PENDING)}) SELECT action_id, deliverable_id, "
@@ -456,7 +456,7 @@ def _carry_out(
                     )
             if refusals:
                 with ledger.registered(
-                    con, [[str(v) if v is not None else None for v in row] for row in refusals], _REFUSALS
+                    con, refusals, _REFUSALS
                 ) as name:
                     con.execute(
                         f"INSERT INTO policy_decisions ({', '.join(_REFUSALS)}) SELECT deliverable_id, user_id, "

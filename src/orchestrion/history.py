@@ -34,20 +34,17 @@ _COLUMNS = "user_id, item_id, type, domain, ts, value"
 
 
 class StoreHistory:
-    """The events before ``as_of``, read from ``store`` when asked (each call its own cursor)."""
+    """The events before ``as_of``, read from ``store`` when asked (each read on its own cursor, closed after it)."""
 
     def __init__(self, store: Store, as_of: datetime) -> None:
         self.store = store
         self.as_of = as_of
 
     def _read(self, where: str, params: dict[str, Any]) -> pl.DataFrame:
-        con = self.store.cursor()
-        try:
+        with self.store.cursor() as con:
             frame: pl.DataFrame = con.sql(
                 f"SELECT {_COLUMNS} FROM events WHERE ts < $as_of AND {where}", params={"as_of": self.as_of, **params}
             ).pl()
-        finally:
-            con.close()
         return as_events(frame, self.as_of)
 
     def domain_events(self, domain: str) -> pl.DataFrame:
@@ -59,13 +56,10 @@ class StoreHistory:
 
 def has_purchases(store: Store, as_of: datetime) -> bool:
     """Whether any purchase happened before ``as_of``."""
-    con = store.cursor()
-    try:
+    with store.cursor() as con:
         rows = con.execute(
             "SELECT EXISTS (SELECT 1 FROM events WHERE type = 'purchase' AND ts < $as_of)", {"as_of": as_of}
         ).fetchall()
-    finally:
-        con.close()
     return bool(rows[0][0])
 
 
@@ -83,8 +77,7 @@ class DayPurchaseStats:
         self.store = store
         mine = f"{self.PREFIX}{os.getpid()}_"
         self.table = f"{mine}{secrets.token_hex(4)}"
-        con = store.cursor()
-        try:
+        with store.cursor() as con:
             for (stale,) in con.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, $p) "
                 "AND NOT starts_with(table_name, $mine)",
@@ -92,24 +85,16 @@ class DayPurchaseStats:
             ).fetchall():
                 con.execute(f'DROP TABLE IF EXISTS "{stale}"')
             run_pipeline(con, "purchase_stats", {"as_of": as_of}, into=self.table)
-        finally:
-            con.close()
 
     def __call__(self, users: Sequence[str]) -> pl.DataFrame:
-        con = self.store.cursor()
-        try:
+        with self.store.cursor() as con:
             frame: pl.DataFrame = con.sql(
                 f"SELECT * FROM {self.table} WHERE user_id IN (SELECT unnest($users::VARCHAR[])) "
                 "ORDER BY user_id, item_id",
                 params={"users": list(users)},
             ).pl()
-        finally:
-            con.close()
         return frame
 
     def close(self) -> None:
-        con = self.store.cursor()
-        try:
-            con.execute(f"DROP TABLE IF EXISTS {self.table}")
-        finally:
-            con.close()
+        with self.store.cursor() as con:
+            con.execute(f'DROP TABLE IF EXISTS "{self.table}"')

@@ -117,8 +117,11 @@ def fail(con: duckdb.DuckDBPyConnection, errors: Mapping[str, str], *, now: date
 
 @contextmanager
 def registered(con: duckdb.DuckDBPyConnection, rows: Sequence[Sequence[Any]], names: Sequence[str]) -> Iterator[str]:
-    """``rows`` as a temporary relation (all text columns) for one set-based statement; its name."""
-    frame = pa.table({n: pa.array([r[i] for r in rows], pa.string()) for i, n in enumerate(names)})
+    """``rows`` as a temporary relation (all text columns: values as their ``str``, None as NULL)
+    for one set-based statement; its name. Cast columns back in the SQL (``CAST(x AS TIMESTAMP)``)."""
+    frame = pa.table(
+        {n: pa.array([None if r[i] is None else str(r[i]) for r in rows], pa.string()) for i, n in enumerate(names)}
+    )
     name = f"_orchestrion_rows_{id(frame)}"
     con.register(name, frame)
     try:
