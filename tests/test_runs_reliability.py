@@ -62,10 +62,17 @@ def day_sets(home: Path) -> dict[str, list[tuple[object, ...]]]:
         }
 
 
-def kill_when_working(proc: subprocess.Popen[str], home: Path, after: float = 1.0) -> None:
-    """kill -9 once the run is carrying out effects (its outbox exists), ``after`` seconds later."""
-    wait_for(lambda: (home / "data" / "outbox").exists() or proc.poll() is not None)
-    time.sleep(after)
+def kill_when_working(
+    proc: subprocess.Popen[str], home: Path, after: float = 1.0, *, day: str | None = None
+) -> None:
+    """kill -9 once the run is carrying out effects (its outbox exists), ``after`` seconds later;
+    with ``day``, as soon as that day's first outbox files appear (its first batch, mid-day)."""
+    outbox = home / "data" / "outbox"
+    if day is None:
+        wait_for(lambda: outbox.exists() or proc.poll() is not None)
+        time.sleep(after)
+    else:
+        wait_for(lambda: any(outbox.glob(f"*/{day}")) or proc.poll() is not None)
     assert proc.poll() is None, "the run finished before it could be killed; give it more users or smaller batches"
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
@@ -112,7 +119,7 @@ def test_an_interrupted_7_day_backfill_resumed_equals_an_uninterrupted_one(tmp_p
     args = ("backfill", "daily", "--from", "2011-11-01", "--to", "2011-11-07", "--json")
     cut = loaded_home(tmp_path / "cut")
     proc = start(cut, *args, env=env)
-    kill_when_working(proc, cut, after=1.5)
+    kill_when_working(proc, cut, day="2011-11-03")  # ~50 users a day in batches of 10: mid-day
     again = cli(cut, *args, env={**ENV, **env})
     assert again.returncode == 0, again.stderr
     runs = json.loads(again.stdout.strip().splitlines()[-1])
