@@ -1,5 +1,7 @@
 -- purchase_stats: per (user, item) purchase history as of a cut-off, for the repurchase model.
 -- params: $as_of (TIMESTAMP, exclusive upper bound on ts)
+--         $users (VARCHAR[]: only these customers' rows; NULL for every customer)
+-- reads:  purchase_items (pipelines/purchase_items.sql, same $as_of) for the item_* columns
 -- A purchase occasion is one (user, item, day); several lines of one day count once.
 --   n_purchases            purchase occasions
 --   first_ts, last_ts      first and latest occasion
@@ -23,10 +25,12 @@ WITH lines AS (
            try_cast(json_extract(properties, '$.unit_price') AS DOUBLE) AS unit_price
     FROM events
     WHERE type = 'purchase' AND item_id IS NOT NULL AND ts < $as_of::TIMESTAMP
+      AND ($users::VARCHAR[] IS NULL OR user_id IN (SELECT unnest($users::VARCHAR[])))
 ),
+-- two lines of one occasion at the same instant: the higher price is the occasion's (not either at random)
 occasions AS (
     SELECT user_id, item_id, date_trunc('day', ts) AS day, max(ts) AS ts,
-           sum(quantity) AS quantity, arg_max(unit_price, ts) AS unit_price
+           sum(quantity) AS quantity, arg_max(unit_price, (ts, unit_price)) AS unit_price
     FROM lines GROUP BY ALL
 ),
 gaps AS (
@@ -38,20 +42,6 @@ users AS (
            date_diff('second', max(ts), $as_of::TIMESTAMP) / 86400.0 AS user_days_since_last,
            count(DISTINCT day) FILTER (WHERE ts >= $as_of::TIMESTAMP - INTERVAL 30 DAY) AS user_recent_orders
     FROM occasions GROUP BY ALL
-),
-pairs AS (
-    SELECT item_id, user_id, count(*) AS occasions FROM occasions GROUP BY ALL
-),
-items AS (
-    SELECT p.item_id, count(*) AS item_buyers,
-           avg(CASE WHEN p.occasions >= 2 THEN 1.0 ELSE 0.0 END) AS item_repeat_share,
-           any_value(r.recent_buyers) AS item_recent_buyers
-    FROM pairs p
-    LEFT JOIN (
-        SELECT item_id, count(DISTINCT user_id) AS recent_buyers FROM occasions
-        WHERE ts >= $as_of::TIMESTAMP - INTERVAL 30 DAY GROUP BY ALL
-    ) r USING (item_id)
-    GROUP BY p.item_id
 ),
 pair_stats AS (
     SELECT
@@ -79,11 +69,11 @@ SELECT
     p.total_quantity, p.last_price,
     u.user_orders::INTEGER AS user_orders,
     u.user_days_since_last,
-    i.item_buyers::INTEGER AS item_buyers,
+    i.item_buyers,
     p.recent_30, p.recent_90,
     u.user_recent_orders::INTEGER AS user_recent_orders,
-    coalesce(i.item_recent_buyers, 0)::INTEGER AS item_recent_buyers,
+    i.item_recent_buyers,
     i.item_repeat_share
 FROM pair_stats p
 JOIN users u USING (user_id)
-JOIN items i USING (item_id)
+JOIN purchase_items i USING (item_id)

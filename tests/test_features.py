@@ -42,21 +42,25 @@ def test_purchase_stats(store: Store) -> None:
         ("3", "u1", "purchase", "a", "2024-01-11 11:00:00", 2.0, '{"unit_price": 1.75}'),
         ("4", "u1", "purchase", "a", "2024-01-31 11:00:00", 4.0, '{"unit_price": 2.0}'),
         ("5", "u2", "purchase", "a", "2024-02-01 00:00:00", 1.0, None),
+        ("6", "u3", "purchase", "a", "2024-01-20 09:00:00", 1.0, '{"unit_price": 2.5}'),
+        ("7", "u3", "purchase", "a", "2024-01-20 09:00:00", 1.0, '{"unit_price": 3.5}'),  # same instant
     ])
-    run_pipeline(store.con, "purchase_stats", {"as_of": AS_OF})
+    run_pipeline(store.con, "purchase_items", {"as_of": AS_OF})
+    run_pipeline(store.con, "purchase_stats", {"as_of": AS_OF, "users": None})
     row = store.con.execute(
         "SELECT n_purchases, mean_interval_days, median_interval_days, days_since_last, usual_quantity, "
         "total_quantity, last_price, user_orders, item_buyers FROM purchase_stats WHERE user_id = 'u1'"
     ).fetchone()
     assert row is not None
     n, mean_gap, median_gap, since, usual, total, price, orders, buyers = row
-    assert (n, orders, buyers, total, price, usual) == (3, 3, 2, 9.0, 2.0, 3.0)
+    assert (n, orders, buyers, total, price, usual) == (3, 3, 3, 9.0, 2.0, 3.0)
     assert mean_gap == pytest.approx(15.0) and median_gap == pytest.approx(15.0)
     assert since == pytest.approx(29 + 13 / 24)
+    assert store.con.execute("SELECT last_price FROM purchase_stats WHERE user_id = 'u3'").fetchall() == [(3.5,)]
 
 
 def test_runner_errors_name_the_fix(store: Store) -> None:
-    assert {"interactions", "purchase_stats"} <= set(pipeline_names())
+    assert {"interactions", "purchase_items", "purchase_stats"} <= set(pipeline_names())
     with pytest.raises(NotFoundError, match="available: "):
         run_pipeline(store.con, "nope", {})
     with pytest.raises(UsageError, match="as_of"):

@@ -44,7 +44,7 @@ from orchestrion.review import Critic, Review, review
 from orchestrion.store import Store, transaction
 from orchestrion.tools import CatalogItem, GoalRecord, IntendedEffect, ToolContext, allowed_tools
 
-__all__ = ["DeliveryResult", "UserRules", "deliver", "execute", "load_user_rules"]
+__all__ = ["DeliveryResult", "Planned", "UserRules", "deliver", "execute", "load_user_rules", "plan_batch"]
 
 
 @dataclass
@@ -313,16 +313,67 @@ def execute(
     concurrency: int = 1,
 ) -> DeliveryResult:
     """Plan, review and carry out the ``proposed`` deliverables of ``users`` on ``day`` (one batch)."""
+    planned = plan_batch(
+        store, settings, day, users, now=now, planner=planner, effector=effector, policy=policy, critic=critic,
+        concurrency=concurrency,
+    )
+    return planned.carry_out()
+
+
+@dataclass
+class Planned:
+    """A batch planned and reviewed (step 1), its side effects and writes not yet done.
+
+    :meth:`carry_out` does steps 2 and 3 on its own cursor, so it may run on a worker thread
+    while the next batch is proposed and planned (the daily run does, see
+    :func:`orchestrion.daily.run_daily`): its time goes to the disk and the network.
+    """
+
+    store: Store
+    settings: Settings
+    jobs: list[_Job]
+    skipped: list[tuple[GoalRecord, str]]
+    effector: Effector
+    now: datetime
+    result: DeliveryResult
+    started: float
+
+    def carry_out(self) -> DeliveryResult:
+        """Steps 2 and 3 for the batch; returns the batch's result."""
+        if self.jobs or self.skipped:
+            _carry_out(
+                self.store, self.jobs, self.skipped, self.effector, self.now, self.result,
+                self.settings.effect_concurrency,
+            )
+        self.result.seconds = time.perf_counter() - self.started
+        return self.result
+
+
+def plan_batch(
+    store: Store,
+    settings: Settings,
+    day: date,
+    users: Sequence[str],
+    *,
+    now: datetime,
+    planner: Planner | None = None,
+    effector: Effector | None = None,
+    policy: Policy | None = None,
+    critic: Critic | None = None,
+    concurrency: int = 1,
+) -> Planned:
+    """Step 1 for the ``proposed`` deliverables of ``users`` on ``day``: plan and review each."""
     started = time.perf_counter()
     planner = planner or OfflinePlanner()
     effector = effector or Effector(settings)
     policy = policy or load_policy(settings.policy_path)
     result = DeliveryResult(day, users=len(users))
+    planned = Planned(store, settings, [], [], effector, now, result, started)
     con = store.cursor()
     try:
         goals = _goals(con, day, users)
         if not goals:
-            return result
+            return planned
         catalog = _catalog(con, goals)
         exclusions = _exclusions(con, users)
         rules = load_user_rules(con, policy, sorted({g.user_id for g in goals}), now)
@@ -370,10 +421,8 @@ def execute(
             _plan_one(job, planner, critic, first_seen)
     for job in jobs:
         job.executor.ctx.close()
-
-    _carry_out(store, jobs, skipped, effector, now, result, settings.effect_concurrency)
-    result.seconds = time.perf_counter() - started
-    return result
+    planned.jobs, planned.skipped = jobs, skipped
+    return planned
 
 
 def _carry_out(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "InteractionArrays",
     "Weighting",
     "interaction_arrays",
+    "pipeline_frame",
     "pipeline_names",
     "purchase_features",
     "purchases_between",
@@ -45,36 +47,64 @@ def pipeline_names(folder: Path = PIPELINES_DIR) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.sql"))
 
 
-def run_pipeline(
-    con: duckdb.DuckDBPyConnection,
-    name: str,
-    params: dict[str, object],
-    *,
-    folder: Path = PIPELINES_DIR,
-    into: str | None = None,
-) -> float:
-    """Run ``pipelines/<name>.sql`` with ``params`` (the ``$names`` it uses); returns seconds taken.
-
-    ``into`` names the table to create instead of the pipeline's own (a run's private copy, so
-    two runs of one pipeline at once do not replace each other's table).
-    """
+def _pipeline_sql(
+    name: str, params: Mapping[str, object], folder: Path, tables: Mapping[str, str]
+) -> tuple[str, dict[str, object]]:
+    """The statement of ``pipelines/<name>.sql`` with ``tables`` renamed, and the parameters it uses."""
     path = folder / f"{name}.sql"
     if not path.is_file():
         raise NotFoundError(f"no pipeline {name!r} in {folder}; available: {', '.join(pipeline_names(folder))}")
     sql = path.read_text()
-    if into is not None:
-        if not re.fullmatch(r"[A-Za-z_]\w*", into):
-            raise UsageError(f"table name {into!r} must be letters, digits and underscores")
-        sql, found = re.subn(r"CREATE\s+OR\s+REPLACE\s+TABLE\s+\w+", f"CREATE OR REPLACE TABLE {into}", sql, count=1)
-        if not found:
-            raise UsageError(f"pipeline {name} is not one CREATE OR REPLACE TABLE statement; it cannot fill {into}")
+    for table, private in tables.items():
+        if not re.fullmatch(r"[A-Za-z_]\w*", private):
+            raise UsageError(f"table name {private!r} must be letters, digits and underscores")
+        sql = re.sub(rf"\b{re.escape(table)}\b", private, sql)
     wanted = set(re.findall(r"\$(\w+)", sql))
     missing = wanted - params.keys()
     if missing:
         raise UsageError(f"pipeline {name} needs parameters {sorted(missing)}")
+    return sql, {k: v for k, v in params.items() if k in wanted}
+
+
+def run_pipeline(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    params: Mapping[str, object],
+    *,
+    folder: Path = PIPELINES_DIR,
+    tables: Mapping[str, str] | None = None,
+) -> float:
+    """Run ``pipelines/<name>.sql`` with ``params`` (the ``$names`` it uses); returns seconds taken.
+
+    ``tables`` renames tables the pipeline creates or reads (a run's private copies, so two runs
+    of one pipeline at once do not replace each other's tables).
+    """
+    sql, bound = _pipeline_sql(name, params, folder, tables or {})
     started = time.perf_counter()
-    con.execute(sql, {k: v for k, v in params.items() if k in wanted})
+    con.execute(sql, bound)
     return time.perf_counter() - started
+
+
+def pipeline_frame(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    params: Mapping[str, object],
+    *,
+    order_by: str,
+    folder: Path = PIPELINES_DIR,
+    tables: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
+    """The rows ``pipelines/<name>.sql`` would put in its table, as a frame, without writing the table."""
+    sql, bound = _pipeline_sql(name, params, folder, tables or {})
+    query, found = re.subn(r"^\s*CREATE\s+OR\s+REPLACE\s+TABLE\s+\w+\s+AS\s+", "", _strip_comments(sql), count=1)
+    if not found:
+        raise UsageError(f"pipeline {name} is not one CREATE OR REPLACE TABLE ... AS statement")
+    frame: pl.DataFrame = con.sql(f"SELECT * FROM ({query}) ORDER BY {order_by}", params=bound).pl()
+    return frame
+
+
+def _strip_comments(sql: str) -> str:
+    return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
 
 
 @dataclass(frozen=True)
@@ -144,8 +174,10 @@ def interaction_arrays(
 
 
 def purchase_features(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pl.DataFrame:
-    """Per (user, item) purchase statistics as of ``as_of`` (``pipelines/purchase_stats.sql``)."""
-    run_pipeline(con, "purchase_stats", {"as_of": as_of})
+    """Per (user, item) purchase statistics as of ``as_of`` for every customer
+    (``pipelines/purchase_items.sql``, then ``pipelines/purchase_stats.sql``)."""
+    run_pipeline(con, "purchase_items", {"as_of": as_of})
+    run_pipeline(con, "purchase_stats", {"as_of": as_of, "users": None})
     frame: pl.DataFrame = con.sql("SELECT * FROM purchase_stats ORDER BY user_id, item_id").pl()
     return frame
 

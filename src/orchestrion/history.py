@@ -2,10 +2,10 @@
 
 :class:`StoreHistory` is the :class:`~orchestrion.goals.context.History` of the daily run: a
 batch reads its own users' events; every user's events of a domain are read once, and only when
-a template of that domain fits a model on them. :class:`DayPurchaseStats` computes the purchase
-statistics of ``pipelines/purchase_stats.sql`` once for the day into a table of its own and
-gives each batch its users' rows. Together they keep a run's memory to the batch at hand (plus
-any domain model fitted for the day), not the whole history.
+a template of that domain fits a model on them. :class:`DayPurchaseStats` computes the per item
+purchase figures once for the day and each batch's per (user, item) statistics from that batch's
+own purchases. Together they keep a run's memory to the batch at hand (plus any domain model
+fitted for the day), not the whole history.
 
 >>> from datetime import datetime
 >>> from orchestrion.store import Store
@@ -24,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from orchestrion.features import run_pipeline
+from orchestrion.features import pipeline_frame, run_pipeline
 from orchestrion.goals.context import as_events
 from orchestrion.store import Store
 
@@ -64,17 +64,21 @@ def has_purchases(store: Store, as_of: datetime) -> bool:
 
 
 class DayPurchaseStats:
-    """``purchase_stats`` as of ``as_of`` in a table of this object's own, read a batch at a time.
+    """``purchase_stats`` as of ``as_of``, computed a batch of users at a time.
 
-    Call it with a batch's users for their rows; :meth:`close` drops the table. The table name
-    carries the process id: only one process writes a database file, so tables of other
-    processes are leftovers of a killed run and are dropped here.
+    The per item figures (``pipelines/purchase_items.sql``, one pass over every purchase, spilled
+    to disk under a memory cap) go once into a table of this object's own; each call with a
+    batch's users runs ``pipelines/purchase_stats.sql`` over those users' purchases only and
+    returns their rows. :meth:`close` drops the table. The table name carries the process id:
+    only one process writes a database file, so tables of other processes are leftovers of a
+    killed run and are dropped here.
     """
 
-    PREFIX = "_day_purchase_stats_"
+    PREFIX = "_day_purchase_items_"
 
     def __init__(self, store: Store, as_of: datetime) -> None:
         self.store = store
+        self.as_of = as_of
         mine = f"{self.PREFIX}{os.getpid()}_"
         self.table = f"{mine}{secrets.token_hex(4)}"
         with store.cursor() as con:
@@ -84,16 +88,17 @@ class DayPurchaseStats:
                 {"p": self.PREFIX, "mine": mine},
             ).fetchall():
                 con.execute(f'DROP TABLE IF EXISTS "{stale}"')
-            run_pipeline(con, "purchase_stats", {"as_of": as_of}, into=self.table)
+            run_pipeline(con, "purchase_items", {"as_of": as_of}, tables={"purchase_items": self.table})
 
     def __call__(self, users: Sequence[str]) -> pl.DataFrame:
         with self.store.cursor() as con:
-            frame: pl.DataFrame = con.sql(
-                f"SELECT * FROM {self.table} WHERE user_id IN (SELECT unnest($users::VARCHAR[])) "
-                "ORDER BY user_id, item_id",
-                params={"users": list(users)},
-            ).pl()
-        return frame
+            return pipeline_frame(
+                con,
+                "purchase_stats",
+                {"as_of": self.as_of, "users": list(users)},
+                order_by="user_id, item_id",
+                tables={"purchase_items": self.table},
+            )
 
     def close(self) -> None:
         with self.store.cursor() as con:
