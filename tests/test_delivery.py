@@ -4,6 +4,7 @@ a real order provider on loopback; approvals, crashes, policies and re-runs."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -13,13 +14,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from fastapi.testclient import TestClient
 
+from orchestrion.api import create_app
 from orchestrion.config import Settings, load_settings
 from orchestrion.datasets import load_dataset
 from orchestrion.deliverables import decide, feed, get_deliverable, run_due_actions
 from orchestrion.delivery import deliver
 from orchestrion.demo import sample_path
-from orchestrion.errors import PermissionDeniedError, UsageError
+from orchestrion.errors import ConfigError, PermissionDeniedError, UsageError
 from orchestrion.policies import Policy
 from orchestrion.store import Store
 
@@ -206,3 +209,54 @@ def test_a_torn_outbox_file_is_written_again_after_a_crash(home: tuple[Store, Se
         ).fetchall()
     )
     assert states == {torn_key: "completed:2:performed", whole_key: "completed:2:true"}
+
+
+def test_outbox_formats_go_to_one_folder_per_day_and_the_html_carries_the_record(tmp_path: Path) -> None:
+    """Default: one HTML file per published deliverable under ``outbox/<date>/``, its JSON record
+    inside; ``OUTBOX_FORMATS=html,json,md`` adds the two other files; the API renders every
+    format for one deliverable, and refuses an unknown one naming the parameter."""
+    env = {"ORCHESTRION_HOME": str(tmp_path)}
+    with Store.open(tmp_path / "d.duckdb") as store:
+        settings = load_settings(env)
+        load_dataset(store, "online-retail", sample_path(settings), now=NOW)
+        deliver(store, settings, DAY, now=NOW)
+        published = store.con.execute(
+            "SELECT deliverable_id, user_id, json_extract_string(result, '$.path') FROM side_effects "
+            "WHERE action = 'publish' AND status = 'completed' ORDER BY 1"
+        ).fetchall()
+        assert len(published) > 10
+        files = sorted(p for p in settings.outbox_path.rglob("*") if p.is_file())
+        assert [p.suffix for p in files] == [".html"] * len(published)
+        assert {p.parent.name for p in files} == {DAY.isoformat()}
+        d_id, user_id, path = published[0]
+        page = Path(path).read_text()
+        assert Path(path).name == f"{user_id.replace(':', '_')}--{d_id}.html" and page.endswith("</html>")
+        embedded = re.search(r'<script type="application/json" id="orchestrion-deliverable">(.*?)</script>', page)
+        assert embedded is not None
+        record = json.loads(embedded.group(1))
+        assert (record["deliverable_id"], record["user_id"]) == (d_id, user_id)
+        stored = get_deliverable(store.con, d_id)
+        assert record["content"]["items"] == stored["content"]["items"] and "trace" not in record
+
+        with TestClient(create_app(store, settings)) as client:
+            url = f"/v1/deliverables/{d_id}"
+            as_md = client.get(url, params={"format": "md"})
+            assert as_md.status_code == 200 and as_md.headers["content-type"].startswith("text/markdown")
+            assert as_md.text.startswith(f"# {record['title']}")
+            as_html = client.get(url, params={"format": "html"})
+            assert as_html.headers["content-type"].startswith("text/html") and as_html.text.endswith("</html>")
+            assert client.get(url).json()["deliverable_id"] == d_id
+            wrong = client.get(url, params={"format": "pdf"})
+            assert wrong.status_code == 422 and "format" in wrong.text
+
+    every = load_settings({"ORCHESTRION_OUTBOX_FORMATS": "html,json,md", "ORCHESTRION_HOME": str(tmp_path / "all")})
+    with Store.open(tmp_path / "all.duckdb") as store:
+        load_dataset(store, "online-retail", sample_path(every), now=NOW)
+        deliver(store, every, DAY, now=NOW)
+        htmls = sorted(every.outbox_path.glob(f"{DAY}/*.html"))
+        assert htmls
+        for page in htmls:
+            assert json.loads(page.with_suffix(".json").read_text())["deliverable_id"] == page.stem.split("--")[1]
+            assert page.with_suffix(".md").read_text().startswith("# ")
+    with pytest.raises(ConfigError, match=r"OUTBOX_FORMATS: .*must include html"):
+        load_settings({**env, "ORCHESTRION_OUTBOX_FORMATS": "json,md"})

@@ -42,4 +42,4 @@ def test_offline_delivery_of_a_day_for_every_user(name: str, tmp_path: Path) -> 
             assert json.loads(content)["kind"] == ("playlist" if KINDS[name] == "playlist" else KINDS[name])
         for _, status, _, _, error in rows:
             assert status != "cancelled" or error.startswith("nothing worth doing"), error
-        assert len(list(settings.outbox_path.rglob("*.md"))) == len(done)
+        assert len(list(settings.outbox_path.rglob("*.html"))) == len(done)

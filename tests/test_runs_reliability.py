@@ -72,7 +72,7 @@ def kill_when_working(
         wait_for(lambda: outbox.exists() or proc.poll() is not None)
         time.sleep(after)
     else:
-        wait_for(lambda: any(outbox.glob(f"*/{day}")) or proc.poll() is not None)
+        wait_for(lambda: (outbox / str(day)).exists() or proc.poll() is not None)
     assert proc.poll() is None, "the run finished before it could be killed; give it more users or smaller batches"
     proc.send_signal(signal.SIGKILL)
     proc.communicate()

@@ -17,9 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrion.errors import ConfigError
+from orchestrion.rendering import Format
 
 __all__ = ["ENV_PREFIX", "Settings", "TriggerRule", "load_settings"]
 
@@ -55,6 +56,11 @@ class Settings(BaseModel):
     database: Path | None = Field(None, description="DuckDB file; default HOME/data/orchestrion.duckdb.")
     models_dir: Path | None = Field(None, description="Model registry; default HOME/models.")
     outbox_dir: Path | None = Field(None, description="Local deliverables outbox; default HOME/data/outbox.")
+    outbox_formats: tuple[Format, ...] = Field(
+        ("html",),
+        description="Files per deliverable in the outbox: html (always; it carries the JSON record too), plus json "
+        "and md when listed, e.g. html,json,md. Every format is also served by GET /v1/deliverables/{id}?format=.",
+    )
     datasets: Path | None = Field(None, description="Folder holding the real public datasets.")
     require_datasets: bool = Field(False, description="Missing datasets fail tests instead of skipping.")
 
@@ -116,6 +122,18 @@ class Settings(BaseModel):
     triggers: list[TriggerRule] = Field(
         default_factory=_default_triggers, description="Event-driven trigger rules (TOML [[triggers]] tables)."
     )
+
+    @field_validator("outbox_formats", mode="before")
+    @classmethod
+    def _split_formats(cls, value: Any) -> Any:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("outbox_formats")
+    @classmethod
+    def _html_always(cls, value: tuple[Format, ...]) -> tuple[Format, ...]:
+        if "html" not in value:
+            raise ValueError("must include html (the file that marks a deliverable delivered); add json or md to it")
+        return tuple(dict.fromkeys(value))
 
     @property
     def database_path(self) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from orchestrion.config import Settings
+from orchestrion.effects import Effector
 from orchestrion.errors import NotFoundError
 from orchestrion.stats import store_stats
 from orchestrion.store import Store, utcnow
@@ -50,9 +51,10 @@ def demo_deliverables(store: Store, settings: Settings, day: date, users: int = 
         [day, day, users],
     ).fetchall()
     found = []
+    outbox = Effector(settings)
     for user_id, deliverable_id, template, title, status, summary in rows:
-        folder = settings.outbox_path / str(user_id).replace(":", "_") / day.isoformat()
-        files = sorted(str(p) for p in folder.glob(f"{deliverable_id}.*")) if folder.is_dir() else []
+        where = outbox.outbox_paths({"user_id": user_id, "deliverable_id": deliverable_id, "date": day.isoformat()})
+        files = [str(p) for p in where.values() if p.is_file()]
         found.append({"user_id": user_id, "deliverable_id": deliverable_id, "template": template, "title": title,
                       "status": status, "summary": summary, "files": files})
     return found

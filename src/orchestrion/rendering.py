@@ -1,5 +1,9 @@
 """A deliverable rendered for people: Markdown and HTML (JSON is the record itself).
 
+The HTML carries the published part of the record too (:data:`PUBLISHED`: no plan, trace or
+review), as JSON in ``<script type="application/json" id="orchestrion-deliverable">``, so one
+outbox file serves a person and a program.
+
 >>> d = {"deliverable_id": "d_1", "title": "Reorder", "summary": "2 items", "why": "you buy these",
 ...      "content": {"kind": "cart", "items": [{"title": "Tea", "quantity": 2, "unit_price": 1.5,
 ...      "line_total": 3.0}], "total": 3.0, "currency": "GBP"}}
@@ -7,14 +11,44 @@
 # Reorder
 >>> "<td>Tea</td>" in render_html(d)
 True
+>>> render(d, "json")[1]
+'application/json'
+>>> "</script><b>" in render_html({**d, "title": "</script><b>"})  # no way out of the page's JSON
+False
 """
 
 from __future__ import annotations
 
 from html import escape
-from typing import Any
+from typing import Any, Final, Literal
 
-__all__ = ["render_html", "render_markdown"]
+from orchestrion.encoding import to_json, to_json_bytes
+
+__all__ = ["MEDIA_TYPES", "PUBLISHED", "Format", "render", "render_html", "render_markdown"]
+
+Format = Literal["html", "json", "md"]
+
+MEDIA_TYPES: Final[dict[str, str]] = {
+    "html": "text/html; charset=utf-8",
+    "json": "application/json",
+    "md": "text/markdown; charset=utf-8",
+}
+
+
+PUBLISHED: Final = (
+    "deliverable_id", "goal_id", "user_id", "date", "template", "title", "summary", "why", "content", "status",
+    "effects", "actions",
+)
+"""The fields of a deliverable that its HTML page carries as JSON (what it is, not how it was made)."""
+
+
+def render(d: dict[str, Any], fmt: Format) -> tuple[bytes, str]:
+    """The deliverable in ``fmt`` (``json`` indented for people), with its media type."""
+    if fmt == "json":
+        body = to_json_bytes(d, indent=True)
+    else:
+        body = (render_html(d) if fmt == "html" else render_markdown(d)).encode()
+    return body, MEDIA_TYPES[fmt]
 
 
 def _line(kind: str | None, item: dict[str, Any]) -> str:
@@ -70,8 +104,12 @@ def render_html(d: dict[str, Any]) -> str:
     else:
         body = "<ol>" + "".join(f"<li>{escape(_line(kind, i))}</li>" for i in items) + "</ol>"
     title = escape(str(d.get("title", "")))
+    # '<', '>' and '&' only occur inside JSON strings, where their \u escapes mean the same.
+    record = to_json({k: d[k] for k in PUBLISHED if k in d})
+    record = record.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head><body>'
         f"<h1>{title}</h1><p>{escape(str(d.get('summary') or ''))}</p>{body}"
-        f"<p><em>Why this:</em> {escape(str(d.get('why', '')))}</p></body></html>"
+        f"<p><em>Why this:</em> {escape(str(d.get('why', '')))}</p>"
+        f'<script type="application/json" id="orchestrion-deliverable">{record}</script></body></html>'
     )

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Security
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import Response
 
 from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext
@@ -20,6 +21,7 @@ from orchestrion.api.receipts import ApiError, Refusal
 from orchestrion.deliverables import decide, feed, get_deliverable
 from orchestrion.errors import NotFoundError, PermissionDeniedError, RetryableError, UsageError
 from orchestrion.keys import ApiKey
+from orchestrion.rendering import MEDIA_TYPES, Format, render
 from orchestrion.store import utcnow
 
 __all__ = ["build_router"]
@@ -86,11 +88,28 @@ def build_router(ctx: ApiContext) -> APIRouter:
             "deliverables": await guarded(read, feed, user_id, chosen),
         }
 
-    @router.get("/v1/deliverables/{deliverable_id}", dependencies=security, responses=refusals)
-    async def get_one(deliverable_id: str, request: Request) -> Any:
-        """One deliverable: content, plan, trace, review, actions."""
+    rendered: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "The deliverable: JSON by default, or rendered as `?format=md` or `?format=html`.",
+            "content": {MEDIA_TYPES["md"].split(";")[0]: {}, MEDIA_TYPES["html"].split(";")[0]: {}},
+        }
+    }
+
+    @router.get("/v1/deliverables/{deliverable_id}", dependencies=security, responses={**refusals, **rendered})
+    async def get_one(
+        deliverable_id: str,
+        request: Request,
+        fmt: Format = Query(
+            "json", alias="format", description="json (the record), md (Markdown) or html (a page, as in the outbox)."
+        ),
+    ) -> Any:
+        """One deliverable: content, plan, trace, review, actions; or rendered as Markdown or HTML."""
         key = await ctx.auth.authenticate(request)
-        return await guarded(read, get_deliverable, deliverable_id, viewer=_viewer(key))
+        record = await guarded(read, get_deliverable, deliverable_id, viewer=_viewer(key))
+        if fmt == "json":
+            return record
+        body, media_type = render(record, fmt)
+        return Response(body, media_type=media_type)
 
     @router.post("/v1/deliverables/{deliverable_id}/{decision}", dependencies=security, responses=refusals)
     async def post_decision(
