@@ -16,15 +16,13 @@ fitted for the day), not the whole history.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import polars as pl
 
-from orchestrion.features import pipeline_frame, run_pipeline
+from orchestrion.features import pipeline_frame
 from orchestrion.goals.context import as_events
 from orchestrion.store import Store
 
@@ -66,40 +64,28 @@ def has_purchases(store: Store, as_of: datetime) -> bool:
 class DayPurchaseStats:
     """``purchase_stats`` as of ``as_of``, computed a batch of users at a time.
 
-    The per item figures (``pipelines/purchase_items.sql``, one pass over every purchase, spilled
-    to disk under a memory cap) go once into a table of this object's own; each call with a
-    batch's users runs ``pipelines/purchase_stats.sql`` over those users' purchases only and
-    returns their rows. :meth:`close` drops the table. The table name carries the process id:
-    only one process writes a database file, so tables of other processes are leftovers of a
-    killed run and are dropped here.
+    The per item figures (``pipelines/purchase_items.sql``: one pass over every purchase, hash
+    aggregates that spill to disk under a memory cap, one small row per item) are read once; each
+    call with a batch's users runs ``pipelines/purchase_stats.sql`` over those users' purchases
+    only, joined to the item figures registered on the call's own cursor, and returns their rows.
+    Nothing is written to the database, so nothing is left behind by a killed run.
     """
 
-    PREFIX = "_day_purchase_items_"
+    _ITEMS = "_batch_purchase_items"
 
     def __init__(self, store: Store, as_of: datetime) -> None:
         self.store = store
         self.as_of = as_of
-        mine = f"{self.PREFIX}{os.getpid()}_"
-        self.table = f"{mine}{secrets.token_hex(4)}"
         with store.cursor() as con:
-            for (stale,) in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, $p) "
-                "AND NOT starts_with(table_name, $mine)",
-                {"p": self.PREFIX, "mine": mine},
-            ).fetchall():
-                con.execute(f'DROP TABLE IF EXISTS "{stale}"')
-            run_pipeline(con, "purchase_items", {"as_of": as_of}, tables={"purchase_items": self.table})
+            self.items = pipeline_frame(con, "purchase_items", {"as_of": as_of}, order_by="item_id")
 
     def __call__(self, users: Sequence[str]) -> pl.DataFrame:
         with self.store.cursor() as con:
+            con.register(self._ITEMS, self.items.to_arrow())
             return pipeline_frame(
                 con,
                 "purchase_stats",
                 {"as_of": self.as_of, "users": list(users)},
                 order_by="user_id, item_id",
-                tables={"purchase_items": self.table},
+                tables={"purchase_items": self._ITEMS},
             )
-
-    def close(self) -> None:
-        with self.store.cursor() as con:
-            con.execute(f'DROP TABLE IF EXISTS "{self.table}"')

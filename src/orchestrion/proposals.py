@@ -39,6 +39,7 @@ from orchestrion.goals import (
     goal_ids,
     propose_candidates,
 )
+from orchestrion.goals.context import PurchaseStats
 from orchestrion.history import DayPurchaseStats, StoreHistory, has_purchases
 from orchestrion.ranking import FEATURES, ChoiceConfig, GoalRanker, Scorer, decide
 from orchestrion.ranking.features import HISTORY_SCHEMA
@@ -138,17 +139,19 @@ def build_context(
     """The templates' context for ``users`` on the day starting at ``as_of``.
 
     ``events`` and ``items`` may be handed in already read (the replay reads them once); else the
-    events are read from the store as the templates need them (:class:`StoreHistory`). Purchase
-    statistics come from ``pipelines/purchase_stats.sql`` when the store has purchases.
+    events are read from the store as the templates need them (:class:`StoreHistory`) and purchase
+    statistics per batch of users (:class:`DayPurchaseStats`); with events handed in, the purchase
+    statistics of every customer are read at once (``pipelines/purchase_stats.sql``).
     """
     users = list(users)
+    stats: PurchaseStats | None
     if events is None:
         history: pl.DataFrame | StoreHistory = StoreHistory(store, as_of)
-        bought = has_purchases(store, as_of)
+        stats = DayPurchaseStats(store, as_of) if has_purchases(store, as_of) else None
     else:
         history = events
         bought = events.filter(pl.col("type") == "purchase").height > 0
-    stats = purchase_features(store.con, as_of) if bought else None
+        stats = purchase_features(store.con, as_of) if bought else None
     return GoalContext(
         as_of,
         users,
@@ -262,26 +265,21 @@ def day_context(
     """The context every batch of ``day`` shares; hand it to :func:`propose` as ``shared``.
 
     It holds the catalog and the promoted repurchase model; events are read per batch (and per
-    domain when a domain's model is fitted) and purchase statistics are computed once into a
-    table of the day's own and read per batch (:mod:`orchestrion.history`), so the memory a run
-    needs follows the batch, not the history. The table is dropped when the block ends.
+    domain when a domain's model is fitted) and purchase statistics are computed per batch from
+    the batch's purchases and the day's per item figures (:mod:`orchestrion.history`), so the
+    memory a run needs follows the batch, not the history.
     """
     config = config or ProposalConfig()
     as_of = day_start(day)
-    stats = DayPurchaseStats(store, as_of) if has_purchases(store, as_of) else None
-    try:
-        yield GoalContext(
-            as_of,
-            [],
-            StoreHistory(store, as_of),
-            read_items(store),
-            purchase_stats=stats,
-            repurchase=_promoted_repurchase(models_root),
-            config=config.context,
-        )
-    finally:
-        if stats is not None:
-            stats.close()
+    yield GoalContext(
+        as_of,
+        [],
+        StoreHistory(store, as_of),
+        read_items(store),
+        purchase_stats=DayPurchaseStats(store, as_of) if has_purchases(store, as_of) else None,
+        repurchase=_promoted_repurchase(models_root),
+        config=config.context,
+    )
 
 
 def propose(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Final
 
 import duckdb
 
@@ -89,6 +90,11 @@ def _migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+_QUIET: Final = "SET enable_progress_bar = false"
+"""DuckDB draws a progress bar on the terminal for long queries; ours are in the CLI, and a server
+or a benchmark's output is no place for it. A per-connection setting, so every cursor sets it."""
+
+
 class Store:
     """An open DuckDB database with the current schema.
 
@@ -126,6 +132,7 @@ class Store:
                 f"{path} is held for writing by {holder_text}; DuckDB allows one writer per file: "
                 "stop that process, or talk to it through its API if it is `orchestrion serve`"
             ) from exc
+        con.execute(_QUIET)
         if memory_limit is not None:
             try:
                 con.execute("SET memory_limit = ?", [memory_limit])
@@ -163,7 +170,9 @@ class Store:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for another thread (DuckDB connections are not shared across threads)."""
-        return self.con.cursor()
+        cursor = self.con.cursor()
+        cursor.execute(_QUIET)
+        return cursor
 
     def scalar(self, sql: str, params: list[object] | None = None) -> object:
         rows = self.con.execute(sql, params or []).fetchall()  # fetch all: DuckDB 2 refuses new work mid-result
