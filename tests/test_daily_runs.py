@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -12,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from orchestrion.config import Settings
-from orchestrion.daily import Deferred, backfill_daily, run_daily
+from orchestrion.daily import backfill_daily, run_daily
 from orchestrion.datasets import load_dataset
 from orchestrion.errors import RunInProgressError, UsageError
-from orchestrion.goals import GoalContext
 from orchestrion.retrain import run_retrain
 from orchestrion.runs import RunKey, claim_run, get_run, list_runs, recover_dead_runs
 from orchestrion.store import Store
@@ -92,47 +90,6 @@ def test_an_interrupted_run_resumes_and_equals_an_uninterrupted_one(loaded: tupl
         load_dataset(other, "online-retail", SAMPLE, now=NOW)
         run_daily(other, settings, DAY, clock=clock)
         assert day_set(store) == day_set(other)
-
-
-def test_a_batchs_effects_overlap_the_next_batch_and_it_is_done_only_after_them(
-    loaded: tuple[Store, Settings],
-) -> None:
-    """A :class:`Deferred` step: batch N's ``finish`` runs while batch N+1's step runs (it waits
-    for that step to start, so a run that did them one after the other would time out), batch N
-    is marked done only after its ``finish`` returned, and a failing ``finish`` fails the run
-    with the batches before it kept."""
-    store, settings = loaded
-    started: dict[int, threading.Event] = {}
-    steps: list[int] = []
-    seen_done: list[int] = []
-
-    def step(store: Store, settings: Settings, day: date, users: list[str], *, now: datetime,
-             shared: GoalContext) -> Deferred:
-        n = len(steps)
-        steps.append(n)
-        started.setdefault(n, threading.Event()).set()
-
-        def finish() -> dict[str, int]:
-            if n == 2:
-                raise RuntimeError("the outbox disk is full")
-            assert started.setdefault(n + 1, threading.Event()).wait(10), "finish did not overlap the next step"
-            with store.cursor() as con:
-                done = con.execute(
-                    "SELECT count(*) FROM run_users WHERE done_at IS NOT NULL AND user_id IN (SELECT unnest($u))",
-                    {"u": users},
-                ).fetchall()[0][0]
-            seen_done.append(done)
-            return {"finished": len(users)}
-
-        return Deferred({"stepped": len(users)}, finish)
-
-    with pytest.raises(RuntimeError, match="disk is full"):
-        run_daily(store, settings, DAY, clock=clock, step=step)
-    run = list_runs(store.con, pipeline="daily")[0]
-    assert run.status == "failed" and "disk is full" in (run.error or "")
-    assert seen_done == [0, 0]  # neither batch was marked done while its finish ran
-    assert run.users_done == 30  # the two finished batches (of 15 users) are kept
-    assert run.counts["stepped"] == run.counts["finished"] == 30
 
 
 def test_a_live_run_of_the_same_key_refuses_a_second_and_a_dead_one_resumes(loaded: tuple[Store, Settings]) -> None:

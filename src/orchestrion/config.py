@@ -95,7 +95,7 @@ class Settings(BaseModel):
         None, description="Cap on DuckDB's memory, e.g. 1GB (default: DuckDB's, 80% of RAM); what cannot spill fails."
     )
     effect_concurrency: int = Field(
-        4, gt=0, description="Deliverables whose side effects (outbox files, webhooks, orders) run at once."
+        4, gt=0, description="Deliverables whose orders and webhooks run at once (outbox files are written in turn)."
     )
     llm_max_steps: int = Field(8, gt=0, description="Model turns per deliverable.")
     llm_max_tokens: int = Field(12_000, gt=0, description="Tokens (prompt + completion) per deliverable.")

@@ -27,7 +27,6 @@ import gc
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -53,7 +52,6 @@ from orchestrion.store import Store, utcnow
 __all__ = [
     "Clock",
     "DailyReport",
-    "Deferred",
     "Progress",
     "Step",
     "backfill_daily",
@@ -68,26 +66,12 @@ Progress = Callable[[int, int], None]
 """``progress(users_done, users_total)``, called after every batch."""
 
 
-@dataclass(frozen=True)
-class Deferred:
-    """What a step returns when the rest of its batch's work may overlap the next batch.
-
-    ``counts`` so far, and ``finish``: the rest (side effects, final writes), run on a worker
-    thread while the next batch's step runs on the caller's; it returns the remaining counts.
-    The batch is marked done only after ``finish`` returned.
-    """
-
-    counts: Mapping[str, Any]
-    finish: Callable[[], Mapping[str, Any]]
-
-
 class Step(Protocol):
-    """The per-batch work of the daily pipeline; returns counts that the ledger adds up, or a
-    :class:`Deferred` whose ``finish`` completes the batch."""
+    """The per-batch work of the daily pipeline; returns counts that the ledger adds up."""
 
     def __call__(
         self, store: Store, settings: Settings, day: date, users: list[str], *, now: datetime, shared: GoalContext
-    ) -> Mapping[str, Any] | Deferred: ...
+    ) -> Mapping[str, Any]: ...
 
 
 def propose_step(
@@ -100,26 +84,17 @@ def propose_step(
 
 def deliver_step(
     store: Store, settings: Settings, day: date, users: list[str], *, now: datetime, shared: GoalContext
-) -> Deferred:
-    """The whole day for the batch: propose, plan and review here, then carry out and deliver in
-    ``finish`` (offline planner)."""
-    from orchestrion.delivery import plan_batch
+) -> dict[str, Any]:
+    """The whole day for the batch: propose, then plan, review, carry out and deliver (offline planner)."""
+    from orchestrion.delivery import execute
 
     counts = propose_step(store, settings, day, users, now=now, shared=shared)
-    planned = plan_batch(store, settings, day, users, now=now)
-
-    def finish() -> dict[str, Any]:
-        done = planned.carry_out()
-        return {"effects": done.effects, "pending_actions": done.pending, "refused": done.refused,
-                **{f"deliverables_{status}": n for status, n in done.statuses.items()}}
-
-    return Deferred(counts, finish)
+    done = execute(store, settings, day, users, now=now)
+    return {**counts, "effects": done.effects, "pending_actions": done.pending, "refused": done.refused,
+            **{f"deliverables_{status}": n for status, n in done.statuses.items()}}
 
 
 DEFAULT_STEP: Step = deliver_step
-
-_InFlight = tuple[list[str], Mapping[str, Any], "Future[Mapping[str, Any]]", float]
-"""A batch whose step returned: its users, counts so far, its ``finish`` running, when it started."""
 
 
 @dataclass(frozen=True)
@@ -226,44 +201,19 @@ def run_daily(
             progress(already, total)
         with ExitStack() as stack:
             shared = stack.enter_context(day_context(store, settings.models_path, day)) if batches else None
-            worker = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="orchestrion-finish"))
-            stack.enter_context(_gc_paused())
-            inflight: _InFlight | None = None
-
-            def settle() -> None:
-                # The batch in flight finishes (its effects done) before it is marked done.
-                nonlocal inflight, run, done_users, done_batches
-                if inflight is None:
-                    return
-                batch, counts, rest, batch_started = inflight
-                inflight = None
-                counts = {**counts, **rest.result()}
+            for batch in batches:
+                if stop is not None and stop():
+                    raise _Stopped()
+                batch_started = time.perf_counter()
+                assert shared is not None
+                with _gc_paused():
+                    counts = step(store, settings, day, batch, now=clock(), shared=shared)
                 seconds = time.perf_counter() - batch_started
                 run = record_batch(store, run_id, batch, counts, now=clock(), seconds=seconds)
-                gc.collect(1)
                 done_users += len(batch)
                 done_batches += 1
                 if progress:
                     progress(run.users_done, total)
-
-            try:
-                for batch in batches:
-                    if stop is not None and stop():
-                        settle()
-                        raise _Stopped()
-                    batch_started = time.perf_counter()
-                    assert shared is not None
-                    out = step(store, settings, day, batch, now=clock(), shared=shared)
-                    settle()
-                    deferred = out if isinstance(out, Deferred) else Deferred(out, dict)
-                    inflight = (batch, deferred.counts, worker.submit(deferred.finish), batch_started)
-                    if deferred is not out:
-                        settle()
-                settle()
-            except BaseException:
-                if inflight is not None and not isinstance(inflight[2].exception(), BaseException):
-                    settle()  # the batch before the failure did finish: keep it
-                raise
     except BaseException as exc:
         interrupted = isinstance(exc, _Stopped | KeyboardInterrupt | SystemExit)
         why = "stopped before it finished; run it again to resume" if interrupted else f"{type(exc).__name__}: {exc}"
@@ -278,8 +228,7 @@ def run_daily(
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while the batches run; a young-generation pass after each
-    (in ``run_daily``) and one when the block ends.
+    """No cyclic garbage collection while a batch runs, one young-generation pass after it.
 
     A batch makes hundreds of thousands of short-lived containers (plans, traces, records) that
     reference counting frees; the collector, triggered by their allocation, kept scanning every
