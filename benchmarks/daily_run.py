@@ -6,17 +6,20 @@ For each scale k: loads ``online-retail`` into a DuckDB file in a temporary fold
 customer's events k-1 times under new ids (``<user>~i``: a load test, not new information) and
 trains the repurchase model before the day (none of this timed). Then a fresh process (so its
 peak memory is the run's own) opens the file and times :func:`orchestrion.daily.run_daily` for
-the day: purchase statistics once, then per batch of ``--batch`` users read the batch's events
-and statistics, propose, rank, choose, plan, review, carry out (three outbox files per
-deliverable) and deliver, with the run ledger. The modules are imported before the clock starts,
+the day: per item purchase figures once, then per batch of ``--batch`` users read the batch's
+events and purchase statistics, propose, rank, choose, plan, review, carry out (one outbox HTML
+file per published deliverable) and deliver, with the run ledger. The modules are imported before the clock starts,
 as in a running server. Reports users/s, the run process's peak RSS, and writes the scaling chart
 to ``docs/img/daily_run_scaling.png``.
 
 Baseline, measured in the same process at each scale: the bare propose step alone for the same
 users (:func:`orchestrion.proposals.propose`, one call, no ledger, no planning or delivery).
 
-Outbox file writes go to this machine's disk, whose latency varies several-fold from minute to
-minute (a shared virtual disk); ``--repeat`` runs each scale again and keeps the fastest run.
+Outbox file writes go to this machine's disk, whose file-creation latency varies from 25 µs to
+700 µs from minute to minute (a shared virtual disk; ext4 also scans past inodes freed in the
+last seconds, so deleting thousands of files just before a run slows its creations): each line
+prints the latency measured just before the run, the temporary folders are deleted only after
+the last scale, and ``--repeat`` runs each scale again and keeps the fastest run.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import resource
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as clock
@@ -45,13 +50,25 @@ class Measured:
     baseline: float
     peak_mb: float
     counts: dict[str, Any]
+    cpu: float
+    create_us: float
+
+
+def create_latency_us(folder: Path, n: int = 300) -> float:
+    """Median time to create and write one small file in ``folder`` (the disk's state now)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    times = []
+    for i in range(n):
+        started = time.perf_counter()
+        (folder / f"{i}.html").write_bytes(b"x" * 2000)
+        times.append(time.perf_counter() - started)
+    return sorted(times)[n // 2] * 1e6
 
 
 def prepare(home: Path, scale: int, day: date, datasets: Path) -> int:
     """Load, scale and train; returns the number of events."""
     settings = Settings(home=home)
     with Store.open(settings.database_path) as store:
-        store.con.execute("SET enable_progress_bar = false")
         load_dataset(store, "online-retail", datasets_root=datasets)
         for i in range(1, scale):
             store.con.execute(
@@ -74,23 +91,31 @@ def peak_rss_mb() -> float:
 
 def measure(home: str, day: date, batch: int, memory_limit: str | None) -> Measured:
     """In a fresh process: the daily run, then the bare propose baseline for the same users."""
-    import orchestrion.delivery  # noqa: F401  (imported before the clock, as in a running server)
+    # Imported before the clock, as in a running server (scikit-learn is imported by the first
+    # repurchase model loaded, 1.3 s once per process, not per run).
+    import sklearn.ensemble  # noqa: F401
+
+    import orchestrion.delivery  # noqa: F401
     from orchestrion.daily import run_daily
     from orchestrion.proposals import active_users, day_start, propose
 
     settings = Settings(home=Path(home), delivery_batch_users=batch, duckdb_memory_limit=memory_limit)
     with Store.open(settings.database_path, memory_limit=settings.duckdb_memory_limit) as store:
         users = active_users(store, day_start(day), 30)
+        create_us = create_latency_us(Path(home) / "disk-probe")
+        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
         report = run_daily(store, settings, day)
         seconds = time.perf_counter() - started
+        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         peak = peak_rss_mb()
         assert report.run is not None and report.run.status == "succeeded", report
         store.con.execute("DELETE FROM deliverables; DELETE FROM goals")
         started = time.perf_counter()
         propose(store, settings.models_path, day, users, now=utcnow())
         baseline = time.perf_counter() - started
-    return Measured(len(users), seconds, baseline, peak, dict(report.run.counts))
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    return Measured(len(users), seconds, baseline, peak, dict(report.run.counts), cpu, create_us)
 
 
 def main() -> None:
@@ -109,24 +134,26 @@ def main() -> None:
     results = []
     limit = args.memory_limit or "DuckDB's default"
     print(f"online-retail {day}, batches of {args.batch} users, offline planner, DuckDB memory limit {limit}")
-    for scale in args.scales:
-        best: Measured | None = None
-        events = 0
-        for _ in range(args.repeat):
-            with tempfile.TemporaryDirectory() as tmp:
+    with ExitStack() as folders:  # deleted after the last scale, not just before the next one's run
+        for scale in args.scales:
+            best: Measured | None = None
+            events = 0
+            for _ in range(args.repeat):
+                tmp = folders.enter_context(tempfile.TemporaryDirectory())
                 events = prepare(Path(tmp), scale, day, Path(root))
                 with spawn.Pool(1) as pool:
                     got = pool.apply(measure, (tmp, day, args.batch, args.memory_limit))
-            if best is None or got.seconds < best.seconds:
-                best = got
-        assert best is not None
-        results.append((scale, best))
-        print(f"{scale:>3}x  {best.users:>7,} users  {events:>10,} events  daily {best.seconds:7.2f} s "
-              f"{best.users / best.seconds:6,.0f} users/s   baseline propose {best.baseline:6.2f} s "
-              f"{best.users / best.baseline:6,.0f} users/s   ratio {best.baseline / best.seconds:4.2f}   "
-              f"peak RSS {best.peak_mb:6,.0f} MB", flush=True)
-    print("counts at the largest scale:", results[-1][1].counts)
-    chart(results, args.batch)
+                if best is None or got.seconds < best.seconds:
+                    best = got
+            assert best is not None
+            results.append((scale, best))
+            print(f"{scale:>3}x  {best.users:>7,} users  {events:>10,} events  daily {best.seconds:7.2f} s "
+                  f"{best.users / best.seconds:6,.0f} users/s   baseline propose {best.baseline:6.2f} s "
+                  f"{best.users / best.baseline:6,.0f} users/s   ratio {best.baseline / best.seconds:4.2f}   "
+                  f"peak RSS {best.peak_mb:6,.0f} MB   CPU {best.cpu:6.1f} s   "
+                  f"disk: file create {best.create_us:4.0f} µs", flush=True)
+        print("counts at the largest scale:", results[-1][1].counts)
+        chart(results, args.batch)
 
 
 def chart(results: list[tuple[int, Measured]], batch: int) -> None:
