@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -95,6 +95,14 @@ _QUIET: Final = "SET enable_progress_bar = false"
 or a benchmark's output is no place for it. A per-connection setting, so every cursor sets it."""
 
 
+def _quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """``con`` without DuckDB's progress bar (see :data:`_QUIET`)."""
+    # In Jupyter without ipywidgets DuckDB refuses to change the setting (and draws no bar there).
+    with suppress(duckdb.InvalidInputException):
+        con.execute(_QUIET)
+    return con
+
+
 class Store:
     """An open DuckDB database with the current schema.
 
@@ -132,7 +140,7 @@ class Store:
                 f"{path} is held for writing by {holder_text}; DuckDB allows one writer per file: "
                 "stop that process, or talk to it through its API if it is `orchestrion serve`"
             ) from exc
-        con.execute(_QUIET)
+        _quiet(con)
         if memory_limit is not None:
             try:
                 con.execute("SET memory_limit = ?", [memory_limit])
@@ -170,9 +178,7 @@ class Store:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for another thread (DuckDB connections are not shared across threads)."""
-        cursor = self.con.cursor()
-        cursor.execute(_QUIET)
-        return cursor
+        return _quiet(self.con.cursor())
 
     def scalar(self, sql: str, params: list[object] | None = None) -> object:
         rows = self.con.execute(sql, params or []).fetchall()  # fetch all: DuckDB 2 refuses new work mid-result
