@@ -72,14 +72,9 @@ def run_pipeline(
     params: Mapping[str, object],
     *,
     folder: Path = PIPELINES_DIR,
-    tables: Mapping[str, str] | None = None,
 ) -> float:
-    """Run ``pipelines/<name>.sql`` with ``params`` (the ``$names`` it uses); returns seconds taken.
-
-    ``tables`` renames tables the pipeline creates or reads (a run's private copies, so two runs
-    of one pipeline at once do not replace each other's tables).
-    """
-    sql, bound = _pipeline_sql(name, params, folder, tables or {})
+    """Run ``pipelines/<name>.sql`` with ``params`` (the ``$names`` it uses); returns seconds taken."""
+    sql, bound = _pipeline_sql(name, params, folder, {})
     started = time.perf_counter()
     con.execute(sql, bound)
     return time.perf_counter() - started
@@ -94,7 +89,10 @@ def pipeline_frame(
     folder: Path = PIPELINES_DIR,
     tables: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
-    """The rows ``pipelines/<name>.sql`` would put in its table, as a frame, without writing the table."""
+    """The rows ``pipelines/<name>.sql`` would put in its table, as a frame, without writing the table.
+
+    ``tables`` renames tables the pipeline reads (e.g. a frame registered on ``con`` under another name).
+    """
     sql, bound = _pipeline_sql(name, params, folder, tables or {})
     query, found = re.subn(r"^\s*CREATE\s+OR\s+REPLACE\s+TABLE\s+\w+\s+AS\s+", "", _strip_comments(sql), count=1)
     if not found:
