@@ -8,9 +8,9 @@ trains the repurchase model before the day (none of this timed). Then a fresh pr
 peak memory is the run's own) opens the file and times :func:`orchestrion.daily.run_daily` for
 the day: per item purchase figures once, then per batch of ``--batch`` users read the batch's
 events and purchase statistics, propose, rank, choose, plan, review, carry out (one outbox HTML
-file per published deliverable) and deliver, with the run ledger. The modules are imported before the clock starts,
-as in a running server. Reports users/s, the run process's peak RSS, and writes the scaling chart
-to ``docs/img/daily_run_scaling.png``.
+file per published deliverable) and deliver, with the run ledger. The modules are imported
+before the clock starts, as in a running server. Reports users/s, the run's CPU time and peak
+RSS, and writes the scaling chart to ``docs/img/daily_run_scaling.png``.
 
 Baseline, measured in the same process at each scale: the bare propose step alone for the same
 users (:func:`orchestrion.proposals.propose`, one call, no ledger, no planning or delivery).

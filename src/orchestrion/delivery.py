@@ -446,18 +446,14 @@ def _carry_out(
     try:
         with transaction(con):
             if pending:
-                with ledger.registered(
-                    con, pending, _PENDING
-                ) as name:
+                with ledger.registered(con, pending, _PENDING) as name:
                     con.execute(
                         f"INSERT INTO pending_actions ({', '.join(_PENDING)}) SELECT action_id, deliverable_id, "
                         "user_id, action, arguments, tier, status, CAST(due_at AS TIMESTAMP), "
                         f"CAST(created_at AS TIMESTAMP), detail FROM {name} ON CONFLICT DO NOTHING"
                     )
             if refusals:
-                with ledger.registered(
-                    con, refusals, _REFUSALS
-                ) as name:
+                with ledger.registered(con, refusals, _REFUSALS) as name:
                     con.execute(
                         f"INSERT INTO policy_decisions ({', '.join(_REFUSALS)}) SELECT deliverable_id, user_id, "
                         f"action, rule, detail, arguments, CAST(created_at AS TIMESTAMP) FROM {name}"
@@ -495,7 +491,7 @@ def _carry_out(
         by_deliverable: dict[str, list[tuple[ledger.Effect, IntendedEffect, str]]] = defaultdict(list)
         for claimed in claims:
             by_deliverable[claimed[2]].append(claimed)
-        remote = {d_id: mine for d_id, mine in by_deliverable.items() if any(_remote(fx) for fx, _, _ in mine)}
+        remote = {d_id: mine for d_id, mine in by_deliverable.items() if any(i.action != "outbox" for _, i, _ in mine)}
         # Orders and webhooks wait on the network: a few deliverables at once hide that wait.
         # Outbox files go to one folder, whose lock serialises file creation anyway: threads
         # only spun on it (measured: 2-3x the kernel time on ext4), so they are written here.
@@ -515,11 +511,6 @@ def _carry_out(
     result.effects += len(outcomes)
     result.pending += len(pending)
     result.refused += len(refusals)
-
-
-def _remote(effect: ledger.Effect) -> bool:
-    """Whether an effect goes over the network (an order, a webhook) rather than to the outbox."""
-    return effect.action == "place_order" or effect.effect.get("channel") == "webhook"
 
 
 def _write(
