@@ -184,6 +184,59 @@ def test_cli_propose_show_and_import(tmp_path: Path) -> None:
         assert runner.invoke(app, [*path, "--help"]).exit_code == 0
 
 
+def _decided(day: date, prefix: str, rng: np.random.Generator, rules: ChoiceConfig, n: int = 400) -> pl.DataFrame:
+    """``n`` hand-made goals of ``day`` (four per user, random numbers), scored by the prior and chosen by ``rules``."""
+    cands = pl.DataFrame(
+        {
+            "user_id": np.repeat([f"u{i}" for i in range(n // 4)], 4),
+            "template": ["t"] * n,
+            "variant": ["v"] * n,
+            "kind": [f"k{i % 4}" for i in range(n)],
+            "params": [f'{{"k":{i % 4}}}' for i in range(n)],
+            "title": ["T"] * n,
+            "items": [["x"]] * n,
+            "details": ["{}"] * n,
+            "utility": rng.random(n),
+            "signal": rng.random(n),
+            "novelty": rng.random(n),
+            "cost": np.zeros(n),
+            "risk": np.full(n, 0.1),
+            "why": ["because 1"] * n,
+        }
+    ).with_columns(
+        pl.format("{}_{}", pl.lit(prefix), pl.int_range(pl.len())).alias("goal_id"), pl.lit(day).alias("date")
+    )
+    feats = goal_features(cands, empty_history(), AS_OF)
+    return choose(feats, prior_score(feats), rules, rng=rng).with_columns(pl.lit("prior ε=0.3").alias("policy"))
+
+
+def test_record_goals_adds_only_what_is_not_stored(store: Store) -> None:
+    """Recording a day again (a batch done twice, a trigger racing the daily run) adds only the
+    goals not stored yet, with a deliverable for each chosen one, and leaves stored rows as they
+    were; a goal twice in one frame is stored once; another day's goals are their own."""
+    from orchestrion.proposals import record_goals
+
+    rng = np.random.default_rng(3)
+    rules = ChoiceConfig(budget=1, epsilon=0.0, fatigue_days=0)
+    day = date(2024, 1, 1)
+    first = _decided(day, "g_a", rng, rules, n=40)
+    record_goals(store, first.head(20), now=AS_OF)
+    again = pl.concat([first, first.head(3)]).with_columns(pl.lit("changed").alias("title"))
+    record_goals(store, again, now=AS_OF + timedelta(hours=1))
+    record_goals(store, _decided(day + timedelta(days=1), "g_b", rng, rules, n=8), now=AS_OF)
+
+    rows = store.con.execute(
+        "SELECT date, count(*), count(DISTINCT goal_id), count(*) FILTER (WHERE title = 'T') FROM goals "
+        "GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert rows == [(day, 40, 40, 20), (day + timedelta(days=1), 8, 8, 8)]
+    chosen = first.filter(pl.col("status") == "chosen")
+    delivered = store.con.execute("SELECT goal_id, title FROM deliverables WHERE date = ? ORDER BY 1", [day]).fetchall()
+    assert [g for g, _ in delivered] == sorted(chosen.get_column("goal_id").to_list())
+    kept = set(first.head(20).filter(pl.col("status") == "chosen").get_column("goal_id").to_list())
+    assert kept and all((title == "T") == (goal in kept) for goal, title in delivered)
+
+
 def test_train_ranker_saves_both_estimates(store: Store, tmp_path: Path) -> None:
     """Goals logged by the prior with exploration, thumbs that follow 'novelty' (which the prior
     barely weighs): the new ranker beats the prior off-policy and is promoted."""
@@ -193,29 +246,7 @@ def test_train_ranker_saves_both_estimates(store: Store, tmp_path: Path) -> None
 
     for d in range(6):
         day = date(2024, 1, 1) + timedelta(days=7 * d)
-        n = 400
-        cands = pl.DataFrame(
-            {
-                "user_id": np.repeat([f"u{i}" for i in range(n // 4)], 4),
-                "template": ["t"] * n,
-                "variant": ["v"] * n,
-                "kind": [f"k{i % 4}" for i in range(n)],
-                "params": [f'{{"k":{i % 4}}}' for i in range(n)],
-                "title": ["T"] * n,
-                "items": [["x"]] * n,
-                "details": ["{}"] * n,
-                "utility": rng.random(n),
-                "signal": rng.random(n),
-                "novelty": rng.random(n),
-                "cost": np.zeros(n),
-                "risk": np.full(n, 0.1),
-                "why": ["because 1"] * n,
-            }
-        ).with_columns(
-            pl.format("g_{}_{}", pl.lit(d), pl.int_range(pl.len())).alias("goal_id"), pl.lit(day).alias("date")
-        )
-        feats = goal_features(cands, empty_history(), AS_OF)
-        decided = choose(feats, prior_score(feats), rules, rng=rng).with_columns(pl.lit("prior ε=0.3").alias("policy"))
+        decided = _decided(day, f"g_{d}", rng, rules)
         record_goals(store, decided, now=AS_OF)
         thumbs = decided.filter(pl.col("status") == "chosen").select(
             ("d_" + pl.col("goal_id").str.slice(2)).alias("deliverable_id"),

@@ -24,6 +24,7 @@ from datetime import time as clock
 from pathlib import Path
 from typing import Any, Final
 
+import duckdb
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
@@ -217,10 +218,18 @@ def with_goal_ids(candidates: pl.DataFrame, day: date) -> pl.DataFrame:
 
 
 def record_goals(store: Store, decided: pl.DataFrame, *, now: datetime) -> None:
-    """Write decided goals (chosen and not) and a deliverable per chosen goal, in one transaction."""
+    """Write decided goals (chosen and not) and a deliverable per chosen goal, in one transaction.
+
+    Goals already stored (the same day proposed again) are left as they are. They are found with
+    an anti-join on the goal's own day, not with ``INSERT OR IGNORE``: DuckDB plans that as a join
+    against the whole table, and for ``deliverables``, with two unique columns, as a nested loop
+    join of the batch against every deliverable ever made (measured: 0.03 s for the first batch
+    of a day, 0.6 s for the fourth, growing every day). Two writers racing on one goal: the later
+    commit's constraint error rolls it back and it is tried once more, now seeing the other's rows.
+    """
     if decided.height == 0:
         return
-    table = decided.select(
+    table = decided.unique("goal_id", keep="first", maintain_order=True).select(
         "goal_id",
         "user_id",
         "date",
@@ -243,19 +252,38 @@ def record_goals(store: Store, decided: pl.DataFrame, *, now: datetime) -> None:
         "cost",
         "risk",
         pl.lit(now).alias("created_at"),
-    ).to_arrow()
-    with store.transaction() as con:
-        con.register("_orchestrion_goals", table)
+    )
+    days = table.get_column("date").unique().sort().to_list()
+    arrow = table.to_arrow()
+    for attempt in (1, 2):
         try:
-            con.execute("INSERT OR IGNORE INTO goals SELECT * FROM _orchestrion_goals")
-            con.execute(
-                "INSERT OR IGNORE INTO deliverables "
-                "(deliverable_id, goal_id, user_id, date, template, title, items, status, created_at) "
-                "SELECT 'd_' || substr(goal_id, 3), goal_id, user_id, date, template, title, items, 'proposed', "
-                "created_at FROM _orchestrion_goals WHERE status = 'chosen'"
-            )
-        finally:
-            con.unregister("_orchestrion_goals")
+            with store.transaction() as con:
+                con.register("_orchestrion_goals", arrow)
+                try:
+                    for day in days:
+                        _insert_new_goals(con, day)
+                finally:
+                    con.unregister("_orchestrion_goals")
+            return
+        except duckdb.ConstraintException:
+            if attempt == 2:
+                raise
+
+
+def _insert_new_goals(con: duckdb.DuckDBPyConnection, day: date) -> None:
+    """Insert the registered ``_orchestrion_goals`` of ``day`` not stored yet, and their deliverables."""
+    con.execute(
+        "INSERT INTO goals SELECT n.* FROM _orchestrion_goals n WHERE n.date = $day AND n.goal_id NOT IN "
+        "(SELECT goal_id FROM goals WHERE date = $day)",
+        {"day": day},
+    )
+    con.execute(
+        "INSERT INTO deliverables (deliverable_id, goal_id, user_id, date, template, title, items, status, "
+        "created_at) SELECT 'd_' || substr(goal_id, 3), goal_id, user_id, date, template, title, items, "
+        "'proposed', created_at FROM _orchestrion_goals n WHERE n.date = $day AND n.status = 'chosen' "
+        "AND n.goal_id NOT IN (SELECT goal_id FROM deliverables WHERE date = $day)",
+        {"day": day},
+    )
 
 
 @contextmanager
