@@ -1,5 +1,6 @@
 """The daily run's store-backed context proposes exactly what a context over all events in memory
-does, while reading only the batch's events (and a domain's, only to fit that domain's model).
+does, while reading only the batch's events (and a domain's, only to fit that domain's model), with
+each next batch's reads started ahead as the daily run does.
 
 Tiny hand-made data covers every template; the real Online Retail day checks the same on the
 dataset the daily benchmark runs, batch by batch, and that a day's run writes no table.
@@ -15,6 +16,7 @@ import polars as pl
 from conftest import dataset_path
 from orchestrion.datasets import load_dataset
 from orchestrion.goals import GoalContext, propose_candidates
+from orchestrion.history import StoreHistory
 from orchestrion.proposals import active_users, build_context, day_context, day_start, read_exclusions
 from orchestrion.store import Store
 from test_goals_contract import load_tiny
@@ -39,12 +41,16 @@ def _same_batches(store: Store, models: Path, day: date, batches: list[list[str]
     expected = [_candidates(build_context(store, as_of, batch, events=events)) for batch in batches]
     before = _tables(store)
     with day_context(store, models, day) as shared:
-        for batch, wanted in zip(batches, expected, strict=True):
+        assert isinstance(shared.history, StoreHistory) and shared.history.ahead is not None
+        for number, (batch, wanted) in enumerate(zip(batches, expected, strict=True)):
+            if number + 1 < len(batches):  # as the daily run does: the next batch is read meanwhile
+                shared.prefetch(batches[number + 1])
             mine = shared.for_users(batch, exclusions=read_exclusions(store, batch))
             got = _candidates(mine)
             assert got.height > 0
             assert got.equals(wanted), f"batch {batch[:3]}…: the store-backed context proposed something else"
             assert set(mine.batch_events().get_column("user_id").unique().to_list()) <= set(batch)
+        assert shared.history.ahead.waiting == 0, "a batch read was started ahead and never used"
     assert _tables(store) == before, "the store-backed context wrote a table"
     return shared
 

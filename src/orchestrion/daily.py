@@ -201,11 +201,13 @@ def run_daily(
             progress(already, total)
         with ExitStack() as stack:
             shared = stack.enter_context(day_context(store, settings.models_path, day)) if batches else None
-            for batch in batches:
+            for number, batch in enumerate(batches):
                 if stop is not None and stop():
                     raise _Stopped()
                 batch_started = time.perf_counter()
                 assert shared is not None
+                if number + 1 < len(batches):  # its reads overlap this batch's work
+                    shared.prefetch(batches[number + 1])
                 with _gc_paused():
                     counts = step(store, settings, day, batch, now=clock(), shared=shared)
                 seconds = time.perf_counter() - batch_started

@@ -610,6 +610,8 @@ def deliver(
     with day_context(store, settings.models_path, day) as shared:
         for start in range(0, len(wanted), size):
             batch = wanted[start : start + size]
+            if start + size < len(wanted):  # its reads overlap this batch's work
+                shared.prefetch(wanted[start + size : start + 2 * size])
             total.proposals.append(propose(store, settings.models_path, day, batch, now=now, shared=shared))
             part = execute(
                 store,

@@ -7,6 +7,11 @@ purchase figures once for the day and each batch's per (user, item) statistics f
 own purchases. Together they keep a run's memory to the batch at hand (plus any domain model
 fitted for the day), not the whole history.
 
+Given a :class:`ReadAhead`, both can start the next batch's reads while this batch works
+(:meth:`~orchestrion.goals.context.GoalContext.prefetch`): the reads are DuckDB queries, which
+run without Python's GIL, so they overlap the batch's Python work on the other core. Memory
+then holds two batches' reads, still bounded by the batch size.
+
 >>> from datetime import datetime
 >>> from orchestrion.store import Store
 >>> with Store.open(":memory:") as s:
@@ -16,40 +21,123 @@ fitted for the day), not the whole history.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
+import duckdb
 import polars as pl
 
 from orchestrion.features import pipeline_frame
 from orchestrion.goals.context import as_events
 from orchestrion.store import Store
 
-__all__ = ["DayPurchaseStats", "StoreHistory", "has_purchases"]
+__all__ = ["DayPurchaseStats", "ReadAhead", "StoreHistory", "has_purchases"]
 
 _COLUMNS = "user_id, item_id, type, domain, ts, value"
 
+Read = Callable[[duckdb.DuckDBPyConnection, list[str]], pl.DataFrame]
+"""One batch read: ``read(cursor, users)``, the users sorted and unique."""
+
+
+class ReadAhead:
+    """Batch reads started early on one worker thread, each handed over once to the same users.
+
+    :meth:`start` opens the read's cursor on the calling thread (DuckDB hands out cursors on the
+    thread that owns the connection) and runs the read on the worker; :meth:`take` returns the
+    started read of the same name and users, waiting for it if needed, or reads at once when none
+    was started (other users, no read-ahead). Reads never taken (a batch whose users changed) are
+    dropped once more than :data:`KEPT` wait.
+
+    >>> from orchestrion.store import Store
+    >>> with Store.open(":memory:") as s:
+    ...     ahead = ReadAhead(s)
+    ...     count = lambda con, users: con.sql("SELECT len($u::VARCHAR[]) AS n", params={"u": users}).pl()
+    ...     ahead.start("n", ["b", "a", "a"], count)
+    ...     (ahead.take("n", ["a", "b"], count).item(), ahead.waiting, ahead.take("n", ["c"], count).item())
+    ...     ahead.close()
+    (2, 0, 1)
+    """
+
+    KEPT: Final = 4
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orchestrion-read-ahead")
+        self._started: OrderedDict[tuple[str, tuple[str, ...]], Future[pl.DataFrame]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def waiting(self) -> int:
+        """Reads started and not taken yet."""
+        return len(self._started)
+
+    def start(self, name: str, users: Sequence[str], read: Read) -> None:
+        key = (name, tuple(sorted(set(users))))
+        with self._lock:
+            if key in self._started:
+                return
+            con = self.store.cursor()
+            self._started[key] = self._pool.submit(_closing, con, read, list(key[1]))
+            while len(self._started) > self.KEPT:
+                self._started.popitem(last=False)[1].cancel()
+
+    def take(self, name: str, users: Sequence[str], read: Read) -> pl.DataFrame:
+        key = (name, tuple(sorted(set(users))))
+        with self._lock:
+            future = self._started.pop(key, None)
+        if future is not None and not future.cancelled():
+            return future.result()
+        with self.store.cursor() as con:
+            return read(con, list(key[1]))
+
+    def close(self) -> None:
+        """Stop the worker: reads not started are cancelled, a running one is waited for."""
+        with self._lock:
+            self._started.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _closing(con: duckdb.DuckDBPyConnection, read: Read, users: list[str]) -> pl.DataFrame:
+    with con:
+        return read(con, users)
+
 
 class StoreHistory:
-    """The events before ``as_of``, read from ``store`` when asked (each read on its own cursor, closed after it)."""
+    """The events before ``as_of``, read from ``store`` when asked (each read on its own cursor, closed after it);
+    a batch's events are read ahead when ``ahead`` is given and :meth:`prefetch` is called."""
 
-    def __init__(self, store: Store, as_of: datetime) -> None:
+    def __init__(self, store: Store, as_of: datetime, *, ahead: ReadAhead | None = None) -> None:
         self.store = store
         self.as_of = as_of
+        self.ahead = ahead
 
-    def _read(self, where: str, params: dict[str, Any]) -> pl.DataFrame:
-        with self.store.cursor() as con:
-            frame: pl.DataFrame = con.sql(
-                f"SELECT {_COLUMNS} FROM events WHERE ts < $as_of AND {where}", params={"as_of": self.as_of, **params}
-            ).pl()
+    def _read(self, con: duckdb.DuckDBPyConnection, where: str, params: dict[str, Any]) -> pl.DataFrame:
+        frame: pl.DataFrame = con.sql(
+            f"SELECT {_COLUMNS} FROM events WHERE ts < $as_of AND {where}", params={"as_of": self.as_of, **params}
+        ).pl()
         return as_events(frame, self.as_of)
 
     def domain_events(self, domain: str) -> pl.DataFrame:
-        return self._read("domain = $domain", {"domain": domain})
+        with self.store.cursor() as con:
+            return self._read(con, "domain = $domain", {"domain": domain})
+
+    def _users(self, con: duckdb.DuckDBPyConnection, users: list[str]) -> pl.DataFrame:
+        return self._read(con, "user_id IN (SELECT unnest($users::VARCHAR[]))", {"users": users})
 
     def user_events(self, users: Sequence[str]) -> pl.DataFrame:
-        return self._read("user_id IN (SELECT unnest($users::VARCHAR[]))", {"users": list(users)})
+        if self.ahead is not None:
+            return self.ahead.take("events", users, self._users)
+        with self.store.cursor() as con:
+            return self._users(con, list(users))
+
+    def prefetch(self, users: Sequence[str]) -> None:
+        """Start reading ``users``' events (with a :class:`ReadAhead`; nothing without one)."""
+        if self.ahead is not None:
+            self.ahead.start("events", users, self._users)
 
 
 def has_purchases(store: Store, as_of: datetime) -> bool:
@@ -73,19 +161,30 @@ class DayPurchaseStats:
 
     _ITEMS = "_batch_purchase_items"
 
-    def __init__(self, store: Store, as_of: datetime) -> None:
+    def __init__(self, store: Store, as_of: datetime, *, ahead: ReadAhead | None = None) -> None:
         self.store = store
         self.as_of = as_of
+        self.ahead = ahead
         with store.cursor() as con:
             self.items = pipeline_frame(con, "purchase_items", {"as_of": as_of}, order_by="item_id")
 
+    def _read(self, con: duckdb.DuckDBPyConnection, users: list[str]) -> pl.DataFrame:
+        con.register(self._ITEMS, self.items.to_arrow())
+        return pipeline_frame(
+            con,
+            "purchase_stats",
+            {"as_of": self.as_of, "users": users},
+            order_by="user_id, item_id",
+            tables={"purchase_items": self._ITEMS},
+        )
+
     def __call__(self, users: Sequence[str]) -> pl.DataFrame:
+        if self.ahead is not None:
+            return self.ahead.take("purchase_stats", users, self._read)
         with self.store.cursor() as con:
-            con.register(self._ITEMS, self.items.to_arrow())
-            return pipeline_frame(
-                con,
-                "purchase_stats",
-                {"as_of": self.as_of, "users": list(users)},
-                order_by="user_id, item_id",
-                tables={"purchase_items": self._ITEMS},
-            )
+            return self._read(con, list(users))
+
+    def prefetch(self, users: Sequence[str]) -> None:
+        """Start computing ``users``' statistics (with a :class:`ReadAhead`; nothing without one)."""
+        if self.ahead is not None:
+            self.ahead.start("purchase_stats", users, self._read)

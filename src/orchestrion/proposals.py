@@ -41,7 +41,7 @@ from orchestrion.goals import (
     propose_candidates,
 )
 from orchestrion.goals.context import PurchaseStats
-from orchestrion.history import DayPurchaseStats, StoreHistory, has_purchases
+from orchestrion.history import DayPurchaseStats, ReadAhead, StoreHistory, has_purchases
 from orchestrion.ranking import FEATURES, ChoiceConfig, GoalRanker, Scorer, decide
 from orchestrion.ranking.features import HISTORY_SCHEMA
 from orchestrion.registry import model_version
@@ -295,19 +295,24 @@ def day_context(
     It holds the catalog and the promoted repurchase model; events are read per batch (and per
     domain when a domain's model is fitted) and purchase statistics are computed per batch from
     the batch's purchases and the day's per item figures (:mod:`orchestrion.history`), so the
-    memory a run needs follows the batch, not the history.
+    memory a run needs follows the batch, not the history. ``shared.prefetch(next_users)`` starts
+    the next batch's reads on a worker thread while this batch works; leaving the context stops it.
     """
     config = config or ProposalConfig()
     as_of = day_start(day)
-    yield GoalContext(
-        as_of,
-        [],
-        StoreHistory(store, as_of),
-        read_items(store),
-        purchase_stats=DayPurchaseStats(store, as_of) if has_purchases(store, as_of) else None,
-        repurchase=_promoted_repurchase(models_root),
-        config=config.context,
-    )
+    ahead = ReadAhead(store)
+    try:
+        yield GoalContext(
+            as_of,
+            [],
+            StoreHistory(store, as_of, ahead=ahead),
+            read_items(store),
+            purchase_stats=DayPurchaseStats(store, as_of, ahead=ahead) if has_purchases(store, as_of) else None,
+            repurchase=_promoted_repurchase(models_root),
+            config=config.context,
+        )
+    finally:
+        ahead.close()
 
 
 def propose(

@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -87,6 +87,15 @@ class FrameHistory:
 
     def user_events(self, users: Sequence[str]) -> pl.DataFrame:
         return self.events.filter(pl.col("user_id").is_in(list(users)))
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A history or purchase statistics source that can start reading a batch before it is asked."""
+
+    def prefetch(self, users: Sequence[str]) -> None:
+        """Start reading what a later call for ``users`` will ask for."""
+        ...
 
 
 PurchaseStats = pl.DataFrame | Callable[[Sequence[str]], pl.DataFrame]
@@ -169,6 +178,14 @@ class GoalContext:
             other.exclusions = exclusions.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String))
         other._mine = {}
         return other
+
+    def prefetch(self, users: Iterable[str]) -> None:
+        """Let the sources that can (the daily run's store reads) start reading the batch of
+        ``users`` now, for a later :meth:`for_users` of the same users; nothing otherwise."""
+        wanted = np.unique(np.asarray(list(users), dtype=str)).tolist()
+        for source in (self.history, self._purchase_stats):
+            if isinstance(source, Prefetching):
+                source.prefetch(wanted)
 
     @property
     def purchase_stats(self) -> pl.DataFrame | None:
