@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -97,7 +98,13 @@ class UserRules:
     spent_this_month: float
 
     def local(self, now: datetime) -> datetime:
-        return now.replace(tzinfo=UTC).astimezone(self.timezone).replace(tzinfo=None)
+        return _in_zone(now, self.timezone)
+
+
+@lru_cache(maxsize=1024)
+def _in_zone(now: datetime, zone: ZoneInfo) -> datetime:
+    """UTC ``now`` as wall-clock time in ``zone`` (a batch asks it once per effect, for few zones)."""
+    return now.replace(tzinfo=UTC).astimezone(zone).replace(tzinfo=None)
 
 
 def _zone(name: str | None) -> ZoneInfo:
@@ -190,7 +197,7 @@ def _goals(con: Any, day: date, users: Sequence[str]) -> list[GoalRecord]:
         SELECT g.goal_id, d.deliverable_id, g.user_id, g.date, g.template, g.variant, g.title, g.items,
                g.params, g.details, g.why, g.cost
         FROM deliverables d JOIN goals g USING (goal_id)
-        WHERE d.date = $day AND d.status = 'proposed' AND d.user_id IN (SELECT unnest($users))
+        WHERE d.date = $day AND g.date = $day AND d.status = 'proposed' AND d.user_id IN (SELECT unnest($users))
         ORDER BY g.user_id, g.slot
         """,
         {"day": day, "users": list(users)},
@@ -371,13 +378,14 @@ def execute(
     for job in jobs:
         job.executor.ctx.close()
 
-    _carry_out(store, jobs, skipped, effector, now, result, settings.effect_concurrency)
+    _carry_out(store, day, jobs, skipped, effector, now, result, settings.effect_concurrency)
     result.seconds = time.perf_counter() - started
     return result
 
 
 def _carry_out(
     store: Store,
+    day: date,
     jobs: Sequence[_Job],
     skipped: Sequence[tuple[GoalRecord, str]],
     effector: Effector,
@@ -417,15 +425,16 @@ def _carry_out(
         for effect in job.executor.ctx.effects:
             user_spent = spent.get(job.goal.user_id, job.rules.spent_this_month)
             verdict = _verdict(job.rules, effect, now, user_spent)
-            key = ledger.effect_key(job.goal.user_id, job.goal.goal_id, effect.tool, job.goal.date, effect.effect)
             args = ledger.canonical(effect.effect)
+            goal = job.goal
+            key = ledger.effect_key(goal.user_id, goal.goal_id, effect.tool, goal.date, effect.effect, text=args)
             if not verdict.allowed:
                 refusals.append([d_id, job.goal.user_id, effect.tool, verdict.rule, verdict.detail, args, now])
                 continue
             if effect.amount:
                 spent[job.goal.user_id] = user_spent + effect.amount
             if verdict.tier == "auto" and not verdict.defer_quiet:
-                claims.append((ledger.Effect(key, job.goal.user_id, d_id, effect.tool, effect.effect), effect, d_id))
+                claims.append((ledger.Effect(key, goal.user_id, d_id, effect.tool, effect.effect, args), effect, d_id))
                 continue
             tier = "notify" if verdict.defer_quiet else verdict.tier
             due = None
@@ -502,7 +511,7 @@ def _carry_out(
                     carry(d_id, mine)
             list(sent)
         ledger.fail(con, failed, now=now)
-        _write(con, records, status, errors, outcomes, now)
+        _write(con, day, records, status, errors, outcomes, now)
     finally:
         con.close()
     result.deliverables += len(records)
@@ -515,6 +524,7 @@ def _carry_out(
 
 def _write(
     con: Any,
+    day: date,
     records: Mapping[str, Mapping[str, Any]],
     status: Mapping[str, str],
     errors: Mapping[str, str | None],
@@ -571,9 +581,9 @@ def _write(
                     content = u.content, plan = u.plan, trace = u.trace, planner = u.planner,
                     fallback = u.fallback, tokens = u.tokens, cost = u.cost, review = u.review,
                     attempts = u.attempts, error = u.error, updated_at = $now
-                FROM _orchestrion_delivered u WHERE d.deliverable_id = u.deliverable_id
+                FROM _orchestrion_delivered u WHERE d.date = $day AND d.deliverable_id = u.deliverable_id
                 """,
-                {"now": now},
+                {"now": now, "day": day},
             )
             ledger.settle(con, "completed", {k: ledger.canonical(r) for k, r in outcomes.items()}, now)
         finally:

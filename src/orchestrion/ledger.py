@@ -54,10 +54,13 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def effect_key(user_id: str, goal_id: str, action: str, day: date, effect: Mapping[str, Any]) -> str:
-    """The deterministic idempotency key of one intended effect."""
-    text = "|".join((user_id, goal_id, action, day.isoformat(), canonical(effect)))
-    return "fx_" + hashlib.sha256(text.encode()).hexdigest()[:32]
+def effect_key(
+    user_id: str, goal_id: str, action: str, day: date, effect: Mapping[str, Any], *, text: str | None = None
+) -> str:
+    """The deterministic idempotency key of one intended effect (``text``: its :func:`canonical`
+    form, when the caller has it already)."""
+    whole = "|".join((user_id, goal_id, action, day.isoformat(), canonical(effect) if text is None else text))
+    return "fx_" + hashlib.sha256(whole.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class Effect:
     deliverable_id: str
     action: str
     effect: Mapping[str, Any]
+    text: str | None = None
+    """The effect's :func:`canonical` form, when already made."""
 
 
 def claim(con: duckdb.DuckDBPyConnection, effects: Sequence[Effect], *, now: datetime) -> dict[str, ClaimState]:
@@ -83,7 +88,7 @@ def claim(con: duckdb.DuckDBPyConnection, effects: Sequence[Effect], *, now: dat
                 {"k": keys},
             ).fetchall()
         )
-        rows = [[e.key, e.user_id, e.deliverable_id, e.action, canonical(e.effect)] for e in effects]
+        rows = [[e.key, e.user_id, e.deliverable_id, e.action, e.text or canonical(e.effect)] for e in effects]
         with registered(con, rows, ("k", "u", "d", "a", "e")) as name:
             con.execute(
                 f"INSERT INTO side_effects SELECT k, u, d, a, e, 'claimed', NULL, 1, $now, NULL FROM {name} "

@@ -171,7 +171,7 @@ class Tool:
 
     def __call__(self, ctx: ToolContext, arguments: Mapping[str, Any]) -> Any:
         valid = self.validate(arguments)
-        return self.function(ctx, **dict(valid))  # the fields, as validated (extra fields are forbidden)
+        return self.function(ctx, **vars(valid))  # the fields, as validated (extra fields are forbidden)
 
 
 def tool(*, action: ActionClass | None = None) -> Callable[[Callable[..., Any]], Tool]:
