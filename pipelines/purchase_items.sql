@@ -7,21 +7,19 @@
 -- Only hash aggregates, so a memory-capped store spills them to disk instead of failing; the
 -- daily run computes this once per day and the per-user statistics once per batch of users.
 CREATE OR REPLACE TABLE purchase_items AS
-WITH days AS (
-    SELECT item_id, user_id, date_trunc('day', ts) AS day, max(ts) AS ts
+WITH pairs AS (
+    -- a pair bought on two or more days is one whose first and last purchase days differ: one
+    -- aggregate per (user, item), not one per purchase day (half the time; equal on the 16x day)
+    SELECT item_id, user_id,
+           min(date_trunc('day', ts)) < max(date_trunc('day', ts)) AS repeat,
+           max(ts) >= $as_of::TIMESTAMP - INTERVAL 30 DAY AS recent
     FROM events
     WHERE type = 'purchase' AND item_id IS NOT NULL AND ts < $as_of::TIMESTAMP
-    GROUP BY ALL
-),
-pairs AS (
-    -- grouping the days first is twice as fast as count(DISTINCT day) per pair
-    SELECT item_id, user_id, count(*) AS occasions, max(ts) >= $as_of::TIMESTAMP - INTERVAL 30 DAY AS recent
-    FROM days
     GROUP BY ALL
 )
 SELECT item_id,
        count(*)::INTEGER AS item_buyers,
        count(*) FILTER (WHERE recent)::INTEGER AS item_recent_buyers,
-       avg(CASE WHEN occasions >= 2 THEN 1.0 ELSE 0.0 END) AS item_repeat_share
+       avg(CASE WHEN repeat THEN 1.0 ELSE 0.0 END) AS item_repeat_share
 FROM pairs
 GROUP BY item_id

@@ -57,6 +57,10 @@ def test_purchase_stats(store: Store) -> None:
     assert mean_gap == pytest.approx(15.0) and median_gap == pytest.approx(15.0)
     assert since == pytest.approx(29 + 13 / 24)
     assert store.con.execute("SELECT last_price FROM purchase_stats WHERE user_id = 'u3'").fetchall() == [(3.5,)]
+    # a's buyers: u1 on three days (a repeat), u2 once, u3 twice on one day (not a repeat);
+    # bought in the last 30 days: u1 (Jan 31) and u2 (Feb 1)
+    items = store.con.sql("SELECT item_buyers, item_recent_buyers, item_repeat_share FROM purchase_items").fetchall()
+    assert items == [(3, 2, pytest.approx(1 / 3))]
 
 
 def test_runner_errors_name_the_fix(store: Store) -> None:
