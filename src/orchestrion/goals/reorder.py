@@ -85,10 +85,16 @@ class Reorder:
         c = self.config
         habit = pl.col("n_purchases") >= c.min_occasions
         in_last_order = (pl.col("days_since_last") - pl.col("user_days_since_last")).abs() < 1.0
-        # Only habits and last-order items can be in a cart: the model scores just those rows.
+        # Only habits and last-order items can be in a cart, and of the last order's items that are
+        # not habits only the first `size` of each user's can: the model scores just those rows
+        # (half of them on Online Retail, whose last orders are long).
         pairs = self._priced(ctx, pairs.filter(habit | in_last_order))
         if pairs.height == 0:
             return empty_candidates()
+        last_by, last_descending = ["user_id", "n_purchases", "item_id"], [False, True, False]
+        last_cart = pairs.filter(in_last_order).sort(last_by, descending=last_descending)
+        last_cart = last_cart.group_by("user_id", maintain_order=True).head(c.size)
+        pairs = pl.concat([pairs.filter(habit), last_cart.filter(~habit)])
         if ctx.repurchase is not None:
             p = ctx.repurchase.predict(pairs)
         else:
@@ -100,7 +106,8 @@ class Reorder:
         staples = pairs.filter(habit).sort(
             ["user_id", "n_purchases", "last_ts", "item_id"], descending=[False, True, True, False]
         )
-        last = pairs.filter(in_last_order).sort(["user_id", "n_purchases", "item_id"], descending=[False, True, False])
+        # every row of each user's first `size` last-order rows is still here, so the cart is the same
+        last = pairs.filter(in_last_order).sort(last_by, descending=last_descending)
         carts = [
             self._cart(frame, variant) for frame, variant in ((due, "due"), (staples, "staples"), (last, "last_order"))
         ]
