@@ -9,8 +9,9 @@ peak memory is the run's own) opens the file and times :func:`orchestrion.daily.
 the day: per item purchase figures once, then per batch of ``--batch`` users read the batch's
 events and purchase statistics, propose, rank, choose, plan, review, carry out (one outbox HTML
 file per published deliverable) and deliver, with the run ledger. The modules are imported
-before the clock starts, as in a running server. Reports users/s, the run's CPU time and peak
-RSS, and writes the scaling chart to ``docs/img/daily_run_scaling.png``.
+before the clock starts, as in a running server. Reports users/s, the run's CPU time, peak
+RSS and the RSS after each batch (flat when memory follows the batch size, rising when it
+follows the number of users), and writes the scaling chart to ``docs/img/daily_run_scaling.png``.
 
 Baseline, measured in the same process at each scale: the bare propose step alone for the same
 users (:func:`orchestrion.proposals.propose`, one call, no ledger, no planning or delivery).
@@ -52,6 +53,8 @@ class Measured:
     counts: dict[str, Any]
     cpu: float
     create_us: float
+    batch_mb: list[float]
+    """RSS after each batch: flat when memory follows the batch, rising when it follows the users."""
 
 
 def create_latency_us(folder: Path, n: int = 300) -> float:
@@ -81,10 +84,10 @@ def prepare(home: Path, scale: int, day: date, datasets: Path) -> int:
         return int(store.scalar("SELECT count(*) FROM events") or 0)
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM), in MB."""
+def peak_rss_mb(field: str = "VmHWM") -> float:
+    """This process's peak resident set (``VmHWM``), or the current one (``VmRSS``), in MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -105,7 +108,8 @@ def measure(home: str, day: date, batch: int, memory_limit: str | None) -> Measu
         create_us = create_latency_us(Path(home) / "disk-probe")
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
-        report = run_daily(store, settings, day)
+        after_batches: list[float] = []
+        report = run_daily(store, settings, day, progress=lambda done, _: after_batches.append(peak_rss_mb("VmRSS")))
         seconds = time.perf_counter() - started
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         peak = peak_rss_mb()
@@ -115,7 +119,8 @@ def measure(home: str, day: date, batch: int, memory_limit: str | None) -> Measu
         propose(store, settings.models_path, day, users, now=utcnow())
         baseline = time.perf_counter() - started
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-    return Measured(len(users), seconds, baseline, peak, dict(report.run.counts), cpu, create_us)
+    # the first call reports the users already done, before any batch
+    return Measured(len(users), seconds, baseline, peak, dict(report.run.counts), cpu, create_us, after_batches[1:])
 
 
 def main() -> None:
@@ -152,6 +157,8 @@ def main() -> None:
                   f"{best.users / best.baseline:6,.0f} users/s   ratio {best.baseline / best.seconds:4.2f}   "
                   f"peak RSS {best.peak_mb:6,.0f} MB   CPU {best.cpu:6.1f} s   "
                   f"disk: file create {best.create_us:4.0f} µs", flush=True)
+            shown = ", ".join(f"{mb:,.0f}" for mb in best.batch_mb)
+            print(f"      RSS after each of its {len(best.batch_mb)} batches (MB): {shown}", flush=True)
         print("counts at the largest scale:", results[-1][1].counts)
         chart(results, args.batch)
 

@@ -4,7 +4,8 @@
 context (events before D, the catalog, ``purchase_stats``, the promoted models) is built once per
 run; then each batch of users goes through the *step* — proposing, ranking and choosing their
 goals and, with the orchestrator, planning, executing, reviewing and delivering them. The step is
-a parameter (:data:`Step`), so the pipeline does not care which stages exist.
+a parameter (:data:`Step`), so the pipeline does not care which stages exist. While a batch
+works, the next batch's event and purchase reads run on a worker thread (``shared.prefetch``).
 
 The run is recorded in the ledger (:mod:`orchestrion.runs`) under the key (``daily``, D[, shard]):
 its users are fixed in sorted batches of ``settings.delivery_batch_users`` when it starts, each
