@@ -81,7 +81,11 @@ def prepare(home: Path, scale: int, day: date, datasets: Path) -> int:
             )
         train_repurchase(store, settings.models_path, as_of=datetime.combine(day, clock()), now=utcnow(),
                          config={"training_cutoffs": 3})
-        return int(store.scalar("SELECT count(*) FROM events") or 0)
+        events = int(store.scalar("SELECT count(*) FROM events") or 0)
+    # The database was just written (0.3-1 GB): flush it, as on a server whose data was loaded
+    # earlier, so the run's commits do not queue behind the load's writes to disk.
+    os.sync()
+    return events
 
 
 def peak_rss_mb(field: str = "VmHWM") -> float:
