@@ -106,14 +106,31 @@ def _closing(con: duckdb.DuckDBPyConnection, read: Read, users: list[str]) -> pl
         return read(con, users)
 
 
-class StoreHistory:
+class _BatchReads:
+    """A source read one batch of users at a time, each read started ahead when ``ahead`` is given."""
+
+    def __init__(self, store: Store, ahead: ReadAhead | None) -> None:
+        self.store = store
+        self.ahead = ahead
+
+    def _batch(self, name: str, users: Sequence[str], read: Read) -> pl.DataFrame:
+        if self.ahead is not None:
+            return self.ahead.take(name, users, read)
+        with self.store.cursor() as con:
+            return read(con, sorted(set(users)))
+
+    def _start(self, name: str, users: Sequence[str], read: Read) -> None:
+        if self.ahead is not None:
+            self.ahead.start(name, users, read)
+
+
+class StoreHistory(_BatchReads):
     """The events before ``as_of``, read from ``store`` when asked (each read on its own cursor, closed after it);
     a batch's events are read ahead when ``ahead`` is given and :meth:`prefetch` is called."""
 
     def __init__(self, store: Store, as_of: datetime, *, ahead: ReadAhead | None = None) -> None:
-        self.store = store
+        super().__init__(store, ahead)
         self.as_of = as_of
-        self.ahead = ahead
 
     def _read(self, con: duckdb.DuckDBPyConnection, where: str, params: dict[str, Any]) -> pl.DataFrame:
         frame: pl.DataFrame = con.sql(
@@ -129,15 +146,11 @@ class StoreHistory:
         return self._read(con, "user_id IN (SELECT unnest($users::VARCHAR[]))", {"users": users})
 
     def user_events(self, users: Sequence[str]) -> pl.DataFrame:
-        if self.ahead is not None:
-            return self.ahead.take("events", users, self._users)
-        with self.store.cursor() as con:
-            return self._users(con, list(users))
+        return self._batch("events", users, self._users)
 
     def prefetch(self, users: Sequence[str]) -> None:
         """Start reading ``users``' events (with a :class:`ReadAhead`; nothing without one)."""
-        if self.ahead is not None:
-            self.ahead.start("events", users, self._users)
+        self._start("events", users, self._users)
 
 
 def has_purchases(store: Store, as_of: datetime) -> bool:
@@ -149,7 +162,7 @@ def has_purchases(store: Store, as_of: datetime) -> bool:
     return bool(rows[0][0])
 
 
-class DayPurchaseStats:
+class DayPurchaseStats(_BatchReads):
     """``purchase_stats`` as of ``as_of``, computed a batch of users at a time.
 
     The per item figures (``pipelines/purchase_items.sql``: one pass over every purchase, hash
@@ -162,9 +175,8 @@ class DayPurchaseStats:
     _ITEMS = "_batch_purchase_items"
 
     def __init__(self, store: Store, as_of: datetime, *, ahead: ReadAhead | None = None) -> None:
-        self.store = store
+        super().__init__(store, ahead)
         self.as_of = as_of
-        self.ahead = ahead
         with store.cursor() as con:
             self.items = pipeline_frame(con, "purchase_items", {"as_of": as_of}, order_by="item_id")
 
@@ -179,12 +191,8 @@ class DayPurchaseStats:
         )
 
     def __call__(self, users: Sequence[str]) -> pl.DataFrame:
-        if self.ahead is not None:
-            return self.ahead.take("purchase_stats", users, self._read)
-        with self.store.cursor() as con:
-            return self._read(con, list(users))
+        return self._batch("purchase_stats", users, self._read)
 
     def prefetch(self, users: Sequence[str]) -> None:
         """Start computing ``users``' statistics (with a :class:`ReadAhead`; nothing without one)."""
-        if self.ahead is not None:
-            self.ahead.start("purchase_stats", users, self._read)
+        self._start("purchase_stats", users, self._read)
