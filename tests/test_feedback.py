@@ -211,7 +211,7 @@ def _decided(day: date, prefix: str, rng: np.random.Generator, rules: ChoiceConf
 
 
 def test_record_goals_adds_only_what_is_not_stored(store: Store) -> None:
-    """Recording a day again (a batch done twice, a trigger racing the daily run) adds only the
+    """Recording a day again (a batch done twice, a goal a trigger recorded first) adds only the
     goals not stored yet, with a deliverable for each chosen one, and leaves stored rows as they
     were; a goal twice in one frame is stored once; another day's goals are their own."""
     from orchestrion.proposals import record_goals

@@ -403,11 +403,12 @@ def _carry_out(
     refusals: list[list[Any]] = []
     spent: dict[str, float] = {}
     for job in jobs:
-        d_id = job.goal.deliverable_id
+        goal = job.goal
+        d_id = goal.deliverable_id
         records[d_id] = _record(job, now)
         errors[d_id] = job.error
         for r in job.executor.refusals:
-            refusals.append([d_id, job.goal.user_id, r.action, r.rule, r.detail, ledger.canonical(r.arguments), now])
+            refusals.append([d_id, goal.user_id, r.action, r.rule, r.detail, ledger.canonical(r.arguments), now])
         if job.error or job.outcome is None:
             status[d_id] = "failed"
             continue
@@ -423,16 +424,15 @@ def _carry_out(
             result.fallbacks += 1
         waiting = False
         for effect in job.executor.ctx.effects:
-            user_spent = spent.get(job.goal.user_id, job.rules.spent_this_month)
+            user_spent = spent.get(goal.user_id, job.rules.spent_this_month)
             verdict = _verdict(job.rules, effect, now, user_spent)
             args = ledger.canonical(effect.effect)
-            goal = job.goal
             key = ledger.effect_key(goal.user_id, goal.goal_id, effect.tool, goal.date, effect.effect, text=args)
             if not verdict.allowed:
-                refusals.append([d_id, job.goal.user_id, effect.tool, verdict.rule, verdict.detail, args, now])
+                refusals.append([d_id, goal.user_id, effect.tool, verdict.rule, verdict.detail, args, now])
                 continue
             if effect.amount:
-                spent[job.goal.user_id] = user_spent + effect.amount
+                spent[goal.user_id] = user_spent + effect.amount
             if verdict.tier == "auto" and not verdict.defer_quiet:
                 claims.append((ledger.Effect(key, goal.user_id, d_id, effect.tool, effect.effect, args), effect, d_id))
                 continue
@@ -443,7 +443,7 @@ def _carry_out(
                 wait = timedelta(minutes=job.rules.policy.notify_window_minutes)
                 due = now + (job.rules.policy.quiet_until(local) - local if verdict.defer_quiet else wait)
             detail = "deferred by quiet hours" if verdict.defer_quiet else None
-            pending.append([key, d_id, job.goal.user_id, effect.tool, args, tier, "waiting", due, now, detail])
+            pending.append([key, d_id, goal.user_id, effect.tool, args, tier, "waiting", due, now, detail])
             waiting = waiting or tier in ("approve", "notify")
         status[d_id] = "awaiting_approval" if waiting else "delivered"
     for goal, reason in skipped:

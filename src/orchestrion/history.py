@@ -89,7 +89,7 @@ class ReadAhead:
         key = (name, tuple(sorted(set(users))))
         with self._lock:
             future = self._started.pop(key, None)
-        if future is not None and not future.cancelled():
+        if future is not None:
             return future.result()
         with self.store.cursor() as con:
             return read(con, list(key[1]))

@@ -224,8 +224,8 @@ def record_goals(store: Store, decided: pl.DataFrame, *, now: datetime) -> None:
     an anti-join on the goal's own day, not with ``INSERT OR IGNORE``: DuckDB plans that as a join
     against the whole table, and for ``deliverables``, with two unique columns, as a nested loop
     join of the batch against every deliverable ever made (measured: 0.03 s for the first batch
-    of a day, 0.6 s for the fourth, growing every day). Two writers racing on one goal: the later
-    commit's constraint error rolls it back and it is tried once more, now seeing the other's rows.
+    of a day, 0.6 s for the fourth, growing every day). Two uncommitted writers of one goal: the
+    later commit fails with DuckDB's constraint error, as it did with ``INSERT OR IGNORE``.
     """
     if decided.height == 0:
         return
@@ -254,20 +254,13 @@ def record_goals(store: Store, decided: pl.DataFrame, *, now: datetime) -> None:
         pl.lit(now).alias("created_at"),
     )
     days = table.get_column("date").unique().sort().to_list()
-    arrow = table.to_arrow()
-    for attempt in (1, 2):
+    with store.transaction() as con:
+        con.register("_orchestrion_goals", table.to_arrow())
         try:
-            with store.transaction() as con:
-                con.register("_orchestrion_goals", arrow)
-                try:
-                    for day in days:
-                        _insert_new_goals(con, day)
-                finally:
-                    con.unregister("_orchestrion_goals")
-            return
-        except duckdb.ConstraintException:
-            if attempt == 2:
-                raise
+            for day in days:
+                _insert_new_goals(con, day)
+        finally:
+            con.unregister("_orchestrion_goals")
 
 
 def _insert_new_goals(con: duckdb.DuckDBPyConnection, day: date) -> None:
