@@ -18,6 +18,13 @@ users in the same batches (:func:`orchestrion.proposals.propose` with one day co
 no read-ahead, no planning or delivery). One call for every user, as before, ran out of DuckDB
 memory at 32x under a 400 MB cap.
 
+Memory: after each batch the script records the RSS and the part of it DuckDB's allocator holds
+(its jemalloc ``stats.resident``, read through the ``duckdb_je_mallctl`` symbol of the DuckDB
+wheel; the sum of ``duckdb_memory()`` where that symbol is missing). DuckDB's part is its cache of
+the tables it scans, which grows with the table up to ``--memory-limit``; the rest (Python,
+polars, the batch's frames and records) is what should follow the batch size and not the number
+of users. ``--batch 1000 2000 4000`` runs every scale at each batch size.
+
 Outbox file writes go to this machine's disk, whose file-creation latency varies from 25 µs to
 700 µs from minute to minute (a shared virtual disk; ext4 also scans past inodes freed in the
 last seconds, so deleting thousands of files just before a run slows its creations): each line
@@ -28,9 +35,11 @@ the last scale, and ``--repeat`` runs each scale again and keeps the fastest run
 from __future__ import annotations
 
 import argparse
+import ctypes
 import multiprocessing
 import os
 import resource
+import shutil
 import tempfile
 import time
 from contextlib import ExitStack
@@ -55,8 +64,17 @@ class Measured:
     counts: dict[str, Any]
     cpu: float
     create_us: float
+    batch: int
+    start_mb: float
+    """RSS before the run: the interpreter, the libraries a server has loaded and the open store."""
     batch_mb: list[float]
     """RSS after each batch: flat when memory follows the batch, rising when it follows the users."""
+    batch_duckdb_mb: list[float]
+    """The part of ``batch_mb`` DuckDB's allocator holds (its cache, capped by the memory limit)."""
+
+    @property
+    def outside_duckdb_mb(self) -> list[float]:
+        return [rss - held for rss, held in zip(self.batch_mb, self.batch_duckdb_mb, strict=True)]
 
 
 def create_latency_us(folder: Path, n: int = 300) -> float:
@@ -98,6 +116,24 @@ def peak_rss_mb(field: str = "VmHWM") -> float:
     return float("nan")
 
 
+def duckdb_resident_mb(con: Any) -> float:
+    """Resident memory of DuckDB's own allocator (its jemalloc), or its ``duckdb_memory()`` sum."""
+    import _duckdb  # the extension module, which exports DuckDB's jemalloc under a prefix
+
+    try:
+        mallctl = ctypes.CDLL(_duckdb.__file__).duckdb_je_mallctl
+    except (AttributeError, OSError):
+        return float(con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchall()[0][0]) / 2**20
+    mallctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p,
+                        ctypes.c_size_t]
+    epoch, size = ctypes.c_uint64(1), ctypes.c_size_t(8)
+    mallctl(b"epoch", ctypes.byref(epoch), ctypes.byref(size), ctypes.byref(epoch), 8)  # refresh the stats
+    resident, size = ctypes.c_size_t(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_size_t))
+    if mallctl(b"stats.resident", ctypes.byref(resident), ctypes.byref(size), None, 0) != 0:
+        return float("nan")
+    return resident.value / 2**20
+
+
 def measure(home: str, day: date, batch: int, memory_limit: str | None) -> Measured:
     """In a fresh process: the daily run, then the bare propose baseline for the same users."""
     # Imported before the clock, as in a running server (scikit-learn is imported by the first
@@ -112,10 +148,12 @@ def measure(home: str, day: date, batch: int, memory_limit: str | None) -> Measu
     with Store.open(settings.database_path, memory_limit=settings.duckdb_memory_limit) as store:
         users = active_users(store, day_start(day), 30)
         create_us = create_latency_us(Path(home) / "disk-probe")
+        start_mb = peak_rss_mb("VmRSS")
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
-        after_batches: list[float] = []
-        report = run_daily(store, settings, day, progress=lambda done, _: after_batches.append(peak_rss_mb("VmRSS")))
+        after_batches: list[tuple[float, float]] = []
+        report = run_daily(store, settings, day, progress=lambda done, _: after_batches.append(
+            (peak_rss_mb("VmRSS"), duckdb_resident_mb(store.con))))
         seconds = time.perf_counter() - started
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         peak = peak_rss_mb()
@@ -128,14 +166,16 @@ def measure(home: str, day: date, batch: int, memory_limit: str | None) -> Measu
         baseline = time.perf_counter() - started
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     # the first call reports the users already done, before any batch
-    return Measured(len(users), seconds, baseline, peak, dict(report.run.counts), cpu, create_us, after_batches[1:])
+    return Measured(len(users), seconds, baseline, peak, dict(report.run.counts), cpu, create_us, batch, start_mb,
+                    [rss for rss, _ in after_batches[1:]], [held for _, held in after_batches[1:]])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--date", default="2011-11-01")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--batch", type=int, default=Settings().delivery_batch_users)
+    parser.add_argument("--batch", type=int, nargs="+", default=[Settings().delivery_batch_users],
+                        help="users per batch; several values run each scale at each batch size")
     parser.add_argument("--memory-limit", default=None, help="DuckDB memory cap of the run, e.g. 1GB")
     parser.add_argument("--repeat", type=int, default=1, help="runs per scale; the fastest is kept")
     args = parser.parse_args()
@@ -144,64 +184,92 @@ def main() -> None:
     if not root:
         raise SystemExit("set ORCHESTRION_DATASETS to the folder holding online-retail/")
     spawn = multiprocessing.get_context("spawn")
-    results = []
+    results: list[tuple[int, Measured]] = []
     limit = args.memory_limit or "DuckDB's default"
-    print(f"online-retail {day}, batches of {args.batch} users, offline planner, DuckDB memory limit {limit}")
+    sizes = ", ".join(f"{b:,}" for b in args.batch)
+    print(f"online-retail {day}, batches of {sizes} users, offline planner, DuckDB memory limit {limit}")
     with ExitStack() as folders:  # deleted after the last scale, not just before the next one's run
         for scale in args.scales:
-            best: Measured | None = None
-            events = 0
-            for _ in range(args.repeat):
-                tmp = folders.enter_context(tempfile.TemporaryDirectory())
-                events = prepare(Path(tmp), scale, day, Path(root))
-                with spawn.Pool(1) as pool:
-                    got = pool.apply(measure, (tmp, day, args.batch, args.memory_limit))
-                if best is None or got.seconds < best.seconds:
-                    best = got
-            assert best is not None
-            results.append((scale, best))
-            print(f"{scale:>3}x  {best.users:>7,} users  {events:>10,} events  daily {best.seconds:7.2f} s "
-                  f"{best.users / best.seconds:6,.0f} users/s   baseline propose {best.baseline:6.2f} s "
-                  f"{best.users / best.baseline:6,.0f} users/s   ratio {best.baseline / best.seconds:4.2f}   "
-                  f"peak RSS {best.peak_mb:6,.0f} MB   CPU {best.cpu:6.1f} s   "
-                  f"disk: file create {best.create_us:4.0f} µs", flush=True)
-            shown = ", ".join(f"{mb:,.0f}" for mb in best.batch_mb)
-            print(f"      RSS after each of its {len(best.batch_mb)} batches (MB): {shown}", flush=True)
+            loaded = Path(folders.enter_context(tempfile.TemporaryDirectory())) / "loaded"
+            events = prepare(loaded, scale, day, Path(root))
+            for batch in args.batch:
+                best: Measured | None = None
+                for _ in range(args.repeat):
+                    home = Path(folders.enter_context(tempfile.TemporaryDirectory())) / "run"
+                    shutil.copytree(loaded, home)  # each run starts from the same loaded day
+                    os.sync()
+                    with spawn.Pool(1) as pool:
+                        got = pool.apply(measure, (str(home), day, batch, args.memory_limit))
+                    if best is None or got.seconds < best.seconds:
+                        best = got
+                assert best is not None
+                results.append((scale, best))
+                report(scale, events, best)
         print("counts at the largest scale:", results[-1][1].counts)
-        chart(results, args.batch)
+        chart(results)
 
 
-def chart(results: list[tuple[int, Measured]], batch: int) -> None:
+def report(scale: int, events: int, m: Measured) -> None:
+    print(f"{scale:>3}x  {m.users:>7,} users  {events:>10,} events  batches of {m.batch:,}  daily {m.seconds:7.2f} s "
+          f"{m.users / m.seconds:6,.0f} users/s   baseline propose {m.baseline:6.2f} s "
+          f"{m.users / m.baseline:6,.0f} users/s   ratio {m.baseline / m.seconds:4.2f}   "
+          f"peak RSS {m.peak_mb:6,.0f} MB   CPU {m.cpu:6.1f} s   disk: file create {m.create_us:4.0f} µs", flush=True)
+    shown = ", ".join(f"{mb:,.0f}" for mb in m.batch_mb)
+    print(f"      RSS after each of its {len(m.batch_mb)} batches (MB): {shown}", flush=True)
+    outside, held = m.outside_duckdb_mb, m.batch_duckdb_mb
+    print(f"      of which DuckDB's allocator {min(held):,.0f}–{max(held):,.0f} MB, the rest (Python, polars, "
+          f"the batch) {min(outside):,.0f}–{max(outside):,.0f} MB; RSS before the run {m.start_mb:,.0f} MB", flush=True)
+
+
+def chart(results: list[tuple[int, Measured]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    users = [m.users for _, m in results]
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(14, 4))
-    left.plot(users, [m.seconds for _, m in results], "o-", label="daily run")
-    left.plot(users, [m.baseline for _, m in results], "s--", label="baseline: bare propose")
+    batches = sorted({m.batch for _, m in results})
+    main_batch = batches[len(batches) // 2]
+    by_users = [m for _, m in results if m.batch == main_batch]
+    users = [m.users for m in by_users]
+    panels = 4 if len(batches) > 1 else 3
+    fig, axes = plt.subplots(1, panels, figsize=(4.7 * panels, 4))
+    left, middle, right = axes[0], axes[1], axes[2]
+    left.plot(users, [m.seconds for m in by_users], "o-", label="daily run")
+    left.plot(users, [m.baseline for m in by_users], "s--", label="baseline: bare propose")
     left.set_xlabel("active users")
     left.set_ylabel("seconds")
     left.legend()
     left.set_title("time against users")
-    middle.plot(users, [m.users / m.seconds for _, m in results], "o-", label="daily run")
+    middle.plot(users, [m.users / m.seconds for m in by_users], "o-", label="daily run")
     middle.axhline(500, color="grey", linestyle=":", label="target 500 users/s")
     middle.set_xlabel("active users")
     middle.set_ylabel("users/s")
     middle.set_ylim(bottom=0)
     middle.legend()
     middle.set_title("throughput")
-    right.plot(users, [m.peak_mb for _, m in results], "o-")
-    right.set_xlabel("active users")
-    right.set_ylabel("MB")
-    right.set_ylim(bottom=0)
-    right.set_title(f"peak RSS of the run (batches of {batch:,})")
+    _memory(right, users, by_users, "active users", f"memory against users (batches of {main_batch:,})")
+    if panels == 4:
+        largest = max(scale for scale, _ in results)
+        by_batch = sorted((m for scale, m in results if scale == largest), key=lambda m: m.batch)
+        _memory(axes[3], [m.batch for m in by_batch], by_batch, "users per batch",
+                f"memory against batch size ({by_batch[0].users:,} users)")
     fig.tight_layout()
     out = Path(__file__).resolve().parents[1] / "docs" / "img" / "daily_run_scaling.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     print(f"chart: {out}")
+
+
+def _memory(ax: Any, xs: list[int], runs: list[Measured], xlabel: str, title: str) -> None:
+    ax.plot(xs, [m.peak_mb for m in runs], "o-", label="peak RSS")
+    ax.plot(xs, [max(m.outside_duckdb_mb) for m in runs], "s--", label="outside DuckDB (max after a batch)")
+    ax.plot(xs, [max(m.batch_duckdb_mb) for m in runs], "^:", label="DuckDB's allocator (max after a batch)")
+    ax.plot(xs, [m.start_mb for m in runs], "x-.", color="grey", label="before the run (libraries, store)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("MB")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize="small")
+    ax.set_title(title)
 
 
 if __name__ == "__main__":
