@@ -101,7 +101,7 @@ def prepare(home: Path, scale: int, day: date, datasets: Path) -> int:
             )
         train_repurchase(store, settings.models_path, as_of=datetime.combine(day, clock()), now=utcnow(),
                          config={"training_cutoffs": 3})
-        events = int(store.scalar("SELECT count(*) FROM events") or 0)
+        events: int = store.con.execute("SELECT count(*) FROM events").fetchall()[0][0]
     # The database was just written (0.3-1 GB): flush it, as on a server whose data was loaded
     # earlier, so the run's commits do not queue behind the load's writes to disk.
     os.sync()
