@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import multiprocessing
 import os
 import resource
@@ -116,16 +117,25 @@ def peak_rss_mb(field: str = "VmHWM") -> float:
     return float("nan")
 
 
-def duckdb_resident_mb(con: Any) -> float:
-    """Resident memory of DuckDB's own allocator (its jemalloc), or its ``duckdb_memory()`` sum."""
-    import _duckdb  # the extension module, which exports DuckDB's jemalloc under a prefix
+@functools.cache
+def _duckdb_mallctl() -> Any:
+    """``mallctl`` of DuckDB's own jemalloc (exported by its extension module under a prefix), or None."""
+    import _duckdb
 
     try:
         mallctl = ctypes.CDLL(_duckdb.__file__).duckdb_je_mallctl
     except (AttributeError, OSError):
-        return float(con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchall()[0][0]) / 2**20
+        return None
     mallctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p,
                         ctypes.c_size_t]
+    return mallctl
+
+
+def duckdb_resident_mb(con: Any) -> float:
+    """Resident memory of DuckDB's own allocator (its jemalloc), or its ``duckdb_memory()`` sum."""
+    mallctl = _duckdb_mallctl()
+    if mallctl is None:
+        return float(con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchall()[0][0]) / 2**20
     epoch, size = ctypes.c_uint64(1), ctypes.c_size_t(8)
     mallctl(b"epoch", ctypes.byref(epoch), ctypes.byref(size), ctypes.byref(epoch), 8)  # refresh the stats
     resident, size = ctypes.c_size_t(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_size_t))

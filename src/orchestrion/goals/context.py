@@ -182,7 +182,7 @@ class GoalContext:
     def prefetch(self, users: Iterable[str]) -> None:
         """Let the sources that can (the daily run's store reads) start reading the batch of
         ``users`` now, for a later :meth:`for_users` of the same users; nothing otherwise."""
-        wanted = np.unique(np.asarray(list(users), dtype=str)).tolist()
+        wanted = list(users)  # each source keys its reads by the sorted unique users itself
         for source in (self.history, self._purchase_stats):
             if isinstance(source, Prefetching):
                 source.prefetch(wanted)
