@@ -383,7 +383,7 @@ def _run(
     )
     policy = Policy(
         tiers={"order": "auto", "webhook": "auto", "outbox": "auto"},
-        allowed_webhook_hosts=("127.0.0.1",),
+        allowed_webhook_origins=(servers["hook"].url,),
         max_order_amount=CAP_ORDER,
         max_monthly_spend=CAP_MONTH,
     )

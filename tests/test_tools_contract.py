@@ -91,4 +91,4 @@ def test_webhook_publish_names_its_host(store: Store) -> None:
     ex.call("create_playlist", {"title": "Mix", "item_ids": ["t1"]})
     assert "no webhook is configured" in str(ex.call("publish", {"channel": "webhook"}).error)
     assert ex.call("publish", {"channel": "webhook", "url": "https://evil.example/x"}).ok
-    assert ex.ctx.effects[-1].host == "evil.example"  # the policy decides on the host later
+    assert ex.ctx.effects[-1].origin == "https://evil.example:443"  # the policy decides on the origin later

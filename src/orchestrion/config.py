@@ -15,16 +15,21 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrion.errors import ConfigError
 from orchestrion.rendering import Format
 
-__all__ = ["ENV_PREFIX", "Settings", "TriggerRule", "load_settings"]
+__all__ = ["ENV_PREFIX", "RunPath", "Settings", "TriggerRule", "load_settings"]
 
 ENV_PREFIX = "ORCHESTRION_"
+
+
+RunPath = Literal["deliver", "daily", "backfill", "schedule", "trigger"]
+"""The ways a day's deliverables get planned: ``orchestrion deliver``, ``run daily`` (CLI or API),
+``backfill``, the scheduler (and its catch-up), an event trigger."""
 
 
 class TriggerRule(BaseModel):
@@ -91,6 +96,11 @@ class Settings(BaseModel):
     llm_backoff_max_s: float = Field(20.0, ge=0, description="Longest wait between retries (Retry-After included).")
     llm_max_repairs: int = Field(2, ge=0, description="Times a tool or validation error goes back to the model.")
     llm_concurrency: int = Field(8, gt=0, description="Goals planned at once with the LLM planner.")
+    llm_offline_paths: tuple[RunPath, ...] = Field(
+        (),
+        description="Run paths that plan offline although an endpoint is configured: any of deliver, daily, "
+        "backfill, schedule, trigger (e.g. backfill,trigger).",
+    )
     duckdb_memory_limit: str | None = Field(
         None, description="Cap on DuckDB's memory, e.g. 1GB (default: DuckDB's, 80% of RAM); what cannot spill fails."
     )
@@ -123,7 +133,7 @@ class Settings(BaseModel):
         default_factory=_default_triggers, description="Event-driven trigger rules (TOML [[triggers]] tables)."
     )
 
-    @field_validator("outbox_formats", mode="before")
+    @field_validator("outbox_formats", "llm_offline_paths", mode="before")
     @classmethod
     def _split_formats(cls, value: Any) -> Any:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value

@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from orchestrion.config import Settings
+from orchestrion.config import RunPath, Settings
 from orchestrion.errors import UsageError
 from orchestrion.goals import GoalContext
+from orchestrion.planning.llm import Planning, planning_for
 from orchestrion.proposals import ProposalConfig, active_users, day_context, day_start, propose
 from orchestrion.runs import (
     Claim,
@@ -84,13 +85,26 @@ def propose_step(
 
 
 def deliver_step(
-    store: Store, settings: Settings, day: date, users: list[str], *, now: datetime, shared: GoalContext
+    store: Store,
+    settings: Settings,
+    day: date,
+    users: list[str],
+    *,
+    now: datetime,
+    shared: GoalContext,
+    planning: Planning | None = None,
 ) -> dict[str, Any]:
-    """The whole day for the batch: propose, then plan, review, carry out and deliver (offline planner)."""
+    """The whole day for the batch: propose, then plan (with ``planning``: the run's planner and
+    critic, see :func:`orchestrion.planning.llm.planning_for`; offline without), review, carry out
+    and deliver."""
     from orchestrion.delivery import execute
 
     counts = propose_step(store, settings, day, users, now=now, shared=shared)
-    done = execute(store, settings, day, users, now=now)
+    planning = planning or Planning()
+    done = execute(
+        store, settings, day, users, now=now, planner=planning.planner, critic=planning.critic,
+        concurrency=planning.concurrency,
+    )
     return {**counts, "effects": done.effects, "pending_actions": done.pending, "refused": done.refused,
             **{f"deliverables_{status}": n for status, n in done.statuses.items()}}
 
@@ -162,8 +176,11 @@ def run_daily(
     instead, e.g. a time-zone group). ``stop`` is asked between batches: when it returns True
     the run ends as ``interrupted`` and resumes next time. ``claimed`` is a claim the caller
     already made (the server claims before answering, then runs in the background).
+
+    Without a ``step``, the run delivers (:func:`deliver_step`) with the planning of its path
+    (:func:`run_path` of ``trigger``): the LLM planner when an endpoint is configured, one per run
+    (its run budget covers the whole run), as ``orchestrion deliver`` does.
     """
-    step = step or DEFAULT_STEP
     if users is not None and not users and shard is None:
         raise UsageError("--users was given without any user id; name at least one user or leave it out")
     if shard is None:
@@ -191,7 +208,11 @@ def run_daily(
     run_id = claim.run.run_id
     started = time.perf_counter()
     done_users = done_batches = 0
+    planning: Planning | None = None
     try:
+        if step is None:
+            planning = planning_for(settings, run_path(trigger))
+            step = _delivering(planning)
         if claim.state == "new" or claim.run.users_total == 0:
             plan_users(store, run_id, _run_users(store, day, users), batch_size)
         batches = pending_batches(store.con, run_id)
@@ -218,6 +239,8 @@ def run_daily(
                 if progress:
                     progress(run.users_done, total)
     except BaseException as exc:
+        if planning is not None:
+            planning.close()
         interrupted = isinstance(exc, _Stopped | KeyboardInterrupt | SystemExit)
         why = "stopped before it finished; run it again to resume" if interrupted else f"{type(exc).__name__}: {exc}"
         finish_run(store, run_id, "interrupted" if interrupted else "failed", now=clock(), error=why)
@@ -225,8 +248,30 @@ def run_daily(
             return DailyReport(day, claim.state, _latest(store, key), done_users, done_batches,
                                time.perf_counter() - started)
         raise
+    if planning is not None:
+        planning.close()
     run = finish_run(store, run_id, "succeeded", now=clock(), error=run.error if claim.state == "resumed" else None)
     return DailyReport(day, claim.state, run, done_users, done_batches, time.perf_counter() - started)
+
+
+def run_path(trigger: str) -> RunPath:
+    """The planning path of a daily run started by ``trigger`` (``llm_offline_paths`` names paths).
+
+    >>> run_path("backfill"), run_path("catch-up"), run_path("api")
+    ('backfill', 'schedule', 'daily')
+    """
+    if trigger == "backfill":
+        return "backfill"
+    return "schedule" if trigger in ("schedule", "catch-up") else "daily"
+
+
+def _delivering(planning: Planning) -> Step:
+    def step(
+        store: Store, settings: Settings, day: date, users: list[str], *, now: datetime, shared: GoalContext
+    ) -> Mapping[str, Any]:
+        return deliver_step(store, settings, day, users, now=now, shared=shared, planning=planning)
+
+    return step
 
 
 @contextmanager

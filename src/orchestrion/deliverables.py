@@ -107,15 +107,19 @@ def _execute(
     action_class: ActionClass = (
         "order" if action["action"] == "place_order" else ("webhook" if args.get("channel") == "webhook" else "outbox")
     )
-    # This action's own amount is counted in the month's spending only once it has run.
+    # This action's own amount is never part of the month's spending it is checked against (a
+    # claim left by a crash is the same order, under the same key).
     verdict = check(
         rules.policy,
         action_class,
         amount=float(args.get("total") or 0.0),
-        spent_this_month=rules.spent_this_month,
-        host=_host(args.get("url")),
+        spent_this_month=rules.spent_without(action["action_id"]),
+        origin=_origin(args.get("url")) if action_class == "webhook" else None,
         local_time=rules.local(now).time(),
         paused=rules.paused,
+        duplicate_of=rules.duplicate_of(args, record["deliverable_id"], action["created_at"])
+        if action_class == "order"
+        else None,
     )
     if not verdict.allowed:
         with transaction(con):
@@ -150,10 +154,15 @@ def _execute(
     return "executed"
 
 
-def _host(url: Any) -> str | None:
-    from urllib.parse import urlsplit
+def _origin(url: Any) -> str | None:
+    """The webhook's origin, or None (refused by the check) when it is not one plain http(s) origin."""
+    from orchestrion.errors import PolicyViolation
+    from orchestrion.policies import webhook_origin
 
-    return urlsplit(str(url)).hostname if url else None
+    try:
+        return webhook_origin(str(url)) if url else None
+    except PolicyViolation:
+        return None
 
 
 def decide(

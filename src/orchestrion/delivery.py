@@ -89,16 +89,47 @@ class DeliveryResult:
 
 @dataclass(frozen=True)
 class UserRules:
-    """One user's effective policy and what the guard needs to apply it."""
+    """One user's effective policy and what the guard needs to apply it.
+
+    ``orders`` are this month's orders that count toward the monthly spend (completed, or claimed
+    within ``policy.in_flight_minutes``), by ledger key; ``recent_orders`` the orders placed or
+    awaiting approval within ``policy.duplicate_order_days``, by their lines (:func:`order_lines`).
+    """
 
     policy: Policy
     paused: bool
     excluded_templates: frozenset[str]
     timezone: ZoneInfo
-    spent_this_month: float
+    orders: Mapping[str, float] = field(default_factory=dict)
+    recent_orders: Mapping[str, tuple[tuple[str, datetime, bool], ...]] = field(default_factory=dict)
 
     def local(self, now: datetime) -> datetime:
         return _in_zone(now, self.timezone)
+
+    @property
+    def spent_this_month(self) -> float:
+        return self.spent_without(None)
+
+    def spent_without(self, key: str | None) -> float:
+        """The month's spend, without the order of ledger ``key`` (that order itself is being checked:
+        a re-claim or an approval after a crash must not count it twice)."""
+        return float(sum(amount for k, amount in self.orders.items() if k != key))
+
+    def duplicate_of(
+        self, effect: Mapping[str, Any], deliverable_id: str, created: datetime | None = None
+    ) -> str | None:
+        """The deliverable of a recent order with the same lines as ``effect`` (another deliverable's),
+        or None. An order waiting for approval counts only when it was made before ``created``."""
+        for other, at, placed in self.recent_orders.get(order_lines(effect), ()):
+            if other != deliverable_id and (placed or created is None or at < created):
+                return other
+        return None
+
+
+def order_lines(effect: Mapping[str, Any]) -> str:
+    """An order's lines as text, whatever their order: item and quantity (prices may move)."""
+    lines = sorted((str(line[0]), int(line[1])) for line in effect.get("lines") or [])
+    return ledger.canonical(lines)
 
 
 @lru_cache(maxsize=1024)
@@ -115,50 +146,81 @@ def _zone(name: str | None) -> ZoneInfo:
 
 
 def load_user_rules(con: Any, policy: Policy, users: Sequence[str], now: datetime) -> dict[str, UserRules]:
-    """Effective policies for ``users``: overrides, pause switch, time zone, this month's spending."""
+    """Effective policies for ``users``: overrides, pause switch, time zone, this month's orders
+    (completed, or in flight: claimed within ``policy.in_flight_minutes``; never a cart awaiting
+    approval nor a claim left stale) and the recent orders the duplicate guard compares against."""
     month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     rows = con.execute(
         """
-        SELECT u.user_id, p.overrides, coalesce(p.paused, false), t.timezone, coalesce(s.spent, 0)
+        SELECT u.user_id, p.overrides, coalesce(p.paused, false), t.timezone
         FROM (SELECT unnest($users) AS user_id) u
         LEFT JOIN user_policies p USING (user_id)
         LEFT JOIN users t USING (user_id)
-        LEFT JOIN (
-            SELECT user_id, sum(CAST(json_extract(effect, '$.total') AS DOUBLE)) AS spent
-            FROM side_effects WHERE action = 'place_order' AND status IN ('claimed', 'completed')
-              AND claimed_at >= $month GROUP BY user_id
-        ) s USING (user_id)
         """,
-        {"users": list(users), "month": month},
+        {"users": list(users)},
     ).fetchall()
+    orders: dict[str, dict[str, float]] = defaultdict(dict)
+    for user_id, key, total in con.execute(
+        """
+        SELECT user_id, idempotency_key, coalesce(CAST(json_extract(effect, '$.total') AS DOUBLE), 0)
+        FROM side_effects
+        WHERE action = 'place_order' AND user_id IN (SELECT unnest($users))
+          AND ((status = 'completed' AND coalesce(completed_at, claimed_at) >= $month)
+               OR (status = 'claimed' AND claimed_at >= $month AND claimed_at >= $fresh))
+        """,
+        {"users": list(users), "month": month, "fresh": now - timedelta(minutes=policy.in_flight_minutes)},
+    ).fetchall():
+        orders[str(user_id)][str(key)] = float(total)
+    recent: dict[str, dict[str, list[tuple[str, datetime, bool]]]] = defaultdict(lambda: defaultdict(list))
+    if policy.duplicate_order_days > 0:
+        # Placed: completed or claimed (even a stale claim may have reached the provider).
+        for user_id, d_id, effect, at, placed in con.execute(
+            """
+            SELECT user_id, deliverable_id, effect, claimed_at, true FROM side_effects
+            WHERE action = 'place_order' AND status IN ('claimed', 'completed') AND claimed_at >= $since
+              AND user_id IN (SELECT unnest($users))
+            UNION ALL
+            SELECT user_id, deliverable_id, arguments, created_at, false FROM pending_actions
+            WHERE action = 'place_order' AND status = 'waiting' AND created_at >= $since
+              AND user_id IN (SELECT unnest($users))
+            """,
+            {"users": list(users), "since": now - timedelta(days=policy.duplicate_order_days)},
+        ).fetchall():
+            recent[str(user_id)][order_lines(json.loads(effect))].append((str(d_id), at, bool(placed)))
     rules = {}
-    for user_id, overrides, paused, tz, spent in rows:
+    for user_id, overrides, paused, tz in rows:
         parsed = UserOverrides.model_validate_json(overrides) if overrides else None
         rules[str(user_id)] = UserRules(
             effective_policy(policy, parsed),
             bool(paused),
             frozenset(parsed.excluded_templates) if parsed else frozenset(),
             _zone(tz),
-            float(spent),
+            orders.get(str(user_id), {}),
+            {k: tuple(v) for k, v in recent.get(str(user_id), {}).items()},
         )
     return rules
 
 
-def _verdict(rules: UserRules, effect: IntendedEffect, now: datetime, spent: float) -> Verdict:
+def _verdict(
+    rules: UserRules, effect: IntendedEffect, now: datetime, spent: float, duplicate_of: str | None = None
+) -> Verdict:
     return check(
         rules.policy,
         effect.action,
         amount=effect.amount,
         spent_this_month=spent,
-        host=effect.host,
+        origin=effect.origin,
         local_time=rules.local(now).time(),
         paused=rules.paused,
+        duplicate_of=duplicate_of,
     )
 
 
-def _guard(rules: UserRules, now: datetime) -> Callable[[IntendedEffect], None]:
+def _guard(rules: UserRules, now: datetime, goal: GoalRecord) -> Callable[[IntendedEffect], None]:
     def guard(effect: IntendedEffect) -> None:
-        verdict = _verdict(rules, effect, now, rules.spent_this_month)
+        key = ledger.effect_key(goal.user_id, goal.goal_id, effect.tool, goal.date, effect.effect)
+        duplicate = rules.duplicate_of(effect.effect, goal.deliverable_id) if effect.action == "order" else None
+        verdict = _verdict(rules, effect, now, rules.spent_without(key), duplicate)
         if not verdict.allowed:
             raise PolicyViolation(verdict.rule or "policy", verdict.detail)
 
@@ -366,7 +428,7 @@ def execute(
                 webhook_url=settings.webhook_url,
                 max_order_amount=user_rules.policy.max_order_amount,
             )
-            executor = Executor(ctx, allowed_tools(goal.template), guard=_guard(user_rules, now))
+            executor = Executor(ctx, allowed_tools(goal.template), guard=_guard(user_rules, now, goal))
             jobs.append(_Job(goal, executor, user_rules))
 
     if concurrency > 1 and len(jobs) > 1:
@@ -401,7 +463,8 @@ def _carry_out(
     claims: list[tuple[ledger.Effect, IntendedEffect, str]] = []
     pending: list[list[Any]] = []
     refusals: list[list[Any]] = []
-    spent: dict[str, float] = {}
+    spent: dict[str, float] = defaultdict(float)  # orders claimed in this batch, per user
+    ordered: dict[str, dict[str, str]] = defaultdict(dict)  # orders queued in this batch: user → lines → deliverable
     for job in jobs:
         goal = job.goal
         d_id = goal.deliverable_id
@@ -424,16 +487,22 @@ def _carry_out(
             result.fallbacks += 1
         waiting = False
         for effect in job.executor.ctx.effects:
-            user_spent = spent.get(goal.user_id, job.rules.spent_this_month)
-            verdict = _verdict(job.rules, effect, now, user_spent)
             args = ledger.canonical(effect.effect)
             key = ledger.effect_key(goal.user_id, goal.goal_id, effect.tool, goal.date, effect.effect, text=args)
+            user_spent = job.rules.spent_without(key) + spent[goal.user_id]
+            duplicate = None
+            if effect.action == "order":
+                lines = order_lines(effect.effect)
+                earlier = ordered[goal.user_id].get(lines)
+                duplicate = job.rules.duplicate_of(effect.effect, d_id) or (earlier if earlier != d_id else None)
+            verdict = _verdict(job.rules, effect, now, user_spent, duplicate)
             if not verdict.allowed:
                 refusals.append([d_id, goal.user_id, effect.tool, verdict.rule, verdict.detail, args, now])
                 continue
-            if effect.amount:
-                spent[goal.user_id] = user_spent + effect.amount
+            if effect.action == "order":
+                ordered[goal.user_id].setdefault(lines, d_id)
             if verdict.tier == "auto" and not verdict.defer_quiet:
+                spent[goal.user_id] += effect.amount or 0.0  # in flight from here on; a waiting cart is not
                 claims.append((ledger.Effect(key, goal.user_id, d_id, effect.tool, effect.effect, args), effect, d_id))
                 continue
             tier = "notify" if verdict.defer_quiet else verdict.tier

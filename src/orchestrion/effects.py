@@ -5,6 +5,13 @@ HMAC-SHA256 in ``X-Orchestrion-Signature``), and an order provider (``settings.o
 means orders are written to ``outbox/orders/``). Every request carries the ledger's key as its
 ``Idempotency-Key``, so a provider that honours it never acts twice for one key.
 
+Only a 2xx answer is success: a redirect is not followed and fails the effect (the receiver must
+be configured with its final URL), a 4xx is refused, a 5xx or no answer leaves the outcome unknown.
+Whatever goes wrong, :meth:`Effector.perform` and :meth:`Effector.reconcile` raise only
+RetryableError (outcome unknown: reconcile later) or TerminalError (certainly not done). A webhook
+carries the published deliverable only (:func:`orchestrion.rendering.published`), never its plan,
+trace, review, tokens or cost.
+
 Reconciling: an outbox file or order file that exists is done; an order provider is asked
 ``GET {order_url}?idempotency_key=KEY`` (200 with the order, or 404); a webhook is sent again with
 the same key (receivers de-duplicate on it).
@@ -24,8 +31,9 @@ import httpx
 
 from orchestrion.config import Settings
 from orchestrion.encoding import to_json_bytes
-from orchestrion.errors import RetryableError, TerminalError
-from orchestrion.rendering import Format, render
+from orchestrion.errors import PolicyViolation, RetryableError, TerminalError
+from orchestrion.policies import webhook_origin
+from orchestrion.rendering import Format, published, render
 
 __all__ = ["Effector", "sign"]
 
@@ -118,11 +126,17 @@ class Effector:
             if self.settings.order_url is None:
                 path = self.outbox / "orders" / f"{key}.json"
                 return {"order": str(path), "reconciled": True} if path.exists() else None
-            response = self.http.get(self.settings.order_url, params={"idempotency_key": key})
+            try:
+                response = self.http.get(self.settings.order_url, params={"idempotency_key": key})
+            except httpx.TransportError as exc:
+                raise RetryableError(f"order provider unreachable ({exc}); the order will be reconciled") from exc
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise TerminalError(f"order provider lookup failed: {exc}") from exc
             if response.status_code == 404:
                 return None
-            response.raise_for_status()
-            return {**response.json(), "reconciled": True}
+            if not 200 <= response.status_code < 300:
+                raise RetryableError(f"order provider lookup answered {response.status_code}; asked again later")
+            return {**_json(response), "reconciled": True}
         if effect.get("channel") == "webhook":
             return {**self._webhook(str(effect["url"]), key, deliverable), "reconciled": True}
         html = self.outbox_paths(deliverable)["html"]
@@ -141,10 +155,14 @@ class Effector:
             json=body,
             headers={"Idempotency-Key": key},
         )
-        return dict(response.json())
+        return _json(response)
 
     def _webhook(self, url: str, key: str, deliverable: Mapping[str, Any]) -> dict[str, Any]:
-        body = to_json_bytes(dict(deliverable))
+        try:  # checked when the model asked; checked again here, so nothing else reaches the sender
+            webhook_origin(url)
+        except PolicyViolation as exc:
+            raise TerminalError(exc.detail) from exc
+        body = to_json_bytes(published(deliverable))
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         if self.settings.webhook_secret:
             headers["X-Orchestrion-Signature"] = sign(self.settings.webhook_secret, body)
@@ -154,13 +172,30 @@ class Effector:
         return {"status": response.status_code}
 
     def _post(self, who: str, url: str, then: str, **request: Any) -> httpx.Response:
-        """POST; an unknown outcome (no answer, 5xx) is RetryableError, a refusal (4xx) TerminalError."""
+        """POST; an unknown outcome (no answer, 5xx) is RetryableError; a refusal (4xx), a redirect
+        (3xx, never followed), a bad URL or a request that cannot be built is TerminalError."""
         try:
-            response = self.http.post(url, **request)
+            response = self.http.post(url, follow_redirects=False, **request)
+        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+            raise TerminalError(f"{who} cannot be sent ({exc}); fix the URL") from exc
         except httpx.TransportError as exc:
             raise RetryableError(f"{who} unreachable ({exc}); {then}") from exc
+        except Exception as exc:  # httpx.InvalidURL, a header it will not send, ...: nothing left here
+            raise TerminalError(f"{who} cannot be sent ({type(exc).__name__}: {exc}); fix the URL") from exc
         if response.status_code >= 500:
             raise RetryableError(f"{who} answered {response.status_code}; {then}")
-        if response.status_code >= 400:
+        if 300 <= response.status_code < 400:
+            where = response.headers.get("location", "")[:200]
+            raise TerminalError(f"{who} answered {response.status_code} (a redirect to {where!r}, not followed)")
+        if not 200 <= response.status_code < 300:
             raise TerminalError(f"{who} refused it: {response.status_code} {response.text[:200]}")
         return response
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    """A 2xx answer's JSON object; a body that is not one is kept as text (the effect did happen)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {"status": response.status_code, "body": response.text[:500]}
+    return dict(body) if isinstance(body, dict) else {"status": response.status_code, "body": body}

@@ -19,12 +19,14 @@ False
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from html import escape
 from typing import Any, Final, Literal
+from urllib.parse import quote
 
 from orchestrion.encoding import to_json, to_json_bytes
 
-__all__ = ["MEDIA_TYPES", "PUBLISHED", "Format", "render", "render_html", "render_markdown"]
+__all__ = ["MEDIA_TYPES", "PUBLISHED", "Format", "published", "render", "render_html", "render_markdown"]
 
 Format = Literal["html", "json", "md"]
 
@@ -42,6 +44,25 @@ PUBLISHED: Final = (
 """The fields of a deliverable that its HTML page carries as JSON (what it is, not how it was made)."""
 
 
+def published(d: Mapping[str, Any]) -> dict[str, Any]:
+    """What leaves the system about a deliverable (a webhook's body): what it is, never how it was
+    made — no plan, trace, review, history, tokens or cost.
+
+    >>> sorted(published({"deliverable_id": "d_1", "plan": {}, "trace": [], "cost": 1.0}))
+    ['date', 'deliverable_id', 'items', 'links', 'status', 'summary', 'template', 'title', 'user_id']
+    """
+    content = d.get("content") or {}
+    out: dict[str, Any] = {key: d.get(key) for key in ("deliverable_id", "user_id", "date", "template", "title")}
+    out["summary"] = d.get("summary")
+    out["items"] = list(content.get("items") or [])
+    if content.get("kind") == "cart":
+        out["total"], out["currency"] = content.get("total"), content.get("currency")
+    path = f"/v1/deliverables/{quote(str(d.get('deliverable_id') or ''), safe='')}"
+    out["links"] = {"deliverable": path, "html": path + "?format=html"}
+    out["status"] = d.get("status")
+    return out
+
+
 def render(d: dict[str, Any], fmt: Format) -> tuple[bytes, str]:
     """The deliverable in ``fmt`` (``json`` indented for people), with its media type."""
     if fmt == "json":
@@ -51,28 +72,39 @@ def render(d: dict[str, Any], fmt: Format) -> tuple[bytes, str]:
     return body, MEDIA_TYPES[fmt]
 
 
-def _line(kind: str | None, item: dict[str, Any]) -> str:
-    title = item.get("title") or item.get("item_id")
+def _line(kind: str | None, item: dict[str, Any], text: Callable[[Any], str] = str) -> str:
+    title = text(item.get("title") or item.get("item_id"))
     if kind == "cart":
         return f"{item['quantity']} × {title} — {item['line_total']:.2f}"
     if kind == "digest":
-        return f"**{title}** — {item.get('summary') or ''}".rstrip(" —")
+        return f"**{title}** — {text(item.get('summary') or '')}".rstrip(" —")
     creator = item.get("creator")
-    return f"{title} ({creator})" if creator else str(title)
+    return f"{title} ({text(creator)})" if creator else str(title)
+
+
+def _md(value: Any) -> str:
+    """Text for Markdown: HTML escaped (a Markdown viewer renders raw HTML), on one line (a newline
+    in a title must not start a heading or a list of its own)."""
+    return escape(" ".join(str(value).split()), quote=False)
 
 
 def render_markdown(d: dict[str, Any]) -> str:
-    """The deliverable as Markdown: title, summary, the items, why, and its status."""
+    """The deliverable as Markdown: title, summary, the items, why, and its status (every text
+    HTML-escaped).
+
+    >>> render_markdown({"title": "<script>x</script>"}).splitlines()[0]
+    '# &lt;script&gt;x&lt;/script&gt;'
+    """
     content = d.get("content") or {}
     kind = content.get("kind")
-    lines = [f"# {d.get('title', '')}", "", str(d.get("summary") or ""), ""]
+    lines = [f"# {_md(d.get('title', ''))}", "", _md(d.get("summary") or ""), ""]
     for number, item in enumerate(content.get("items", []), 1):
-        lines.append(f"{number}. {_line(kind, item)}")
+        lines.append(f"{number}. {_line(kind, item, _md)}")
     if kind == "cart":
-        lines += ["", f"**Total: {content['total']:.2f} {content.get('currency', '')}**"]
-    lines += ["", f"*Why this:* {d.get('why', '')}"]
+        lines += ["", f"**Total: {content['total']:.2f} {_md(content.get('currency', ''))}**"]
+    lines += ["", f"*Why this:* {_md(d.get('why', ''))}"]
     if d.get("status"):
-        lines.append(f"*Status:* {d['status']}")
+        lines.append(f"*Status:* {_md(d['status'])}")
     return "\n".join(lines).strip() + "\n"
 
 

@@ -3,8 +3,9 @@
 Rules: something was built (unless the plan says nothing is worth doing), its length is within
 bounds, no item appears twice, no excluded item is used, a cart is within the order cap and its
 total adds up, a digest's articles are fresh. The critic (an LLM when an endpoint is configured)
-may add problems. A failed review sends the goal back for one re-plan; a second failure marks the
-deliverable failed.
+may add problems; a critic that raises fails the review (a check that cannot decide refuses).
+A failed review sends the goal back for one re-plan; a second failure marks the deliverable
+failed.
 
 >>> review({"kind": "playlist", "items": [{"item_id": "a"}, {"item_id": "a"}]}, excluded=frozenset(),
 ...        max_order_amount=100.0).problems
@@ -79,7 +80,10 @@ def review(
         problems += [f"article {k!r} is not fresh (first read over {FRESH_DAYS} days ago)" for k in stale]
     critique = None
     if critic is not None and not problems and deliverable is not None:
-        ok, critique = critic(deliverable)
+        try:
+            ok, critique = critic(deliverable)
+        except Exception as exc:  # the critic's own fault: this deliverable fails its review, nothing else
+            ok, critique = False, f"the critique failed ({type(exc).__name__}: {str(exc)[:200]})"
         if not ok:
             problems.append(f"critic: {critique}")
     return Review(problems, critique)

@@ -147,8 +147,16 @@ def fire(
     added = int(store.scalar("SELECT count(*) FROM goals") or 0) - int(before or 0)  # type: ignore[call-overload]
     if added:
         from orchestrion.delivery import execute
+        from orchestrion.planning.llm import planning_for
 
-        execute(store, settings, day, users, now=now)
+        planning = planning_for(settings, "trigger")  # the LLM plans it when configured, as every path
+        try:
+            execute(
+                store, settings, day, users, now=now, planner=planning.planner, critic=planning.critic,
+                concurrency=planning.concurrency,
+            )
+        finally:
+            planning.close()
     return Fired(rule.name, len(hits), len(users), added)
 
 

@@ -5,15 +5,10 @@ from __future__ import annotations
 import json
 from contextlib import nullcontext
 from datetime import date as Date
-from typing import TYPE_CHECKING
 
 import typer
 
 from orchestrion.cli.context import open_store, settings
-
-if TYPE_CHECKING:
-    from orchestrion.planning import Planner
-    from orchestrion.review import Critic
 
 __all__ = ["deliver"]
 
@@ -43,30 +38,26 @@ def deliver(
     except ValueError:
         raise typer.BadParameter(f"--date takes YYYY-MM-DD, got {date!r}") from None
     config = settings()
-    planner: Planner | None = None
-    review_critic: Critic | None = None
-    concurrency = 1
-    if llm and config.llm_configured:
-        from orchestrion.planning.critique import critic as make_critic
-        from orchestrion.planning.llm import LLMPlanner
+    from orchestrion.planning.llm import planning_for
 
-        planner = LLMPlanner.from_settings(config)
-        concurrency = planner.concurrency
-        review_critic = make_critic(planner.client)
+    planning = planning_for(config, "deliver", llm=llm)
     bar = nullcontext(None) if as_json else progress_bar("delivering", unit="users")
     with open_store(config) as store:
         with bar as advance:
-            result = run(
-                store,
-                config,
-                day,
-                users or None,
-                now=utcnow(),
-                planner=planner,
-                concurrency=concurrency,
-                critic=review_critic,
-                progress=advance,
-            )
+            try:
+                result = run(
+                    store,
+                    config,
+                    day,
+                    users or None,
+                    now=utcnow(),
+                    planner=planning.planner,
+                    concurrency=planning.concurrency,
+                    critic=planning.critic,
+                    progress=advance,
+                )
+            finally:
+                planning.close()
         if as_json:
             typer.echo(json.dumps(result.as_dict()))
             return

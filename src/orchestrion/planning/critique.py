@@ -2,8 +2,10 @@
 
 The critic reads the deliverable (title, summary, content, "why") and answers with a ``verdict``
 tool call (or the same JSON as plain content): ``ok`` and short ``notes``. A critic that cannot
-be reached, runs out of budget or answers nonsense does not fail a deliverable: the rule checks
-already passed, so it answers ``(True, "critique unavailable: ...")`` and the review records that.
+be reached or runs out of budget does not fail a deliverable: the rule checks already passed, so
+it answers ``(True, "critique unavailable: ...")`` and the review records that. A critic that
+answers, but with something that is not a verdict, fails the review (``(False, ...)``): an answer
+that cannot be read is not an approval, and the goal gets its re-plan like any failed review.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def critique(
     try:
         verdict = Verdict.model_validate_json(raw)
     except ValidationError:
-        return True, f"critique unavailable: the critic's answer was not a verdict ({raw[:200]!r})"
+        return False, f"the critic's answer could not be read as a verdict ({raw[:200]!r})"
     return verdict.ok, verdict.notes
 
 

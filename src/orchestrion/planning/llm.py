@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrion.config import Settings
+from orchestrion.config import RunPath, Settings
 from orchestrion.errors import LLMBudgetError, LLMRequestError, LLMUnavailableError, OrchestrionError
 from orchestrion.planning.budget import Budget, Caps
 from orchestrion.planning.llm_client import ChatClient
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from orchestrion.execution import Executor
     from orchestrion.planning.base import Planner, PlanOutcome
 
-__all__ = ["FINISH", "LLMPlanner", "plan_many"]
+__all__ = ["FINISH", "LLMPlanner", "Planning", "plan_many", "planning_for"]
 
 FINISH: Final = "finish"
 PROMPT_ITEMS: Final = 30
@@ -231,6 +232,38 @@ class LLMPlanner:
             summary=finished.summary[:2000],
             calls=list(executor.calls),
         )
+
+
+@dataclass
+class Planning:
+    """How one run plans: its planner (None: the offline planner), the review's critic (None: rules
+    only) and how many goals are planned at once. :meth:`close` when the run ends."""
+
+    planner: Planner | None = None
+    critic: Callable[[Mapping[str, Any]], tuple[bool, str]] | None = None
+    concurrency: int = 1
+
+    def close(self) -> None:
+        if isinstance(self.planner, LLMPlanner):
+            self.planner.close()
+
+
+def planning_for(settings: Settings, path: RunPath, *, llm: bool = True) -> Planning:
+    """The planning of one run on ``path``, the same for every path: with an endpoint configured
+    (and ``path`` not in ``settings.llm_offline_paths``, and ``llm``), the LLM planner with the
+    settings' per-deliverable and per-run caps and the offline fallback, and the LLM critic charged
+    to the same run budget; otherwise offline, with the rule review only.
+
+    >>> planning_for(Settings(), "daily").planner is None
+    True
+    >>> planning_for(Settings(llm_base_url="http://127.0.0.1:9/v1", llm_offline_paths=("daily",)), "daily").critic
+    """
+    if not llm or not settings.llm_configured or path in settings.llm_offline_paths:
+        return Planning()
+    from orchestrion.planning.critique import critic
+
+    planner = LLMPlanner.from_settings(settings)
+    return Planning(planner, critic(planner.client, budget=planner.run_budget), planner.concurrency)
 
 
 def goal_prompt(goal: GoalRecord, executor: Executor, feedback: str | None) -> str:

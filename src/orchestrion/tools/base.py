@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any, get_type_hints
 
 import duckdb
@@ -85,7 +85,8 @@ class IntendedEffect:
     action: ActionClass
     effect: Mapping[str, Any]
     amount: float | None = None
-    host: str | None = None
+    origin: str | None = None
+    """A webhook's origin, ``scheme://host:port`` (:func:`orchestrion.policies.webhook_origin`)."""
 
 
 @dataclass
@@ -106,6 +107,18 @@ class ToolContext:
     @property
     def user_id(self) -> str:
         return self.goal.user_id
+
+    @property
+    def as_of(self) -> datetime:
+        """The instant history is read as of: ``now`` while the goal's day is today (or ahead), the
+        start of the day once it is past (a backfill sees what the goals saw: events before it).
+
+        >>> g = GoalRecord("g", "d", "u", date(2011, 11, 1), "reorder", "daily", "t", (), {}, {}, "why")
+        >>> ToolContext(g, datetime(2026, 1, 1), {}, frozenset(), connect=lambda: None).as_of  # type: ignore
+        datetime.datetime(2011, 11, 1, 0, 0)
+        """
+        start = datetime.combine(self.goal.date, time.min)
+        return self.now if self.now < start + timedelta(days=1) else start
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A database cursor for lookups, opened on first use (offline plans rarely need one)."""

@@ -8,9 +8,9 @@ the same idempotency key, and nothing the model wrote can change the amount or a
 from __future__ import annotations
 
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from orchestrion.errors import ToolError
+from orchestrion.policies import webhook_origin
 from orchestrion.tools.base import IntendedEffect, ToolContext, tool
 
 __all__ = ["place_order", "publish"]
@@ -37,7 +37,8 @@ def publish(
 ) -> dict[str, Any]:
     """Publish the finished deliverable to the user's outbox (files) or to the configured webhook.
 
-    ``url`` overrides the configured webhook; it must be on the operator's allowed hosts.
+    ``url`` overrides the configured webhook; its origin (scheme, host, port) must be one the
+    operator allows. A URL that is not plainly one http(s) origin is refused here, with the reason.
     """
     if not ctx.content:
         raise ToolError("there is nothing to publish yet; build the playlist, cart, digest or list first")
@@ -49,7 +50,7 @@ def publish(
     target = url or ctx.webhook_url
     if not target:
         raise ToolError("no webhook is configured; publish to the outbox instead")
-    host = urlsplit(target).hostname
+    origin = webhook_origin(target)  # PolicyViolation: the executor records it and tells the model
     effect = {"deliverable_id": ctx.goal.deliverable_id, "channel": "webhook", "url": target}
-    ctx.effects.append(IntendedEffect("publish", "webhook", effect, host=host))
-    return {"status": "queued", "channel": "webhook", "host": host}
+    ctx.effects.append(IntendedEffect("publish", "webhook", effect, origin=origin))
+    return {"status": "queued", "channel": "webhook", "origin": origin}

@@ -28,14 +28,14 @@ def recommend_items(ctx: ToolContext, limit: Limit = 20) -> list[dict[str, Any]]
 def user_history(
     ctx: ToolContext, days: Annotated[int, Field(ge=1, le=365)] = 30, limit: Limit = 20
 ) -> list[dict[str, Any]]:
-    """This user's most recent events (type, item, title, time) within the last ``days`` days."""
+    """This user's most recent events (type, item, title, time) within the ``days`` days before the goal's day."""
     rows = (
         ctx.cursor()
         .execute(
             "SELECT e.type, e.item_id, i.title, e.ts FROM events e LEFT JOIN items i USING (item_id) "
             "WHERE e.user_id = $user AND e.ts < $now AND e.ts >= $now - to_days($days) "
             "ORDER BY e.ts DESC LIMIT $limit",
-            {"user": ctx.user_id, "now": ctx.now, "days": days, "limit": limit},
+            {"user": ctx.user_id, "now": ctx.as_of, "days": days, "limit": limit},
         )
         .fetchall()
     )
