@@ -53,6 +53,8 @@ class _Handler(BaseHTTPRequestHandler):
         data = json.dumps(body).encode()
         try:
             self.send_response(status)
+            if 300 <= status < 400:
+                self.send_header("Location", self.server.owner.location)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -74,7 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
         request = Request("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
         owner.record(request)
         if not urlsplit(self.path).path.endswith("/orders"):
-            self._answer(200, {"received": True})
+            self._answer(owner.post_status, {"received": True})
             return
         key = request.headers.get("idempotency-key", "")
         with owner.lock:
@@ -97,9 +99,21 @@ class _Server(ThreadingHTTPServer):
 
 
 class Recorder:
-    """A recording server on ``host`` (any 127.x address is loopback on Linux)."""
+    """A recording server on ``host`` (any 127.x address is loopback on Linux).
 
-    def __init__(self, host: str = "127.0.0.1", *, before_reply: Callable[[Request], None] | None = None) -> None:
+    ``post_status`` is the answer to POSTs other than orders (a 3xx carries ``Location: location``).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        *,
+        before_reply: Callable[[Request], None] | None = None,
+        post_status: int = 200,
+        location: str = "http://127.0.0.2/elsewhere",
+    ) -> None:
+        self.post_status = post_status
+        self.location = location
         self.requests: list[Request] = []
         self.orders: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
