@@ -405,6 +405,55 @@ def test_run_daily_plans_with_the_configured_llm_and_a_setting_keeps_a_path_offl
         assert planned == [("llm:scripted",)], planned
 
 
+def test_the_run_daily_command_plans_with_the_configured_endpoint(tmp_path: Path) -> None:
+    """``orchestrion run daily`` in a real process, the endpoint given by the environment."""
+    from orchestrion.api.launcher import cli
+
+    env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "ORCHESTRION_SCHEDULER": "0"}
+    assert cli(tmp_path, "datasets", "load", "online-retail", "--path", str(SAMPLE), env=env).returncode == 0
+    with Store.open(tmp_path / "data" / "orchestrion.duckdb") as store:
+        user = active_users(store, day_start(date(2011, 11, 1)), 30)[0]
+    with OpenAIServer(responder=planning_reply) as model:
+        llm = {**env, "ORCHESTRION_LLM_BASE_URL": model.base_url, "ORCHESTRION_LLM_MODEL": "scripted"}
+        done = cli(tmp_path, "run", "daily", "--date", "2011-11-01", "--users", user, "--json", env=llm)
+        assert done.returncode == 0, done.stderr
+        assert model.requests, "run daily asked the configured endpoint"
+        asked = len(model.requests)
+        offline = {**llm, "ORCHESTRION_LLM_OFFLINE_PATHS": "daily"}
+        again = cli(tmp_path, "run", "daily", "--date", "2011-11-02", "--users", user, "--json", env=offline)
+        assert again.returncode == 0, again.stderr
+        assert len(model.requests) == asked, "the daily path was kept offline"
+    with Store.open(tmp_path / "data" / "orchestrion.duckdb") as store:
+        planners = dict(
+            store.con.execute(
+                "SELECT CAST(date AS VARCHAR), list(DISTINCT planner) FROM deliverables "
+                "WHERE planner IS NOT NULL GROUP BY 1"
+            ).fetchall()
+        )
+    assert planners["2011-11-01"] == ["llm:scripted"]
+    assert planners.get("2011-11-02", ["offline"]) == ["offline"]
+
+
+def test_a_trigger_plans_with_the_configured_llm(tmp_path: Path, retail: tuple[Store, list[str]]) -> None:
+    from orchestrion.config import TriggerRule
+    from orchestrion.triggers import fire
+
+    store = retail[0]
+    user, item = store.con.execute(
+        "SELECT user_id, item_id FROM events WHERE type = 'purchase' GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2 LIMIT 1"
+    ).fetchall()[0]
+    rule = TriggerRule(name="stock-low-reorder", event_type="stock_low", template="reorder")
+    now = datetime(2011, 11, 1, 10)
+    with OpenAIServer(responder=planning_reply) as model:
+        fired = fire(store, settings_for(tmp_path, model), rule, [("low-1", user, item)], now=now)
+        assert fired.goals == 1
+        assert model.requests, "the trigger's goal was planned by the model"
+    planner = store.con.execute(
+        "SELECT d.planner FROM deliverables d JOIN goals g USING (goal_id) WHERE g.policy = 'trigger:stock-low-reorder'"
+    ).fetchall()
+    assert planner == [("llm:scripted",)]
+
+
 # ---------------------------------------------------------------- history as of the day
 
 
