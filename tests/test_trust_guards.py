@@ -218,6 +218,23 @@ def test_hostile_webhook_urls_are_refused_at_the_tool_and_fail_only_their_delive
     store.close()
 
 
+def test_webhook_allowlists_hold_origins_and_old_host_lists_fail_closed(store: Store) -> None:
+    policy = Policy(allowed_webhook_origins=("http://127.0.0.1:8080", "https://hooks.example"))
+    assert policy.allowed_webhook_origins == ("http://127.0.0.1:8080", "https://hooks.example:443")
+    with pytest.raises(ValueError, match="allowed_webhook_origins"):
+        Policy.model_validate({"allowed_webhook_hosts": ["127.0.0.1"]})
+    with pytest.raises(ValueError, match="not an origin"):
+        Policy(allowed_webhook_origins=("http://127.0.0.1:8080/hook",))
+    # A person's settings saved before origins: null still loads; a host list narrows to nothing.
+    store.con.executemany(
+        "INSERT INTO user_policies VALUES (?, ?, false, ?)",
+        [["u1", '{"allowed_webhook_hosts": null, "tiers": {}}', NOW], ["u2", '{"allowed_webhook_hosts": ["x"]}', NOW]],
+    )
+    rules = load_user_rules(store.con, policy, ["u1", "u2"], NOW)
+    assert rules["u1"].policy.allowed_webhook_origins == policy.allowed_webhook_origins
+    assert rules["u2"].policy.allowed_webhook_origins == ()
+
+
 def test_the_sender_raises_only_our_errors_and_treats_only_2xx_as_success(
     tmp_path: Path, receivers: dict[str, Recorder]
 ) -> None:

@@ -226,7 +226,17 @@ class UserOverrides(BaseModel):
     quiet_end: str | None = None
     excluded_templates: tuple[str, ...] = ()
 
-    _renamed = model_validator(mode="before")(_no_hosts)
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_hosts(cls, data: Any) -> Any:
+        # Rows saved before origins carry "allowed_webhook_hosts" (null unless set). A host list
+        # cannot say which scheme and port, so it narrows to no origin at all (fails closed).
+        if isinstance(data, dict) and "allowed_webhook_hosts" in data:
+            data = dict(data)
+            hosts = data.pop("allowed_webhook_hosts")
+            if hosts is not None and data.get("allowed_webhook_origins") is None:
+                data["allowed_webhook_origins"] = ()
+        return data
 
     @field_validator("allowed_webhook_origins")
     @classmethod
