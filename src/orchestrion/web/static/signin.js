@@ -13,6 +13,8 @@
     form.elements.credential.value = decodeURIComponent(found[1]);
     form.submit();
   }
+  // a link opened while this page is already showing changes only the fragment: no new load
+  window.addEventListener("hashchange", go);
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", go);
   } else {
