@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from orchestrion.config import load_settings
+from orchestrion.errors import PermissionDeniedError, UsageError
 from orchestrion.keys import create_key, revoke_key
+from orchestrion.policies import Policy
 from orchestrion.sessions import (
     end_session,
     end_sessions,
@@ -22,8 +24,6 @@ from orchestrion.sessions import (
     touch_session,
 )
 from orchestrion.store import Store
-from orchestrion.errors import PermissionDeniedError, UsageError
-from orchestrion.policies import Policy
 from orchestrion.web.context import iso_day, safe_next
 from orchestrion.web.controls import parse_overrides
 from orchestrion.web.session import Session, Signer, web_secret
