@@ -181,7 +181,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return _info(revoked)
 
     @router.delete("/v1/signin-links/{link_id}", response_model=LinkRevoked, dependencies=[*documented, admin],
-                   responses=refusals)
+                   responses={**refusals, 422: {"model": Refusal, "description": "A link id over 64 characters."}})
     async def revoke_link(
         link_id: str = Path(min_length=1, max_length=64, description="As `orchestrion users link` prints it."),
     ) -> Any:
