@@ -1,5 +1,9 @@
 """The person's pages: sign-in and out, the day's feed, one deliverable, thumbs.
 
+Signing in checks the credential (a single-use link, a user key or an admin key) and stores the
+session in one writer transaction; the sign-in form is bound to its pre-session cookie and sign-out
+needs the session's form token (see :mod:`orchestrion.web.session`).
+
 Every page is plain HTML that reads without JavaScript; forms post normally and are answered
 with a redirect back. With htmx loaded, the thumb forms post in the background and swap in the
 updated buttons instead.
