@@ -135,14 +135,19 @@ def test_http_feedback_is_for_the_deliverables_user_or_an_admin(tiny: Store, tmp
     body = {"thumb": "down", "items": [{"item_id": "A2", "thumb": "down"}]}
     with TestClient(app) as client:
         assert client.post(url, json=body).status_code == 401
-        for key, status in ((write, 403), (m1, 403), (r1, 200), (admin, 200)):
+        for key, status in ((write, 403), (m1, 404), (r1, 200), (admin, 200)):
             answer = client.post(url, json=body, headers={"Authorization": f"Bearer {key}"})
             assert answer.status_code == status, answer.text
         assert answer.json()["excluded_items"] == ["A2"]
         assert (
-            "only that deliverable's user"
-            in client.post(url, json=body, headers={"Authorization": f"Bearer {m1}"}).json()["detail"]
+            "only a deliverable's user"
+            in client.post(url, json=body, headers={"Authorization": f"Bearer {write}"}).json()["detail"]
         )
+        # another user's deliverable is answered as an unknown one
+        theirs = client.post(url, json=body, headers={"Authorization": f"Bearer {m1}"}).json()["detail"]
+        unknown = client.post("/v1/deliverables/d_nope/feedback", json=body,
+                              headers={"Authorization": f"Bearer {m1}"}).json()["detail"]
+        assert theirs.replace(mine, "ID") == unknown.replace("d_nope", "ID")
         assert (
             client.post(
                 "/v1/deliverables/d_nope/feedback", json=body, headers={"Authorization": f"Bearer {admin}"}

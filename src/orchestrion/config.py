@@ -11,6 +11,7 @@ The environment is passed in as a mapping, so tests never patch ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -119,7 +120,18 @@ class Settings(BaseModel):
     web_secret: str | None = Field(
         None, description="Signs web sessions and sign-in links; unset = generated once into HOME/.web-secret."
     )
-    web_link_days: int = Field(14, gt=0, description="Days a `users link` sign-in link stays valid.")
+    web_link_days: int = Field(14, gt=0, description="Days a `users link` sign-in link stays valid (it signs in once).")
+    web_session_hours: float = Field(
+        168.0, gt=0, le=30 * 24, description="Longest a web session lasts after sign-in, in hours (default 7 days)."
+    )
+    web_session_idle_hours: float = Field(
+        12.0, gt=0, description="A web session unused for this many hours ends (idle expiry)."
+    )
+    web_trusted_proxies: tuple[str, ...] = Field(
+        (),
+        description="Addresses or networks (e.g. 127.0.0.1,10.0.0.0/8) of reverse proxies whose X-Forwarded-Proto "
+        "is believed; cookies are Secure when it says https. Unset = the header is ignored.",
+    )
 
     delivery_time: str = Field(
         "07:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Users' local time of the daily run, HH:MM."
@@ -144,6 +156,23 @@ class Settings(BaseModel):
         if "html" not in value:
             raise ValueError("must include html (the file that marks a deliverable delivered); add json or md to it")
         return tuple(dict.fromkeys(value))
+
+    @field_validator("web_trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("web_trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network; write it like 10.0.0.1 or 10.0.0.0/8"
+                ) from exc
+        return value
 
     @property
     def database_path(self) -> Path:

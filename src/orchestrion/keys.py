@@ -30,6 +30,7 @@ from typing import Final, Literal, cast, get_args
 import duckdb
 
 from orchestrion.errors import NotFoundError, UsageError
+from orchestrion.sessions import end_sessions
 from orchestrion.store import utcnow
 
 __all__ = [
@@ -134,11 +135,13 @@ def list_keys(con: duckdb.DuckDBPyConnection) -> list[ApiKey]:
 def revoke_key(
     con: duckdb.DuckDBPyConnection, key_id: str, *, now: datetime | None = None
 ) -> ApiKey:
-    """Revoke ``key_id`` (idempotent: an already revoked key keeps its first revocation time)."""
-    con.execute(
-        "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
-        [now or utcnow(), key_id],
-    )
+    """Revoke ``key_id`` (idempotent: an already revoked key keeps its first revocation time).
+
+    The web sessions signed in with the key end with it, in the same transaction.
+    """
+    now = now or utcnow()
+    con.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL", [now, key_id])
+    end_sessions(con, key_id=key_id, now=now, why="key revoked")
     rows = con.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", [key_id]).fetchall()
     if not rows:
         raise NotFoundError(f"no API key {key_id!r}; `orchestrion keys list` shows the key ids")

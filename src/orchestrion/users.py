@@ -56,7 +56,7 @@ def valid_timezone(name: str) -> bool:
     """True for an IANA timezone name such as ``Europe/Paris``."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         return False
     return True
 

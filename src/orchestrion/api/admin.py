@@ -1,8 +1,9 @@
-"""Operator routes: health (open), store stats and API keys (admin keys only).
+"""Operator routes: health (open), store stats, API keys and web sign-ins (admin keys only).
 
 Keys are created and revoked through the running server because it holds the only write handle
 on the database; revoking here also evicts the key from the in-memory cache, so it stops working
-on the next request.
+on the next request, and ends the web sessions signed in with it. Sign-in links and a user's
+web sessions are revoked here too.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import duckdb
-from fastapi import APIRouter, Depends, Security
+from fastapi import APIRouter, Depends, Path, Security
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from orchestrion import keys
+from orchestrion import keys, sessions
 from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import Refusal
 from orchestrion.stats import store_stats
+from orchestrion.store import utcnow
 
 __all__ = ["build_router"]
 
@@ -72,6 +74,20 @@ class CreatedKey(KeyInfo):
     """A new key: ``key`` is shown this once and never stored."""
 
     key: str
+
+
+class LinkRevoked(BaseModel):
+    """A revoked sign-in link and how many web sessions it had started that ended with it."""
+
+    link_id: str
+    sessions_ended: int
+
+
+class SignedOut(BaseModel):
+    """A user signed out of the web page everywhere."""
+
+    user_id: str
+    sessions_ended: int
 
 
 def _aware(ts: datetime | None) -> datetime | None:
@@ -163,5 +179,24 @@ def build_router(ctx: ApiContext) -> APIRouter:
         revoked = await ctx.write(work)
         ctx.auth.forget(key_id)
         return _info(revoked)
+
+    @router.delete("/v1/signin-links/{link_id}", response_model=LinkRevoked, dependencies=[*documented, admin],
+                   responses={**refusals, 422: {"model": Refusal, "description": "A link id over 64 characters."}})
+    async def revoke_link(
+        link_id: str = Path(min_length=1, max_length=64, description="As `orchestrion users link` prints it."),
+    ) -> Any:
+        """Revoke a sign-in link, used or not: it signs no one in, and the sessions it started end (admin)."""
+        now = utcnow()
+        ended = await ctx.write(lambda con: sessions.revoke_link(con, link_id, now=now))
+        return {"link_id": link_id, "sessions_ended": ended}
+
+    @router.delete("/v1/users/{user_id}/sessions", response_model=SignedOut, dependencies=[*documented, admin],
+                   responses=refusals)
+    async def sign_out_user(user_id: str) -> Any:
+        """Sign a user out of the web page everywhere: their sessions end and every sign-in link made for
+        them so far stops working (admin). With revoking their user keys, this removes a person's access."""
+        now = utcnow()
+        ended = await ctx.write(lambda con: sessions.sign_out_user(con, user_id, now=now))
+        return {"user_id": user_id, "sessions_ended": ended}
 
     return router

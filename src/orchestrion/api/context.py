@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from datetime import date
+from typing import Annotated, TypeVar
 
 import duckdb
+from pydantic import BeforeValidator
 
 from orchestrion.api.auth import Authenticator
 from orchestrion.api.receipts import ApiError
@@ -16,9 +19,22 @@ from orchestrion.events import WriteResult
 from orchestrion.store import Store
 from orchestrion.writer import EventWrite, Writer
 
-__all__ = ["ApiContext"]
+__all__ = ["ApiContext", "IsoDate"]
 
 T = TypeVar("T")
+
+
+def _strict_day(value: object) -> object:
+    """Only ``YYYY-MM-DD`` is a date here: pydantic alone reads ``0`` (or ``"0"``) as 1970-01-01."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError(f"{str(value)[:40]!r} is not a date written YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_strict_day)]
+"""A date parameter or field that must be written ``YYYY-MM-DD``."""
 
 
 @dataclass

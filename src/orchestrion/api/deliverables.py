@@ -1,13 +1,12 @@
 """Deliverables over HTTP: a user's feed, one deliverable, and a person's approve / reject / cancel.
 
 Who may call: an ``admin`` key for anyone; a ``user`` key (``orchestrion users token USER``) only
-for that user's own feed and deliverables — another user's deliverable answers 403, so nothing
-of it is read. While no key exists (loopback only) the API is open.
+for that user's own feed and deliverables — another user's deliverable answers 404, as an unknown
+one does, so that ids cannot be probed. While no key exists (loopback only) the API is open.
 """
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Security
@@ -16,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from orchestrion.api.auth import BasicDoc, BearerDoc
-from orchestrion.api.context import ApiContext
+from orchestrion.api.context import ApiContext, IsoDate
 from orchestrion.api.receipts import ApiError, Refusal
 from orchestrion.deliverables import decide, feed, get_deliverable
 from orchestrion.errors import NotFoundError, PermissionDeniedError, RetryableError, UsageError
@@ -46,8 +45,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
     refusals: dict[int | str, dict[str, Any]] = {
         400: {"model": Refusal, "description": "Nothing to decide, or the wrong decision for these actions."},
         401: {"model": Refusal, "description": "Missing, unknown or revoked API key."},
-        403: {"model": Refusal, "description": "Another user's data, or a key that may not read it."},
-        404: {"model": Refusal, "description": "No such deliverable."},
+        403: {"model": Refusal, "description": "Another user's feed, or a key that may not read deliverables."},
+        404: {"model": Refusal, "description": "No such deliverable, or another user's."},
         422: {"model": Refusal, "description": "An invalid date or decision."},
         503: {"model": Refusal, "description": "A provider did not answer; the action will be reconciled."},
     }
@@ -60,10 +59,13 @@ def build_router(ctx: ApiContext) -> APIRouter:
         finally:
             cursor.close()
 
-    async def guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def guarded(fn: Any, *args: Any, hidden: str | None = None, **kwargs: Any) -> Any:
+        """Run ``fn`` off the loop, its errors as refusals; ``hidden``: the deliverable id whose refusal is 404."""
         try:
             return await run_in_threadpool(fn, *args, **kwargs)
         except PermissionDeniedError as exc:
+            if hidden is not None:  # another user's deliverable: the same answer as an unknown id
+                raise ApiError(404, f"no deliverable {hidden!r}; list a user's with GET /v1/users/{{id}}/feed") from exc
             raise ApiError(403, f"{exc}; {_HOW}") from exc
         except NotFoundError as exc:
             raise ApiError(404, str(exc)) from exc
@@ -76,7 +78,9 @@ def build_router(ctx: ApiContext) -> APIRouter:
     async def get_feed(
         user_id: str,
         request: Request,
-        day: date | None = Query(None, alias="date", description="The delivery day (default today, UTC)."),
+        day: IsoDate | None = Query(
+            None, alias="date", description="The delivery day, YYYY-MM-DD (default today, UTC)."
+        ),
     ) -> Any:
         """A user's deliverables of a day, with their actions and "why this"."""
         key = await ctx.auth.authenticate(request)
@@ -105,7 +109,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
     ) -> Any:
         """One deliverable: content, plan, trace, review, actions; or rendered as Markdown or HTML."""
         key = await ctx.auth.authenticate(request)
-        record = await guarded(read, get_deliverable, deliverable_id, viewer=_viewer(key))
+        record = await guarded(read, get_deliverable, deliverable_id, viewer=_viewer(key), hidden=deliverable_id)
         if fmt == "json":
             return record
         body, media_type = render(record, fmt)
@@ -120,7 +124,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
         viewer = _viewer(key)
         by = f"key:{key.key_id}" if key else "open-api"
         return await guarded(
-            decide, ctx.store, ctx.settings, deliverable_id, decision, by=by, viewer=viewer, now=utcnow()
+            decide, ctx.store, ctx.settings, deliverable_id, decision, by=by, viewer=viewer, now=utcnow(),
+            hidden=deliverable_id,
         )
 
     return router

@@ -37,14 +37,18 @@ class FeedbackAnswer(BaseModel):
     restored_items: list[str] = Field(description="Items thumbed up again: no longer excluded.")
 
 
+def _unknown(deliverable_id: str) -> str:
+    return f"no deliverable {deliverable_id!r}; a user's deliverables are listed by GET /v1/users/{{id}}/feed"
+
+
 def build_router(ctx: ApiContext) -> APIRouter:
     """The feedback route of one app (mount it with ``app.include_router``)."""
     router = APIRouter(tags=["feedback"])
     refusals: dict[int | str, dict[str, Any]] = {
         400: {"model": Refusal, "description": "The body is not valid JSON."},
         401: {"model": Refusal, "description": "Missing, unknown or revoked API key."},
-        403: {"model": Refusal, "description": "Not this deliverable's user's key, nor an admin key."},
-        404: {"model": Refusal, "description": "No such deliverable."},
+        403: {"model": Refusal, "description": "Neither a user key nor an admin key."},
+        404: {"model": Refusal, "description": "No such deliverable, or another user's."},
         422: {"model": Refusal, "description": "Invalid feedback body."},
     }
 
@@ -65,17 +69,19 @@ def build_router(ctx: ApiContext) -> APIRouter:
         """A thumb on a deliverable (and on its items: a thumbed-down item is excluded from the
         user's future goals). Admin keys, or the deliverable's own user's key."""
         key = await ctx.auth.authenticate(request)
+        if key is not None and key.role not in ("admin", "user"):
+            raise ApiError(
+                403,
+                f"key {key.key_id} (role {key.role!r}) may not give feedback: only a deliverable's user (a key made "
+                "with `orchestrion keys create --role user --user-id USER`) or an admin key may",
+            )
         try:
             owner = await run_in_threadpool(owner_of, deliverable_id)
         except NotFoundError as exc:
-            raise ApiError(404, str(exc)) from exc
-        if key is not None and key.role != "admin" and not (key.role == "user" and key.user_id == owner):
-            raise ApiError(
-                403,
-                f"key {key.key_id} (role {key.role!r}) may not give feedback on {deliverable_id}: only that "
-                "deliverable's user (a key made with `orchestrion keys create --role user --user-id USER`) or an "
-                "admin key may",
-            )
+            raise ApiError(404, _unknown(deliverable_id)) from exc
+        if key is not None and key.role == "user" and key.user_id != owner:
+            # another user's deliverable answers word for word as an unknown one: ids cannot be probed
+            raise ApiError(404, _unknown(deliverable_id))
         now = utcnow()
 
         def work(con: duckdb.DuckDBPyConnection) -> FeedbackReceipt:

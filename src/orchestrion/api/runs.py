@@ -7,7 +7,7 @@ server, which holds the database; the CLI follows it with ``GET /v1/runs/{run_id
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Security
@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 
 from orchestrion import runs
 from orchestrion.api.auth import BasicDoc, BearerDoc
-from orchestrion.api.context import ApiContext
+from orchestrion.api.context import ApiContext, IsoDate
 from orchestrion.api.receipts import ApiError, Refusal
 from orchestrion.errors import NotFoundError, RunInProgressError, UsageError
 from orchestrion.scheduler import RunRequest, RunService
@@ -31,7 +31,7 @@ class RunBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pipeline: Literal["daily", "retrain"] = "daily"
-    date: date
+    date: IsoDate
     users: list[str] | None = Field(None, description="daily only: just these users (their own shard of the key).")
     force: bool = Field(False, description="Start a new attempt of a key that already succeeded.")
 
@@ -83,7 +83,7 @@ def build_router(ctx: ApiContext, service: RunService) -> APIRouter:
     async def list_runs(
         pipeline: str | None = None,
         status: str | None = None,
-        since: date | None = None,
+        since: IsoDate | None = None,
         limit: int = Query(50, ge=1, le=1000),
     ) -> Any:
         """The latest runs first (admin)."""

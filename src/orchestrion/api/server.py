@@ -140,6 +140,8 @@ def run_server(settings: Settings, host: str, port: int) -> None:
             loop=loop,
             lifespan="on",
             access_log=False,
+            # X-Forwarded-* is believed only from web_trusted_proxies, by the web pages themselves
+            proxy_headers=False,
             log_level="info",
             timeout_graceful_shutdown=30,
         )

@@ -16,7 +16,11 @@ def link(
     user: str = typer.Argument(..., help="The user_id the link signs in (as in the events)."),
     base_url: str = typer.Option(None, help="Where people reach the server; default the running server's URL."),
 ) -> None:
-    """Print a sign-in link for USER's web page (valid ORCHESTRION_WEB_LINK_DAYS days)."""
+    """Print a sign-in link for USER's web page: it signs in once, within ORCHESTRION_WEB_LINK_DAYS days.
+
+    The token is after '#', so it never reaches a server log. The link's id (printed to stderr)
+    revokes it: DELETE /v1/signin-links/{id} with an admin key.
+    """
     from orchestrion.store import running_server
     from orchestrion.web.session import Signer
 
@@ -24,8 +28,9 @@ def link(
     if base_url is None:
         holder = running_server(config.database_path)
         base_url = holder.url if holder else f"http://{config.host}:{config.port}"
-    token = Signer.from_settings(config).link_token(user)
-    typer.echo(f"{base_url.rstrip('/')}/signin?token={token}")
+    token, link_id = Signer.from_settings(config).link_token(user)
+    typer.echo(f"link id {link_id} (revoke it with DELETE /v1/signin-links/{link_id})", err=True)
+    typer.echo(f"{base_url.rstrip('/')}/signin#token={token}")
 
 
 @app.command()

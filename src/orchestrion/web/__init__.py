@@ -2,7 +2,8 @@
 
 Server-rendered HTML (Jinja2) with htmx for in-place updates; every page reads without
 JavaScript and every form also works as a plain POST. :func:`mount_web` adds the pages at ``/``
-next to the API under ``/v1``; sessions are signed cookies (see :mod:`orchestrion.web.session`).
+next to the API under ``/v1``; sessions are stored and checked on every request (see
+:mod:`orchestrion.web.session`), and every page carries the headers of :mod:`orchestrion.web.headers`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 from orchestrion.api.context import ApiContext
 from orchestrion.web import admin, panel, routes
 from orchestrion.web.context import WebContext, static_folder
+from orchestrion.web.headers import SecurityHeaders
 from orchestrion.web.session import Signer
 
 __all__ = ["Signer", "mount_web"]
@@ -25,4 +27,5 @@ def mount_web(app: FastAPI, api: ApiContext) -> WebContext:
     app.include_router(panel.build_router(web))
     app.include_router(admin.build_router(web))
     app.mount("/static", StaticFiles(directory=static_folder()), name="static")
+    app.add_middleware(SecurityHeaders)
     return web

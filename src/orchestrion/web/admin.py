@@ -89,7 +89,7 @@ def build_router(web: WebContext) -> APIRouter:
 
     @router.get("/admin")
     async def admin_page(request: Request) -> Response:
-        session = web.session(request)
+        session = await web.session(request)
         if session is None:
             return web.to_signin(request)
         if not session.is_admin:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,13 +20,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from orchestrion.api.context import ApiContext
+from orchestrion.errors import UsageError
+from orchestrion.sessions import find_session, touch_session
 from orchestrion.store import utcnow
 from orchestrion.web.session import COOKIE, Session, Signer
 
-__all__ = ["WebContext", "form_lists", "read_form", "safe_next", "static_folder", "today_for"]
+__all__ = ["WebContext", "form_lists", "iso_day", "read_form", "safe_next", "static_folder", "today_for"]
 
 T = TypeVar("T")
 MAX_FORM_BYTES = 64 * 1024
+MAX_COOKIE = 256
+"""Longer session cookies are not ours (a real one is 43 characters); they are not looked up."""
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _folder(name: str) -> Path:
@@ -61,12 +68,22 @@ def safe_next(value: str | None, default: str = "/") -> str:
     return default
 
 
+def iso_day(value: str, name: str = "date") -> date:
+    """A day written YYYY-MM-DD, strictly (``0``, ``20240102`` or ``2024-W01-1`` are refused)."""
+    if not _DAY.fullmatch(value):
+        raise UsageError(f"{name} {value[:40]!r} is not a date written YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise UsageError(f"{name} {value!r} is not a date that exists; write it YYYY-MM-DD") from exc
+
+
 def today_for(con: duckdb.DuckDBPyConnection, user_id: str, now: datetime) -> date:
     """The date at ``now`` (UTC) in the user's time zone (``users.timezone``, UTC when unknown)."""
     rows = con.execute("SELECT timezone FROM users WHERE user_id = ?", [user_id]).fetchall()
     try:
         zone = ZoneInfo(str(rows[0][0])) if rows and rows[0][0] else ZoneInfo("UTC")
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         zone = ZoneInfo("UTC")
     return now.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone).date()
 
@@ -90,8 +107,52 @@ class WebContext:
             self._signer = Signer.from_settings(self.api.settings)
         return self._signer
 
-    def session(self, request: Request) -> Session | None:
-        return self.signer.read_session(request.cookies.get(COOKIE))
+    @property
+    def session_lifetime(self) -> timedelta:
+        return timedelta(hours=self.api.settings.web_session_hours)
+
+    async def session(self, request: Request) -> Session | None:
+        """The live session of the request's cookie, looked up in the store on every request."""
+        token = request.cookies.get(COOKIE)
+        if not token or len(token) > MAX_COOKIE:
+            return None
+        now = self.now()
+        idle = timedelta(hours=self.api.settings.web_session_idle_hours)
+        found = await self.read(lambda con: find_session(con, token, now=now, idle=idle))
+        if found is None:
+            return None
+        # idle expiry counts from the last request; refreshing it at most every few minutes keeps
+        # page views from being writes
+        if now - found.seen_at > min(idle / 20, timedelta(minutes=5)):
+            hashed = found.session_hash
+            await self.api.write(lambda con: touch_session(con, hashed, now=now))
+        return Session.of(found)
+
+    def is_https(self, request: Request) -> bool:
+        """Served over https: directly, or behind a trusted proxy that says so in X-Forwarded-Proto."""
+        if request.url.scheme == "https":
+            return True
+        proxies = self.api.settings.web_trusted_proxies
+        peer = request.client.host if request.client else None
+        if not proxies or peer is None:
+            return False
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        if not any(address in ipaddress.ip_network(p, strict=False) for p in proxies):
+            return False
+        # the proxy nearest to us appends last
+        forwarded = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+        return forwarded == "https"
+
+    def set_cookie(self, request: Request, response: Response, name: str, value: str, *, max_age: int,
+                   path: str = "/", samesite: str = "lax") -> None:
+        response.set_cookie(name, value, max_age=max_age, httponly=True, samesite=samesite,  # type: ignore[arg-type]
+                            secure=self.is_https(request), path=path)
+
+    def delete_cookie(self, request: Request, response: Response, name: str, *, path: str = "/") -> None:
+        response.delete_cookie(name, path=path, httponly=True, samesite="lax", secure=self.is_https(request))
 
     async def read(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run a read on its own cursor in a worker thread."""

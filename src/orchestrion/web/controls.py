@@ -9,6 +9,7 @@ operator's policy, and the page says so by offering only the stricter choices.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,9 +113,9 @@ def _cap(value: str | None, what: str) -> float | None:
     try:
         number = float(value)
     except ValueError as exc:
-        raise UsageError(f"{what} {value!r} is not a number; write it like 50 or 49.99") from exc
-    if number < 0:
-        raise UsageError(f"{what} cannot be negative")
+        raise UsageError(f"{what} {value[:40]!r} is not a number; write it like 50 or 49.99") from exc
+    if not math.isfinite(number) or number < 0:
+        raise UsageError(f"{what} is a number of zero or more, not {value[:40]!r}")
     return number
 
 
@@ -134,8 +135,11 @@ def parse_overrides(form: Mapping[str, Sequence[str]], operator: Policy) -> tupl
     if quiet == {"quiet_start": operator.quiet_start, "quiet_end": operator.quiet_end}:
         quiet = {"quiet_start": None, "quiet_end": None}
     timezone = (one("timezone") or "UTC").strip()
-    if not valid_timezone(timezone):
-        raise UsageError(f"time zone {timezone!r} is unknown; use a name such as Europe/Paris or UTC")
+    if len(timezone) > 64 or not valid_timezone(timezone):
+        raise UsageError(f"time zone {timezone[:64]!r} is unknown; use a name such as Europe/Paris or UTC")
+    unknown = sorted(set(form.get("excluded_templates", [])) - set(BUILT_IN))
+    if unknown:
+        raise UsageError(f"no deliverable kind {unknown[0][:40]!r}; the kinds are {', '.join(sorted(BUILT_IN))}")
     try:
         overrides = UserOverrides(
             tiers={c: t for c, t in tiers.items() if t and t != operator.tiers[c]},

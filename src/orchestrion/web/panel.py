@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from orchestrion.deliverables import Decision, decide
-from orchestrion.errors import NotFoundError, OrchestrionError, PermissionDeniedError, UsageError
+from orchestrion.errors import NotFoundError, OrchestrionError, PermissionDeniedError, RetryableError, UsageError
 from orchestrion.policies import ACTION_CLASSES, load_policy
 from orchestrion.web.context import WebContext, form_lists
 from orchestrion.web.controls import ACTION_NAMES, TIER_NAMES, read_panel, save_panel, waiting_actions
@@ -32,8 +32,8 @@ def build_router(web: WebContext) -> APIRouter:
     """The approvals and control-panel pages of one app."""
     router = APIRouter(include_in_schema=False)
 
-    def person(request: Request) -> Session | Response:
-        session = web.session(request)
+    async def person(request: Request) -> Session | Response:
+        session = await web.session(request)
         if session is None:
             return web.to_signin(request)
         if session.is_admin:
@@ -41,15 +41,16 @@ def build_router(web: WebContext) -> APIRouter:
                              "sign in with their link.")
         return session
 
-    async def approvals_view(request: Request, session: Session, **extra: Any) -> Response:
+    async def approvals_view(request: Request, session: Session, status: int = 200, **extra: Any) -> Response:
         assert session.user_id is not None
         user_id = session.user_id
         actions = await web.read(lambda con: waiting_actions(con, user_id))
-        return web.render(request, "approvals.html", session, actions=actions, now=web.now(), **extra)
+        return web.render(request, "approvals.html", session, status=status, actions=actions, now=web.now(),
+                          **extra)
 
     @router.get("/approvals")
     async def approvals(request: Request, done: str | None = None) -> Response:
-        session = person(request)
+        session = await person(request)
         if not isinstance(session, Session):
             return session
         notice = {"approve": "Approved.", "reject": "Rejected.", "cancel": "Cancelled."}.get(done or "")
@@ -57,13 +58,16 @@ def build_router(web: WebContext) -> APIRouter:
 
     @router.post("/approvals/{deliverable_id}")
     async def decide_action(request: Request, deliverable_id: str) -> Response:
-        session = person(request)
+        session = await person(request)
         if not isinstance(session, Session):
             return session
         form = form_lists(await request.body())
         decision = _DECISIONS.get(_last(form, "decision") or "")
         try:
             session.check_form(_last(form, "form_token"))
+        except PermissionDeniedError as exc:
+            return web.error(request, session, 403, str(exc))
+        try:
             if decision is None:
                 raise UsageError("the decision is approve, reject or cancel")
             await run_in_threadpool(
@@ -71,9 +75,12 @@ def build_router(web: WebContext) -> APIRouter:
                 by=f"web:{session.user_id}", viewer=session.user_id, now=web.now(),
             )
         except (NotFoundError, PermissionDeniedError):
-            return web.error(request, session, 404, f"No deliverable {deliverable_id} for you.")
+            return web.error(request, session, 404, f"No deliverable {deliverable_id[:512]} for you.")
         except OrchestrionError as exc:
-            return await approvals_view(request, session, problem=str(exc), notice=None)
+            # a wrong decision is the form's fault; anything else (already decided, a provider
+            # that did not answer) is a conflict with the current state, shown with its reason
+            status = 400 if isinstance(exc, UsageError) else 503 if isinstance(exc, RetryableError) else 409
+            return await approvals_view(request, session, status=status, problem=str(exc), notice=None)
         return RedirectResponse(f"/approvals?done={decision}", status_code=303)
 
     async def panel_view(request: Request, session: Session, status: int = 200, **extra: Any) -> Response:
@@ -88,7 +95,7 @@ def build_router(web: WebContext) -> APIRouter:
 
     @router.get("/settings")
     async def settings_page(request: Request, saved: int = 0) -> Response:
-        session = person(request)
+        session = await person(request)
         if not isinstance(session, Session):
             return session
         notice = "Saved. The next run follows these settings." if saved else None
@@ -96,7 +103,7 @@ def build_router(web: WebContext) -> APIRouter:
 
     @router.post("/settings")
     async def save_settings(request: Request) -> Response:
-        session = person(request)
+        session = await person(request)
         if not isinstance(session, Session):
             return session
         assert session.user_id is not None

@@ -1,5 +1,9 @@
 """The person's pages: sign-in and out, the day's feed, one deliverable, thumbs.
 
+Signing in checks the credential (a single-use link, a user key or an admin key) and stores the
+session in one writer transaction; the sign-in form is bound to its pre-session cookie and sign-out
+needs the session's form token (see :mod:`orchestrion.web.session`).
+
 Every page is plain HTML that reads without JavaScript; forms post normally and are answered
 with a redirect back. With htmx loaded, the thumb forms post in the background and swap in the
 updated buttons instead.
@@ -8,82 +12,147 @@ updated buttons instead.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 import duckdb
 from fastapi import APIRouter
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from orchestrion.errors import NotFoundError, PermissionDeniedError, UsageError
 from orchestrion.feedback import Feedback, ItemThumb, record_feedback
 from orchestrion.keys import KEY_PREFIX, verify_key
-from orchestrion.web.context import WebContext, read_form, safe_next, today_for
-from orchestrion.web.feed import Card, Day, card, day_feed, read_card_user
-from orchestrion.web.session import COOKIE, SESSION_DAYS, Session
+from orchestrion.sessions import (
+    StoredSession,
+    end_session,
+    end_sessions,
+    redeem_link,
+    sign_out_user,
+    start_session,
+)
+from orchestrion.web.context import WebContext, iso_day, read_form, safe_next, today_for
+from orchestrion.web.feed import Card, Day, card, day_feed
+from orchestrion.web.session import COOKIE, SIGNIN_COOKIE, Session
 
 __all__ = ["build_router"]
 
-
-def _signed_in(web: WebContext, response: Response, session: Session) -> Response:
-    response.set_cookie(
-        COOKIE,
-        web.signer.session_cookie(session),
-        max_age=SESSION_DAYS * 86_400,
-        httponly=True,
-        samesite="lax",
-        path="/",
-    )
-    return response
+MAX_CREDENTIAL = 2048
+MAX_ID = 512
+"""Longer deliverable or item ids than this are not looked up (none is made that long)."""
 
 
 def build_router(web: WebContext) -> APIRouter:
     """The sign-in, feed and deliverable pages of one app."""
     router = APIRouter(include_in_schema=False)
 
-    async def session_for_credential(credential: str) -> Session | None:
-        credential = credential.strip()
-        if credential.startswith(KEY_PREFIX):
-            key = await web.read(lambda con: verify_key(con, credential))
-            if key is None:
-                return None
-            if key.role == "admin":
-                return Session.admin()
-            if key.role == "user" and key.user_id:
-                return Session.user(key.user_id)
+    def signin_page(request: Request, session: Session | None, *, status: int = 200,
+                    problem: str | None = None) -> Response:
+        """The sign-in form, bound to a pre-session cookie (kept when the browser already has one)."""
+        seed = request.cookies.get(SIGNIN_COOKIE)
+        if not seed or len(seed) > 64:
+            seed = secrets.token_urlsafe(24)
+        response = web.render(request, "signin.html", session, status=status, problem=problem,
+                              signin_token=web.signer.signin_token(seed))
+        # SameSite=Strict: a post from another site does not carry it, so its form token cannot match
+        web.set_cookie(request, response, SIGNIN_COOKIE, seed, max_age=86_400, path="/signin", samesite="strict")
+        return response
+
+    async def start_for(credential: str, replacing: Session | None) -> tuple[str, StoredSession] | None:
+        """Check a credential and start its session in one write (so a revocation cannot slip between)."""
+        now, lifetime = web.now(), web.session_lifetime
+        link = None if credential.startswith(KEY_PREFIX) else web.signer.read_link(credential)
+        if link is None and not credential.startswith(KEY_PREFIX):
             return None
-        user = web.signer.read_link(credential)
-        return Session.user(user) if user else None
+
+        def work(con: duckdb.DuckDBPyConnection) -> tuple[str, StoredSession] | None:
+            if link is not None:
+                try:
+                    redeem_link(con, link.link_id, link.user_id, issued_at=link.issued_at, now=now)
+                except PermissionDeniedError:
+                    return None
+                made = start_session(con, "user", link.user_id, link_id=link.link_id, now=now, lifetime=lifetime)
+            else:
+                key = verify_key(con, credential)
+                if key is None or key.role == "write" or (key.role == "user" and not key.user_id):
+                    return None
+                if key.role == "admin":
+                    made = start_session(con, "admin", None, key_id=key.key_id, now=now, lifetime=lifetime)
+                else:
+                    made = start_session(con, "user", key.user_id, key_id=key.key_id, now=now, lifetime=lifetime)
+            if replacing is not None:
+                end_session(con, replacing.session_hash, now=now, why="signed in again")
+            return made
+
+        return await web.api.write(work)
 
     @router.get("/signin")
-    async def signin_page(request: Request, token: str | None = None) -> Response:
-        if token:
-            session = await session_for_credential(token)
-            if session is None:
-                return web.render(request, "signin.html", None, status=401,
-                                  problem="This sign-in link is invalid or has expired; ask for a new one.")
-            return _signed_in(web, RedirectResponse("/", status_code=303), session)
-        return web.render(request, "signin.html", web.session(request), problem=None)
+    async def signin_form(request: Request) -> Response:
+        session = await web.session(request)
+        if "token" in request.query_params:
+            # credentials never travel in URLs (they end up in logs, history and Referer headers)
+            return signin_page(
+                request, session, status=400,
+                problem="Sign-in tokens are never taken from the address. Links now put the token after '#'; "
+                        "ask for a new link, or paste the token below.",
+            )
+        return signin_page(request, session)
 
     @router.post("/signin")
     async def signin(request: Request) -> Response:
         form = await read_form(request)
-        session = await session_for_credential(form.get("credential", ""))
-        if session is None:
-            return web.render(
-                request, "signin.html", None, status=401,
-                problem="That token or key was not recognised (a write key cannot sign in). Check it and try again.",
+        if not web.signer.signin_check(request.cookies.get(SIGNIN_COOKIE), form.get("signin_token")):
+            return signin_page(request, None, status=403,
+                               problem="This sign-in form expired or came from another site; try again here.")
+        credential = form.get("credential", "").strip()
+        made = None
+        if 0 < len(credential) <= MAX_CREDENTIAL:
+            made = await start_for(credential, await web.session(request))
+        if made is None:
+            return signin_page(
+                request, None, status=401,
+                problem="That token or key was not recognised, or the link was already used or revoked "
+                        "(a link signs in once; a write key cannot sign in). Check it or ask for a new link.",
             )
-        return _signed_in(web, RedirectResponse("/admin" if session.is_admin else "/", status_code=303), session)
+        token, stored = made
+        response = RedirectResponse("/admin" if stored.kind == "admin" else "/", status_code=303)
+        web.set_cookie(request, response, COOKIE, token, max_age=int(web.session_lifetime.total_seconds()))
+        web.delete_cookie(request, response, SIGNIN_COOKIE, path="/signin")
+        return response
 
     @router.post("/signout")
     async def signout(request: Request) -> Response:
+        session = await web.session(request)
+        if session is None:
+            # nothing to end; the cookie is left alone (a post from another site does not carry it,
+            # and must not be able to delete it either)
+            return RedirectResponse("/signin", status_code=303)
+        form = await read_form(request)
+        everywhere = form.get("everywhere", "")
+        try:
+            session.check_form(form.get("form_token"))
+            if everywhere not in ("", "1"):
+                raise UsageError("everywhere is 1 (sign out on every device) or absent")
+        except UsageError as exc:
+            return web.error(request, session, 403 if isinstance(exc, PermissionDeniedError) else 400, str(exc))
+        now = web.now()
+
+        def work(con: duckdb.DuckDBPyConnection) -> None:
+            if not everywhere:
+                end_session(con, session.session_hash, now=now)
+            elif session.is_admin and session.key_id:
+                end_sessions(con, key_id=session.key_id, now=now, why="signed out everywhere")
+            elif session.user_id:
+                sign_out_user(con, session.user_id, now=now)
+
+        await web.api.write(work)
         response = RedirectResponse("/signin", status_code=303)
-        response.delete_cookie(COOKIE, path="/")
+        web.delete_cookie(request, response, COOKIE)
         return response
 
     @router.get("/")
     async def feed_page(request: Request, date: str | None = None, user: str | None = None) -> Response:
-        session = web.session(request)
+        session = await web.session(request)
         if session is None:
             return web.to_signin(request)
         user_id = session.user_id if not session.is_admin else user
@@ -92,7 +161,7 @@ def build_router(web: WebContext) -> APIRouter:
         if not session.may_see(user_id):
             return web.error(request, session, 404, "There is nothing here for you.")
         try:
-            wanted = None if not date else _parse_day(date)
+            wanted = None if date is None else iso_day(date)
         except UsageError as exc:
             return web.error(request, session, 400, str(exc))
         now = web.now()
@@ -107,17 +176,17 @@ def build_router(web: WebContext) -> APIRouter:
 
     @router.get("/deliverables/{deliverable_id}")
     async def deliverable_page(request: Request, deliverable_id: str) -> Response:
-        session = web.session(request)
+        session = await web.session(request)
         if session is None:
             return web.to_signin(request)
         found = await _own_card(web, session, deliverable_id)
         if found is None:
-            return web.error(request, session, 404, f"No deliverable {deliverable_id} for you.")
+            return web.error(request, session, 404, f"No deliverable {deliverable_id[:MAX_ID]} for you.")
         return web.render(request, "deliverable.html", session, card=found)
 
     @router.post("/deliverables/{deliverable_id}/thumbs")
     async def thumbs(request: Request, deliverable_id: str) -> Response:
-        session = web.session(request)
+        session = await web.session(request)
         if session is None:
             return web.to_signin(request)
         form = await read_form(request)
@@ -127,12 +196,17 @@ def build_router(web: WebContext) -> APIRouter:
             if thumb not in ("up", "down"):
                 raise UsageError("a thumb is 'up' or 'down'")
             item_id = form.get("item_id") or None
-            body = Feedback(items=[ItemThumb(item_id=item_id, thumb=thumb)]) if item_id else Feedback(thumb=thumb)
-        except (PermissionDeniedError, UsageError) as exc:
+        except UsageError as exc:
             return web.error(request, session, 403 if isinstance(exc, PermissionDeniedError) else 400, str(exc))
-        owner = await _owner(web, deliverable_id)
-        if owner is None or not session.may_see(owner):
-            return web.error(request, session, 404, f"No deliverable {deliverable_id} for you.")
+        found = await _own_card(web, session, deliverable_id)
+        if found is None:
+            return web.error(request, session, 404, f"No deliverable {deliverable_id[:MAX_ID]} for you.")
+        if item_id is not None and item_id not in {i.item_id for i in found.items}:
+            return web.error(request, session, 400, f"item {item_id[:MAX_ID]!r} is not part of this deliverable")
+        try:
+            body = Feedback(items=[ItemThumb(item_id=item_id, thumb=thumb)]) if item_id else Feedback(thumb=thumb)
+        except ValidationError as exc:
+            return web.error(request, session, 400, f"this thumb cannot be recorded: {exc.errors()[0]['msg']}")
         now = web.now()
         await web.api.write(lambda con: record_feedback(con, deliverable_id, body, source="web", now=now))
         if request.headers.get("hx-request"):
@@ -146,23 +220,6 @@ def build_router(web: WebContext) -> APIRouter:
         return RedirectResponse(safe_next(form.get("next")), status_code=303)
 
     return router
-
-
-def _parse_day(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as exc:
-        raise UsageError(f"date {value!r} is not YYYY-MM-DD") from exc
-
-
-async def _owner(web: WebContext, deliverable_id: str) -> str | None:
-    def work(con: duckdb.DuckDBPyConnection) -> str | None:
-        try:
-            return read_card_user(con, deliverable_id)
-        except NotFoundError:
-            return None
-
-    return await web.read(work)
 
 
 async def _own_card(web: WebContext, session: Session, deliverable_id: str) -> Card | None:
