@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrion.api.launcher import CLI, cli, start_server
+from launcher import CLI, cli, start_server
 from orchestrion.store import Store
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "online-retail-sample.csv.gz"

@@ -49,7 +49,10 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
         finally:
             writer.close()
 
-    app = FastAPI(title="orchestrion", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # fastapi-offline serves Swagger UI's and ReDoc's assets from the package: /docs works offline
+    from fastapi_offline import FastAPIOffline
+
+    app = FastAPIOffline(title="orchestrion", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.ctx = ctx
     app.include_router(ingest.build_router(ctx))
     app.include_router(admin.build_router(ctx))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from orchestrion.cli.context import settings
+from orchestrion.cli.context import open_store, settings
+from orchestrion.cli.keys import ADMIN_KEY
+from orchestrion.errors import NotFoundError
 
 __all__ = ["app"]
 
@@ -16,13 +18,22 @@ def link(
     user: str = typer.Argument(..., help="The user_id the link signs in (as in the events)."),
     base_url: str = typer.Option(None, help="Where people reach the server; default the running server's URL."),
 ) -> None:
-    """Print a sign-in link for USER's web page (valid ORCHESTRION_WEB_LINK_DAYS days)."""
+    """Print a sign-in link for USER's web page (valid ORCHESTRION_WEB_LINK_DAYS days).
+
+    Refuses a user the store has never seen (checked when no server holds the store).
+    """
     from orchestrion.store import running_server
     from orchestrion.web.session import Signer
 
     config = settings()
+    holder = running_server(config.database_path)
+    if holder is None:
+        from orchestrion.users import known_user
+
+        with open_store(config, read_only=True) as store:
+            if not known_user(store.con, user):
+                raise NotFoundError(f"no user {user!r} in the store (no events, no identify); check the user_id")
     if base_url is None:
-        holder = running_server(config.database_path)
         base_url = holder.url if holder else f"http://{config.host}:{config.port}"
     token = Signer.from_settings(config).link_token(user)
     typer.echo(f"{base_url.rstrip('/')}/signin?token={token}")
@@ -31,9 +42,7 @@ def link(
 @app.command()
 def token(
     user: str = typer.Argument(..., help="The user_id the token reads (as in the events)."),
-    admin_key: str = typer.Option(
-        None, envvar="ORCHESTRION_ADMIN_KEY", help="Admin key for a running server (not needed without one)."
-    ),
+    admin_key: str = ADMIN_KEY,
 ) -> None:
     """Create an API key that reads only USER's feed and deliverables (the secret is printed once, last).
 
