@@ -193,4 +193,8 @@ def test_a_stock_low_event_proposes_a_reorder_within_seconds(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("args", [("run", "--help"), ("backfill", "daily", "--help"), ("runs", "list", "--help")])
 def test_run_commands_have_help(tmp_path: Path, args: tuple[str, ...]) -> None:
-    assert cli(tmp_path, *args).returncode == 0
+    done = cli(tmp_path, *args)
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    shown = " ".join(done.stdout.split())
+    assert f"Usage: orchestrion {' '.join(args[:-1])}" in shown
+    assert {"run": "Run a pipeline", "backfill": "--from", "runs": "--limit"}[args[0]] in shown
