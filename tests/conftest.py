@@ -1,4 +1,16 @@
-"""Shared fixtures: a real in-memory store, and the real datasets (required in CI)."""
+"""Shared fixtures: a real in-memory store, and the real datasets (required in CI); and the test tiers.
+
+Tiers (markers registered in pyproject.toml) are assigned here, from what a test uses, so that a new
+test file lands in the right tier without marking itself:
+
+- ``datasets``: reads a real public dataset (imports ``dataset_path`` or uses ``evaluation_reports``);
+- ``processes``: starts processes — a server or the CLI through ``tests/launcher.py``, ``subprocess``,
+  a notebook kernel;
+- ``browser``: drives Chromium (uses the ``browser`` fixture);
+- ``slow``: a whole file known to take long (``SLOW_FILES``), or a test marked ``slow`` itself.
+
+``make test-fast`` (the dev loop) runs none of them; ``make test`` (CI) runs everything.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +23,36 @@ from typing import Any
 import pytest
 
 from orchestrion.store import Store
+
+SLOW_FILES = frozenset({
+    "test_api_reliability.py", "test_api_schema.py", "test_delivery_datasets.py", "test_evaluation_notebook.py",
+    "test_offline_lastfm.py", "test_offline_movielens.py", "test_prompt_injection.py", "test_quickstart_notebook.py",
+    "test_replay.py", "test_runs_reliability.py", "test_examples.py",
+})
+
+
+def _tiers(item: pytest.Item) -> set[str]:
+    module = getattr(item, "module", None)
+    names = vars(module) if module is not None else {}
+    fixtures = set(getattr(item, "fixturenames", ()))
+    tiers = set()
+    if "dataset_path" in names or "evaluation_reports" in fixtures:
+        tiers.add("datasets")
+    launched = any(getattr(v, "__module__", None) == "launcher" for v in names.values())
+    if launched or "subprocess" in names or "nbclient" in names or "evaluation_reports" in fixtures:
+        tiers.add("processes")
+    if "browser" in fixtures:
+        tiers.add("browser")
+    if item.path.name in SLOW_FILES:
+        tiers.add("slow")
+    return tiers
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for tier in sorted(_tiers(item)):
+            item.add_marker(getattr(pytest.mark, tier))
+
 
 DATASET_FOLDERS = {
     "movielens-100k": "ml-100k",
