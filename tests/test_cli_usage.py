@@ -50,6 +50,7 @@ BAD = [
     (["nosuch"], "No such command 'nosuch'"),
     (["run", "daily", "--date", "2011-11-01", "--bogus"], "--bogus"),
     (["serve", "--port", "abc"], "'--port'"),
+    (["serve", "--port", "99999"], "65535"),
     (["ingest", "events", "/no/such/file.csv"], "/no/such/file.csv"),
     (["goals", "show"], "Missing argument"),
     (["train", "nosuchkind"], "nosuchkind"),
