@@ -7,7 +7,8 @@ test file lands in the right tier without marking itself:
 - ``processes``: starts processes — a server or the CLI through ``tests/launcher.py``, ``subprocess``,
   a notebook kernel;
 - ``browser``: drives Chromium (uses the ``browser`` fixture);
-- ``slow``: a whole file known to take long (``SLOW_FILES``), or a test marked ``slow`` itself.
+- ``slow``: a whole file known to take long (``SLOW_FILES``), a single long test (``SLOW_TESTS``),
+  or a test marked ``slow`` itself.
 
 ``make test-fast`` (the dev loop) runs none of them; ``make test`` (CI) runs everything.
 """
@@ -29,6 +30,10 @@ SLOW_FILES = frozenset({
     "test_offline_lastfm.py", "test_offline_movielens.py", "test_prompt_injection.py", "test_quickstart_notebook.py",
     "test_replay.py", "test_runs_reliability.py", "test_examples.py",
 })
+# single tests that were the slowest of the fast tier (`make test-fast --durations`)
+SLOW_TESTS = frozenset({
+    "test_exploration_frequencies_match_the_logged_propensities", "test_policies_apply_to_the_next_run",
+})
 
 
 def _tiers(item: pytest.Item) -> set[str]:
@@ -43,7 +48,7 @@ def _tiers(item: pytest.Item) -> set[str]:
         tiers.add("processes")
     if "browser" in fixtures:
         tiers.add("browser")
-    if item.path.name in SLOW_FILES:
+    if item.path.name in SLOW_FILES or getattr(item, "originalname", item.name) in SLOW_TESTS:
         tiers.add("slow")
     return tiers
 
