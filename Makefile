@@ -1,12 +1,16 @@
 # Two entry points for a fresh machine (see README):
 #   make demo   installs orchestrion into .venv and runs the main job on the shipped sample
 #   make test   installs orchestrion with its dev tools into .venv and runs the test suite
+#   (make test-fast: the dev loop, under two minutes; make docs: the documentation site)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+# the dev loop: everything but the real datasets, the browser, the processes and the slow files
+FAST   := not slow and not browser and not datasets and not processes
+
+.PHONY: install demo test test-fast lint docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +26,18 @@ demo: install
 	$(BIN)/orchestrion demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "$(FAST)" --durations=10
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy --strict src
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs: install
+	$(BIN)/mkdocs serve
 
 bench: install
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

@@ -145,7 +145,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send(Reply(400, {"error": {"message": "body is not JSON"}}))
             return
-        self._send(owner.answer(body, dict(self.headers.items())))
+        owner.arrived()
+        try:
+            self._send(owner.answer(body, dict(self.headers.items())))
+        finally:
+            owner.left()
 
     def _send(self, reply: Reply) -> None:
         if reply.delay:
@@ -182,6 +186,9 @@ class OpenAIServer:
         self.script: deque[Reply] = deque(script)
         self.responder = responder
         self.requests: list[Recorded] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        """The most requests the server was answering at once: how concurrent the client was."""
         self._lock = threading.Lock()
         self._http = _Server(("127.0.0.1", 0), _Handler)
         self._http.owner = self
@@ -196,6 +203,15 @@ class OpenAIServer:
         """Append replies to the script."""
         with self._lock:
             self.script.extend(replies)
+
+    def arrived(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def left(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def answer(self, body: dict[str, Any], headers: dict[str, str]) -> Reply:
         with self._lock:

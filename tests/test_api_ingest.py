@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrion.api.launcher import Server, serve
+from launcher import Server, serve
 from orchestrion.store import utcnow
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from orchestrion.api.launcher import serve, start_server
+from launcher import serve, start_server
 
 
 def events(client: int, batch: int, size: int) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from orchestrion.api.launcher import cli, serve
+from launcher import cli, serve
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 

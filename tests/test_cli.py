@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,11 @@ def walk(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...]
     return found
 
 
+def words(text: str) -> str:
+    """Text as words, without the boxes and line breaks of rich's help layout."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
 def test_every_command_has_help() -> None:
     commands = walk(typer.main.get_command(app))
     assert len(commands) > 5
@@ -27,6 +33,13 @@ def test_every_command_has_help() -> None:
         assert (command.help or "").strip(), f"orchestrion {' '.join(path)} has no help text"
         result = runner.invoke(app, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)
+        shown = words(result.output)
+        assert f"Usage: orchestrion {' '.join(path)}".strip() in shown, (path, shown)
+        summary = " ".join(words(command.help).split()[:6])
+        assert summary in shown, (path, summary, shown)
+        for param in command.params:  # every option and argument is listed with its own help
+            if param.name != "help" and getattr(param, "help", None):
+                assert words(param.help).split()[0] in shown, (path, param.name)
 
 
 def test_ingest_then_stats_json(tmp_path: Path) -> None:

@@ -46,4 +46,5 @@ def test_list_names_every_dataset_and_its_download_page(env: dict[str, str]) -> 
 @pytest.mark.parametrize("command", [[], ["list"], ["load"]])
 def test_every_datasets_command_has_help(command: list[str]) -> None:
     out = CliRunner().invoke(app, ["datasets", *command, "--help"])
-    assert out.exit_code == 0 and "Usage" in out.stdout
+    assert out.exit_code == 0 and f"Usage: orchestrion datasets {' '.join(command)}".strip() in out.stdout
+    assert {(): "dataset", ("list",): "--json", ("load",): "--path"}[tuple(command)] in out.stdout

@@ -3,34 +3,15 @@ on the reports it writes (one run of each protocol per test session)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import dataset_path
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "evaluation.ipynb"
-
-
-@pytest.fixture(scope="session")
-def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    import nbformat
-    from nbclient import NotebookClient
-
-    for name in ("movielens-100k", "lastfm-hetrec-2k", "online-retail"):
-        dataset_path(name)
-    results = tmp_path_factory.mktemp("results")
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ORCHESTRION_RESULTS", str(results))
-        NotebookClient(notebook, timeout=900, kernel_name="python3",
-                       resources={"metadata": {"path": str(results)}}).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3  # one chart per protocol
-    return {p: json.loads((results / p / "results.json").read_text()) for p in ("movielens", "lastfm", "online-retail")}
+@pytest.fixture
+def reports(evaluation_reports: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Executed once per session in conftest; the protocol tests (test_offline_*) read the same run."""
+    return evaluation_reports
 
 
 def test_movielens_best_model_beats_popularity_widely(reports: dict[str, dict[str, Any]]) -> None:

@@ -157,7 +157,13 @@ def test_http_feedback_is_for_the_deliverables_user_or_an_admin(tiny: Store, tmp
         assert (
             client.post(url, json={"thumb": "maybe"}, headers={"Authorization": f"Bearer {admin}"}).status_code == 422
         )
-    assert tiny.scalar("SELECT count(*) FROM feedback WHERE source = 'api'") == 2
+        # as `curl -d '{"thumb": "up"}'` sends it (form Content-Type), like events: read as JSON all the same
+        form = {"Authorization": f"Bearer {admin}", "Content-Type": "application/x-www-form-urlencoded"}
+        assert client.post(url, content=b'{"thumb": "up"}', headers=form).status_code == 200
+        assert client.post(url, content=b'{"thumb": up', headers=form).status_code == 400
+        schema = client.get("/openapi.json").json()["paths"]["/v1/deliverables/{deliverable_id}/feedback"]["post"]
+        assert "thumb" in schema["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert tiny.scalar("SELECT count(*) FROM feedback WHERE source = 'api'") == 3
 
 
 def test_cli_propose_show_and_import(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ concurrency; the LLM critique.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -343,16 +342,14 @@ def test_plan_many_runs_goals_concurrently(world: Store, server: OpenAIServer, t
     planner = planner_for(server, tmp_path)
     goals = [goal(t, n=i) for i in range(4) for t in ("playlist", "reorder", "digest", "watchlist")]
     jobs = [(g, executor(world, g)) for g in goals]
-    started = time.perf_counter()
     outcomes = plan_many(planner, jobs, concurrency=8)
-    elapsed = time.perf_counter() - started
     planner.close()
     assert all(o.fallback is None and not o.plan.nothing_to_do for o in outcomes), [o.fallback for o in outcomes]
     assert [ex.ctx.content["kind"] for _, ex in jobs] == [KINDS[g.template] for g in goals]
     turns = len(server.requests)  # 2 turns for lists and digests, 3 for reorders: 36 turns of 0.2 s
     assert turns == 36
-    bound = turns * 0.2 / 8
-    assert elapsed < bound * 2.5, f"{elapsed:.2f} s for {turns} turns at concurrency 8 (bound {bound:.2f} s)"
+    # concurrent, and never more than asked: counted by the server, not timed (a shared machine is slow)
+    assert 1 < server.max_in_flight <= 8, server.max_in_flight
 
 
 def test_critique_reads_the_verdict(server: OpenAIServer, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The replay on the real datasets: does feedback make the goals better? (README "Goal replay")
+"""The replay on the real datasets: does feedback make the goals better? (docs/evaluation.md "Goal replay")
 
 Each dataset is replayed once (module fixture, the documented protocol and time box of
 ``replay.DATASET_DEFAULTS``) and the issue's targets are asserted over the second half of the

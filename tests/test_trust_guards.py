@@ -424,7 +424,7 @@ def test_run_daily_plans_with_the_configured_llm_and_a_setting_keeps_a_path_offl
 
 def test_the_run_daily_command_plans_with_the_configured_endpoint(tmp_path: Path) -> None:
     """``orchestrion run daily`` in a real process, the endpoint given by the environment."""
-    from orchestrion.api.launcher import cli
+    from launcher import cli
 
     env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "ORCHESTRION_SCHEDULER": "0"}
     assert cli(tmp_path, "datasets", "load", "online-retail", "--path", str(SAMPLE), env=env).returncode == 0

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class Site:
     settings: Settings
     admin_key: str
     today: date
+    now: datetime
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         cursor = self.store.cursor()
@@ -56,9 +57,9 @@ class Site:
             cursor.close()
 
 
-def _seed(store: Store, today: date) -> None:
+def _seed(store: Store, now: datetime) -> None:
     """Two users; alice has a playlist, a cart and a digest today and a playlist yesterday; bob one digest."""
-    now = utcnow()
+    today = now.date()
     items = [
         ("t1", "music", "Blue in Green", "Miles Davis", None, None, None),
         ("t2", "music", "So What", "Miles Davis", None, None, None),
@@ -116,10 +117,10 @@ def _seed(store: Store, today: date) -> None:
     )
 
 
-def _seed_carol(store: Store, settings: Settings, today: date) -> None:
+def _seed_carol(store: Store, settings: Settings, now: datetime) -> None:
     """carol's cart and playlist, today and tomorrow, left ``proposed`` for the delivery run: today's
     run (here) makes the cart wait for her approval; tomorrow's is the "next run" of the policy test."""
-    now = utcnow()
+    today = now.date()
     lines = [
         {"item_id": "p1", "title": "WHITE HANGING HEART T-LIGHT HOLDER", "quantity": 6, "unit_price": 2.55,
          "line_total": 15.3},
@@ -170,16 +171,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     settings = load_settings({"ORCHESTRION_HOME": str(home)})
     store = Store.open(settings.database_path)
     admin = create_key(store.con, "admin").key
-    today = utcnow().date()
-    _seed(store, today)
-    _seed_carol(store, settings, today)
+    # The pages' clock is fixed at noon UTC of the day the module starts (the same date in every
+    # user's zone): a run across midnight sees the same "today" as the seeded data.
+    now = utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
+    today = now.date()
+    _seed(store, now)
+    _seed_carol(store, settings, now)
     save_version(settings.models_path, "ranker", lambda folder: None,
-                 {"metrics": {"snips": {"candidate": 0.41, "current": 0.37}, "auc": 0.712}}, now=utcnow(),
+                 {"metrics": {"snips": {"candidate": 0.41, "current": 0.37}, "auc": 0.712}}, now=now,
                  auto_promote_first=False)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(store, settings), lifespan="on", log_level="warning", ws="none")
+    app = create_app(store, settings, clock=lambda: now)
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", ws="none")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
     thread.start()
@@ -188,7 +193,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
     try:
-        yield Site(f"http://127.0.0.1:{port}", store, settings, admin, today)
+        yield Site(f"http://127.0.0.1:{port}", store, settings, admin, today, now)
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -451,11 +456,11 @@ def test_a_policy_change_applies_to_the_next_run(site: Site, browser: Any) -> No
     assert site.query("SELECT timezone FROM users WHERE user_id = 'carol'") == [("Europe/Paris",)]
     # the next run (tomorrow's delivery) follows it: the £34.80 cart is refused, the playlist skipped
     tomorrow = site.today + timedelta(days=1)
-    deliver(site.store, site.settings, tomorrow, ["carol"], now=utcnow())
+    deliver(site.store, site.settings, tomorrow, ["carol"], now=site.now)
     # the next run (tomorrow's delivery) follows it: the £34.80 cart of today's run is cut to fit
     # the £20 cap before it is queued for approval, and the playlist is not made at all
     tomorrow = site.today + timedelta(days=1)
-    deliver(site.store, site.settings, tomorrow, ["carol"], now=utcnow())
+    deliver(site.store, site.settings, tomorrow, ["carol"], now=site.now)
     cart = site.query("SELECT status, content FROM deliverables WHERE deliverable_id = 'd_caroln1'")
     assert cart[0][0] == "awaiting_approval" and 0 < json.loads(cart[0][1])["total"] <= 20.0
     queued = site.query("SELECT arguments FROM pending_actions WHERE deliverable_id = 'd_caroln1'")

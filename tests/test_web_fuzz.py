@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrion.api.launcher import serve
+from launcher import serve
 from test_web_sessions import Site, _seeded_home
 
 EXAMPLES = int(os.environ.get("ORCHESTRION_WEB_FUZZ_EXAMPLES", "100"))

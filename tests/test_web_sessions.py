@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrion.api.launcher import Server, cli, serve
+from launcher import Server, cli, serve
 from orchestrion.config import load_settings
 from orchestrion.keys import create_key
 from orchestrion.store import Store, utcnow

@@ -73,7 +73,7 @@ ON CONFLICT DO NOTHING
 
 
 class NativeEvent(msgspec.Struct, forbid_unknown_fields=True):
-    """One event as sent to ``POST /v1/events`` (see README "Event format")."""
+    """One event as sent to ``POST /v1/events`` (see docs/api.md)."""
 
     user_id: str | int
     type: str

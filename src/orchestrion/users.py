@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from orchestrion.store import utcnow
 
-__all__ = ["UserTraits", "upsert_users", "valid_timezone"]
+__all__ = ["UserTraits", "known_user", "upsert_users", "valid_timezone"]
 
 _UPSERT: Final = """
 INSERT INTO users (user_id, timezone, traits, created_at, updated_at)
@@ -50,6 +50,15 @@ class UserTraits:
     user_id: str
     traits: dict[str, Any] = field(default_factory=dict)
     timezone: str | None = None
+
+
+def known_user(con: duckdb.DuckDBPyConnection, user_id: str) -> bool:
+    """True when ``user_id`` has a row in ``users`` (an identify, a dataset) or any stored event."""
+    row = con.execute(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $u) OR EXISTS (SELECT 1 FROM events WHERE user_id = $u)",
+        {"u": user_id},
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def valid_timezone(name: str) -> bool:

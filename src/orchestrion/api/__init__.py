@@ -7,8 +7,9 @@ so tests and benchmarks can build as many apps as they like.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +22,7 @@ from orchestrion.api.auth import Authenticator
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import ApiError, refusal_response
 from orchestrion.config import Settings
-from orchestrion.store import Store
+from orchestrion.store import Store, utcnow
 from orchestrion.writer import Writer
 
 __all__ = ["create_app"]
@@ -33,12 +34,13 @@ after the transaction holding the events committed. Every other status is a **re
 """
 
 
-def create_app(store: Store, settings: Settings) -> FastAPI:
-    """The API over ``store``; its writer thread runs between the app's startup and shutdown."""
+def create_app(store: Store, settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    """The API over ``store``; its writer thread runs between the app's startup and shutdown.
+    ``clock`` is what "now" is for the web pages."""
     from orchestrion import __version__
 
     writer = Writer(store, max_events=settings.commit_max_events, max_delay_ms=settings.commit_max_delay_ms)
-    ctx = ApiContext(store=store, settings=settings, writer=writer, auth=Authenticator(store))
+    ctx = ApiContext(store=store, settings=settings, writer=writer, auth=Authenticator(store), clock=clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,7 +51,10 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
         finally:
             writer.close()
 
-    app = FastAPI(title="orchestrion", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # fastapi-offline serves Swagger UI's and ReDoc's assets from the package: /docs works offline
+    from fastapi_offline import FastAPIOffline
+
+    app = FastAPIOffline(title="orchestrion", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.ctx = ctx
     app.include_router(ingest.build_router(ctx))
     app.include_router(admin.build_router(ctx))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, TypeVar
 
 import duckdb
@@ -16,7 +16,7 @@ from orchestrion.api.receipts import ApiError
 from orchestrion.config import Settings
 from orchestrion.errors import NotFoundError, RetryableError, UsageError
 from orchestrion.events import WriteResult
-from orchestrion.store import Store
+from orchestrion.store import Store, utcnow
 from orchestrion.writer import EventWrite, Writer
 
 __all__ = ["ApiContext", "IsoDate"]
@@ -45,6 +45,8 @@ class ApiContext:
     settings: Settings
     writer: Writer
     auth: Authenticator
+    clock: Callable[[], datetime] = utcnow
+    """What "now" is for the pages (today's feed, cancel windows); tests hand in a fixed one."""
 
     async def write(self, work: Callable[[duckdb.DuckDBPyConnection], T], *, size: int = 1) -> T:
         """Run ``work`` through the group-commit writer; errors become refusals (nothing stored)."""

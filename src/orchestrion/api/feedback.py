@@ -12,12 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
-from fastapi import APIRouter, Security
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Security
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from orchestrion.api.auth import BasicDoc, BearerDoc
+from orchestrion.api.bodies import read_body
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import ApiError, Refusal
 from orchestrion.errors import NotFoundError
@@ -41,6 +43,24 @@ def _unknown(deliverable_id: str) -> str:
     return f"no deliverable {deliverable_id!r}; a user's deliverables are listed by GET /v1/users/{{id}}/feed"
 
 
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """``schema`` with its ``#/$defs/...`` references replaced by the definitions themselves."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inline(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(v, defs) for v in schema]
+    return schema
+
+
+_SCHEMA = Feedback.model_json_schema()
+FEEDBACK_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": _inline(_SCHEMA, _SCHEMA.get("$defs", {}))}}}}
+"""The body as documented; it is read as JSON whatever the Content-Type (as events are), so that
+``curl -d '{"thumb": "up"}'`` works without ``-H 'Content-Type: application/json'``."""
+
+
 def build_router(ctx: ApiContext) -> APIRouter:
     """The feedback route of one app (mount it with ``app.include_router``)."""
     router = APIRouter(tags=["feedback"])
@@ -59,13 +79,23 @@ def build_router(ctx: ApiContext) -> APIRouter:
         finally:
             cursor.close()
 
+    async def feedback_body(request: Request) -> Feedback:
+        raw = await read_body(request, ctx.settings.max_body_bytes)
+        try:
+            return Feedback.model_validate_json(raw)
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                raise ApiError(400, f"the body is not valid JSON: {exc.errors()[0]['msg']}") from exc
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
+
     @router.post(
         "/v1/deliverables/{deliverable_id}/feedback",
         response_model=FeedbackAnswer,
         dependencies=[Security(BearerDoc()), Security(BasicDoc())],
         responses=refusals,
+        openapi_extra=FEEDBACK_BODY,
     )
-    async def post_feedback(deliverable_id: str, body: Feedback, request: Request) -> Any:
+    async def post_feedback(deliverable_id: str, request: Request, body: Feedback = Depends(feedback_body)) -> Any:
         """A thumb on a deliverable (and on its items: a thumbed-down item is excluded from the
         user's future goals). Admin keys, or the deliverable's own user's key."""
         key = await ctx.auth.authenticate(request)

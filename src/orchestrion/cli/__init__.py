@@ -51,19 +51,29 @@ app.add_typer(users.app, name="users")
 app.command("deliver")(deliver.deliver)
 
 
-def main() -> None:
-    """Entry point: run the app, turning orchestrion errors into one clear line and exit code 2."""
+def main(args: list[str] | None = None) -> None:
+    """Entry point: run the app, turning orchestrion errors and usage mistakes into one clear line
+    (and a hint) on stderr with exit code 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(args=args, prog_name="orchestrion", standalone_mode=False)
     except OrchestrionError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
-        import click
+    except typer.TyperException as exc:  # typer's own click: usage errors, bad values, unopenable files
+        sys.exit(_usage_error(exc))
+    # outside standalone mode a `typer.Exit(n)` comes back as n (commands themselves return None)
+    sys.exit(code if isinstance(code, int) else 0)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def _usage_error(exc: typer.TyperException) -> int:
+    """Print a usage mistake as one line plus a hint; returns the exit code (2)."""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "orchestrion"
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: typer has printed its help already
+        return 2
+    message = " ".join(exc.format_message().split())  # one line, whatever the exception wrapped
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    typer.echo(f"hint: run '{command} --help' for its usage", err=True)
+    return 2

@@ -7,6 +7,7 @@ import json
 import typer
 
 from orchestrion.cli.context import open_store, settings
+from orchestrion.cli.keys import ADMIN_KEY, _call, _server_url
 
 __all__ = ["register"]
 
@@ -23,12 +24,19 @@ def init() -> None:
     typer.echo(f"outbox    {config.outbox_path}")
 
 
-def stats(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """Counts of events, failed events, users and items, by domain and type."""
+def stats(as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+          admin_key: str = ADMIN_KEY) -> None:
+    """Counts of events, failed events, users and items, by domain and type.
+
+    While `orchestrion serve` holds the store, asks it (`GET /v1/stats`, admin key)."""
     from orchestrion.stats import store_stats
 
-    with open_store(read_only=True) as store:
-        figures = store_stats(store.con)
+    url = _server_url()
+    if url is not None:
+        figures = _call(url, "GET", "/v1/stats", admin_key)
+    else:
+        with open_store(read_only=True) as store:
+            figures = store_stats(store.con)
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
         return

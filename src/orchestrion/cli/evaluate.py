@@ -12,7 +12,7 @@ from orchestrion.cli.context import settings
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Evaluate models on real datasets with fixed, documented protocols (see README 'Evaluation').",
+    help="Evaluate models on real datasets with fixed, documented protocols (see docs/evaluation.md).",
     no_args_is_help=True,
 )
 

@@ -56,7 +56,7 @@ def propose(
 
 @app.command()
 def show(
-    user: str = typer.Argument(..., help="The user id, e.g. online-retail:17850."),
+    user: str = typer.Argument(..., help="The user id, e.g. online-retail:12362 (a customer of the shipped sample)."),
     date: str = typer.Option(..., "--date", help="The delivery day, YYYY-MM-DD."),
     as_json: bool = typer.Option(False, "--json", help="Print the goals as JSON."),
 ) -> None:

@@ -11,6 +11,7 @@ __all__ = ["progress_bar"]
 @contextmanager
 def progress_bar(description: str, unit: str = "rows") -> Iterator[Callable[[int, int | None], None]]:
     """Yield a callback ``update(done, total)`` drawing a bar with throughput; total may be None."""
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -28,7 +29,8 @@ def progress_bar(description: str, unit: str = "rows") -> Iterator[Callable[[int
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, transient=False) as bar:
+    # progress goes to stderr, so that stdout carries only the result (`--json` pipes cleanly)
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
         task = bar.add_task(description, total=None, rate="")
 
         def update(done: int, total: int | None) -> None:

@@ -98,20 +98,20 @@ def _follow(url: str, run: dict[str, Any], admin_key: str | None, quiet: bool) -
 
 
 def _summary(rows: list[dict[str, Any]], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for name in ("run", "status", "users", "batches", "seconds", "users/s", "counts"):
-        table.add_column(name, justify="right" if name in ("users", "batches", "seconds", "users/s") else "left")
+    """One line per run that fits 80 columns (`runs show RUN_ID` has everything else)."""
+    width = max([len("run"), *(len(str(run["run_id"])) for run in rows)])
+    typer.echo(title)
+    typer.echo(f"{'run':<{width}}  {'status':<11} {'users':>11} {'seconds':>7} {'users/s':>7} {'goals':>6} "
+               f"{'deliv.':>6}")
     for run in rows:
-        counts = "\n".join(f"{k} {v}" for k, v in run.get("counts", {}).items() if not isinstance(v, dict))
-        table.add_row(
-            run["run_id"], run["status"] + (f" ({run['error']})" if run.get("error") else ""),
-            f"{run['users_done']}/{run['users_total']}", str(run.get("batches", "")), f"{run['seconds']:.2f}",
-            f"{run.get('users_per_second', 0):,.0f}", counts,
+        counts = run.get("counts") or {}
+        users = f"{run['users_done']}/{run['users_total']}"
+        typer.echo(
+            f"{run['run_id']:<{width}}  {run['status']:<11} {users:>11} {run['seconds']:>7.2f} "
+            f"{run.get('users_per_second', 0):>7,.0f} {counts.get('goals', ''):>6} {counts.get('deliverables', ''):>6}"
         )
-    Console().print(table)
+        if run.get("error"):
+            typer.echo(f"  error: {run['error']}"[:80])
 
 
 def _run_local_daily(day: Date, users: list[str] | None, force: bool, trigger: str) -> dict[str, Any]:

@@ -11,7 +11,8 @@ __all__ = ["register"]
 
 def serve(
     host: str = typer.Option(None, help="Address to listen on; default ORCHESTRION_HOST or 127.0.0.1."),
-    port: int = typer.Option(None, help="Port; 0 picks a free one; default ORCHESTRION_PORT or 8000."),
+    port: int = typer.Option(None, min=0, max=65535,
+                             help="Port; 0 picks a free one; default ORCHESTRION_PORT or 8000."),
 ) -> None:
     """Run the HTTP API, holding the database until stopped (SIGTERM or Ctrl-C)."""
     from orchestrion.api.server import run_server

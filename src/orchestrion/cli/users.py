@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from orchestrion.cli.context import settings
+from orchestrion.cli.context import open_store, settings
+from orchestrion.cli.keys import ADMIN_KEY
+from orchestrion.errors import NotFoundError
 
 __all__ = ["app"]
 
@@ -20,13 +22,21 @@ def link(
 
     The token is after '#', so it never reaches a server log. The link's id (printed to stderr)
     revokes it: DELETE /v1/signin-links/{id} with an admin key.
+
+    Refuses a user the store has never seen (checked when no server holds the store).
     """
     from orchestrion.store import running_server
     from orchestrion.web.session import Signer
 
     config = settings()
+    holder = running_server(config.database_path)
+    if holder is None:
+        from orchestrion.users import known_user
+
+        with open_store(config, read_only=True) as store:
+            if not known_user(store.con, user):
+                raise NotFoundError(f"no user {user!r} in the store (no events, no identify); check the user_id")
     if base_url is None:
-        holder = running_server(config.database_path)
         base_url = holder.url if holder else f"http://{config.host}:{config.port}"
     token, link_id = Signer.from_settings(config).link_token(user)
     typer.echo(f"link id {link_id} (revoke it with DELETE /v1/signin-links/{link_id})", err=True)
@@ -36,9 +46,7 @@ def link(
 @app.command()
 def token(
     user: str = typer.Argument(..., help="The user_id the token reads (as in the events)."),
-    admin_key: str = typer.Option(
-        None, envvar="ORCHESTRION_ADMIN_KEY", help="Admin key for a running server (not needed without one)."
-    ),
+    admin_key: str = ADMIN_KEY,
 ) -> None:
     """Create an API key that reads only USER's feed and deliverables (the secret is printed once, last).
 

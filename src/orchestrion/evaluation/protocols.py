@@ -74,6 +74,12 @@ def run_protocol(
                 "fit_seconds": {m: r.fit_seconds for m, r in result.models.items()},
                 "tuning_seconds": {m: r.tuning_seconds for m, r in result.models.items()},
                 "sizes": result.sizes,
+                # what validation chose from: every trial's parameters and score (the tests check it)
+                "validation": {
+                    m: {"metric": r.tuning.metric, "score": r.tuning.score,
+                        "trials": [{"params": t.params, "score": t.metrics[r.tuning.metric]} for t in r.tuning.trials]}
+                    for m, r in result.models.items()
+                },
             }
     report["source"] = str(loaded.path)
     report["seconds"] = time.perf_counter() - started

@@ -1,6 +1,6 @@
 """The ``online-retail`` protocol: who buys what in the next 30 days?
 
-Fixed protocol (documented in the README, reproduced by ``orchestrion eval online-retail``):
+Fixed protocol (documented in docs/evaluation.md, reproduced by ``orchestrion eval online-retail``):
 
 * **Temporal split.** Train on every event before the cut-off (default: 30 days before the last
   event, 2011-11-09 on the full file); the test window is the ``horizon_days`` after it.

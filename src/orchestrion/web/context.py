@@ -22,7 +22,6 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from orchestrion.api.context import ApiContext
 from orchestrion.errors import UsageError
 from orchestrion.sessions import find_session, touch_session
-from orchestrion.store import utcnow
 from orchestrion.web.session import COOKIE, Session, Signer
 
 __all__ = ["WebContext", "form_lists", "iso_day", "read_form", "safe_next", "static_folder", "today_for"]
@@ -167,7 +166,7 @@ class WebContext:
         return await run_in_threadpool(run)
 
     def now(self) -> datetime:
-        return utcnow()
+        return self.api.clock()
 
     def render(
         self, request: Request, template: str, session: Session | None, *, status: int = 200, **values: Any

@@ -1,0 +1,128 @@
+"""Usage mistakes on the command line: one line plus a hint on stderr, exit code 2, never a traceback;
+and what the output of a few commands looks like (80 columns, JSON only on stdout)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from orchestrion.cli import app, main
+from orchestrion.runs import RunKey, claim_run, finish_run
+from orchestrion.store import Store
+
+
+def commands(command: Any = None, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    command = command if command is not None else typer.main.get_command(app)
+    found = [(path, command)]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += commands(sub, (*path, name))
+    return found
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``orchestrion ARGS`` through the real entry point (``main``), as the console script runs it."""
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def assert_usage_error(code: int, out: str, err: str, *, mentions: str) -> None:
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in out + err
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].startswith("error: ") and mentions in lines[0], err
+    assert lines[1].startswith("hint: run 'orchestrion") and "--help" in lines[1], err
+
+
+BAD = [
+    (["run", "daily"], "Missing option '--date'"),
+    (["run", "daily", "--date", "2011-13-01"], "2011-13-01"),
+    (["backfill", "daily", "--from", "2011-11-07", "--to", "2011-11-01"], "before"),
+    (["nosuch"], "No such command 'nosuch'"),
+    (["run", "daily", "--date", "2011-11-01", "--bogus"], "--bogus"),
+    (["serve", "--port", "abc"], "'--port'"),
+    (["serve", "--port", "99999"], "65535"),
+    (["ingest", "events", "/no/such/file.csv"], "/no/such/file.csv"),
+    (["goals", "show"], "Missing argument"),
+    (["train", "nosuchkind"], "nosuchkind"),
+]
+
+
+@pytest.mark.parametrize(("args", "mentions"), BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_a_usage_mistake_is_one_line_a_hint_and_exit_2(
+    args: list[str], mentions: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORCHESTRION_HOME", str(tmp_path))
+    assert_usage_error(*run(args, capsys), mentions=mentions)
+
+
+def test_every_command_refuses_an_unknown_option_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    found = commands()
+    assert len(found) > 20
+    for path, _ in found:
+        code, out, err = run([*path, "--no-such-option"], capsys)
+        assert_usage_error(code, out, err, mentions="--no-such-option")
+
+
+def test_a_bare_group_prints_its_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in ([], ["runs"], ["keys"]):
+        code, out, err = run(args, capsys)
+        assert code == 2 and "Traceback" not in out + err
+        assert "Usage: orchestrion" in out + err and (out + err).count("Usage: orchestrion") == 1
+
+
+def test_users_link_refuses_a_user_the_store_has_never_seen(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHESTRION_HOME", str(tmp_path))
+    events = tmp_path / "events.ndjson"
+    events.write_text(json.dumps({"user_id": "alice", "type": "play", "item_id": "t1"}) + "\n")
+    assert run(["ingest", "events", str(events)], capsys)[0] == 0
+    code, out, err = run(["users", "link", "nosuchuser"], capsys)
+    assert code == 2 and out == "" and "nosuchuser" in err and "Traceback" not in err
+    code, out, _ = run(["users", "link", "alice"], capsys)
+    assert code == 0 and "/signin?token=" in out
+
+
+def test_runs_list_fits_80_columns(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHESTRION_HOME", str(tmp_path))
+    now = datetime(2011, 11, 2, 7, tzinfo=UTC).replace(tzinfo=None)
+    with Store.open(tmp_path / "data" / "orchestrion.duckdb") as store:
+        for day in (1, 2):
+            claim = claim_run(store, RunKey("daily", date(2011, 11, day)), now=now)
+            finish_run(store, claim.run.run_id, "succeeded", now=now, seconds=1234.5,
+                       counts={"goals": 123456, "deliverables": 98765, "effects": 5, "refused": 1})
+        claim = claim_run(store, RunKey("retrain", date(2011, 11, 2)), now=now)
+        finish_run(store, claim.run.run_id, "failed", now=now, error="the store failed: " + "x" * 200)
+    code, out, err = run(["runs", "list"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) >= 5 and max(len(line) for line in lines) <= 80, out
+    assert "daily-2011-11-01-a1" in out and "failed" in out and "123456" in out
+
+
+def test_json_output_is_json_only(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Progress goes to stderr, so stdout parses as one JSON document."""
+    monkeypatch.setenv("ORCHESTRION_HOME", str(tmp_path))
+    events = tmp_path / "events.ndjson"
+    events.write_text(json.dumps({"user_id": "alice", "type": "play", "item_id": "t1"}) + "\n")
+    code, out, _ = run(["ingest", "events", str(events), "--json"], capsys)
+    assert code == 0 and json.loads(out)["accepted"] == 1
+    code, out, _ = run(["run", "daily", "--date", "2011-11-01", "--json"], capsys)
+    assert code == 0 and json.loads(out)["run"]["status"] == "succeeded"
+    code, out, _ = run(["backfill", "daily", "--from", "2011-11-01", "--to", "2011-11-02", "--json"], capsys)
+    assert code == 0 and [r["status"] for r in json.loads(out)] == ["succeeded"] * 2
