@@ -59,16 +59,31 @@ async def read_body(request: Request, limit: int) -> bytes:
         return body
     if encoding != "gzip":
         raise ApiError(400, f"Content-Encoding {encoding!r} is not supported; send gzip or none")
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        plain = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise ApiError(400, f"the gzip body is corrupt ({exc}); nothing was stored") from exc
-    if len(plain) > limit:
-        raise ApiError(413, _too_large(f"more than {limit} (after gunzip)", limit))
-    if not inflater.eof:
-        raise ApiError(400, "the gzip body is truncated; nothing was stored")
-    return plain
+    return _gunzip(body, limit)
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """Every member of a gzip body, joined (as ``gzip.decompress`` and ``zcat`` read it): a client
+    that compresses in pieces sends several; reading only the first would drop the others' events."""
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            part = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            where = f" in member {len(parts) + 1}" if parts else ""
+            raise ApiError(400, f"the gzip body is corrupt{where} ({exc}); nothing was stored") from exc
+        size += len(part)
+        if size > limit:
+            raise ApiError(413, _too_large(f"more than {limit} (after gunzip)", limit))
+        if not inflater.eof:
+            raise ApiError(400, "the gzip body is truncated; nothing was stored")
+        parts.append(part)
+        rest = inflater.unused_data
+        if not rest.strip(b"\0"):  # the end, or the zero padding some writers add
+            return b"".join(parts)
 
 
 def is_ndjson(content_type: str | None) -> bool:
