@@ -23,6 +23,7 @@ import msgspec
 import pyarrow as pa
 
 __all__ = [
+    "CONTROL_PATTERN",
     "EVENT_SCHEMA",
     "MAX_JSON_DEPTH",
     "EventBatch",
@@ -66,7 +67,9 @@ MAX_JSON_DEPTH: Final = 32
 event object itself as level 1 (so ``properties`` may nest 31 levels). Deeper values are rejected
 one by one with the field named: recursive decoders (msgspec, json, DuckDB's JSON functions) would
 otherwise fail on them with RecursionError, and nothing legitimate nests that deep."""
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_PATTERN: Final = r"[\x00-\x1f\x7f-\x9f]"
+"""C0 controls, DEL and C1 controls: refused in ids and types (Python ``re`` and polars syntax)."""
+_CONTROL: Final = re.compile(CONTROL_PATTERN)
 # A JSON string (an unterminated one runs to the end, so scanning stays linear) or a structural byte.
 _JSON_TOKENS: Final = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\Z)|[\[\]{},]', re.DOTALL)
 _EARLIEST: Final = datetime(1900, 1, 1)

@@ -25,7 +25,7 @@ from orchestrion.cli import (
     serve,
     users,
 )
-from orchestrion.errors import OrchestrionError
+from orchestrion.errors import IngestError, OrchestrionError
 
 __all__ = ["app", "main"]
 
@@ -55,11 +55,18 @@ def main() -> None:
     """Entry point: run the app, turning orchestrion errors into one clear line and exit code 2."""
     try:
         app(standalone_mode=False)
+    except IngestError as exc:  # a file that cannot be read: the run failed, not its usage
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(1)
     except OrchestrionError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(2)
-    except typer.Abort:
-        sys.exit(130)
+    except typer.Abort as exc:
+        # click also turns an EOFError into Abort; only Ctrl-C is an interruption (exit 130)
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            sys.exit(130)
+        typer.secho(f"error: unexpected end of input ({exc.__context__!r})", err=True, fg=typer.colors.RED)
+        sys.exit(1)
     except Exception as exc:  # click usage errors arrive here with standalone_mode=False
         import click
 
