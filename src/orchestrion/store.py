@@ -225,7 +225,10 @@ class Store:
     def announce_server(self, url: str) -> None:
         """Record that this process serves the database at ``url`` (see :func:`running_server`)."""
         if self.path is not None:
-            _server_file(self.path).write_text(json.dumps({"pid": os.getpid(), "url": url}))
+            try:
+                _server_file(self.path).write_text(json.dumps({"pid": os.getpid(), "url": url}))
+            except OSError as exc:
+                raise (storage_error(self.path, exc, doing="announcing the server") or exc) from exc
 
     def close(self) -> None:
         if self.path is not None:
