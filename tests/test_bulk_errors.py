@@ -151,15 +151,12 @@ def test_a_file_breaking_after_committed_chunks_says_which_rows_were_stored(tmp_
     assert stored_events(tmp_path / "home") == 2000
 
 
-def test_a_truncated_gzip_never_exits_130(tmp_path: Path) -> None:
+def test_a_truncated_gzip_never_exits_130_and_whole_files_still_load(tmp_path: Path) -> None:
     path = tmp_path / "events.ndjson.gz"
     truncated_ndjson_gz(path)
     run = cli(tmp_path / "home", "ingest", "events", str(path), env=SMALL_CHUNKS)
     assert run.returncode == 1 and "truncated" in run.stderr
     assert stored_events(tmp_path / "home") == 0
-
-
-def test_good_files_still_load_and_a_utf8_bom_is_fine(tmp_path: Path) -> None:
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbf" + csv_text(csv_rows(1500)).encode())
     two_members = tmp_path / "two.ndjson.gz"
