@@ -100,6 +100,7 @@ _TS: Final = {
     "description": "RFC 3339 (naive = UTC) or unix seconds (milliseconds above 1e11); default: now.",
 }
 _OBJECT_OR_NULL: Final = {"anyOf": [{"type": "object"}, {"type": "null"}]}
+_TIME_OR_NULL: Final = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
 
 NATIVE_EVENT: Final[dict[str, Any]] = {
     "type": "object",
@@ -142,11 +143,11 @@ SEGMENT_MESSAGE: Final[dict[str, Any]] = {
         "anonymousId": _ID,
         "event": {"type": "string"},
         "name": {"type": "string"},
-        "properties": {"type": "object"},
-        "traits": {"type": "object"},
-        "context": {"type": "object"},
-        "timestamp": {"type": "string", "format": "date-time"},
-        "sentAt": {"type": "string", "format": "date-time"},
+        "properties": _OBJECT_OR_NULL,
+        "traits": _OBJECT_OR_NULL,
+        "context": _OBJECT_OR_NULL,
+        "timestamp": _TIME_OR_NULL,
+        "sentAt": _TIME_OR_NULL,
     },
 }
 
@@ -177,8 +178,8 @@ BATCH_BODY: Final = {
                     "required": ["batch"],
                     "properties": {
                         "batch": {"type": "array", "items": SEGMENT_MESSAGE},
-                        "sentAt": {"type": "string", "format": "date-time"},
-                        "context": {"type": "object"},
+                        "sentAt": _TIME_OR_NULL,
+                        "context": _OBJECT_OR_NULL,
                     },
                 }
             }
