@@ -303,9 +303,10 @@ def decode_native(
                     f"event is {len(raw)} bytes, over the {max_event_bytes}-byte limit; "
                     "move large content to the catalog (POST /v1/items) and send its item_id"
                 )
-            deep = nesting_error(raw)
-            if deep is not None:
-                raise ValueError(deep)
+            if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:  # else it cannot be too deep
+                deep = nesting_error(raw)
+                if deep is not None:
+                    raise ValueError(deep)
             event = decode(raw)
             props = bytes(event.properties)
             if props == b"null":
@@ -331,7 +332,10 @@ def decode_native(
                 item_id = item_id.strip() if type(item_id) is str else str(item_id).strip()
                 if not item_id or len(item_id) > MAX_ID_CHARS:
                     _text_id(event.item_id, "item_id", required=False)
-            if b"\\" in raw or b"\x7f" in raw or b"\xc2" in raw:  # how a control character can arrive
+            # how a control character can arrive in JSON: an escape, a DEL byte, or C1 (0xC2 0x80-0x9F)
+            if (b"\\" in raw or b"\x7f" in raw or b"\xc2" in raw) and _CONTROL.search(
+                f"{event_id or ''}{user_id}{event_type}{item_id or ''}{event.domain or ''}"
+            ):
                 for name, text in (("event_id", event_id), ("user_id", user_id), ("type", event_type),
                                    ("item_id", item_id), ("domain", event.domain)):
                     control = control_error(text, name)
