@@ -216,3 +216,35 @@ def test_a_full_disk_is_called_full(tmp_path: Path) -> None:
     assert len(errors) == 2 and "Traceback" not in run.stderr, run.stdout + run.stderr
     assert all("is full" in line for line in errors), errors
     assert "ingest=2" in run.stdout and "serve=2" in run.stdout
+
+
+def test_control_characters_in_bulk_ids_go_to_failed_events(tmp_path: Path) -> None:
+    events = tmp_path / "events.csv"
+    events.write_text(csv_text(["c1,u\x001,play,t1,2024-05-01,1", "c2,u2,pl\x1by,t2,2024-05-01,1",
+                                "c3,u3,play,t\x7f3,2024-05-01,1", "c4,u4,play,t4,2024-05-01,1"]))
+    items = tmp_path / "items.ndjson"
+    items.write_text(json.dumps({"item_id": "i\x001"}) + "\n" + json.dumps({"item_id": "i2"}) + "\n")
+    home = tmp_path / "home"
+    assert cli(home, "ingest", "events", str(events)).returncode == 0
+    assert cli(home, "ingest", "items", str(items)).returncode == 0
+    with Store.open(home / "data" / "orchestrion.duckdb") as store:
+        assert store.scalar("SELECT list(event_id) FROM events") == ["c4"]
+        assert store.scalar("SELECT list(item_id) FROM items") == ["i2"]
+        reasons = store.con.execute("SELECT reason FROM failed_events ORDER BY failed_id").fetchall()
+        assert [r[0].split(" ")[0] for r in reasons] == ["user_id", "type", "item_id", "item_id"]
+        assert all("control character" in r[0] for r in reasons)
+
+
+def test_a_dataset_file_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
+    root = os.environ.get("ORCHESTRION_DATASETS")
+    source = Path(root) / "ml-100k" if root else None
+    if source is None or not (source / "u.data").is_file():
+        pytest.skip("the ml-100k dataset is not here (set ORCHESTRION_DATASETS)")
+    folder = tmp_path / "ml-100k"
+    shutil.copytree(source, folder)
+    (folder / "u.data").write_bytes((source / "u.data").read_text()[:100_000].encode("utf-16"))
+    run = cli(tmp_path / "home", "datasets", "load", "movielens-100k", "--path", str(folder))
+    lines = [line for line in run.stderr.strip().splitlines() if line.strip()]
+    assert run.returncode == 1 and len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
+    assert "movielens-100k" in lines[0] and str(folder) in lines[0] and "nothing was stored" in lines[0]
+    assert stored_events(tmp_path / "home") == 0
