@@ -165,10 +165,13 @@ def _check_csv_head(path: Path) -> None:
 
 def _preflight(path: Path, fmt: Format) -> int | None:
     """Check that ``path`` can be read at all (see the module docstring); its row count when known."""
-    if _is_gzip(path):
-        _check_gzip(path)
-    if fmt == "csv":
-        _check_csv_head(path)
+    try:
+        if _is_gzip(path):
+            _check_gzip(path)
+        if fmt == "csv":
+            _check_csv_head(path)
+    except OSError as exc:  # no permission, an I/O error: before anything was stored
+        raise IngestError(f"{path} cannot be read ({exc.strerror or exc}); nothing was stored") from exc
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -221,8 +224,6 @@ def _reading(path: Path, fmt: Format, chunk_rows: int) -> Iterator[_Stored]:
     try:
         yield stored
     except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError, zlib.error, pl.exceptions.PolarsError) as exc:
-        if isinstance(exc, duckdb.Error) or getattr(exc, "errno", None) is not None:
-            raise  # the store or the disk, not the file: see Store and StorageError
         where = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if fmt == "csv":
             delimiter = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
