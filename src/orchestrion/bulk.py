@@ -276,7 +276,7 @@ def _frames(path: Path, fmt: Format, chunk_rows: int) -> Iterator[pl.DataFrame]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        for record_batch in pq.ParquetFile(path).iter_batches(batch_size=min(chunk_rows, 1 << 16)):
+        for record_batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
             yield pl.from_arrow(pa.Table.from_batches([record_batch]), rechunk=False)  # type: ignore[misc]
         return
     import pyarrow.csv as pacsv

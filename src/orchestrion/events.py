@@ -32,6 +32,7 @@ __all__ = [
     "WriteResult",
     "control_error",
     "decode_native",
+    "member_span",
     "nesting_error",
     "rejections_table",
     "to_utc",
@@ -241,6 +242,31 @@ def split_body(body: bytes, *, ndjson: bool) -> list[bytes]:
         return [bytes(raw) for raw in _raw_list_decoder.decode(body)]
     except RecursionError:  # an element nests past the decoder's stack: find the elements by scanning
         return _split_array(body)
+
+
+def member_span(body: bytes, name: str) -> tuple[int, int] | None:
+    """Where the value of the top-level member ``name`` of the JSON object ``body`` starts and ends,
+    found without recursion (for bodies too deep for the decoder); None when it is not there."""
+    key = msgspec.json.encode(name)
+    depth = 0
+    start: int | None = None
+    for token in _JSON_TOKENS.finditer(body):
+        first = body[token.start()]
+        if start is None:
+            if depth == 1 and first == 0x22 and token.group() == key:
+                after = body[token.end():].lstrip()
+                if after[:1] == b":":
+                    start = len(body) - len(after) + 1
+                    continue
+        elif depth == 1 and first in (0x2C, 0x7D):  # the value was a scalar
+            return start, token.start()
+        if first in (0x5B, 0x7B):
+            depth += 1
+        elif first in (0x5D, 0x7D):
+            depth -= 1
+            if start is not None and depth == 1:
+                return start, token.end()
+    return None
 
 
 def _split_array(body: bytes) -> list[bytes]:

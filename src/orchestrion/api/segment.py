@@ -28,7 +28,9 @@ from orchestrion.events import (
     Rejection,
     control_error,
     decode_native,
+    member_span,
     nesting_error,
+    split_body,
 )
 from orchestrion.users import UserTraits, valid_timezone
 
@@ -89,8 +91,19 @@ def decode_batch_body(body: bytes) -> SegmentBody:
     """
     try:
         parsed = _batch_decoder.decode(body)
-    except RecursionError as exc:  # past the decoder's stack; 33 to ~1000 levels are rejected per message
-        raise ValueError(nesting_error(body, MAX_JSON_DEPTH + 2) or "the body nests too deep") from exc
+    except RecursionError as exc:
+        # a message nests past the decoder's stack: find the batch by scanning, so that message is
+        # rejected on its own like any message deeper than MAX_JSON_DEPTH
+        span = member_span(body, "batch")
+        too_deep = nesting_error(body, MAX_JSON_DEPTH + 2) or "the body nests too deep"
+        if span is None:
+            raise ValueError(too_deep) from exc
+        start, end = span
+        try:
+            rest = _batch_decoder.decode(body[:start] + b"[]" + body[end:])
+        except RecursionError:  # the batch's own context is too deep: there is nothing to keep
+            raise ValueError(too_deep) from exc
+        return SegmentBody(split_body(body[start:end], ndjson=False), _naive(rest.sentAt), rest.context)
     return SegmentBody([bytes(raw) for raw in parsed.batch], _naive(parsed.sentAt), parsed.context)
 
 
