@@ -7,6 +7,8 @@ from typing import Final
 import duckdb
 import polars as pl
 
+from orchestrion.events import CONTROL_PATTERN
+
 __all__ = ["ITEM_COLUMNS", "normalize_items", "upsert_items"]
 
 ITEM_COLUMNS: Final[dict[str, pl.DataType]] = {
@@ -45,8 +47,13 @@ def normalize_items(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         else:
             exprs.append(pl.col(name).cast(dtype).alias(name))
     items = frame.select(exprs).with_columns(pl.col("item_id").str.strip_chars())
-    bad = pl.col("item_id").is_null() | (pl.col("item_id") == "")
-    rejected = items.filter(bad).with_columns(pl.lit("item_id is required").alias("reason"))
+    missing = pl.col("item_id").is_null() | (pl.col("item_id") == "")
+    control = pl.col("item_id").str.contains(CONTROL_PATTERN)  # as for events (events.control_error)
+    bad = missing | control
+    reason = pl.when(missing).then(pl.lit("item_id is required")).otherwise(
+        pl.lit("item_id contains a control character; ids must be printable text")
+    )
+    rejected = items.filter(bad).with_columns(reason.alias("reason"))
     valid = items.filter(~bad).unique("item_id", keep="last", maintain_order=True)
     return valid, rejected
 

@@ -25,6 +25,7 @@ __all__ = [
     "PolicyViolation",
     "RetryableError",
     "RunInProgressError",
+    "StorageError",
     "TerminalError",
     "ToolError",
     "UsageError",
@@ -67,6 +68,12 @@ class DatabaseLockedError(TerminalError):
     """Raised when another process (usually ``orchestrion serve``) holds the database for writing.
 
     The message names the holder (pid and URL) and says to go through its API or stop it.
+    """
+
+
+class StorageError(TerminalError):
+    """Raised when the database's folder cannot be written: a read-only filesystem, no permission,
+    or a full disk. The message names the folder and what to change (see ``store.storage_error``).
     """
 
 

@@ -13,6 +13,7 @@ acknowledges each request only after that commit.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -22,12 +23,17 @@ import msgspec
 import pyarrow as pa
 
 __all__ = [
+    "CONTROL_PATTERN",
     "EVENT_SCHEMA",
+    "MAX_JSON_DEPTH",
     "EventBatch",
     "NativeEvent",
     "Rejection",
     "WriteResult",
+    "control_error",
     "decode_native",
+    "member_span",
+    "nesting_error",
     "rejections_table",
     "to_utc",
     "write_events",
@@ -57,6 +63,16 @@ _FAILED_SCHEMA: Final = pa.schema(
 )
 MAX_ID_CHARS: Final = 256
 MAX_TYPE_CHARS: Final = 64
+MAX_JSON_DEPTH: Final = 32
+"""The deepest nesting of objects and arrays in one event, Segment message or item, counting the
+event object itself as level 1 (so ``properties`` may nest 31 levels). Deeper values are rejected
+one by one with the field named: recursive decoders (msgspec, json, DuckDB's JSON functions) would
+otherwise fail on them with RecursionError, and nothing legitimate nests that deep."""
+CONTROL_PATTERN: Final = r"[\x00-\x1f\x7f-\x9f]"
+"""C0 controls, DEL and C1 controls: refused in ids and types (Python ``re`` and polars syntax)."""
+_CONTROL: Final = re.compile(CONTROL_PATTERN)
+# A JSON string (an unterminated one runs to the end, so scanning stays linear) or a structural byte.
+_JSON_TOKENS: Final = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\Z)|[\[\]{},]', re.DOTALL)
 _EARLIEST: Final = datetime(1900, 1, 1)
 _EARLIEST_UTC: Final = _EARLIEST.replace(tzinfo=UTC)
 _FUTURE_SLACK: Final = timedelta(days=1)
@@ -146,6 +162,48 @@ def to_utc(value: datetime | int | float, *, received_at: datetime) -> datetime:
     return ts
 
 
+def control_error(text: str | None, name: str) -> str | None:
+    """Why ``text`` (an id or a type) is refused for a control character (C0, DEL, C1), or None.
+
+    Ids travel into URL paths, file names, logs and terminals, where NUL, newlines or escape
+    sequences would truncate, split or forge them.
+    """
+    found = None if text is None else _CONTROL.search(text)
+    if found is None:
+        return None
+    return (
+        f"{name} contains the control character U+{ord(found[0]):04X} at position {found.start()}; "
+        "ids and types must be printable text"
+    )
+
+
+def nesting_error(raw: bytes, limit: int = MAX_JSON_DEPTH) -> str | None:
+    """Why the JSON value ``raw`` nests deeper than ``limit`` levels (naming the top-level field
+    that does), or None. Linear, and free for the usual event (fewer openers than the limit)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return None
+    depth = 0
+    field: bytes | None = None
+    for token in _JSON_TOKENS.finditer(raw):
+        first = raw[token.start()]
+        if first == 0x22:  # a string; at level 1 of an object, the last one before a nested value is its key
+            if depth == 1:
+                field = token.group()
+        elif first in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                where = "the value"
+                if field is not None and raw.lstrip()[:1] == b"{":
+                    where = repr(field.strip(b'"').decode(errors="replace"))
+                return (
+                    f"{where} nests deeper than {limit} levels of objects and arrays (the limit, "
+                    "MAX_JSON_DEPTH); flatten it"
+                )
+        elif first in (0x5D, 0x7D):
+            depth -= 1
+    return None
+
+
 def _text_id(value: str | int | None, name: str, *, required: bool) -> str | None:
     if value is None:
         if required:
@@ -167,7 +225,7 @@ def _raw_id(raw: bytes) -> str | None:
     """The event_id of an undecodable event, when one can be read, for the receipt."""
     try:
         obj = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     if isinstance(obj, dict):
         value = obj.get("event_id") or obj.get("messageId")
@@ -180,7 +238,63 @@ def split_body(body: bytes, *, ndjson: bool) -> list[bytes]:
     malformed NDJSON lines come back as they are and are rejected one by one."""
     if ndjson:
         return [line for line in body.splitlines() if line.strip()]
-    return [bytes(raw) for raw in _raw_list_decoder.decode(body)]
+    try:
+        return [bytes(raw) for raw in _raw_list_decoder.decode(body)]
+    except RecursionError:  # an element nests past the decoder's stack: find the elements by scanning
+        return _split_array(body)
+
+
+def member_span(body: bytes, name: str) -> tuple[int, int] | None:
+    """Where the value of the top-level member ``name`` of the JSON object ``body`` starts and ends,
+    found without recursion (for bodies too deep for the decoder); None when it is not there."""
+    key = msgspec.json.encode(name)
+    depth = 0
+    start: int | None = None
+    for token in _JSON_TOKENS.finditer(body):
+        first = body[token.start()]
+        if start is None:
+            if depth == 1 and first == 0x22 and token.group() == key:
+                after = body[token.end():].lstrip()
+                if after[:1] == b":":
+                    start = len(body) - len(after) + 1
+                    continue
+        elif depth == 1 and first in (0x2C, 0x7D):  # the value was a scalar
+            return start, token.start()
+        if first in (0x5B, 0x7B):
+            depth += 1
+        elif first in (0x5D, 0x7D):
+            depth -= 1
+            if start is not None and depth == 1:
+                return start, token.end()
+    return None
+
+
+def _split_array(body: bytes) -> list[bytes]:
+    """The elements of the JSON array ``body``, found without recursion (each one is then decoded,
+    or rejected for its depth, on its own). Raises msgspec.DecodeError when it is not an array."""
+    start = len(body) - len(body.lstrip())
+    if body[start:start + 1] != b"[":
+        raise msgspec.DecodeError("JSON is malformed: expected '['")
+    elements: list[bytes] = []
+    depth = 0
+    begin = start + 1
+    for token in _JSON_TOKENS.finditer(body, start):
+        first = body[token.start()]
+        if first in (0x5B, 0x7B):
+            depth += 1
+        elif first in (0x5D, 0x7D):
+            depth -= 1
+            if depth == 0:
+                last = body[begin:token.start()].strip()
+                if body[token.end():].strip():
+                    raise msgspec.DecodeError("JSON is malformed: trailing characters after the array")
+                return [*elements, last] if last or elements else elements
+        elif first == 0x2C and depth == 1:
+            elements.append(body[begin:token.start()].strip())
+            begin = token.end()
+    raise msgspec.DecodeError(
+        f"JSON is malformed: the body ends inside {depth} unclosed arrays or objects (truncated?)"
+    )
 
 
 def decode_native(
@@ -215,6 +329,10 @@ def decode_native(
                     f"event is {len(raw)} bytes, over the {max_event_bytes}-byte limit; "
                     "move large content to the catalog (POST /v1/items) and send its item_id"
                 )
+            if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:  # else it cannot be too deep
+                deep = nesting_error(raw)
+                if deep is not None:
+                    raise ValueError(deep)
             event = decode(raw)
             props = bytes(event.properties)
             if props == b"null":
@@ -240,6 +358,15 @@ def decode_native(
                 item_id = item_id.strip() if type(item_id) is str else str(item_id).strip()
                 if not item_id or len(item_id) > MAX_ID_CHARS:
                     _text_id(event.item_id, "item_id", required=False)
+            # how a control character can arrive in JSON: an escape, a DEL byte, or C1 (0xC2 0x80-0x9F)
+            if (b"\\" in raw or b"\x7f" in raw or b"\xc2" in raw) and _CONTROL.search(
+                f"{event_id or ''}{user_id}{event_type}{item_id or ''}{event.domain or ''}"
+            ):
+                for name, text in (("event_id", event_id), ("user_id", user_id), ("type", event_type),
+                                   ("item_id", item_id), ("domain", event.domain)):
+                    control = control_error(text, name)
+                    if control is not None:
+                        raise ValueError(control)
             ts = event.ts
             if ts is None:
                 ts = received_at

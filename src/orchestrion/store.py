@@ -9,6 +9,7 @@ is told who holds it and how to reach it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -22,9 +23,9 @@ from typing import Final
 
 import duckdb
 
-from orchestrion.errors import ConfigError, DatabaseLockedError
+from orchestrion.errors import ConfigError, DatabaseLockedError, StorageError
 
-__all__ = ["ServerInfo", "Store", "pid_alive", "running_server", "transaction", "utcnow"]
+__all__ = ["ServerInfo", "Store", "pid_alive", "running_server", "storage_error", "transaction", "utcnow"]
 
 MEMORY = ":memory:"
 
@@ -66,6 +67,30 @@ def running_server(db_path: Path) -> ServerInfo | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return info if pid_alive(info.pid) and info.pid != os.getpid() else None
+
+
+def storage_error(path: Path | None, exc: BaseException, *, doing: str) -> StorageError | None:
+    """A :class:`StorageError` saying why ``path`` cannot be written (read-only filesystem, no
+    permission, full disk), when ``exc`` (an OSError or DuckDB's IOException) is one of those."""
+    text = str(exc)
+    code = getattr(exc, "errno", None)
+    folder = path.parent if path is not None else Path("the database folder")
+    if code == errno.EROFS or "Read-only file system" in text:
+        return StorageError(
+            f"{folder} is on a read-only filesystem, so {doing} cannot write {path}; point "
+            "ORCHESTRION_HOME (or ORCHESTRION_DATABASE) at a writable folder, or remount it read-write"
+        )
+    if code == errno.ENOSPC or "No space left on device" in text:
+        return StorageError(
+            f"the disk holding {folder} is full ({doing} could not write {path}); free space there "
+            "or point ORCHESTRION_HOME at another disk, then run it again: nothing half-written was kept"
+        )
+    if code in (errno.EACCES, errno.EPERM) or "Permission denied" in text:
+        return StorageError(
+            f"no permission to write {path} in {folder} ({doing}); run as a user who may write "
+            "there, or point ORCHESTRION_HOME at a folder you own"
+        )
+    return None
 
 
 @contextmanager
@@ -130,10 +155,16 @@ class Store:
                     f"{db_path} is held by orchestrion serve (pid {holder.pid}) at {holder.url}; "
                     "send work through that server's API (the CLI does this for you) or stop it first"
                 )
-            db_path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                db_path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise (storage_error(db_path, exc, doing="opening the database") or exc) from exc
         try:
             con = duckdb.connect(str(path), read_only=read_only and db_path is not None)
         except duckdb.IOException as exc:
+            problem = storage_error(db_path, exc, doing="opening the database")
+            if problem is not None:
+                raise problem from exc
             pid = re.search(r"PID (\d+)", str(exc))
             holder_text = f"process {pid[1]}" if pid else "another process"
             raise DatabaseLockedError(
@@ -152,7 +183,14 @@ class Store:
                 ) from exc
         store = cls(con, db_path)
         if not read_only:
-            store.migrate()
+            try:
+                store.migrate()
+            except duckdb.Error as exc:
+                problem = storage_error(db_path, exc, doing="creating the database's tables")
+                if problem is None:
+                    raise
+                con.close()
+                raise problem from exc
         return store
 
     def migrate(self) -> list[int]:
@@ -187,7 +225,10 @@ class Store:
     def announce_server(self, url: str) -> None:
         """Record that this process serves the database at ``url`` (see :func:`running_server`)."""
         if self.path is not None:
-            _server_file(self.path).write_text(json.dumps({"pid": os.getpid(), "url": url}))
+            try:
+                _server_file(self.path).write_text(json.dumps({"pid": os.getpid(), "url": url}))
+            except OSError as exc:
+                raise (storage_error(self.path, exc, doing="announcing the server") or exc) from exc
 
     def close(self) -> None:
         if self.path is not None:

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 
 from orchestrion.api import admin, deliverables, feedback, ingest
 from orchestrion.api.auth import Authenticator
@@ -78,7 +79,12 @@ def create_app(store: Store, settings: Settings, *, clock: Callable[[], datetime
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return refusal_response(exc.status_code, str(exc.detail), exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Allow names every method of the path, not the first route's
+            methods = {m for route in app.router.routes if isinstance(route, Route)
+                       and route.matches(request.scope)[0] == Match.PARTIAL for m in route.methods or ()}
+            headers["Allow"] = ", ".join(sorted(methods))
+        return refusal_response(exc.status_code, str(exc.detail), headers)
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_invalid)

@@ -54,7 +54,13 @@ class StoreStats(BaseModel):
 class KeyRequest(BaseModel):
     """The key to create."""
 
-    model_config = ConfigDict(extra="forbid")
+    # the schema says what create_key checks: user_id with role user only (so clients, and
+    # schemathesis, know a user key without user_id is refused rather than find out by 400)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["role", "user_id"],
+         "properties": {"role": {"const": "user"}, "user_id": {"type": "string", "minLength": 1}}},
+        {"properties": {"role": {"enum": ["write", "admin"]}, "user_id": {"type": "null"}}},
+    ]})
 
     role: Literal["write", "admin", "user"] = "write"
     user_id: str | None = Field(None, description="Only for role 'user': whose data it may read.")

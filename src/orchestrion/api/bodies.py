@@ -59,16 +59,31 @@ async def read_body(request: Request, limit: int) -> bytes:
         return body
     if encoding != "gzip":
         raise ApiError(400, f"Content-Encoding {encoding!r} is not supported; send gzip or none")
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        plain = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise ApiError(400, f"the gzip body is corrupt ({exc}); nothing was stored") from exc
-    if len(plain) > limit:
-        raise ApiError(413, _too_large(f"more than {limit} (after gunzip)", limit))
-    if not inflater.eof:
-        raise ApiError(400, "the gzip body is truncated; nothing was stored")
-    return plain
+    return _gunzip(body, limit)
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """Every member of a gzip body, joined (as ``gzip.decompress`` and ``zcat`` read it): a client
+    that compresses in pieces sends several; reading only the first would drop the others' events."""
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            part = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            where = f" in member {len(parts) + 1}" if parts else ""
+            raise ApiError(400, f"the gzip body is corrupt{where} ({exc}); nothing was stored") from exc
+        size += len(part)
+        if size > limit:
+            raise ApiError(413, _too_large(f"more than {limit} (after gunzip)", limit))
+        if not inflater.eof:
+            raise ApiError(400, "the gzip body is truncated; nothing was stored")
+        parts.append(part)
+        rest = inflater.unused_data
+        if not rest.strip(b"\0"):  # the end, or the zero padding some writers add
+            return b"".join(parts)
 
 
 def is_ndjson(content_type: str | None) -> bool:
@@ -85,6 +100,7 @@ _TS: Final = {
     "description": "RFC 3339 (naive = UTC) or unix seconds (milliseconds above 1e11); default: now.",
 }
 _OBJECT_OR_NULL: Final = {"anyOf": [{"type": "object"}, {"type": "null"}]}
+_TIME_OR_NULL: Final = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
 
 NATIVE_EVENT: Final[dict[str, Any]] = {
     "type": "object",
@@ -127,11 +143,11 @@ SEGMENT_MESSAGE: Final[dict[str, Any]] = {
         "anonymousId": _ID,
         "event": {"type": "string"},
         "name": {"type": "string"},
-        "properties": {"type": "object"},
-        "traits": {"type": "object"},
-        "context": {"type": "object"},
-        "timestamp": {"type": "string", "format": "date-time"},
-        "sentAt": {"type": "string", "format": "date-time"},
+        "properties": _OBJECT_OR_NULL,
+        "traits": _OBJECT_OR_NULL,
+        "context": _OBJECT_OR_NULL,
+        "timestamp": _TIME_OR_NULL,
+        "sentAt": _TIME_OR_NULL,
     },
 }
 
@@ -162,8 +178,8 @@ BATCH_BODY: Final = {
                     "required": ["batch"],
                     "properties": {
                         "batch": {"type": "array", "items": SEGMENT_MESSAGE},
-                        "sentAt": {"type": "string", "format": "date-time"},
-                        "context": {"type": "object"},
+                        "sentAt": _TIME_OR_NULL,
+                        "context": _OBJECT_OR_NULL,
                     },
                 }
             }

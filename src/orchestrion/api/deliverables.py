@@ -74,7 +74,9 @@ def build_router(ctx: ApiContext) -> APIRouter:
         except UsageError as exc:
             raise ApiError(400, str(exc)) from exc
 
-    @router.get("/v1/users/{user_id}/feed", dependencies=security, responses=refusals)
+    # ``:path`` so that any id ingestion accepts can be asked for: a percent-encoded ``/`` arrives
+    # decoded, and a plain ``{user_id}`` would then match nothing (``.`` and ``..`` as %2E).
+    @router.get("/v1/users/{user_id:path}/feed", dependencies=security, responses=refusals)
     async def get_feed(
         user_id: str,
         request: Request,

@@ -27,7 +27,9 @@ from orchestrion.events import (
     EventBatch,
     Rejection,
     WriteResult,
+    control_error,
     decode_native,
+    nesting_error,
     split_body,
     write_events,
 )
@@ -87,10 +89,16 @@ def _decode_items(
         try:
             if len(raw) > max_bytes:
                 raise ValueError(f"item is {len(raw)} bytes, over the {max_bytes}-byte limit")
+            deep = nesting_error(raw)
+            if deep is not None:
+                raise ValueError(deep)
             item = _item_decoder.decode(raw)
             item_id = str(item.item_id).strip()
             if not item_id or len(item_id) > MAX_ID_CHARS:
                 raise ValueError(f"item_id must be 1 to {MAX_ID_CHARS} characters")
+            control = control_error(item_id, "item_id") or control_error(item.domain, "domain")
+            if control is not None:
+                raise ValueError(control)
             props = bytes(item.properties)
             if props != b"null" and not props.lstrip().startswith(b"{"):
                 raise ValueError("properties must be a JSON object")

@@ -8,7 +8,7 @@ server, which holds the database; the CLI follows it with ``GET /v1/runs/{run_id
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Security
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,8 +32,10 @@ class RunBody(BaseModel):
 
     pipeline: Literal["daily", "retrain"] = "daily"
     date: IsoDate
-    users: list[str] | None = Field(None, description="daily only: just these users (their own shard of the key).")
-    force: bool = Field(False, description="Start a new attempt of a key that already succeeded.")
+    users: list[Annotated[str, Field(pattern=r"\S")]] | None = Field(
+        None, min_length=1, description="daily only: just these users (their own shard of the key)."
+    )
+    force: bool = Field(False, strict=True, description="Start a new attempt of a key that already succeeded.")
 
 
 class RunInfo(BaseModel):

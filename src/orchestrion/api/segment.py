@@ -22,7 +22,16 @@ from typing import Any, Final
 
 import msgspec
 
-from orchestrion.events import EventBatch, Rejection, decode_native
+from orchestrion.events import (
+    MAX_JSON_DEPTH,
+    EventBatch,
+    Rejection,
+    control_error,
+    decode_native,
+    member_span,
+    nesting_error,
+    split_body,
+)
 from orchestrion.users import UserTraits, valid_timezone
 
 __all__ = ["SegmentBody", "decode_batch_body", "decode_message_body", "map_messages"]
@@ -80,7 +89,21 @@ def decode_batch_body(body: bytes) -> SegmentBody:
 
     Raises msgspec.DecodeError or ValueError when the body itself is unreadable.
     """
-    parsed = _batch_decoder.decode(body)
+    try:
+        parsed = _batch_decoder.decode(body)
+    except RecursionError as exc:
+        # a message nests past the decoder's stack: find the batch by scanning, so that message is
+        # rejected on its own like any message deeper than MAX_JSON_DEPTH
+        span = member_span(body, "batch")
+        too_deep = nesting_error(body, MAX_JSON_DEPTH + 2) or "the body nests too deep"
+        if span is None:
+            raise ValueError(too_deep) from exc
+        start, end = span
+        try:
+            rest = _batch_decoder.decode(body[:start] + b"[]" + body[end:])
+        except RecursionError:  # the batch's own context is too deep: there is nothing to keep
+            raise ValueError(too_deep) from exc
+        return SegmentBody(split_body(body[start:end], ndjson=False), _naive(rest.sentAt), rest.context)
     return SegmentBody([bytes(raw) for raw in parsed.batch], _naive(parsed.sentAt), parsed.context)
 
 
@@ -88,7 +111,8 @@ def decode_message_body(body: bytes, kind: str) -> SegmentBody:
     """``POST /v1/track`` or ``/v1/identify``: one message; the route decides its type."""
     if not body.lstrip().startswith(b"{"):
         raise ValueError("the body must be one JSON object (a Segment message)")
-    msgspec.json.decode(body)  # an unreadable body is a 400, not a rejected event
+    if nesting_error(body) is None:  # a too-deep message is rejected in the receipt (map_messages)
+        msgspec.json.decode(body)  # an unreadable body is a 400, not a rejected event
     return SegmentBody([body], forced_type=kind)
 
 
@@ -164,12 +188,19 @@ def map_messages(body: SegmentBody, *, received_at: datetime, max_event_bytes: i
                     f"message is {len(raw)} bytes, over the {max_event_bytes}-byte limit; "
                     "move large content to the catalog (POST /v1/items) and send its item_id"
                 )
+            deep = nesting_error(raw)
+            if deep is not None:
+                raise ValueError(deep)
             message = _message_decoder.decode(raw)
             message_id = _text(message.messageId)
             kind = body.forced_type or message.type
             user_id = _text(message.userId) or _text(message.anonymousId)
             if user_id is None:
                 raise ValueError("userId or anonymousId is required")
+            for name, text in (("messageId", message_id), ("userId", user_id)):
+                control = control_error(text, name)
+                if control is not None:
+                    raise ValueError(control)
             if kind == "identify":
                 users.append(_traits(message, user_id))
             elif kind in EVENT_TYPES:

@@ -25,7 +25,7 @@ from orchestrion.cli import (
     serve,
     users,
 )
-from orchestrion.errors import OrchestrionError
+from orchestrion.errors import IngestError, OrchestrionError
 
 __all__ = ["app", "main"]
 
@@ -56,11 +56,18 @@ def main(args: list[str] | None = None) -> None:
     (and a hint) on stderr with exit code 2, never a traceback."""
     try:
         code = app(args=args, prog_name="orchestrion", standalone_mode=False)
+    except IngestError as exc:  # a file that cannot be read: the run failed, not its usage
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(1)
     except OrchestrionError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(2)
-    except typer.Abort:
-        sys.exit(130)
+    except typer.Abort as exc:
+        # click also turns an EOFError into Abort; only Ctrl-C is an interruption (exit 130)
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            sys.exit(130)
+        typer.secho(f"error: unexpected end of input ({exc.__context__!r})", err=True, fg=typer.colors.RED)
+        sys.exit(1)
     except typer.TyperException as exc:  # typer's own click: usage errors, bad values, unopenable files
         sys.exit(_usage_error(exc))
     # outside standalone mode a `typer.Exit(n)` comes back as n (commands themselves return None)

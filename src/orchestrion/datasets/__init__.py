@@ -12,15 +12,18 @@ loading the same files again stores nothing new.
 from __future__ import annotations
 
 import time
+import zipfile
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+import polars as pl
+
 from orchestrion.datasets import deskdrop, lastfm, movielens, online_retail
 from orchestrion.datasets.loading import Dataset, LoadResult, Progress, write_frames
-from orchestrion.errors import DatasetNotFoundError, NotFoundError
+from orchestrion.errors import DatasetNotFoundError, IngestError, NotFoundError
 from orchestrion.store import Store, utcnow
 
 __all__ = ["DATASETS", "Dataset", "LoadResult", "Progress", "load_dataset", "locate"]
@@ -78,7 +81,14 @@ def load_dataset(
     found = locate(name, path, datasets_root=datasets_root)
     if progress is not None:
         progress("reading", 0, 0)
-    frames = dataset.read(found)
+    try:
+        frames = dataset.read(found)  # the whole dataset is read before anything is written
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, pl.exceptions.PolarsError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise IngestError(
+            f"dataset {name}: cannot read {found} ({first}); nothing was stored: the files may be "
+            f"truncated or re-encoded, download them again from {dataset.download_url}"
+        ) from exc
     return write_frames(
         store,
         dataset,
