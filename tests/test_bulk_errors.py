@@ -15,8 +15,8 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from orchestrion.api.launcher import CLI, cli
 
+from launcher import CLI, cli
 from orchestrion.store import Store
 
 HEADER = "event_id,user_id,type,item_id,ts,value"

@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from orchestrion.api.launcher import Server, serve
 
+from launcher import Server, serve
 from orchestrion.events import MAX_JSON_DEPTH
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
