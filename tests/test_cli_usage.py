@@ -91,7 +91,7 @@ def test_users_link_refuses_a_user_the_store_has_never_seen(
     code, out, err = run(["users", "link", "nosuchuser"], capsys)
     assert code == 2 and out == "" and "nosuchuser" in err and "Traceback" not in err
     code, out, _ = run(["users", "link", "alice"], capsys)
-    assert code == 0 and "/signin?token=" in out
+    assert code == 0 and "/signin#token=" in out
 
 
 def test_runs_list_fits_80_columns(

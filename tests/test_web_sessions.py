@@ -59,9 +59,9 @@ def _seeded_home(home: Path, *, toml: str = "") -> str:
     settings = load_settings({"ORCHESTRION_HOME": str(home)})
     with Store.open(settings.database_path) as store:
         admin = create_key(store.con, "admin").key
-        today = utcnow().date()
-        _seed(store, today)
-        _seed_carol(store, settings, today)
+        now = utcnow()
+        _seed(store, now)
+        _seed_carol(store, settings, now)
     return admin
 
 

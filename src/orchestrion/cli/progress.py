@@ -29,8 +29,10 @@ def progress_bar(description: str, unit: str = "rows") -> Iterator[Callable[[int
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
     )
-    # progress goes to stderr, so that stdout carries only the result (`--json` pipes cleanly)
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+    # progress goes to stderr, so that stdout carries only the result (`--json` pipes cleanly), and
+    # only to a terminal: a log or a script reading stderr gets the result and errors, no bar frames
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as bar:
         task = bar.add_task(description, total=None, rate="")
 
         def update(done: int, total: int | None) -> None:
