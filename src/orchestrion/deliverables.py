@@ -308,18 +308,21 @@ def run_due_actions(
         con.close()
     ran = 0
     for (deliverable_id,) in due:
-        decide(
-            store,
-            settings,
-            str(deliverable_id),
-            "approve",
-            by="notify-window",
-            viewer=None,
-            now=now,
-            effector=effector,
-            policy=policy,
-            due_before=now,
-        )
+        try:
+            decide(
+                store,
+                settings,
+                str(deliverable_id),
+                "approve",
+                by="notify-window",
+                viewer=None,
+                now=now,
+                effector=effector,
+                policy=policy,
+                due_before=now,
+            )
+        except OrchestrionError:  # decided meanwhile, or a provider down: the others still run
+            continue
         ran += 1
     return ran
 

@@ -84,11 +84,11 @@ def _start_background(app: Any, store: Store, settings: Settings) -> Callable[[]
 
     service = RunService(store, settings)
     app.include_router(runs_api.build_router(app.state.ctx, service))
-    from orchestrion.deliverables import run_due_actions
+    from orchestrion.deliverables import run_due_actions, sweep_claims
 
     def due_actions(now: Any) -> object:
-        """Run the ``notify`` actions whose cancel window has ended."""
-        return run_due_actions(store, settings, now)
+        """Run the ``notify`` actions whose cancel window has ended; reconcile stale ledger claims."""
+        return {"due": run_due_actions(store, settings, now), "claims": sweep_claims(store, settings, now)}
 
     scheduler = Scheduler(store, settings, service, sweep=due_actions) if settings.scheduler else None
     watcher = TriggerWatcher(store, settings)
