@@ -233,7 +233,10 @@ def list_runs(
         where.append("partition >= ?")
         params.append(since)
     return _fetch(
-        con, f"WHERE {' AND '.join(where)} ORDER BY partition DESC, started_at DESC LIMIT {int(limit)}", params
+        con,
+        f"WHERE {' AND '.join(where)} ORDER BY partition DESC, started_at DESC, attempt DESC, run_id "
+        f"LIMIT {int(limit)}",
+        params,
     )
 
 
