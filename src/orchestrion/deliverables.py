@@ -44,7 +44,7 @@ _JSON: Final = ("content", "plan", "trace", "review")
 _COLUMNS: Final = (
     "d.deliverable_id, d.goal_id, d.user_id, d.date, d.template, d.title, d.summary, d.items, d.status, d.content, "
     "d.plan, d.trace, d.planner, d.fallback, d.tokens, d.cost, d.review, d.attempts, d.error, d.created_at, "
-    "d.updated_at, g.why"
+    "d.updated_at, g.why, d.effects"
 )
 
 
@@ -68,6 +68,9 @@ def _rows(con: Any, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         record = dict(zip(names, row, strict=True))
         for key in _JSON:
             record[key] = json.loads(record[key]) if record[key] else None
+        effects = record.pop("effects")
+        if isinstance(record["content"], dict) and effects:  # the results of its effects, as before
+            record["content"]["effects"] = json.loads(effects)
         record["date"] = record["date"].isoformat()
         out.append(record)
     return out

@@ -295,7 +295,7 @@ def _committed(
         record = dict(zip(_STORED, values, strict=True))
         for name in ("content", "plan", "trace", "review"):
             record[name] = json.loads(record[name]) if record[name] else None
-        if record["content"]:  # the effects' results are the ledger's, added back from it
+        if isinstance(record["content"], dict):  # written before this change: results inside
             record["content"].pop("effects", None)
         stored[d_id] = record
     return entries, stored, failures, waiting
@@ -662,7 +662,7 @@ def _carry_out(
         with transaction(con):
             ledger.settle(con, "failed", {k: ledger.canonical({"error": e}) for k, e in failed.items()}, now)
             ledger.settle(con, "completed", {k: ledger.canonical(r) for k, r in outcomes.items()}, now)
-            _write(con, day, {d_id: records[d_id] for d_id in claimers}, final, errors, now)
+            _write(con, day, {d_id: records[d_id] for d_id in claimers}, final, errors, now, outcome_only=True)
     finally:
         con.close()
     _count(result, records, status, outcomes, pending, refusals)
@@ -703,10 +703,24 @@ def _write(
     status: Mapping[str, str],
     errors: Mapping[str, str | None],
     now: datetime,
+    *,
+    outcome_only: bool = False,
 ) -> None:
     """Write ``records`` with their status (inside the caller's transaction); a ``failed`` one counts
-    one more failure."""
+    one more failure. ``outcome_only``: only the status, the error and the effects' results — the
+    content, plan and trace were written before the effects ran (rewriting those large columns of
+    rows updated moments before cost DuckDB seconds per batch)."""
     if not records:
+        return
+    if outcome_only:
+        rows = [[d_id, status[d_id], errors.get(d_id), to_json(r.get("effects") or {})] for d_id, r in records.items()]
+        with ledger.registered(con, rows, ("d", "s", "e", "x")) as name:
+            con.execute(
+                f"UPDATE deliverables AS d SET status = u.s, error = u.e, effects = u.x, updated_at = $now, "
+                "failures = coalesce(d.failures, 0) + CASE WHEN u.s = 'failed' THEN 1 ELSE 0 END "
+                f"FROM {name} u WHERE d.date = $day AND d.deliverable_id = u.d",
+                {"now": now, "day": day},
+            )
         return
 
     def js(value: Any) -> str | None:
@@ -719,7 +733,8 @@ def _write(
                 "status": status[d_id],
                 "title": r.get("title"),
                 "summary": r.get("summary"),
-                "content": js(r.get("content") and {**r["content"], "effects": r.get("effects", {})}),
+                "content": js(r.get("content")),
+                "effects": js(r.get("effects") or ({} if r.get("content") else None)),
                 "plan": js(r.get("plan")),
                 "trace": js(r.get("trace")),
                 "planner": r.get("planner"),
@@ -738,6 +753,7 @@ def _write(
             "title": pl.String,
             "summary": pl.String,
             "content": pl.String,
+            "effects": pl.String,
             "plan": pl.String,
             "trace": pl.String,
             "planner": pl.String,
@@ -756,7 +772,7 @@ def _write(
             f"""
             UPDATE deliverables AS d SET
                 status = u.status, title = coalesce(u.title, d.title), summary = u.summary,
-                content = u.content, plan = u.plan, trace = u.trace, planner = u.planner,
+                content = u.content, effects = u.effects, plan = u.plan, trace = u.trace, planner = u.planner,
                 fallback = u.fallback, tokens = u.tokens, cost = u.cost, review = u.review,
                 attempts = u.attempts, error = u.error, updated_at = $now,
                 failures = coalesce(d.failures, 0) + CASE WHEN u.status = 'failed' THEN 1 ELSE 0 END
