@@ -31,7 +31,7 @@ from http_recorder import Recorder, Request
 from openai_server import OpenAIServer, Reply, goal_of, last_tool_results, tool_calls
 from orchestrion.api.launcher import CLI, serve
 from orchestrion.config import Settings, load_settings
-from orchestrion.daily import run_daily
+from orchestrion.daily import run_daily, runs_to_retry
 from orchestrion.datasets import load_dataset
 from orchestrion.deliverables import decide, sweep_claims
 from orchestrion.delivery import deliver
@@ -167,6 +167,8 @@ def test_an_outbox_failing_for_some_users_fails_only_theirs_and_retries_them_a_b
         )
         assert isinstance(delivered, int) and delivered > 1000
 
+        # The server's sweep resumes such a run by itself (here the day is run again by hand).
+        assert [r.run_id for r in runs_to_retry(store, settings, NOW + timedelta(hours=1))] == [run["run_id"]]
         obstacles[0].rmdir()  # this one's trouble is over
         clock = iter(NOW + timedelta(hours=h) for h in range(1, 100))
         reports = [run_daily(store, settings, DAY, clock=lambda: next(clock)) for _ in range(3)]
@@ -183,6 +185,7 @@ def test_an_outbox_failing_for_some_users_fails_only_theirs_and_retries_them_a_b
         assert obstacles[0].is_file()
         assert final[victim_ids[1]] == final[victim_ids[2]] == ("failed", 3), "bounded: 3 attempts, then left"
         assert reports[-1].run is not None and "0 tried again" in (reports[-1].run.error or "")
+        assert runs_to_retry(store, settings, NOW + timedelta(hours=5)) == [], "nothing left to try"
         # The two given up hold claims whose outcome the run could not know: the sweep settles them.
         assert store.scalar("SELECT count(*) FROM side_effects WHERE status = 'claimed'") == 2
         swept = sweep_claims(store, settings, LATER)  # the CLI claimed on the wall clock

@@ -52,6 +52,7 @@ from orchestrion.runs import (
     claim_run,
     finish_run,
     latest_run,
+    list_runs,
     pending_batches,
     plan_users,
     record_batch,
@@ -67,6 +68,7 @@ __all__ = [
     "deliver_step",
     "propose_step",
     "run_daily",
+    "runs_to_retry",
     "users_shard",
 ]
 
@@ -251,6 +253,16 @@ def run_daily(
     totals = {"failed_deliverables": failed, "claims_reconciled": swept["completed"] + swept["failed"]}
     run = finish_run(store, run_id, status, now=clock(), error=error, totals=totals)
     return DailyReport(day, claim.state, run, done_users, done_batches, time.perf_counter() - started)
+
+
+def runs_to_retry(store: Store, settings: Settings, now: datetime) -> list[Run]:
+    """The ``partial`` daily runs of the last ``catch_up_days`` days (before ``now``) that have
+    failed deliverables with attempts left: the server's sweep resumes them, so a fault is tried
+    again by a later run without anyone asking (bounded by ``delivery_max_attempts``)."""
+    since = now.date() - timedelta(days=settings.catch_up_days)
+    found = list_runs(store.con, pipeline="daily", status="partial", since=since)
+    runs = [r for r in found if r.partition <= now.date()]
+    return [r for r in runs if _failed_deliverables(store, settings, r.partition, r.run_id)[1] > 0]
 
 
 def _retry_failed(
