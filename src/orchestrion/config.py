@@ -87,6 +87,12 @@ class Settings(BaseModel):
     webhook_url: str | None = Field(None, description="Where `publish` to the webhook channel posts.")
     webhook_secret: str | None = Field(None, description="HMAC-SHA256 key signing webhook bodies.")
     delivery_batch_users: int = Field(2_000, gt=0, description="Users planned and written per batch.")
+    delivery_max_attempts: int = Field(
+        3, gt=0, description="Times a deliverable that failed (a fault, not a review) is tried before it stays failed."
+    )
+    claim_stale_minutes: int = Field(
+        15, ge=0, description="A ledger claim older than this with no run working on it is reconciled by the sweep."
+    )
 
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint; unset = offline.")
     llm_api_key: str | None = None

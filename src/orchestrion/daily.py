@@ -14,6 +14,14 @@ left. Every stage is idempotent per user (goal and deliverable ids hash the user
 side-effect ledger claims each effect once), so a batch done twice — killed after the step but
 before the ledger noted it — changes nothing.
 
+Faults stay with their owner: a deliverable that fails (a receiver down, a file error, a model's
+nonsense) is marked ``failed`` by the step and the batch goes on; the run ends ``partial`` with
+``counts["failed_deliverables"]`` and says so in its error, and running the day again (or the
+scheduler's catch-up) resumes it: the failed deliverables with attempts left are tried again
+(``settings.delivery_max_attempts``), and ledger claims left open are reconciled
+(:func:`orchestrion.deliverables.sweep_claims`). Only an exception from the step itself (the
+store failing) fails the run.
+
 >>> from datetime import datetime, date
 >>> from orchestrion.config import Settings
 >>> with Store.open(":memory:") as s:
@@ -45,6 +53,7 @@ from orchestrion.runs import (
     claim_run,
     finish_run,
     latest_run,
+    list_runs,
     pending_batches,
     plan_users,
     record_batch,
@@ -60,6 +69,7 @@ __all__ = [
     "deliver_step",
     "propose_step",
     "run_daily",
+    "runs_to_retry",
     "users_shard",
 ]
 
@@ -209,6 +219,7 @@ def run_daily(
     started = time.perf_counter()
     done_users = done_batches = 0
     planning: Planning | None = None
+    delivering = step is None or step is deliver_step
     try:
         if step is None:
             planning = planning_for(settings, run_path(trigger))
@@ -238,6 +249,15 @@ def run_daily(
                 done_batches += 1
                 if progress:
                     progress(run.users_done, total)
+            if delivering:
+                retried = _retry_failed(
+                    store, settings, day, run_id, done=set().union(*batches), now=clock(), planning=planning
+                )
+                if retried:
+                    run = record_batch(store, run_id, [], retried, now=clock(), seconds=0.0)
+            from orchestrion.deliverables import sweep_claims
+
+            swept = sweep_claims(store, settings, clock())
     except BaseException as exc:
         if planning is not None:
             planning.close()
@@ -250,7 +270,16 @@ def run_daily(
         raise
     if planning is not None:
         planning.close()
-    run = finish_run(store, run_id, "succeeded", now=clock(), error=run.error if claim.state == "resumed" else None)
+    failed, retryable = _failed_deliverables(store, settings, day, run_id)
+    status: Literal["succeeded", "partial"] = "partial" if failed else "succeeded"
+    error = run.error if claim.state == "resumed" else None
+    if failed:
+        error = (
+            f"{failed} deliverable(s) failed ({retryable} tried again when the day is run again); "
+            "each says why in its error"
+        )
+    totals = {"failed_deliverables": failed, "claims_reconciled": swept["completed"] + swept["failed"]}
+    run = finish_run(store, run_id, status, now=clock(), error=error, totals=totals)
     return DailyReport(day, claim.state, run, done_users, done_batches, time.perf_counter() - started)
 
 
@@ -272,6 +301,61 @@ def _delivering(planning: Planning) -> Step:
         return deliver_step(store, settings, day, users, now=now, shared=shared, planning=planning)
 
     return step
+
+
+def runs_to_retry(store: Store, settings: Settings, now: datetime) -> list[Run]:
+    """The ``partial`` daily runs of the last ``catch_up_days`` days (before ``now``) that have
+    failed deliverables with attempts left: the server's sweep resumes them, so a fault is tried
+    again by a later run without anyone asking (bounded by ``delivery_max_attempts``)."""
+    since = now.date() - timedelta(days=settings.catch_up_days)
+    found = list_runs(store.con, pipeline="daily", status="partial", since=since)
+    runs = [r for r in found if r.partition <= now.date()]
+    return [r for r in runs if _failed_deliverables(store, settings, r.partition, r.run_id)[1] > 0]
+
+
+def _retry_failed(
+    store: Store,
+    settings: Settings,
+    day: date,
+    run_id: str,
+    *,
+    done: set[str],
+    now: datetime,
+    planning: Planning | None = None,
+) -> dict[str, Any]:
+    """Try again the failed deliverables (attempts left) of the run's users not worked on by this
+    call: the retry of a resumed ``partial`` run, planned as the run plans. Returns counts prefixed
+    ``retry_``."""
+    from orchestrion.delivery import execute
+
+    rows = store.con.execute(
+        "SELECT DISTINCT d.user_id FROM deliverables d JOIN run_users r ON r.user_id = d.user_id AND r.run_id = ? "
+        "WHERE d.date = ? AND d.status = 'failed' AND coalesce(d.failures, 0) < ? ORDER BY 1",
+        [run_id, day, settings.delivery_max_attempts],
+    ).fetchall()
+    users = [str(r[0]) for r in rows if r[0] not in done]
+    planning = planning or Planning()
+    counts: dict[str, Any] = {}
+    size = settings.delivery_batch_users
+    for start in range(0, len(users), size):
+        result = execute(
+            store, settings, day, users[start : start + size], now=now, planner=planning.planner,
+            critic=planning.critic, concurrency=planning.concurrency,
+        )
+        for status, n in result.statuses.items():
+            counts[f"retry_deliverables_{status}"] = counts.get(f"retry_deliverables_{status}", 0) + n
+        counts["retry_effects"] = counts.get("retry_effects", 0) + result.effects
+    return counts
+
+
+def _failed_deliverables(store: Store, settings: Settings, day: date, run_id: str) -> tuple[int, int]:
+    """The run's users' deliverables of ``day`` that are ``failed``, and those with attempts left."""
+    row = store.con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE coalesce(d.failures, 0) < ?) FROM deliverables d "
+        "WHERE d.date = ? AND d.status = 'failed' AND d.user_id IN (SELECT user_id FROM run_users WHERE run_id = ?)",
+        [settings.delivery_max_attempts, day, run_id],
+    ).fetchall()[0]
+    return int(row[0]), int(row[1])
 
 
 @contextmanager

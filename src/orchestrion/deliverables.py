@@ -6,31 +6,54 @@ and the feedback); :func:`decide` carries out a person's approve / reject / canc
 :func:`run_due_actions` runs ``notify`` actions whose cancel window has ended. An approved action
 is checked against the policy again immediately before it runs and goes through the ledger, so
 approving twice (or a crash and a retry) orders once.
+
+Decisions on one deliverable are serialised (one lock per deliverable in the process that holds
+the store, which is the only writer): the first decision wins, a later one raises
+:class:`~orchestrion.errors.AlreadyDecidedError` with the deliverable as it stands (the API answers
+409), so no record ever says ``rejected`` for an order that was placed. :func:`sweep_claims`
+reconciles ledger claims left open (a receiver down, a crash) with the provider, by idempotency key.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import zlib
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal
 
 from orchestrion import ledger
 from orchestrion.config import Settings
 from orchestrion.effects import Effector
-from orchestrion.errors import NotFoundError, OrchestrionError, PermissionDeniedError, RetryableError, UsageError
+from orchestrion.errors import (
+    AlreadyDecidedError,
+    NotFoundError,
+    OrchestrionError,
+    PermissionDeniedError,
+    RetryableError,
+    UsageError,
+)
 from orchestrion.policies import ActionClass, Policy, load_policy
 from orchestrion.store import Store, transaction
 
-__all__ = ["Decision", "decide", "feed", "get_deliverable", "pending_actions", "run_due_actions"]
+__all__ = ["Decision", "decide", "feed", "get_deliverable", "pending_actions", "run_due_actions", "sweep_claims"]
 
 Decision = Literal["approve", "reject", "cancel"]
 _JSON: Final = ("content", "plan", "trace", "review")
 _COLUMNS: Final = (
     "d.deliverable_id, d.goal_id, d.user_id, d.date, d.template, d.title, d.summary, d.items, d.status, d.content, "
     "d.plan, d.trace, d.planner, d.fallback, d.tokens, d.cost, d.review, d.attempts, d.error, d.created_at, "
-    "d.updated_at, g.why"
+    "d.updated_at, g.why, d.effects"
 )
+
+
+_LOCKS: Final = tuple(threading.Lock() for _ in range(64))
+"""Decisions and sweeps on one deliverable take its lock (striped: bounded memory, few collisions)."""
+
+
+def _lock(deliverable_id: str) -> threading.Lock:
+    return _LOCKS[zlib.crc32(deliverable_id.encode()) % len(_LOCKS)]
 
 
 def _rows(con: Any, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -45,6 +68,9 @@ def _rows(con: Any, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         record = dict(zip(names, row, strict=True))
         for key in _JSON:
             record[key] = json.loads(record[key]) if record[key] else None
+        effects = record.pop("effects")
+        if isinstance(record["content"], dict) and effects:  # the results of its effects, as before
+            record["content"]["effects"] = json.loads(effects)
         record["date"] = record["date"].isoformat()
         out.append(record)
     return out
@@ -142,13 +168,18 @@ def _execute(
     state = ledger.claim(con, [fx], now=now)[key]
     if state == "completed":
         return "executed"
-    outcome = effector.reconcile(action["action"], args, key, record) if state == "unknown" else None
     try:
+        outcome = effector.reconcile(action["action"], args, key, record) if state == "unknown" else None
         outcome = outcome or effector.perform(action["action"], args, key, record)
     except RetryableError:
         raise  # outcome unknown: the claim stays open and the next attempt reconciles it
     except OrchestrionError as exc:
         ledger.fail(con, {key: str(exc)}, now=now)
+        record["error"] = f"{action['action']} failed: {exc}"
+        return "failed"
+    except Exception as exc:  # a malformed URL, a file error: this action fails, never the request
+        ledger.fail(con, {key: f"{type(exc).__name__}: {exc}"}, now=now)
+        record["error"] = f"{action['action']} failed: {type(exc).__name__}: {exc}"
         return "failed"
     ledger.complete(con, {key: outcome}, now=now)
     return "executed"
@@ -187,43 +218,89 @@ def decide(
     policy = policy or load_policy(settings.policy_path)
     con = store.cursor()
     try:
-        record = get_deliverable(con, deliverable_id, viewer=viewer)
-        waiting = [a for a in record["actions"] if a["status"] == "waiting"]
-        if due_before is not None:  # the notify sweep: only actions whose window has ended
-            waiting = [a for a in waiting if a["tier"] == "notify" and a["due_at"] and a["due_at"] <= due_before]
-        if not waiting:
-            raise UsageError(
-                f"deliverable {deliverable_id!r} has no action waiting for a decision (status {record['status']!r})"
-            )
-        if decision == "cancel" and not any(a["tier"] == "notify" for a in waiting):
-            raise UsageError("only `notify` actions can be cancelled; use reject for actions awaiting approval")
-        updates: list[tuple[str, str]] = []
-        for action in waiting:
-            if decision == "approve":
-                if action["tier"] == "suggest":
-                    updates.append((action["action_id"], "suggested"))
-                    continue
-                updates.append((action["action_id"], _execute(store, con, action, record, effector, policy, now)))
-            elif decision == "reject":
-                updates.append((action["action_id"], "rejected"))
-            else:
-                updates.append((action["action_id"], "cancelled"))
-        final = {"approve": "delivered", "reject": "rejected", "cancel": "cancelled"}[decision]
-        decided = {action_id for action_id, _ in updates}
-        if any(a["status"] == "waiting" and a["action_id"] not in decided for a in record["actions"]):
-            final = "awaiting_approval"
-        with transaction(con):
-            con.executemany(
-                "UPDATE pending_actions SET status = ?, decided_at = ?, decided_by = ? WHERE action_id = ?",
-                [[status, now, by, action_id] for action_id, status in updates],
-            )
-            con.execute(
-                "UPDATE deliverables SET status = ?, updated_at = ? WHERE deliverable_id = ?",
-                [final, now, deliverable_id],
-            )
-        return get_deliverable(con, deliverable_id)
+        get_deliverable(con, deliverable_id, viewer=viewer)  # unknown or another user's: no lock needed
+        with _lock(deliverable_id):
+            return _decide(store, con, settings, deliverable_id, decision, by, now, effector, policy, due_before)
     finally:
         con.close()
+
+
+def _decide(
+    store: Store,
+    con: Any,
+    settings: Settings,
+    deliverable_id: str,
+    decision: Decision,
+    by: str,
+    now: datetime,
+    effector: Effector,
+    policy: Policy,
+    due_before: datetime | None,
+) -> dict[str, Any]:
+    """:func:`decide` under the deliverable's lock."""
+    record = get_deliverable(con, deliverable_id)
+    waiting = [a for a in record["actions"] if a["status"] == "waiting"]
+    if due_before is not None:  # the notify sweep: only actions whose window has ended
+        waiting = [a for a in waiting if a["tier"] == "notify" and a["due_at"] and a["due_at"] <= due_before]
+    if not waiting:
+        raise AlreadyDecidedError(
+            f"deliverable {deliverable_id!r} has no action waiting for a decision (status {record['status']!r}); "
+            "it was decided already",
+            record,
+        )
+    if decision == "cancel" and not any(a["tier"] == "notify" for a in waiting):
+        raise UsageError("only `notify` actions can be cancelled; use reject for actions awaiting approval")
+    if decision != "approve":
+        # An approval whose outcome is unknown (the provider did not answer) holds a claim: the
+        # effect may have happened, so it can be finished by approving again, never rejected.
+        started = {k for k, s in _ledger_states(con, [a["action_id"] for a in waiting]).items() if s != "failed"}
+        if started:
+            raise AlreadyDecidedError(
+                f"deliverable {deliverable_id!r} has an approved action still being carried out; approve again "
+                "to finish it (its outcome is reconciled with the provider), it can no longer be "
+                f"{'rejected' if decision == 'reject' else 'cancelled'}",
+                record,
+            )
+    updates: list[tuple[str, str]] = []
+    for action in waiting:
+        if decision == "approve":
+            if action["tier"] == "suggest":
+                updates.append((action["action_id"], "suggested"))
+                continue
+            updates.append((action["action_id"], _execute(store, con, action, record, effector, policy, now)))
+        elif decision == "reject":
+            updates.append((action["action_id"], "rejected"))
+        else:
+            updates.append((action["action_id"], "cancelled"))
+    final = {"approve": "delivered", "reject": "rejected", "cancel": "cancelled"}[decision]
+    if any(status == "failed" for _, status in updates):
+        final = "failed"
+    decided = {action_id for action_id, _ in updates}
+    if final != "failed" and any(a["status"] == "waiting" and a["action_id"] not in decided for a in record["actions"]):
+        final = "awaiting_approval"
+    error = record.get("error") if final == "failed" else None
+    with transaction(con):
+        con.executemany(
+            "UPDATE pending_actions SET status = ?, decided_at = ?, decided_by = ? WHERE action_id = ? "
+            "AND status = 'waiting'",
+            [[status, now, by, action_id] for action_id, status in updates],
+        )
+        # A person's approved action that failed is theirs to see, not a run's to try again.
+        con.execute(
+            "UPDATE deliverables SET status = ?, updated_at = ?, error = coalesce(?, error), failures = CASE "
+            "WHEN ? = 'failed' THEN greatest(coalesce(failures, 0), ?) ELSE failures END WHERE deliverable_id = ?",
+            [final, now, error, final, settings.delivery_max_attempts, deliverable_id],
+        )
+    return get_deliverable(con, deliverable_id)
+
+
+def _ledger_states(con: Any, keys: Sequence[str]) -> dict[str, str]:
+    if not keys:
+        return {}
+    rows = con.execute(
+        "SELECT idempotency_key, status FROM side_effects WHERE idempotency_key IN (SELECT unnest(?))", [list(keys)]
+    ).fetchall()
+    return {str(k): str(s) for k, s in rows}
 
 
 def run_due_actions(
@@ -243,17 +320,94 @@ def run_due_actions(
         con.close()
     ran = 0
     for (deliverable_id,) in due:
-        decide(
-            store,
-            settings,
-            str(deliverable_id),
-            "approve",
-            by="notify-window",
-            viewer=None,
-            now=now,
-            effector=effector,
-            policy=policy,
-            due_before=now,
-        )
+        try:
+            decide(
+                store,
+                settings,
+                str(deliverable_id),
+                "approve",
+                by="notify-window",
+                viewer=None,
+                now=now,
+                effector=effector,
+                policy=policy,
+                due_before=now,
+            )
+        except OrchestrionError:  # decided meanwhile, or a provider down: the others still run
+            continue
         ran += 1
     return ran
+
+
+def sweep_claims(
+    store: Store, settings: Settings, now: datetime, *, effector: Effector | None = None
+) -> dict[str, int]:
+    """Reconcile ledger claims older than ``settings.claim_stale_minutes`` with the provider.
+
+    Each open claim is asked about by its idempotency key (:meth:`Effector.reconcile`): found →
+    ``completed`` (an approved action waiting on it becomes ``executed``); certainly not done →
+    ``failed`` (it may be tried again: approved again, or by the next run); no answer → it stays
+    ``claimed`` while its deliverable still has attempts left or an approval waiting, and is given
+    up (``failed``, the error saying the outcome is unknown) once it has none. Returns the counts.
+    """
+    effector = effector or Effector(settings)
+    counts = {"completed": 0, "failed": 0, "open": 0}
+    con = store.cursor()
+    try:
+        stale = ledger.stale_claims(con, before=now - timedelta(minutes=settings.claim_stale_minutes))
+        for entry in stale:
+            with _lock(entry.deliverable_id):
+                if _ledger_states(con, [entry.key]).get(entry.key) != "claimed":
+                    continue  # settled meanwhile
+                found = _rows(con, "d.deliverable_id = $id", {"id": entry.deliverable_id})
+                record = found[0] if found else {"deliverable_id": entry.deliverable_id, "user_id": entry.user_id}
+                counts[_settle_claim(con, settings, entry, record, effector, now)] += 1
+    finally:
+        con.close()
+    return counts
+
+
+def _settle_claim(
+    con: Any, settings: Settings, entry: ledger.Entry, record: dict[str, Any], effector: Effector, now: datetime
+) -> str:
+    """One stale claim reconciled: ``completed``, ``failed`` or still ``open``."""
+    action = con.execute(
+        "SELECT status FROM pending_actions WHERE action_id = ?", [entry.key]
+    ).fetchall()
+    try:
+        outcome = effector.reconcile(entry.action, entry.effect, entry.key, record)
+    except Exception as exc:  # the provider cannot say: keep asking while someone may still finish it
+        retrying = record.get("status") in ("proposed", "failed") and _failures(con, entry.deliverable_id) < (
+            settings.delivery_max_attempts
+        )
+        if retrying or (action and action[0][0] == "waiting"):
+            return "open"
+        ledger.fail(
+            con,
+            {entry.key: f"outcome unknown, given up after {entry.attempts} attempt(s): {type(exc).__name__}: {exc}"},
+            now=now,
+        )
+        return "failed"
+    if outcome is None:
+        ledger.fail(con, {entry.key: "did not happen (reconciled with the provider)"}, now=now)
+        return "failed"
+    with transaction(con):
+        ledger.settle(con, "completed", {entry.key: ledger.canonical(outcome)}, now)
+        if action and action[0][0] == "waiting":
+            con.execute(
+                "UPDATE pending_actions SET status = 'executed', decided_at = ?, decided_by = 'reconciled' "
+                "WHERE action_id = ? AND status = 'waiting'",
+                [now, entry.key],
+            )
+            con.execute(
+                "UPDATE deliverables SET status = 'delivered', updated_at = ? WHERE deliverable_id = ? AND NOT EXISTS "
+                "(SELECT 1 FROM pending_actions WHERE deliverable_id = ? AND status = 'waiting')",
+                [now, entry.deliverable_id, entry.deliverable_id],
+            )
+    return "completed"
+
+
+def _failures(con: Any, deliverable_id: str) -> int:
+    rows = con.execute("SELECT coalesce(failures, 0) FROM deliverables WHERE deliverable_id = ?", [deliverable_id])
+    found = rows.fetchall()
+    return int(found[0][0]) if found else 0

@@ -11,10 +11,19 @@ carries out every deliverable still ``proposed``, in batches of users. Per batch
    ``suggest`` effects wait in ``pending_actions``; ``auto`` effects are claimed in the ledger (one
    committed transaction) — a key already completed is skipped, one claimed by a crashed attempt
    is reconciled, not repeated;
-3. perform the claimed effects, then, in one transaction, complete them and write the deliverables.
+3. write the deliverables as planned (content, plan, trace) in one transaction, claim their
+   effects in the next, perform them, then, in one transaction, complete them and write the
+   deliverables' final status.
 
-A crash anywhere leaves the batch's deliverables ``proposed``: running again re-plans them to the
-same effects and keys, and the ledger keeps every effect to one execution.
+An effect's key is its deliverable and action (and channel), so a plan that calls ``publish``
+three times publishes once. A deliverable with anything committed for it — an effect in the ledger,
+an action waiting for a person — is never planned again: a later run resumes it with its stored
+content and the ledger's effects (completed ones are kept, claimed ones are reconciled, failed ones
+tried again), so the deliverable is kept as it was executed and nothing happens twice.
+
+Faults stay with their deliverable: a planner or tool exception, a receiver down, a file error in
+the outbox marks that deliverable ``failed`` with the reason, and a later run tries it again until
+it has failed ``settings.delivery_max_attempts`` times. Only the store failing fails a batch.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -39,7 +49,15 @@ from orchestrion.encoding import to_json
 from orchestrion.errors import OrchestrionError, PolicyViolation, RetryableError
 from orchestrion.execution import Executor
 from orchestrion.planning import OfflinePlanner, Planner, PlanOutcome
-from orchestrion.policies import Policy, UserOverrides, Verdict, check, effective_policy, load_policy
+from orchestrion.policies import (
+    Policy,
+    UserOverrides,
+    Verdict,
+    check,
+    effective_policy,
+    load_policy,
+    webhook_origin,
+)
 from orchestrion.proposals import ProposalResult, day_context, propose
 from orchestrion.review import Critic, Review, review
 from orchestrion.store import Store, transaction
@@ -218,7 +236,7 @@ def _verdict(
 
 def _guard(rules: UserRules, now: datetime, goal: GoalRecord) -> Callable[[IntendedEffect], None]:
     def guard(effect: IntendedEffect) -> None:
-        key = ledger.effect_key(goal.user_id, goal.goal_id, effect.tool, goal.date, effect.effect)
+        key = ledger.effect_key(goal.deliverable_id, effect.tool, effect.action)
         duplicate = rules.duplicate_of(effect.effect, goal.deliverable_id) if effect.action == "order" else None
         verdict = _verdict(rules, effect, now, rules.spent_without(key), duplicate)
         if not verdict.allowed:
@@ -251,18 +269,25 @@ class _Job:
     review: Review | None = None
     attempts: int = 0
     error: str | None = None
+    waiting: bool = False
+    stored: dict[str, Any] | None = None
+    """The deliverable as written by an earlier run that committed something for it (resumed, not planned)."""
+    entries: list[ledger.Entry] = field(default_factory=list)
+    failures: int = 0
 
 
-def _goals(con: Any, day: date, users: Sequence[str]) -> list[GoalRecord]:
+def _goals(con: Any, day: date, users: Sequence[str], max_attempts: int) -> list[GoalRecord]:
+    """The deliverables to work on: ``proposed`` ones, and ``failed`` ones with attempts left."""
     rows = con.execute(
         """
         SELECT g.goal_id, d.deliverable_id, g.user_id, g.date, g.template, g.variant, g.title, g.items,
                g.params, g.details, g.why, g.cost
         FROM deliverables d JOIN goals g USING (goal_id)
-        WHERE d.date = $day AND g.date = $day AND d.status = 'proposed' AND d.user_id IN (SELECT unnest($users))
+        WHERE d.date = $day AND g.date = $day AND d.user_id IN (SELECT unnest($users))
+          AND (d.status = 'proposed' OR (d.status = 'failed' AND coalesce(d.failures, 0) < $max))
         ORDER BY g.user_id, g.slot
         """,
-        {"day": day, "users": list(users)},
+        {"day": day, "users": list(users), "max": max_attempts},
     ).fetchall()
     return [
         GoalRecord(
@@ -311,7 +336,53 @@ def _first_seen(con: Any, goals: Sequence[GoalRecord]) -> dict[str, datetime]:
     return {str(i): ts for i, ts in rows}
 
 
+_STORED = (
+    "title", "summary", "content", "plan", "trace", "planner", "fallback", "tokens", "cost", "review", "attempts"
+)
+
+
+def _committed(
+    con: Any, ids: Sequence[str]
+) -> tuple[dict[str, list[ledger.Entry]], dict[str, dict[str, Any]], dict[str, int], set[str]]:
+    """For the deliverables ``ids``: their ledger entries; the stored records of those with anything
+    committed (a ledger entry or a pending action); their failures; those with actions waiting."""
+    entries = ledger.entries(con, ids)
+    rows = con.execute(
+        "SELECT deliverable_id, coalesce(failures, 0), "
+        "EXISTS (SELECT 1 FROM pending_actions p WHERE p.deliverable_id = d.deliverable_id), "
+        "EXISTS (SELECT 1 FROM pending_actions p WHERE p.deliverable_id = d.deliverable_id AND p.status = 'waiting'), "
+        f"{', '.join(_STORED)} FROM deliverables d WHERE deliverable_id IN (SELECT unnest($ids))",
+        {"ids": list(ids)},
+    ).fetchall()
+    stored: dict[str, dict[str, Any]] = {}
+    failures: dict[str, int] = {}
+    waiting: set[str] = set()
+    for d_id, failed, any_pending, any_waiting, *values in rows:
+        failures[d_id] = int(failed)
+        if any_waiting:
+            waiting.add(d_id)
+        if not (any_pending or entries.get(d_id)):
+            continue
+        record = dict(zip(_STORED, values, strict=True))
+        for name in ("content", "plan", "trace", "review"):
+            record[name] = json.loads(record[name]) if record[name] else None
+        if isinstance(record["content"], dict):  # written before this change: results inside
+            record["content"].pop("effects", None)
+        stored[d_id] = record
+    return entries, stored, failures, waiting
+
+
 def _plan_one(job: _Job, planner: Planner, critic: Critic | None, first_seen: Mapping[str, datetime]) -> None:
+    """Plan and review one job; whatever goes wrong fails this job only (its error says why)."""
+    if job.stored is not None:
+        return  # committed earlier: resumed as executed, never planned again
+    try:
+        _plan_and_review(job, planner, critic, first_seen)
+    except Exception as exc:  # a planner's, a tool's or a critic's fault belongs to this deliverable
+        job.error = f"planning failed: {type(exc).__name__}: {exc}"
+
+
+def _plan_and_review(job: _Job, planner: Planner, critic: Critic | None, first_seen: Mapping[str, datetime]) -> None:
     feedback: str | None = None
     as_of = datetime.combine(job.goal.date, datetime.min.time())
     for attempt in (1, 2):
@@ -342,16 +413,22 @@ def _plan_one(job: _Job, planner: Planner, critic: Critic | None, first_seen: Ma
         feedback = job.review.feedback()
 
 
+def _identity(goal: GoalRecord) -> dict[str, Any]:
+    return {
+        "deliverable_id": goal.deliverable_id,
+        "goal_id": goal.goal_id,
+        "user_id": goal.user_id,
+        "date": goal.date.isoformat(),
+        "template": goal.template,
+    }
+
+
 def _record(job: _Job, now: datetime) -> dict[str, Any]:
     """The deliverable as stored and as published (everything but the final status)."""
     outcome = job.outcome
     plan = outcome.plan if outcome else None
     return {
-        "deliverable_id": job.goal.deliverable_id,
-        "goal_id": job.goal.goal_id,
-        "user_id": job.goal.user_id,
-        "date": job.goal.date.isoformat(),
-        "template": job.goal.template,
+        **_identity(job.goal),
         "title": (plan.title if plan and plan.title else job.goal.title),
         "summary": plan.summary if plan and not plan.nothing_to_do else (plan.reason if plan else None),
         "why": job.goal.why,
@@ -389,9 +466,10 @@ def execute(
     result = DeliveryResult(day, users=len(users))
     con = store.cursor()
     try:
-        goals = _goals(con, day, users)
+        goals = _goals(con, day, users, settings.delivery_max_attempts)
         if not goals:
             return result
+        entries, stored, failures, waiting_ids = _committed(con, [g.deliverable_id for g in goals])
         catalog = _catalog(con, goals)
         exclusions = _exclusions(con, users)
         rules = load_user_rules(con, policy, sorted({g.user_id for g in goals}), now)
@@ -412,24 +490,33 @@ def execute(
     for goal in goals:
         user_rules = rules[goal.user_id]
         per_user[goal.user_id] += 1
-        if user_rules.paused:
-            skipped.append((goal, "paused: the user paused everything in their settings"))
+        reason = None
+        if goal.deliverable_id in stored:
+            pass  # committed earlier: finished as executed, whatever the switches say now
+        elif user_rules.paused:
+            reason = "paused: the user paused everything in their settings"
         elif goal.template in user_rules.excluded_templates:
-            skipped.append((goal, f"the user turned off {goal.template} goals in their settings"))
+            reason = f"the user turned off {goal.template} goals in their settings"
         elif delivered_before.get(goal.user_id, 0) + per_user[goal.user_id] > user_rules.policy.deliverables_per_day:
-            skipped.append((goal, f"over the daily cap of {user_rules.policy.deliverables_per_day} deliverables"))
-        else:
-            ctx = ToolContext(
-                goal,
-                now,
-                catalog,
-                exclusions.get(goal.user_id, frozenset()),
-                connect=store.cursor,
-                webhook_url=settings.webhook_url,
-                max_order_amount=user_rules.policy.max_order_amount,
-            )
-            executor = Executor(ctx, allowed_tools(goal.template), guard=_guard(user_rules, now, goal))
-            jobs.append(_Job(goal, executor, user_rules))
+            reason = f"over the daily cap of {user_rules.policy.deliverables_per_day} deliverables"
+        if reason is not None:
+            skipped.append((goal, reason))
+            continue
+        ctx = ToolContext(
+            goal,
+            now,
+            catalog,
+            exclusions.get(goal.user_id, frozenset()),
+            connect=store.cursor,
+            webhook_url=settings.webhook_url,
+            max_order_amount=user_rules.policy.max_order_amount,
+        )
+        executor = Executor(ctx, allowed_tools(goal.template), guard=_guard(user_rules, now, goal))
+        job = _Job(goal, executor, user_rules, failures=failures.get(goal.deliverable_id, 0))
+        job.stored = stored.get(goal.deliverable_id)
+        job.entries = entries.get(goal.deliverable_id, [])
+        job.waiting = goal.deliverable_id in waiting_ids
+        jobs.append(job)
 
     if concurrency > 1 and len(jobs) > 1:
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -440,9 +527,29 @@ def execute(
     for job in jobs:
         job.executor.ctx.close()
 
-    _carry_out(store, day, jobs, skipped, effector, now, result, settings.effect_concurrency)
+    _carry_out(store, day, jobs, skipped, effector, now, result, settings)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _channel(action: str, effect: Mapping[str, Any]) -> str:
+    """The channel of a ledger entry: ``order`` for orders, else the publish channel."""
+    return "order" if action == "place_order" else str(effect.get("channel") or "outbox")
+
+
+def _intended(entry: ledger.Entry) -> IntendedEffect:
+    """A ledger entry as the intended effect it was claimed for (to check the policy again). A
+    webhook URL that is no longer one plain origin keeps no origin, which the policy refuses."""
+    url = entry.effect.get("url")
+    origin = None
+    if url:
+        with suppress(PolicyViolation):
+            origin = webhook_origin(str(url))
+    total = entry.effect.get("total")
+    action: Any = _channel(entry.action, entry.effect)
+    return IntendedEffect(
+        entry.action, action, entry.effect, amount=float(total) if total is not None else None, origin=origin
+    )
 
 
 def _carry_out(
@@ -453,14 +560,14 @@ def _carry_out(
     effector: Effector,
     now: datetime,
     result: DeliveryResult,
-    concurrency: int,
+    settings: Settings,
 ) -> None:
     """Steps 2 and 3: policy immediately before each effect, ledger, perform (``concurrency``
     deliverables at once), write."""
     records: dict[str, dict[str, Any]] = {}
     status: dict[str, str] = {}
     errors: dict[str, str | None] = {}
-    claims: list[tuple[ledger.Effect, IntendedEffect, str]] = []
+    claims: list[tuple[ledger.Effect, str]] = []
     pending: list[list[Any]] = []
     refusals: list[list[Any]] = []
     spent: dict[str, float] = defaultdict(float)  # orders claimed in this batch, per user
@@ -468,6 +575,31 @@ def _carry_out(
     for job in jobs:
         goal = job.goal
         d_id = goal.deliverable_id
+        if job.stored is not None:
+            # Committed by an earlier run: kept as executed. Completed effects are kept, claimed
+            # ones are reconciled, failed ones (they certainly did not happen) are tried again.
+            records[d_id] = {**_identity(goal), "why": goal.why, **job.stored, "updated_at": now.isoformat()}
+            errors[d_id] = None
+            for entry in job.entries:
+                if entry.status == "completed":
+                    records[d_id].setdefault("effects", {})[entry.action] = entry.result or {}
+                    continue
+                if entry.status == "failed":
+                    intended = _intended(entry)
+                    user_spent = job.rules.spent_without(entry.key) + spent[goal.user_id]
+                    duplicate = (
+                        job.rules.duplicate_of(entry.effect, d_id) if intended.action == "order" else None
+                    )
+                    verdict = _verdict(job.rules, intended, now, user_spent, duplicate)
+                    if not verdict.allowed:
+                        args = ledger.canonical(entry.effect)
+                        refusals.append([d_id, goal.user_id, entry.action, verdict.rule, verdict.detail, args, now])
+                        continue
+                    spent[goal.user_id] += intended.amount or 0.0
+                again = ledger.Effect(entry.key, entry.user_id, d_id, entry.action, entry.effect)
+                claims.append((again, _channel(entry.action, entry.effect)))
+            status[d_id] = "awaiting_approval" if job.waiting else "delivered"
+            continue
         records[d_id] = _record(job, now)
         errors[d_id] = job.error
         for r in job.executor.refusals:
@@ -485,12 +617,17 @@ def _carry_out(
             continue
         if job.outcome.fallback:
             result.fallbacks += 1
-        waiting = False
+        # One effect per deliverable, action and channel: a call repeated in the plan is the same
+        # effect (the last one asked for stands, where it was first asked for).
+        unique: dict[str, IntendedEffect] = {}
         for effect in job.executor.ctx.effects:
+            unique[ledger.effect_key(d_id, effect.tool, effect.action)] = effect
+        waiting = False
+        for key, effect in unique.items():
             args = ledger.canonical(effect.effect)
-            key = ledger.effect_key(goal.user_id, goal.goal_id, effect.tool, goal.date, effect.effect, text=args)
             user_spent = job.rules.spent_without(key) + spent[goal.user_id]
             duplicate = None
+            lines = ""
             if effect.action == "order":
                 lines = order_lines(effect.effect)
                 earlier = ordered[goal.user_id].get(lines)
@@ -503,7 +640,7 @@ def _carry_out(
                 ordered[goal.user_id].setdefault(lines, d_id)
             if verdict.tier == "auto" and not verdict.defer_quiet:
                 spent[goal.user_id] += effect.amount or 0.0  # in flight from here on; a waiting cart is not
-                claims.append((ledger.Effect(key, goal.user_id, d_id, effect.tool, effect.effect, args), effect, d_id))
+                claims.append((ledger.Effect(key, goal.user_id, d_id, effect.tool, effect.effect, args), effect.action))
                 continue
             tier = "notify" if verdict.defer_quiet else verdict.tier
             due = None
@@ -520,8 +657,13 @@ def _carry_out(
         status[goal.deliverable_id] = "cancelled"
         errors[goal.deliverable_id] = reason
 
+    failures = {job.goal.deliverable_id: job.failures for job in jobs}
+    claimers = {fx.deliverable_id for fx, _ in claims}
     con = store.cursor()
     try:
+        # The deliverables as planned are committed before any of their effects is claimed, so a
+        # crash after a claim finds the content the effect was made from (and resumes it).
+        first = {d_id: "proposed" if d_id in claimers else s for d_id, s in status.items()}
         with transaction(con):
             if pending:
                 with ledger.registered(con, pending, _PENDING) as name:
@@ -536,16 +678,27 @@ def _carry_out(
                         f"INSERT INTO policy_decisions ({', '.join(_REFUSALS)}) SELECT deliverable_id, user_id, "
                         f"action, rule, detail, arguments, CAST(created_at AS TIMESTAMP) FROM {name}"
                     )
+            _annotate(first, errors, failures, settings.delivery_max_attempts)
+            _write(con, day, records, first, errors, now)
+        if not claims:
+            _count(result, records, status, {}, pending, refusals)
+            return
         states = ledger.claim(con, [c[0] for c in claims], now=now)
         done = ledger.results(con, [k for k, s in states.items() if s == "completed"])
         outcomes: dict[str, dict[str, Any]] = {}
         failed: dict[str, str] = {}
 
-        def carry(d_id: str, mine: list[tuple[ledger.Effect, IntendedEffect, str]]) -> None:
+        def carry(d_id: str, mine: list[tuple[ledger.Effect, str]]) -> None:
             # One deliverable's effects in order (the outbox file shows the effects before it);
-            # each task touches only its own deliverable's entries.
-            for fx, intended, _ in mine:
+            # each task touches only its own deliverable's entries. The first failure stops the
+            # rest: they are marked failed (certainly not done) and tried again with it.
+            problem: str | None = None
+            for fx, channel in mine:
+                if problem is not None:
+                    failed[fx.key] = f"not attempted: {problem}"
+                    continue
                 shown = {**records[d_id], "status": status[d_id]}
+                what = f"{fx.action} ({channel})"
                 try:
                     if states[fx.key] == "completed":
                         records[d_id].setdefault("effects", {})[fx.action] = done.get(fx.key, {})
@@ -558,31 +711,62 @@ def _carry_out(
                     outcomes[fx.key] = outcome
                     records[d_id].setdefault("effects", {})[fx.action] = outcome
                 except RetryableError as exc:
-                    # Outcome unknown: leave the claim open; the next run reconciles it.
-                    status[d_id] = "proposed"
-                    errors[d_id] = str(exc)
+                    # Outcome unknown: the claim stays open; the next attempt reconciles it.
+                    problem = f"{what}: {exc}"
                 except OrchestrionError as exc:
                     failed[fx.key] = str(exc)
+                    problem = f"{what} failed: {exc}"
+                except Exception as exc:  # a file error (ENOSPC, ENAMETOOLONG), a malformed URL, ...
+                    # Whether it partly happened is unknown: the claim stays open and is reconciled.
+                    problem = f"{what} failed: {type(exc).__name__}: {exc}"
+                if problem is not None:
                     status[d_id] = "failed"
-                    errors[d_id] = f"{intended.tool} failed: {exc}"
+                    errors[d_id] = problem
 
-        by_deliverable: dict[str, list[tuple[ledger.Effect, IntendedEffect, str]]] = defaultdict(list)
+        by_deliverable: dict[str, list[tuple[ledger.Effect, str]]] = defaultdict(list)
         for claimed in claims:
-            by_deliverable[claimed[2]].append(claimed)
-        remote = {d_id: mine for d_id, mine in by_deliverable.items() if any(i.action != "outbox" for _, i, _ in mine)}
+            by_deliverable[claimed[0].deliverable_id].append(claimed)
+        remote = {d_id: mine for d_id, mine in by_deliverable.items() if any(c != "outbox" for _, c in mine)}
         # Orders and webhooks wait on the network: a few deliverables at once hide that wait.
         # Outbox files go to one folder, whose lock serialises file creation anyway: threads
         # only spun on it (measured: 2-3x the kernel time on ext4), so they are written here.
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        with ThreadPoolExecutor(max_workers=settings.effect_concurrency) as pool:
             sent = pool.map(lambda kv: carry(*kv), remote.items())
             for d_id, mine in by_deliverable.items():
                 if d_id not in remote:
                     carry(d_id, mine)
             list(sent)
-        ledger.fail(con, failed, now=now)
-        _write(con, day, records, status, errors, outcomes, now)
+        final = {d_id: status[d_id] for d_id in claimers}
+        _annotate(final, errors, failures, settings.delivery_max_attempts)
+        with transaction(con):
+            ledger.settle(con, "failed", {k: ledger.canonical({"error": e}) for k, e in failed.items()}, now)
+            ledger.settle(con, "completed", {k: ledger.canonical(r) for k, r in outcomes.items()}, now)
+            _write(con, day, {d_id: records[d_id] for d_id in claimers}, final, errors, now, outcome_only=True)
     finally:
         con.close()
+    _count(result, records, status, outcomes, pending, refusals)
+
+
+def _annotate(
+    status: Mapping[str, str], errors: dict[str, str | None], failures: Mapping[str, int], max_attempts: int
+) -> None:
+    """Add to each failed deliverable's error which attempt this was and whether a run tries again."""
+    for d_id, s in status.items():
+        if s != "failed":
+            continue
+        n = failures.get(d_id, 0) + 1
+        then = "a later run tries again" if n < max_attempts else "it is not tried again"
+        errors[d_id] = f"{errors.get(d_id) or 'failed'} (attempt {n} of {max_attempts}; {then})"
+
+
+def _count(
+    result: DeliveryResult,
+    records: Mapping[str, Any],
+    status: Mapping[str, str],
+    outcomes: Mapping[str, Any],
+    pending: Sequence[Any],
+    refusals: Sequence[Any],
+) -> None:
     result.deliverables += len(records)
     for s in status.values():
         result.statuses[s] = result.statuses.get(s, 0) + 1
@@ -597,9 +781,27 @@ def _write(
     records: Mapping[str, Mapping[str, Any]],
     status: Mapping[str, str],
     errors: Mapping[str, str | None],
-    outcomes: Mapping[str, Mapping[str, Any]],
     now: datetime,
+    *,
+    outcome_only: bool = False,
 ) -> None:
+    """Write ``records`` with their status (inside the caller's transaction); a ``failed`` one counts
+    one more failure. ``outcome_only``: only the status, the error and the effects' results — the
+    content, plan and trace were written before the effects ran (rewriting those large columns of
+    rows updated moments before cost DuckDB seconds per batch)."""
+    if not records:
+        return
+    if outcome_only:
+        rows = [[d_id, status[d_id], errors.get(d_id), to_json(r.get("effects") or {})] for d_id, r in records.items()]
+        with ledger.registered(con, rows, ("d", "s", "e", "x")) as name:
+            con.execute(
+                f"UPDATE deliverables AS d SET status = u.s, error = u.e, effects = u.x, updated_at = $now, "
+                "failures = coalesce(d.failures, 0) + CASE WHEN u.s = 'failed' THEN 1 ELSE 0 END "
+                f"FROM {name} u WHERE d.date = $day AND d.deliverable_id = u.d",
+                {"now": now, "day": day},
+            )
+        return
+
     def js(value: Any) -> str | None:
         return None if value is None else to_json(value)
 
@@ -610,7 +812,8 @@ def _write(
                 "status": status[d_id],
                 "title": r.get("title"),
                 "summary": r.get("summary"),
-                "content": js(r.get("content") and {**r["content"], "effects": r.get("effects", {})}),
+                "content": js(r.get("content")),
+                "effects": js(r.get("effects") or ({} if r.get("content") else None)),
                 "plan": js(r.get("plan")),
                 "trace": js(r.get("trace")),
                 "planner": r.get("planner"),
@@ -629,6 +832,7 @@ def _write(
             "title": pl.String,
             "summary": pl.String,
             "content": pl.String,
+            "effects": pl.String,
             "plan": pl.String,
             "trace": pl.String,
             "planner": pl.String,
@@ -640,23 +844,23 @@ def _write(
             "error": pl.String,
         },
     )
-    with transaction(con):
-        con.register("_orchestrion_delivered", frame.to_arrow())
-        try:
-            con.execute(
-                """
-                UPDATE deliverables AS d SET
-                    status = u.status, title = coalesce(u.title, d.title), summary = u.summary,
-                    content = u.content, plan = u.plan, trace = u.trace, planner = u.planner,
-                    fallback = u.fallback, tokens = u.tokens, cost = u.cost, review = u.review,
-                    attempts = u.attempts, error = u.error, updated_at = $now
-                FROM _orchestrion_delivered u WHERE d.date = $day AND d.deliverable_id = u.deliverable_id
-                """,
-                {"now": now, "day": day},
-            )
-            ledger.settle(con, "completed", {k: ledger.canonical(r) for k, r in outcomes.items()}, now)
-        finally:
-            con.unregister("_orchestrion_delivered")
+    name = f"_orchestrion_delivered_{id(frame)}"
+    con.register(name, frame.to_arrow())
+    try:
+        con.execute(
+            f"""
+            UPDATE deliverables AS d SET
+                status = u.status, title = coalesce(u.title, d.title), summary = u.summary,
+                content = u.content, effects = u.effects, plan = u.plan, trace = u.trace, planner = u.planner,
+                fallback = u.fallback, tokens = u.tokens, cost = u.cost, review = u.review,
+                attempts = u.attempts, error = u.error, updated_at = $now,
+                failures = coalesce(d.failures, 0) + CASE WHEN u.status = 'failed' THEN 1 ELSE 0 END
+            FROM {name} u WHERE d.date = $day AND d.deliverable_id = u.deliverable_id
+            """,
+            {"now": now, "day": day},
+        )
+    finally:
+        con.unregister(name)
 
 
 def deliver(
@@ -684,7 +888,8 @@ def deliver(
         from orchestrion.proposals import active_users, day_start
 
         wanted = active_users(store, day_start(day), 30)
-    wanted = sorted(set(wanted) | set(_waiting_users(store, day, wanted if users is not None else None)))
+    left = _waiting_users(store, day, wanted if users is not None else None, settings.delivery_max_attempts)
+    wanted = sorted(set(wanted) | set(left))
     size = settings.delivery_batch_users
     with day_context(store, settings.models_path, day) as shared:
         for start in range(0, len(wanted), size):
@@ -712,12 +917,15 @@ def deliver(
     return total
 
 
-def _waiting_users(store: Store, day: date, users: Iterable[str] | None) -> list[str]:
-    """Users with deliverables still ``proposed`` on ``day`` (a crashed run's leftovers)."""
+def _waiting_users(store: Store, day: date, users: Iterable[str] | None, max_attempts: int) -> list[str]:
+    """Users with deliverables still ``proposed`` on ``day`` (a crashed run's leftovers) or
+    ``failed`` with attempts left."""
     con = store.cursor()
     try:
         rows = con.execute(
-            "SELECT DISTINCT user_id FROM deliverables WHERE date = ? AND status = 'proposed'", [day]
+            "SELECT DISTINCT user_id FROM deliverables WHERE date = ? AND (status = 'proposed' OR "
+            "(status = 'failed' AND coalesce(failures, 0) < ?))",
+            [day, max_attempts],
         ).fetchall()
     finally:
         con.close()

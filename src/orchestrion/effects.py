@@ -35,7 +35,7 @@ from orchestrion.errors import PolicyViolation, RetryableError, TerminalError
 from orchestrion.policies import webhook_origin
 from orchestrion.rendering import Format, published, render
 
-__all__ = ["Effector", "sign"]
+__all__ = ["Effector", "file_part", "sign"]
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -45,6 +45,26 @@ def sign(secret: str, body: bytes) -> str:
     'sha256='
     """
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def file_part(text: str, limit: int, *, hashed: bool = True) -> str:
+    """``text`` as part of a file name: ASCII letters, digits, ``-``, ``_`` and ``.`` (anything else
+    becomes ``_``), no leading dot, at most ``limit`` characters. When that changed more than a
+    ``:`` (ids are ``dataset:id``) and ``hashed``, a prefix plus a short hash of the whole text,
+    so different ids never share a name.
+
+    >>> file_part("online-retail:12345", 64)
+    'online-retail_12345'
+    >>> len(file_part("x" * 230, 64)), file_part("音乐" * 40, 64)[:3], file_part("../etc", 64)[:1] != "."
+    (64, '___', True)
+    """
+    cleaned = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in text).lstrip(".")
+    if len(cleaned) <= limit and (not hashed or cleaned == text.replace(":", "_")):
+        return cleaned
+    if not hashed:
+        return cleaned[:limit]
+    digest = hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+    return f"{cleaned[: limit - len(digest) - 1]}-{digest}"
 
 
 def _write(path: Path, data: bytes, *, atomic: bool = True) -> None:
@@ -93,13 +113,17 @@ class Effector:
         """Where a deliverable's files go: ``outbox/<date>/<user>--<id>.<format>``, one per format
         of ``OUTBOX_FORMATS`` (html last: it marks the deliverable delivered).
 
+        Names are safe and bounded whatever the ids (:func:`file_part`): a 230-character or a CJK
+        user id gives a short ASCII name, never ENAMETOOLONG, never a hidden file; the deliverable
+        id keeps names unique.
+
         One folder per day, not one per user and day: where creating a file or a folder costs up
         to a millisecond (this project's virtual disk), per-user folders were a third of a daily
         run's file operations.
         """
-        safe_user = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(deliverable["user_id"]))
-        folder = self.outbox / str(deliverable["date"])
-        stem = f"{safe_user}--{deliverable['deliverable_id']}"
+        folder = self.outbox / file_part(str(deliverable["date"]), 16)
+        user = file_part(str(deliverable["user_id"]), 64, hashed=False) or "user"
+        stem = f"{user}--{file_part(str(deliverable['deliverable_id']), 64)}"
         ordered = sorted(self.settings.outbox_formats, key=lambda fmt: fmt == "html")
         return {fmt: folder / f"{stem}.{fmt}" for fmt in ordered}
 

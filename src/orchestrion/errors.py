@@ -12,6 +12,7 @@ Every message names the bad value and says how to fix it.
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyDecidedError",
     "ConfigError",
     "DatabaseLockedError",
     "DatasetNotFoundError",
@@ -46,6 +47,17 @@ class RetryableError(OrchestrionError):
 
 class TerminalError(OrchestrionError):
     """Raised when the operation cannot succeed as configured; a person must change something."""
+
+
+class AlreadyDecidedError(UsageError):
+    """Raised when a decision (approve, reject, cancel) comes for actions another decision already
+    took, or that an approval is still carrying out; ``current`` is the deliverable as it now stands
+    (the HTTP API answers 409 with it). Read it, and decide again only if something still waits.
+    """
+
+    def __init__(self, message: str, current: dict[str, object]) -> None:
+        super().__init__(message)
+        self.current = current
 
 
 class ConfigError(UsageError):

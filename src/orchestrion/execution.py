@@ -3,7 +3,8 @@
 Planners (offline or LLM) only *ask*: :meth:`Executor.call` checks that the tool exists and is
 allowed for the goal's template, parses and validates the arguments, runs it with the
 code-filled :class:`~orchestrion.tools.ToolContext`, and answers with a :class:`ToolOutcome` —
-an error is a message for the planner to correct, never an exception that ends the run. Side-effect
+an error is a message for the planner to correct, never an exception that ends the run (whatever
+a tool raises, ``ValueError`` or a bug included, becomes such a message). Side-effect
 tools are checked against the policy at once (so the model hears "refused" and why) and queued;
 :mod:`orchestrion.delivery` runs the queue after review, checking the policy again immediately
 before each effect and going through the ledger.
@@ -163,5 +164,8 @@ class Executor:
         except OrchestrionError as exc:
             self.ctx.effects[:] = before
             return ToolOutcome(False, error=f"{name} failed: {exc}")
+        except Exception as exc:  # model-driven code never ends a run: the planner hears what broke
+            self.ctx.effects[:] = before
+            return ToolOutcome(False, error=f"{name} failed: {type(exc).__name__}: {exc}")
         self.calls.append(ToolCall(tool=name, arguments=parsed))
         return ToolOutcome(True, result=result)

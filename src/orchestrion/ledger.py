@@ -1,20 +1,22 @@
 """The side-effect ledger: every effect on the world is claimed before it runs and completed after.
 
-The idempotency key is a hash of (user, goal, action, date, the canonical intended effect) —
-never of the raw model arguments, which change between retries — and it is sent to the external
-system as its idempotency key. :func:`claim` inserts ``claimed`` rows in one transaction and tells,
-per key, whether the effect is new, already completed (skip it, reuse its result) or claimed by an
-earlier attempt that never completed (its outcome is unknown: reconcile it with the external
-system, don't blindly repeat it).
+The identity of an effect is its deliverable and its action (and, for publishing, the channel):
+:func:`effect_key` hashes those and nothing else — not the cart, not the URL, not the raw model
+arguments — so identical calls within a plan are one effect, and a re-run, a re-plan, an approval
+or a retry after a crash finds the same key and never performs a second one. The key is sent to
+the external system as its idempotency key. :func:`claim` inserts ``claimed`` rows in one
+transaction and tells, per key, whether the effect is new, already completed (skip it, reuse its
+result) or claimed by an earlier attempt that never completed (its outcome is unknown: reconcile it
+with the external system, don't blindly repeat it).
 
 >>> from orchestrion.store import Store
 >>> s = Store.open(":memory:").con
->>> k = effect_key("u1", "g_1", "place_order", date(2024, 5, 1), {"lines": [["a", 2]]})
+>>> k = effect_key("d_1", "place_order", "order")
 >>> e = Effect(k, "u1", "d_1", "place_order", {"lines": [["a", 2]]})
 >>> claim(s, [e], now=datetime(2024, 5, 1))[k]
 'new'
 >>> complete(s, {k: {"order_id": "o1"}}, now=datetime(2024, 5, 1))
->>> claim(s, [e], now=datetime(2024, 5, 1))[k]
+>>> claim(s, [Effect(k, "u1", "d_1", "place_order", {"lines": [["b", 9]]})], now=datetime(2024, 5, 1))[k]
 'completed'
 """
 
@@ -25,7 +27,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import duckdb
@@ -36,14 +38,17 @@ from orchestrion.store import transaction
 __all__ = [
     "ClaimState",
     "Effect",
+    "Entry",
     "canonical",
     "claim",
     "complete",
     "effect_key",
+    "entries",
     "fail",
     "registered",
     "results",
     "settle",
+    "stale_claims",
 ]
 
 ClaimState = Literal["new", "completed", "unknown"]
@@ -54,12 +59,11 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def effect_key(
-    user_id: str, goal_id: str, action: str, day: date, effect: Mapping[str, Any], *, text: str | None = None
-) -> str:
-    """The deterministic idempotency key of one intended effect (``text``: its :func:`canonical`
-    form, when the caller has it already)."""
-    whole = "|".join((user_id, goal_id, action, day.isoformat(), canonical(effect) if text is None else text))
+def effect_key(deliverable_id: str, action: str, channel: str) -> str:
+    """The deterministic idempotency key of a deliverable's effect: ``action`` (``place_order``,
+    ``publish``) on ``channel`` (``order``, ``outbox``, ``webhook``). What the effect carries is
+    not part of it: one deliverable orders once and publishes once per channel, ever."""
+    whole = "|".join((deliverable_id, action, channel))
     return "fx_" + hashlib.sha256(whole.encode()).hexdigest()[:32]
 
 
@@ -80,6 +84,7 @@ def claim(con: duckdb.DuckDBPyConnection, effects: Sequence[Effect], *, now: dat
     """Claim ``effects`` (one committed transaction) and say, per key, what state each was in."""
     if not effects:
         return {}
+    effects = list({e.key: e for e in effects}.values())  # one effect per key, whatever the plan repeated
     keys = [e.key for e in effects]
     with transaction(con):
         before = dict(
@@ -93,6 +98,9 @@ def claim(con: duckdb.DuckDBPyConnection, effects: Sequence[Effect], *, now: dat
             con.execute(
                 f"INSERT INTO side_effects SELECT k, u, d, a, e, 'claimed', NULL, 1, $now, NULL FROM {name} "
                 "ON CONFLICT (idempotency_key) DO UPDATE SET attempts = side_effects.attempts + 1, "
+                "effect = CASE side_effects.status WHEN 'failed' THEN excluded.effect ELSE side_effects.effect END, "
+                "claimed_at = CASE side_effects.status WHEN 'failed' THEN excluded.claimed_at "
+                "ELSE side_effects.claimed_at END, "
                 "status = CASE side_effects.status WHEN 'failed' THEN 'claimed' ELSE side_effects.status END",
                 {"now": now},
             )
@@ -157,3 +165,54 @@ def results(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> dict[str, di
         {"k": list(keys)},
     ).fetchall()
     return {str(k): json.loads(r) if r else {} for k, r in rows}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the ledger as stored."""
+
+    key: str
+    user_id: str
+    deliverable_id: str
+    action: str
+    effect: dict[str, Any]
+    status: str
+    result: dict[str, Any] | None
+    attempts: int
+    claimed_at: datetime
+
+
+_ENTRY = "idempotency_key, user_id, deliverable_id, action, effect, status, result, attempts, claimed_at"
+
+
+def _entry(row: Sequence[Any]) -> Entry:
+    return Entry(
+        str(row[0]), str(row[1]), str(row[2]), str(row[3]), json.loads(row[4]), str(row[5]),
+        json.loads(row[6]) if row[6] else None, int(row[7]), row[8],
+    )
+
+
+def entries(con: duckdb.DuckDBPyConnection, deliverable_ids: Sequence[str]) -> dict[str, list[Entry]]:
+    """The ledger rows of ``deliverable_ids``, per deliverable, in the order they were claimed."""
+    if not deliverable_ids:
+        return {}
+    rows = con.execute(
+        f"SELECT {_ENTRY} FROM side_effects WHERE deliverable_id IN (SELECT unnest($d)) "
+        "ORDER BY claimed_at, idempotency_key",
+        {"d": list(deliverable_ids)},
+    ).fetchall()
+    found: dict[str, list[Entry]] = {}
+    for row in rows:
+        entry = _entry(row)
+        found.setdefault(entry.deliverable_id, []).append(entry)
+    return found
+
+
+def stale_claims(con: duckdb.DuckDBPyConnection, *, before: datetime) -> list[Entry]:
+    """Entries still ``claimed`` that were claimed before ``before`` (their outcome is unknown)."""
+    rows = con.execute(
+        f"SELECT {_ENTRY} FROM side_effects WHERE status = 'claimed' AND claimed_at < $before "
+        "ORDER BY claimed_at, idempotency_key",
+        {"before": before},
+    ).fetchall()
+    return [_entry(r) for r in rows]

@@ -6,6 +6,8 @@ for a key does:
 * nothing ran yet → a new attempt (``a1``);
 * the latest attempt succeeded → nothing (``state="done"``), unless ``force`` → a new attempt
   (which still goes through the side-effect ledger, so no effect repeats);
+* it finished ``partial`` (every user done, some deliverables failed) → the same attempt resumes
+  and tries the failed deliverables that have attempts left (``force`` starts a new attempt);
 * the latest attempt is running in a live process → :class:`~orchestrion.errors.RunInProgressError`;
 * it is ``running`` with a dead owner (killed), ``interrupted`` or ``failed`` → the same attempt
   resumes: its users are fixed in batches when it starts, and only the batches not finished are
@@ -59,7 +61,9 @@ __all__ = [
     "recover_dead_runs",
 ]
 
-RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
+RunStatus = Literal["running", "succeeded", "partial", "failed", "interrupted"]
+"""``partial``: finished, every user done, but some deliverables failed (their own faults, counted
+in ``counts["failed_deliverables"]``); ``failed``: the run itself failed (the store)."""
 PIPELINES: Final = ("daily", "retrain")
 STALE_AFTER: Final = timedelta(minutes=15)
 """A run from another live process whose heartbeat is older than this is taken as dead."""
@@ -229,7 +233,10 @@ def list_runs(
         where.append("partition >= ?")
         params.append(since)
     return _fetch(
-        con, f"WHERE {' AND '.join(where)} ORDER BY partition DESC, started_at DESC LIMIT {int(limit)}", params
+        con,
+        f"WHERE {' AND '.join(where)} ORDER BY partition DESC, started_at DESC, attempt DESC, run_id "
+        f"LIMIT {int(limit)}",
+        params,
     )
 
 
@@ -265,7 +272,7 @@ def claim_run(
             )
         if latest is not None and latest.status == "succeeded" and not force:
             return Claim(latest, "done")
-        if latest is None or latest.status == "succeeded":
+        if latest is None or latest.status == "succeeded" or (force and latest.status == "partial"):
             attempt = 1 if latest is None else latest.attempt + 1
             run_id = key.run_id(attempt)
             con.execute(
@@ -391,14 +398,16 @@ def finish_run(
     error: str | None = None,
     counts: Mapping[str, Any] | None = None,
     seconds: float = 0.0,
+    totals: Mapping[str, Any] | None = None,
 ) -> Run:
-    """Close ``run_id`` as ``status`` (with the error when it failed or was interrupted)."""
+    """Close ``run_id`` as ``status`` (with the error when it failed or was interrupted); ``counts``
+    are added to the run's, ``totals`` replace them."""
     with store.transaction() as con:
         before = get_run(con, run_id)
         con.execute(
             "UPDATE runs SET status = ?, finished_at = ?, heartbeat_at = ?, error = ?, counts = ?, "
             "seconds = seconds + ? WHERE run_id = ?",
             [status, now if status != "interrupted" else None, now, error,
-             json.dumps(_merge(before.counts, counts or {})), seconds, run_id],
+             json.dumps({**_merge(before.counts, counts or {}), **(totals or {})}), seconds, run_id],
         )
         return get_run(con, run_id)

@@ -18,7 +18,8 @@ from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext, IsoDate
 from orchestrion.api.receipts import ApiError, Refusal
 from orchestrion.deliverables import decide, feed, get_deliverable
-from orchestrion.errors import NotFoundError, PermissionDeniedError, RetryableError, UsageError
+from orchestrion.encoding import to_json_bytes
+from orchestrion.errors import AlreadyDecidedError, NotFoundError, PermissionDeniedError, RetryableError, UsageError
 from orchestrion.keys import ApiKey
 from orchestrion.rendering import MEDIA_TYPES, Format, render
 from orchestrion.store import utcnow
@@ -47,6 +48,11 @@ def build_router(ctx: ApiContext) -> APIRouter:
         401: {"model": Refusal, "description": "Missing, unknown or revoked API key."},
         403: {"model": Refusal, "description": "Another user's feed, or a key that may not read deliverables."},
         404: {"model": Refusal, "description": "No such deliverable, or another user's."},
+        409: {
+            "model": Refusal,
+            "description": "Already decided (the first decision wins), or an approval is still carrying it out; "
+            "`deliverable` is its current state.",
+        },
         422: {"model": Refusal, "description": "An invalid date or decision."},
         503: {"model": Refusal, "description": "A provider did not answer; the action will be reconciled."},
     }
@@ -69,6 +75,10 @@ def build_router(ctx: ApiContext) -> APIRouter:
             raise ApiError(403, f"{exc}; {_HOW}") from exc
         except NotFoundError as exc:
             raise ApiError(404, str(exc)) from exc
+        except AlreadyDecidedError as exc:
+            current = exc.current
+            body = {"detail": str(exc), "stored": False, "status": current.get("status"), "deliverable": current}
+            return Response(to_json_bytes(body), status_code=409, media_type="application/json")
         except RetryableError as exc:
             raise ApiError(503, str(exc), {"Retry-After": "5"}) from exc
         except UsageError as exc:

@@ -84,11 +84,27 @@ def _start_background(app: Any, store: Store, settings: Settings) -> Callable[[]
 
     service = RunService(store, settings)
     app.include_router(runs_api.build_router(app.state.ctx, service))
-    from orchestrion.deliverables import run_due_actions
+    from orchestrion.daily import runs_to_retry
+    from orchestrion.deliverables import run_due_actions, sweep_claims
+    from orchestrion.errors import RunInProgressError
+    from orchestrion.scheduler import RunRequest
 
     def due_actions(now: Any) -> object:
-        """Run the ``notify`` actions whose cancel window has ended."""
-        return run_due_actions(store, settings, now)
+        """Run the ``notify`` actions whose cancel window has ended; reconcile stale ledger claims;
+        resume the partial daily runs whose failed deliverables have attempts left."""
+        done = {"due": run_due_actions(store, settings, now), "claims": sweep_claims(store, settings, now)}
+        reader = Store(store.cursor(), None)
+        try:
+            partial = runs_to_retry(reader, settings, now)
+        finally:
+            reader.con.close()
+        for run in partial:
+            try:
+                users = run.params.get("users")
+                service.submit(RunRequest("daily", run.partition, users=users, shard=run.shard, trigger="retry"))
+            except RunInProgressError:
+                continue
+        return done
 
     scheduler = Scheduler(store, settings, service, sweep=due_actions) if settings.scheduler else None
     watcher = TriggerWatcher(store, settings)
