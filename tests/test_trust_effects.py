@@ -25,10 +25,10 @@ from typing import Any
 
 import httpx
 import pytest
-from orchestrion.api.launcher import CLI, serve
 
 from conftest import dataset_path
 from http_recorder import Recorder, Request
+from launcher import CLI, serve
 from openai_server import OpenAIServer, Reply, goal_of, last_tool_results, tool_calls
 from orchestrion.config import Settings, load_settings
 from orchestrion.daily import run_daily, runs_to_retry
@@ -41,7 +41,7 @@ from orchestrion.errors import AlreadyDecidedError, RetryableError
 from orchestrion.execution import Executor
 from orchestrion.planning.llm import FINISH, LLMPlanner
 from orchestrion.planning.llm_client import ChatClient
-from orchestrion.policies import Policy
+from orchestrion.policies import Policy, webhook_origin
 from orchestrion.proposals import active_users, day_start, propose
 from orchestrion.store import Store
 from orchestrion.tools import TEMPLATE_TOOLS, CatalogItem, GoalRecord, ToolContext
@@ -203,7 +203,7 @@ def test_any_exception_a_tool_raises_is_a_tool_error_for_the_planner(store: Stor
     assert ex.call("create_playlist", {"title": "Mix", "item_ids": ["t1"]}).ok
     assert ex.call("publish", {"channel": "outbox"}).ok
     hostile = ex.call("publish", {"channel": "webhook", "url": "http://127.0.0.1\uff20127.0.0.2:34097/"})
-    assert not hostile.ok and "publish" in str(hostile.error)
+    assert not hostile.ok and "webhook" in str(hostile.error)
     assert [e.action for e in ex.ctx.effects] == ["outbox"]
     ex.ctx.close()
 
@@ -240,7 +240,10 @@ def _sample_home(tmp_path: Path, **extra: Any) -> tuple[Store, Settings]:
     return store, settings
 
 
-POLICY = Policy(tiers={"order": "auto", "webhook": "auto", "outbox": "auto"}, allowed_webhook_hosts=("127.0.0.1",))
+def _policy(settings: Settings) -> Policy:
+    """Orders and publishing on auto; the one webhook receiver of ``settings`` allowed (its origin)."""
+    origins = (webhook_origin(settings.webhook_url),) if settings.webhook_url else ()
+    return Policy(tiers={"order": "auto", "webhook": "auto", "outbox": "auto"}, allowed_webhook_origins=origins)
 
 
 def _deliver_with(store: Store, settings: Settings, model: Any, now: datetime) -> None:
@@ -248,7 +251,7 @@ def _deliver_with(store: Store, settings: Settings, model: Any, now: datetime) -
         llm = settings.model_copy(update={"llm_base_url": server.base_url, "llm_model": "scripted"})
         planner = LLMPlanner(ChatClient.from_settings(llm), llm)
         with httpx.Client(timeout=5.0) as http:
-            deliver(store, llm, DAY, now=now, planner=planner, policy=POLICY, effector=Effector(llm, http=http))
+            deliver(store, llm, DAY, now=now, planner=planner, policy=_policy(llm), effector=Effector(llm, http=http))
         planner.close()
 
 
@@ -271,7 +274,9 @@ def test_a_plan_publishing_to_the_webhook_three_times_posts_once(tmp_path: Path)
             assert len(ordered) > 5
             keys = Counter(r.headers["idempotency-key"] for r in _posts(hook, "/hook"))
             assert len(keys) == len(ordered) and set(keys.values()) == {1}, keys
-            assert len(_posts(shop, "/orders")) == len(ordered)
+            # a cart with the same lines as another of the user's is refused as a duplicate: one order each
+            placed = store.scalar("SELECT count(*) FROM side_effects WHERE action = 'place_order'")
+            assert 5 < len(_posts(shop, "/orders")) == placed <= len(ordered)
             assert store.scalar("SELECT count(*) FROM side_effects WHERE action = 'publish'") == len(ordered)
 
 
@@ -328,7 +333,8 @@ def test_a_dead_receiver_then_a_re_run_makes_exactly_one_order_per_deliverable(t
             ).fetchall()
             assert len(failed) > 5 and all("unreachable" in e and "attempt 1 of 3" in e for _, e in failed)
             orders = len(_posts(shop, "/orders"))
-            assert orders == len(failed) == store.scalar(
+            assert 5 < orders <= len(failed)  # duplicate carts of one user are refused, not ordered
+            assert orders == store.scalar(
                 "SELECT count(*) FROM side_effects WHERE action = 'place_order' AND status = 'completed'"
             )
 
@@ -342,7 +348,7 @@ def test_a_dead_receiver_then_a_re_run_makes_exactly_one_order_per_deliverable(t
                 "WHERE d.deliverable_id IN (SELECT unnest(?))",
                 [[d for d, _ in failed]],
             ).fetchall()
-            assert len(rows) == len(failed)
+            assert len(rows) == orders  # the join keeps the deliverables that ordered
             for _, status, total, effect in rows:
                 assert status == "delivered"
                 assert float(total) == json.loads(effect)["total"], "the record shows the cart that was ordered"
