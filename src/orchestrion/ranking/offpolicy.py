@@ -8,7 +8,9 @@ importance weights w = q / p:
 
 * IPS   = Σ w·r ÷ (goals the new policy would deliver)   — unbiased when every p is right;
 * SNIPS = Σ w·r ÷ Σ w                                      — self-normalised: a little bias,
-  much less variance; the promotion rule uses it.
+  much less variance; the promotion rule uses it, with its delta-method standard error: a new
+  ranker is promoted only when its one-sided 95 % lower bound is above the current policy's
+  estimate (:func:`should_promote`).
 
 Both estimate the *acceptance* (share of thumbs up) the new policy would have had. Goals
 without a thumb are treated as missing at random (the IPS denominator is scaled by each day's
@@ -26,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +36,7 @@ import polars as pl
 
 from orchestrion.ranking.exploration import ChoiceConfig, greedy_set, inclusion_propensity
 
-__all__ = ["Estimate", "estimate", "ips", "should_promote", "snips"]
+__all__ = ["Z_PROMOTE", "Estimate", "estimate", "ips", "should_promote", "snips", "snips_se"]
 
 ArrayLike = Sequence[float] | npt.NDArray[np.float64]
 
@@ -61,6 +63,12 @@ class Estimate:
     decisions: int
     logged_value: float
     effective_size: float
+    snips_se: float = float("nan")  # the SNIPS estimate's standard error (delta method)
+
+    @property
+    def lower(self) -> float:
+        """A one-sided 95 % lower confidence bound on the SNIPS estimate."""
+        return self.snips - Z_PROMOTE * self.snips_se if np.isfinite(self.snips_se) else float("nan")
 
     def as_dict(self) -> dict[str, Any]:
         """Rounded, JSON-ready (for model metadata and command output)."""
@@ -68,6 +76,22 @@ class Estimate:
 
 
 _EMPTY = Estimate(float("nan"), float("nan"), 0, float("nan"), 0.0)
+Z_PROMOTE: Final = 1.645
+"""One-sided 95 %: a new ranker is promoted when its SNIPS lower bound clears the current estimate."""
+
+
+def snips_se(rewards: ArrayLike, weights: ArrayLike) -> float:
+    """The delta-method standard error of SNIPS: √(Σ w²(r − V)²) ÷ Σ w, V the SNIPS estimate.
+
+    >>> round(snips_se([1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]), 3)
+    0.25
+    """
+    r, w = np.asarray(rewards, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    total = float(w.sum())
+    if r.size == 0 or total <= 0:
+        return float("nan")
+    value = float(np.sum(w * r) / total)
+    return float(np.sqrt(np.sum(w**2 * (r - value) ** 2)) / total)
 
 
 def estimate(
@@ -107,19 +131,25 @@ def estimate(
     w, r = np.asarray(weighted), np.asarray(rewards)
     ess = float(w.sum() ** 2 / np.sum(w**2)) if np.sum(w**2) > 0 else 0.0
     value = float(np.sum(w * r) / expected) if expected > 0 else float("nan")
-    return Estimate(value, snips(r, w, np.ones_like(w)), int(r.size), float(r.mean()), ess)
+    return Estimate(value, snips(r, w, np.ones_like(w)), int(r.size), float(r.mean()), ess, snips_se(r, w))
 
 
 def should_promote(candidate: Estimate, current: Estimate, *, min_decisions: int = 50, margin: float = 0.0) -> bool:
-    """Promote only with enough evidence and a better self-normalised estimate than the current policy.
+    """Promote only with enough evidence and a margin the evidence supports: the new ranker's SNIPS
+    lower bound (:attr:`Estimate.lower`, one-sided 95 %) must be above the current policy's SNIPS
+    estimate plus ``margin``. A difference the log cannot tell from noise keeps the current policy.
 
-    >>> should_promote(Estimate(0.3, 0.3, 80, 0.2, 40.0), Estimate(0.2, 0.25, 80, 0.2, 70.0))
+    >>> should_promote(Estimate(0.3, 0.40, 800, 0.2, 400.0, 0.02), Estimate(0.2, 0.30, 800, 0.2, 700.0, 0.02))
     True
-    >>> should_promote(Estimate(0.3, 0.3, 10, 0.2, 5.0), Estimate(0.2, 0.25, 10, 0.2, 9.0))
+    >>> should_promote(Estimate(0.3, 0.301, 800, 0.2, 400.0, 0.02), Estimate(0.2, 0.30, 800, 0.2, 700.0, 0.02))
+    False
+    >>> should_promote(Estimate(0.3, 0.3, 10, 0.2, 5.0, 0.01), Estimate(0.2, 0.25, 10, 0.2, 9.0, 0.01))
     False
     """
     if candidate.decisions < min_decisions or not np.isfinite(candidate.snips):
         return False
+    if not np.isfinite(candidate.lower):
+        return False
     if not np.isfinite(current.snips):
         return True
-    return candidate.snips > current.snips + margin
+    return candidate.lower > current.snips + margin
