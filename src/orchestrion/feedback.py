@@ -269,7 +269,9 @@ def train_ranker(
     epsilon = (choice or ChoiceConfig()).epsilon
     log = labelled_log(store)
     current = current_scorer(models_root)
-    outcome = retrain(log, current, config=config, choice=choice or ChoiceConfig(), trained_until=current.trained_until)
+    outcome = retrain(
+        log, current, config=config, choice=choice or ChoiceConfig(), trained_until=current.trained_until, decline=True
+    )
     summary = {"current": current.name, **outcome.as_dict()}
     if outcome.ranker is None:
         return TrainRankerResult(None, False, summary)

@@ -6,8 +6,9 @@ best ``budget`` (minus what they already got today: after that the day is done),
 scoring at least ``min_score``, then — when a ``volume`` is set — only the ``volume`` best of all.
 
 **Exploration.** Each goal of the greedy set is swapped out with probability ε for a goal drawn
-uniformly from the same user's other eligible candidates (the user's *pool*; a user with no other
-candidate keeps the greedy goal). ε is a bounded share of the slots (at most
+uniformly from the same user's other eligible candidates scoring at least ``min_score`` (the
+user's *pool*; a user with no other candidate keeps the greedy goal; a user with no greedy goal
+gets nothing). ε is a bounded share of the slots (at most
 :data:`MAX_EPSILON`): enough to learn what the ranker would otherwise never try, never enough to
 make the day random, and the volume and each user's count stay what the greedy set says. Every
 chosen goal's *propensity* — its probability of being chosen under this policy — is logged, so
@@ -103,9 +104,20 @@ class GreedySet:
 
 
 def greedy_set(
-    frame: pl.DataFrame, scores: Floats, config: ChoiceConfig, used: pl.DataFrame | None = None
+    frame: pl.DataFrame,
+    scores: Floats,
+    config: ChoiceConfig,
+    used: pl.DataFrame | None = None,
+    *,
+    as_logged: bool = False,
 ) -> GreedySet:
-    """The greedy set of one day (see the module docstring); ``frame`` needs user_id, fatigue_kind, risk."""
+    """The greedy set of one day (see the module docstring); ``frame`` needs user_id, fatigue_kind, risk.
+
+    ``as_logged`` (off-policy evaluation of a logged day): the slate's overlaps are taken as the
+    log recorded them (reasons ``recent`` and ``redundant``) instead of being resolved again with
+    ``scores``. Another ranker keeping a different one of two near-identical carts has no logged
+    thumb to be judged on; judged on the one kept, it is judged on the same cart.
+    """
     n = frame.height
     fatigue_cut = 2.0 ** (-config.fatigue_days / 7.0) if config.fatigue_days > 0 else math.inf
     fatigue = frame.get_column("fatigue_kind").to_numpy().astype(np.float64) > fatigue_cut
@@ -117,12 +129,16 @@ def greedy_set(
     else:
         recent = np.zeros(n, dtype=bool)
     eligible = ~(fatigue | risky | recent)
-    if config.redundancy is not None:
+    if as_logged and "reason" in frame.columns:
+        logged = (frame.get_column("reason") == "redundant").fill_null(False).to_numpy().astype(bool)
+        redundant_by = np.where(logged, n, -1).astype(np.int64)  # by a goal kept that day (not named here)
+    elif config.redundancy is not None:
         slate = frame if config.one_cart_per_shop or "cost" not in frame.columns else frame.drop("cost")
         redundant_by = suppressed(slate, scores, eligible, config.redundancy)
     else:
         redundant_by = np.full(n, -1, dtype=np.int64)
     eligible &= redundant_by < 0
+    redundant_by = np.where(redundant_by >= n, -1, redundant_by) if as_logged else redundant_by
     users, codes = np.unique(frame.get_column("user_id").to_numpy().astype(str), return_inverse=True)
     codes = codes.reshape(-1)
     left = np.full(users.size, config.budget, dtype=np.int64)
@@ -148,6 +164,8 @@ def greedy_set(
         greedy[best] = True
     taken = np.bincount(codes[greedy], minlength=users.size)
     pool = eligible & ~greedy & (taken[codes] > 0)
+    if config.min_score is not None:  # a declined goal is not explored either: below the bar is never sent
+        pool &= scores >= config.min_score
     room = np.bincount(codes[pool], minlength=users.size)
     cut = float(scores[greedy].min()) if greedy.any() else float("nan")
     return GreedySet(

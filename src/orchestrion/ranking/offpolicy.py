@@ -14,8 +14,8 @@ importance weights w = q / p:
 
 Both estimate the *acceptance* (share of thumbs up) the new policy would have had. Goals
 without a thumb are treated as missing at random (the IPS denominator is scaled by each day's
-share of delivered goals with a thumb); candidates held back by fatigue or the risk cap stay
-held back under either policy. Exploration happens within a user's own candidates, so the
+share of delivered goals with a thumb); candidates held back by fatigue, the risk cap or the
+slate (``recent``, ``redundant``: as logged) stay held back under either policy. Exploration happens within a user's own candidates, so the
 estimates speak for the users the logging policy served: a user it never served has no
 logged outcome, and a new policy that would serve them is judged on the users both serve.
 
@@ -114,7 +114,7 @@ def estimate(
     for (day,), frame in log.partition_by("date", as_dict=True, maintain_order=True).items():
         volume = None if volumes is None else volumes.get(day)
         rules = config.model_copy(update={"volume": volume}) if volume is not None else config
-        g = greedy_set(frame, score(frame), rules)
+        g = greedy_set(frame, score(frame), rules, as_logged=True)
         q = inclusion_propensity(g, config.epsilon)
         sent = (frame.get_column("status") == "chosen").to_numpy()
         reward = frame.get_column("reward").cast(pl.Float64).to_numpy()

@@ -128,6 +128,7 @@ def retrain(
     trained_until: date | None = None,
     holdout_share: float = 0.25,
     min_decisions: int = 50,
+    decline: bool = False,
 ) -> RetrainOutcome:
     """Fit a ranker on ``log``'s labelled goals and decide whether it replaces ``current``.
 
@@ -140,6 +141,10 @@ def retrain(
     ``holdout_share`` of the days), with the new ranker *cross-fitted* — users split in
     :data:`FOLDS` groups, each group scored by a ranker fitted on the other groups' feedback. The
     ranker returned is fitted on all the feedback.
+
+    With ``decline`` (production), each policy is evaluated as it would choose: the new ranker with
+    the send threshold learned with it, the current one with its own (none for the prior), so a
+    ranker that declines what people turn down is judged on what it would still send.
     """
     config = config or RankerConfig()
     labelled = log.filter((pl.col("status") == "chosen") & pl.col("reward").is_not_null()).with_columns(
@@ -187,8 +192,12 @@ def retrain(
         mine = (window.get_column("_fold") == fold).to_numpy()
         scores[mine] = probe.predict(window.filter(pl.Series(mine)))
     scored = window.with_columns(pl.Series("_candidate", scores))
-    new = estimate(scored, lambda frame: frame.get_column("_candidate").to_numpy(), choice, volumes=volumes)
-    old = estimate(window, current, choice, volumes=volumes)
+    new_rules, old_rules = choice, choice
+    if decline:
+        new_rules = choice.model_copy(update={"min_score": threshold})
+        old_rules = choice.model_copy(update={"min_score": getattr(current, "threshold", None)})
+    new = estimate(scored, lambda frame: frame.get_column("_candidate").to_numpy(), new_rules, volumes=volumes)
+    old = estimate(window, current, old_rules, volumes=volumes)
     promote = should_promote(new, old, min_decisions=min_decisions)
     verdict = "promoted" if promote else f"kept {current.name}"
     note = (
