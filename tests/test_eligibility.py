@@ -28,7 +28,8 @@ def loaded(store: Store) -> date:
     load_dataset(store, "online-retail", SAMPLE, now=datetime(2011, 12, 10))
     users = [str(r[0]) for r in store.con.execute("SELECT user_id FROM users ORDER BY 1").fetchall()]
     with store.transaction() as con:
-        upsert_users(con, [UserTraits(u, timezone=ZONES[i % 3]) for i, u in enumerate(users)], now=datetime(2011, 12, 10))
+        zoned = [UserTraits(u, timezone=ZONES[i % 3]) for i, u in enumerate(users)]
+        upsert_users(con, zoned, now=datetime(2011, 12, 10))
     assert len(zone_groups(store.con)) == 3
     last = store.con.execute("SELECT max(ts) FROM events").fetchall()[0][0]
     return (last + timedelta(days=1)).date()

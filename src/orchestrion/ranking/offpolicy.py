@@ -15,7 +15,8 @@ importance weights w = q / p:
 Both estimate the *acceptance* (share of thumbs up) the new policy would have had. Goals
 without a thumb are treated as missing at random (the IPS denominator is scaled by each day's
 share of delivered goals with a thumb); candidates held back by fatigue, the risk cap or the
-slate (``recent``, ``redundant``: as logged) stay held back under either policy. Exploration happens within a user's own candidates, so the
+slate (``recent``, ``redundant``: as logged) stay held back under either policy. Exploration
+happens within a user's own candidates, so the
 estimates speak for the users the logging policy served: a user it never served has no
 logged outcome, and a new policy that would serve them is judged on the users both serve.
 
