@@ -54,6 +54,8 @@ def test_catching_up_years_later_sends_nothing_and_says_so(
         assert store.scalar("SELECT sum(users_total) FROM runs") == 0
         lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("catch-up: daily")]
         assert len(lines) == len(done) and all("0 active users, 0 deliverables" in line for line in lines)
+        others = [r.getMessage() for r in caplog.records if r.name == "orchestrion.scheduler"]
+        assert len(others) == len(lines), "one line per catch-up run, nothing else"
 
 
 def test_zone_runs_serve_only_the_active_users_of_their_zone(tmp_path: Path) -> None:

@@ -170,7 +170,8 @@ class RunService:
                     store, self._settings, request.day, clock=self._clock, users=request.users, shard=key.shard,
                     trigger=request.trigger, step=self._step, stop=self._stopping.is_set, claimed=claim,
                 )
-                log.info("daily %s: %s", request.day, report.run.status if report.run else report.state)
+                if request.trigger != "catch-up":  # catch-up logs its own one line per run
+                    log.info("daily %s: %s", request.day, report.run.status if report.run else report.state)
             else:
                 run_retrain(store, self._settings, request.day, clock=self._clock, claimed=claim)
         except Exception:
