@@ -343,7 +343,10 @@ def _run(
         raise UsageError(f"dataset {name} spans too little time for a replay with these settings")
     positive = events.filter(~pl.col("type").is_in(list(NEGATIVE_TYPES)))
     sample = set(_sample(sorted(positive.get_column("user_id").unique().to_list()), config.max_users, config.seed))
-    base = ChoiceConfig(budget=config.budget, epsilon=0.0, fatigue_days=0.0)
+    # The protocol predates the slate rules (issue 16) and keeps its chooser: with one cart per shop
+    # a retail user has one eligible goal, and which of several near-identical carts a new ranker
+    # would keep has no logged thumb, so off-policy promotion could never see the ranker's choice.
+    base = ChoiceConfig(budget=config.budget, epsilon=0.0, fatigue_days=0.0, redundancy=None, one_cart_per_shop=False)
     explore = base.model_copy(update={"epsilon": config.epsilon})
     policies = {
         "prior": _Policy("prior", Scorer(), base, empty_history(), [], [], []),
