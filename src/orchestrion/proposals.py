@@ -4,7 +4,10 @@
 batch of users it builds the templates' context from events strictly before D 00:00 UTC (so a
 day's goals never depend on that day's own events), proposes candidates, scores them with the
 promoted ranker (the prior until one is promoted), chooses within each user's daily budget with
-ε-greedy exploration, and writes *every* candidate to ``goals`` — the chosen ones with their
+ε-greedy exploration — only for users active in ``active_days`` before D, under the slate's rules
+(no two overlapping goals, none overlapping a recent deliverable, one cart per shop:
+:mod:`orchestrion.ranking.slate`) and, with a promoted ranker, declining goals below its send
+threshold — and writes *every* candidate to ``goals`` — the chosen ones with their
 propensity, the others with the reason they were not chosen — plus one deliverable per chosen
 goal. Goal ids hash (user, template, params, date), so proposing a day twice finds the same ids:
 users who already have goals for D are skipped (their day is done), nothing is duplicated.

@@ -23,7 +23,7 @@ import polars as pl
 from orchestrion.errors import UsageError
 from orchestrion.ranking.exploration import ChoiceConfig, choose
 from orchestrion.ranking.features import goal_features
-from orchestrion.ranking.offpolicy import Estimate, estimate, should_promote
+from orchestrion.ranking.offpolicy import Z_PROMOTE, Estimate, difference_lower, estimate, should_promote
 from orchestrion.ranking.prior import prior_score
 from orchestrion.ranking.ranker import GoalRanker, RankerConfig
 
@@ -129,6 +129,7 @@ def retrain(
     holdout_share: float = 0.25,
     min_decisions: int = 50,
     decline: bool = False,
+    z: float = Z_PROMOTE,
 ) -> RetrainOutcome:
     """Fit a ranker on ``log``'s labelled goals and decide whether it replaces ``current``.
 
@@ -198,10 +199,11 @@ def retrain(
         old_rules = choice.model_copy(update={"min_score": getattr(current, "threshold", None)})
     new = estimate(scored, lambda frame: frame.get_column("_candidate").to_numpy(), new_rules, volumes=volumes)
     old = estimate(window, current, old_rules, volumes=volumes)
-    promote = should_promote(new, old, min_decisions=min_decisions)
+    promote = should_promote(new, old, min_decisions=min_decisions, z=z)
     verdict = "promoted" if promote else f"kept {current.name}"
     note = (
-        f"new ranker SNIPS {new.snips:.4f} (95% lower bound {new.lower:.4f}) vs {current.name} {old.snips:.4f} "
-        f"on {new.decisions} delivered goals since {since}: {verdict}"
+        f"new ranker SNIPS {new.snips:.4f} vs {current.name} {old.snips:.4f} (difference's lower bound "
+        f"{difference_lower(new, old, z=z):+.4f}, z = {z:g}) on {new.decisions} delivered goals since {since}: "
+        f"{verdict}"
     )
     return RetrainOutcome(final, promote, n, new, old, note, threshold=threshold)
