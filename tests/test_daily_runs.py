@@ -112,9 +112,17 @@ def test_dry_run_writes_nothing_and_users_run_under_their_own_shard(loaded: tupl
     dry = run_daily(store, settings, DAY, clock=clock, dry_run=True)
     assert dry.state == "dry-run" and dry.plan["users"] > 0 and dry.plan["would"] == "start a new attempt"
     assert store.scalar("SELECT count(*) FROM runs") == 0 and store.scalar("SELECT count(*) FROM goals") == 0
-    some = [str(r[0]) for r in store.con.execute("SELECT DISTINCT user_id FROM events ORDER BY 1 LIMIT 2").fetchall()]
+    active = store.con.execute(
+        "SELECT DISTINCT user_id FROM events WHERE ts < ? AND ts >= ? ORDER BY 1 LIMIT 2",
+        [DAY, DAY - timedelta(days=30)],
+    ).fetchall()
+    idle = store.con.execute(
+        "SELECT user_id FROM events GROUP BY 1 HAVING max(ts) < ? ORDER BY 1 LIMIT 1", [DAY - timedelta(days=30)]
+    ).fetchall()
+    some = [str(r[0]) for r in (*active, *idle)]
     mine = run_daily(store, settings, DAY, clock=clock, users=some)
-    assert mine.run is not None and mine.run.shard.startswith("users-") and mine.run.users_total == 2
+    # Named users are still served only when active in the window before the day (issue 16).
+    assert mine.run is not None and mine.run.shard.startswith("users-") and mine.run.users_total == len(active) == 2
     with pytest.raises(UsageError):
         run_daily(store, settings, DAY, clock=clock, users=[])
 

@@ -91,8 +91,9 @@ def test_snips_finds_the_truth_on_a_simulation() -> None:
 
 
 def test_promotion_rule() -> None:
-    good, bad = Estimate(0.3, 0.31, 200, 0.25, 90.0), Estimate(0.2, 0.22, 200, 0.25, 150.0)
+    good, bad = Estimate(0.3, 0.31, 200, 0.25, 90.0, 0.02), Estimate(0.2, 0.22, 200, 0.25, 150.0, 0.02)
     assert should_promote(good, bad)
+    assert not should_promote(Estimate(0.3, 0.31, 200, 0.25, 90.0), bad), "no standard error: no bound, no promotion"
     assert not should_promote(bad, good)
     assert not should_promote(Estimate(0.9, 0.9, 10, 0.9, 5.0), bad), "too few decisions"
     assert should_promote(good, Estimate(float("nan"), float("nan"), 0, float("nan"), 0.0))

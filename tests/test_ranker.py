@@ -35,7 +35,7 @@ def candidates(n_users: int, per_user: int, seed: int) -> pl.DataFrame:
             "user_id": np.repeat([f"u{i}" for i in range(n_users)], per_user),
             "template": ["t"] * n,
             "variant": rng.choice(["a", "b"], n),
-            "items": [["x"]] * n,
+            "items": [[f"x{i}"] for i in range(n)],
             "utility": rng.random(n),
             "signal": rng.random(n),
             "novelty": rng.random(n),

@@ -159,9 +159,9 @@ def users_shard(users: Sequence[str]) -> str:
 
 
 def _run_users(store: Store, day: date, users: Sequence[str] | None) -> list[str]:
-    if users is not None:
-        return sorted(set(users))
-    return active_users(store, day_start(day), ProposalConfig().active_days)
+    """The run's users: those active in the window before ``day`` (of ``users`` when given), whatever
+    asked for the run — a zone's schedule, catch-up, a backfill or ``--users``."""
+    return active_users(store, day_start(day), ProposalConfig().active_days, users)
 
 
 def run_daily(

@@ -6,7 +6,9 @@ Feedback rows are appended, never updated: the latest thumb on a deliverable is 
 
 :func:`train_ranker` is the library behind ``orchestrion train ranker``: it fits a new ranker on
 every labelled goal and promotes it only if its off-policy estimate on the logged days beats the
-current policy's (see :func:`orchestrion.ranking.retrain`); both estimates are saved in the
+current policy's with a margin the evidence supports (its SNIPS lower bound above the current
+estimate, see :func:`orchestrion.ranking.retrain`); both estimates, the ranker's coefficients and
+its send threshold (the P(thumb up) below which the chooser declines a goal) are saved in the
 model's metadata.
 """
 
@@ -267,7 +269,9 @@ def train_ranker(
     epsilon = (choice or ChoiceConfig()).epsilon
     log = labelled_log(store)
     current = current_scorer(models_root)
-    outcome = retrain(log, current, config=config, choice=choice or ChoiceConfig(), trained_until=current.trained_until)
+    outcome = retrain(
+        log, current, config=config, choice=choice or ChoiceConfig(), trained_until=current.trained_until, decline=True
+    )
     summary = {"current": current.name, **outcome.as_dict()}
     if outcome.ranker is None:
         return TrainRankerResult(None, False, summary)
@@ -288,6 +292,9 @@ def train_ranker(
         # The first day the ranker's training data does not cover: the next retraining evaluates
         # it only on later days, where it has not seen the thumbs.
         "trained_until": _day_after(labelled),
+        # Below this predicted P(thumb up) the chooser declines a goal while this ranker is promoted.
+        "send_threshold": outcome.threshold,
+        "coefficients": ranker.coefficients(),
     }
     version = save_version(
         models_root,

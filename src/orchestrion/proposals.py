@@ -4,7 +4,10 @@
 batch of users it builds the templates' context from events strictly before D 00:00 UTC (so a
 day's goals never depend on that day's own events), proposes candidates, scores them with the
 promoted ranker (the prior until one is promoted), chooses within each user's daily budget with
-ε-greedy exploration, and writes *every* candidate to ``goals`` — the chosen ones with their
+ε-greedy exploration — only for users active in ``active_days`` before D, under the slate's rules
+(no two overlapping goals, none overlapping a recent deliverable, one cart per shop:
+:mod:`orchestrion.ranking.slate`) and, with a promoted ranker, declining goals below its send
+threshold — and writes *every* candidate to ``goals`` — the chosen ones with their
 propensity, the others with the reason they were not chosen — plus one deliverable per chosen
 goal. Goal ids hash (user, template, params, date), so proposing a day twice finds the same ids:
 users who already have goals for D are skipped (their day is done), nothing is duplicated.
@@ -15,6 +18,7 @@ users who already have goals for D are skipped (their day is done), nothing is d
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,11 +43,13 @@ from orchestrion.goals import (
     GoalTemplate,
     goal_ids,
     propose_candidates,
+    templates,
 )
 from orchestrion.goals.context import PurchaseStats
 from orchestrion.history import DayPurchaseStats, ReadAhead, StoreHistory, has_purchases
 from orchestrion.ranking import FEATURES, ChoiceConfig, GoalRanker, Scorer, decide
 from orchestrion.ranking.features import HISTORY_SCHEMA
+from orchestrion.ranking.slate import DEFAULT_REDUNDANCY, recent_overlaps
 from orchestrion.registry import model_version
 from orchestrion.repurchase import RepurchaseModel
 from orchestrion.store import Store
@@ -53,12 +59,16 @@ __all__ = [
     "ProposalResult",
     "active_users",
     "build_context",
+    "choice_for",
     "current_scorer",
     "day_context",
     "propose",
     "read_history",
+    "recent_deliverables",
     "record_goals",
     "show_goals",
+    "slate_columns",
+    "with_shop",
 ]
 
 RANKER_KIND: Final = "ranker"
@@ -70,7 +80,14 @@ class ProposalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     choice: ChoiceConfig = Field(default_factory=ChoiceConfig)
-    active_days: int = Field(30, gt=0, description="Users with an event in this many days before D get proposals.")
+    active_days: int = Field(
+        30, gt=0, description="Only users with an event in this many days before D get proposals, in every path."
+    )
+    decline: bool = Field(
+        True,
+        description="With a promoted ranker, decline goals whose predicted P(thumb up) is below the send threshold "
+        "learned with it (the prior never declines).",
+    )
     context: ContextConfig = Field(default_factory=ContextConfig)
     seed: int = 0
 
@@ -104,13 +121,61 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, clock())
 
 
-def active_users(store: Store, as_of: datetime, days: int) -> list[str]:
-    """Users with at least one event in the ``days`` days before ``as_of``, sorted."""
+def active_users(store: Store, as_of: datetime, days: int, among: Iterable[str] | None = None) -> list[str]:
+    """Users with at least one event in the ``days`` days before ``as_of``, sorted (of ``among`` when given).
+
+    Every path that delivers (daily, scheduled, catch-up, backfill, trigger) asks this: only people
+    active lately get anything, so a day in 2026 sends nothing to a customer last seen in 2011.
+    """
+    params: dict[str, Any] = {"as_of": as_of, "start": as_of - timedelta(days=days)}
+    where = ""
+    if among is not None:
+        params["among"] = sorted(set(among))
+        where = " AND user_id IN (SELECT unnest($among::VARCHAR[]))"
     rows = store.con.execute(
-        "SELECT DISTINCT user_id FROM events WHERE ts < $as_of AND ts >= $start ORDER BY 1",
-        {"as_of": as_of, "start": as_of - timedelta(days=days)},
+        f"SELECT DISTINCT user_id FROM events WHERE ts < $as_of AND ts >= $start{where} ORDER BY 1", params
     ).fetchall()
     return [str(r[0]) for r in rows]
+
+
+def recent_deliverables(store: Store, users: Sequence[str], start: date, end: date) -> pl.DataFrame:
+    """The users' deliverables dated ``start`` .. ``end`` (inclusive) that did not fail, with the
+    goal's cost and shop: what :func:`orchestrion.ranking.slate.recent_overlaps` compares with."""
+    frame: pl.DataFrame = store.con.sql(
+        "SELECT d.user_id, d.date, d.title, d.items, g.cost, g.template FROM deliverables d JOIN goals g "
+        "USING (goal_id) WHERE d.date BETWEEN $start AND $end AND d.status <> 'failed' "
+        "AND d.user_id IN (SELECT unnest($users::VARCHAR[]))",
+        params={"start": start, "end": end, "users": sorted(set(users))},
+    ).pl()
+    frame = frame.cast({"items": pl.List(pl.String), "cost": pl.Float64, "date": pl.Date})
+    return with_shop(frame)
+
+
+def with_shop(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with ``shop``: the domain of its template (a cart's shop), the template when unknown."""
+    domains = {name: template.domain for name, template in templates().items()}
+    return frame.with_columns(
+        pl.col("template").replace_strict(domains, default=pl.col("template"), return_dtype=pl.String).alias("shop")
+    )
+
+
+def slate_columns(store: Store, candidates: pl.DataFrame, day: date, choice: ChoiceConfig) -> pl.DataFrame:
+    """``candidates`` (with ``date``) with ``shop``, ``recent`` and ``recent_detail`` for the chooser."""
+    candidates = with_shop(candidates)
+    threshold = choice.redundancy if choice.redundancy is not None else DEFAULT_REDUNDANCY
+    start = day - timedelta(days=math.ceil(choice.recent_days))
+    users = candidates.get_column("user_id").unique().to_list()
+    previous = recent_deliverables(store, users, start, day)
+    if not choice.one_cart_per_shop:
+        previous = previous.drop("shop")
+    return recent_overlaps(candidates, previous, threshold)
+
+
+def choice_for(config: ProposalConfig, scorer: Scorer) -> ChoiceConfig:
+    """The chooser's rules for ``scorer``: its send threshold when it is a ranker and ``decline`` is on."""
+    if not config.decline or scorer.ranker is None or scorer.threshold is None or config.choice.min_score is not None:
+        return config.choice
+    return config.choice.model_copy(update={"min_score": scorer.threshold})
 
 
 def read_items(store: Store) -> pl.DataFrame:
@@ -166,12 +231,22 @@ def build_context(
 
 
 def read_history(store: Store, before: datetime, users: Sequence[str] | None = None) -> pl.DataFrame:
-    """Every deliverable sent before ``before`` with its latest thumb, in :data:`HISTORY_SCHEMA`."""
+    """Every deliverable sent before ``before`` with its latest thumb, in :data:`HISTORY_SCHEMA`.
+
+    A thumb's time (``revealed_at``) is on the deliverable's own clock: its day plus how long after
+    the deliverable was made the thumb came (never later than its wall-clock arrival). Live, that
+    is about when it arrived; in a backfill of 2011, where every day is made minutes apart in 2026,
+    a thumb given an hour after its deliverable counts from that day on, as it would have then —
+    so the per-user feedback features vary on historical days as they do live, and a thumb never
+    counts before its deliverable existed.
+    """
     frame: pl.DataFrame = store.con.sql(
         """
         SELECT d.user_id, CAST(d.date AS TIMESTAMP) AS sent_at, g.template, g.variant, g.kind,
                CASE f.thumb WHEN 'up' THEN 1 WHEN 'down' THEN 0 END::TINYINT AS thumb,
-               f.received_at AS revealed_at
+               least(f.received_at,
+                     CAST(d.date AS TIMESTAMP) + greatest(f.received_at - d.created_at, INTERVAL 0 SECOND))
+                   AS revealed_at
         FROM deliverables d
         JOIN goals g USING (goal_id)
         LEFT JOIN (
@@ -193,8 +268,12 @@ def current_scorer(models_root: Path) -> Scorer:
     except NotFoundError:
         return Scorer()
     until = version.metadata.get("trained_until")
+    threshold = version.metadata.get("send_threshold")
     return Scorer(
-        GoalRanker.load(version.path / "model"), version.version, date.fromisoformat(until) if until else None
+        GoalRanker.load(version.path / "model"),
+        version.version,
+        date.fromisoformat(until) if until else None,
+        float(threshold) if threshold is not None else None,
     )
 
 
@@ -320,7 +399,8 @@ def propose(
     scorer: Scorer | None = None,
     shared: GoalContext | None = None,
 ) -> ProposalResult:
-    """Propose, rank, choose and record the goals of ``day`` for ``users`` (default: the active ones).
+    """Propose, rank, choose and record the goals of ``day`` for ``users`` (default: every user), of
+    whom only those active in the ``active_days`` before ``day`` get anything.
 
     >>> from datetime import datetime, date
     >>> import tempfile
@@ -331,7 +411,7 @@ def propose(
     started = time.perf_counter()
     config = config or ProposalConfig()
     as_of = day_start(day)
-    wanted = list(users) if users is not None else active_users(store, as_of, config.active_days)
+    wanted = active_users(store, as_of, config.active_days, users)
     done = {str(r[0]) for r in store.con.execute("SELECT DISTINCT user_id FROM goals WHERE date = ?", [day]).fetchall()}
     batch = [u for u in wanted if u not in done]
     scorer = scorer or current_scorer(models_root)
@@ -345,9 +425,11 @@ def propose(
     if candidates.height == 0:
         return ProposalResult(day, len(batch), len(done), 0, 0, scorer.name, time.perf_counter() - started)
     candidates = with_goal_ids(candidates, day)
+    choice = choice_for(config, scorer)
+    candidates = slate_columns(store, candidates, day, choice)
     history = read_history(store, as_of, batch)
     rng = np.random.default_rng([config.seed, day.toordinal()])
-    decided = decide(candidates, history, as_of, scorer, config.choice, rng=rng, activity=ctx.user_activity())
+    decided = decide(candidates, history, as_of, scorer, choice, rng=rng, activity=ctx.user_activity())
     record_goals(store, decided, now=now)
     chosen = int((decided.get_column("status") == "chosen").sum())
     return ProposalResult(

@@ -122,6 +122,13 @@ class ReplayConfig(BaseModel):
         description="After its learning period the learned policy declines goals whose predicted P(thumb up) is "
         "below its own acceptance over that period (the budget and the volume are maxima).",
     )
+    promotion_z: float = Field(
+        0.0,
+        ge=0,
+        description="The learned policy promotes a new ranker when SNIPS(new) − SNIPS(current) minus this many "
+        "standard errors of the paired difference is above 0. 0, the protocol's rule (any improvement); the "
+        "production rule is 1.645 (one-sided 95 %).",
+    )
     repurchase_every: int = Field(4, gt=0, description="Steps between refits of the repurchase model.")
     ranker: RankerConfig = Field(default_factory=RankerConfig)
     seed: int = 0
@@ -343,7 +350,10 @@ def _run(
         raise UsageError(f"dataset {name} spans too little time for a replay with these settings")
     positive = events.filter(~pl.col("type").is_in(list(NEGATIVE_TYPES)))
     sample = set(_sample(sorted(positive.get_column("user_id").unique().to_list()), config.max_users, config.seed))
-    base = ChoiceConfig(budget=config.budget, epsilon=0.0, fatigue_days=0.0)
+    # The protocol predates the slate rules (issue 16) and keeps its chooser: with one cart per shop
+    # a retail user has one eligible goal, and which of several near-identical carts a new ranker
+    # would keep has no logged thumb, so off-policy promotion could never see the ranker's choice.
+    base = ChoiceConfig(budget=config.budget, epsilon=0.0, fatigue_days=0.0, redundancy=None, one_cart_per_shop=False)
     explore = base.model_copy(update={"epsilon": config.epsilon})
     policies = {
         "prior": _Policy("prior", Scorer(), base, empty_history(), [], [], []),
@@ -463,7 +473,8 @@ def _retrain(learned: _Policy, at: datetime, window: int, config: ReplayConfig, 
     log = pl.concat(resolved, how="vertical_relaxed")
     current = learned.scorer
     outcome = retrain(
-        log, current, choice=learned.choice, config=config.ranker, volumes=volumes, trained_until=current.trained_until
+        log, current, choice=learned.choice, config=config.ranker, volumes=volumes, trained_until=current.trained_until,
+        z=config.promotion_z,
     )
     if outcome.promote and outcome.ranker is not None:
         last_day = log.get_column("date").max()

@@ -170,7 +170,8 @@ class RunService:
                     store, self._settings, request.day, clock=self._clock, users=request.users, shard=key.shard,
                     trigger=request.trigger, step=self._step, stop=self._stopping.is_set, claimed=claim,
                 )
-                log.info("daily %s: %s", request.day, report.run.status if report.run else report.state)
+                if request.trigger != "catch-up":  # catch-up logs its own one line per run
+                    log.info("daily %s: %s", request.day, report.run.status if report.run else report.state)
             else:
                 run_retrain(store, self._settings, request.day, clock=self._clock, claimed=claim)
         except Exception:
@@ -264,17 +265,41 @@ class Scheduler:
                 for j in self._scheduler.get_jobs()]
 
     def catch_up(self) -> list[str]:
-        """Run, one after another, the daily runs the ledger says were missed; returns their ids."""
+        """Run, one after another, the daily runs the ledger says were missed; returns their ids.
+
+        Bounded by ``catch_up_days``; each run logs one line (what it was, what it made). Like every
+        daily run it serves only users active in the window before its day, so a store whose
+        events stopped long ago gets no deliverables from catching up.
+        """
         done = []
-        for group, day in self._read(lambda con: missed_daily_runs(con, self._settings, self._clock())):
+        missed = self._read(lambda con: missed_daily_runs(con, self._settings, self._clock()))
+        if not missed:
+            log.info("catch-up: no daily run missed in the last %d days", self._settings.catch_up_days)
+        for group, day in missed:
             try:
                 run = self._service.submit(
                     RunRequest("daily", day, users=group.users, shard=group.shard, trigger="catch-up"), wait=True
                 )
-                done.append(run.run_id)
-            except RunInProgressError:
+            except RunInProgressError as exc:
+                log.info("catch-up: daily %s (%s) skipped: %s", day, group.zone, exc)
                 continue
+            key = RunKey("daily", day, group.shard)
+            final: Run = self._read(lambda con: latest_run(con, key)) or run  # noqa: B023 (read at once)
+            log.info(
+                "catch-up: daily %s (%s): %s, %d active users, %d deliverables",
+                day, group.zone, final.status, final.users_total, int(final.counts.get("deliverables", 0) or 0),
+            )
+            done.append(run.run_id)
         return done
+
+    def schedule(self) -> list[str]:
+        """One line per scheduled job, for ``serve`` to print at start."""
+        lines = [f"{job['name']}: next {job['next_run'] or 'not scheduled'}" for job in self.jobs()]
+        lines.append(
+            f"catch-up: missed daily runs of the last {self._settings.catch_up_days} days, for users active in the "
+            "window before each day"
+        )
+        return lines
 
     def _daily(self, group: ZoneGroup) -> None:
         day = local_day(group.zone, self._clock())

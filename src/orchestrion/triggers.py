@@ -11,7 +11,9 @@ A match runs :func:`fire`: the rule's template proposes candidates for the event
 events up to now; the candidates holding the event's item are preferred; the best one (by the
 current scorer) is recorded as a chosen goal of today with policy ``trigger:<rule>`` and its
 deliverable, then planned and carried out like any deliverable (``delivery.execute``). Goal ids
-hash the user, template, parameters and day, so an event seen twice proposes nothing twice.
+hash the user, template, parameters and day, so an event seen twice proposes nothing twice; and
+the day's slate rules apply (:mod:`orchestrion.ranking.slate`), so the same event resent under a
+new id makes no second cart. Only users active lately (``ProposalConfig.active_days``) are served.
 
 >>> from orchestrion.config import TriggerRule
 >>> rule = TriggerRule(name="low", event_type="stock_low", template="reorder", conditions={"level": {"lt": 2}})
@@ -113,16 +115,23 @@ def fire(
     """Propose, record and deliver one goal of ``rule.template`` per user of ``hits`` (today)."""
     from orchestrion.goals import propose_candidates, templates
     from orchestrion.proposals import (
+        ProposalConfig,
         _promoted_repurchase,
+        active_users,
         build_context,
         current_scorer,
         read_history,
         record_goals,
+        slate_columns,
         with_goal_ids,
     )
     from orchestrion.ranking import ChoiceConfig, decide
 
-    users = sorted({user for _, user, _ in hits})
+    config = ProposalConfig()
+    # Only people active lately, as in the daily run (a second past now: the event itself counts).
+    users = active_users(store, now + timedelta(seconds=1), config.active_days, {user for _, user, _ in hits})
+    if not users:
+        return Fired(rule.name, len(hits), 0, 0)
     wanted = {(user, item) for _, user, item in hits if item is not None}
     day = now.date()
     ctx = build_context(store, now, users, repurchase=_promoted_repurchase(settings.models_path))
@@ -135,8 +144,11 @@ def fire(
     candidates = candidates.with_columns(pl.Series("_holds", holds))
     best = candidates.filter(pl.col("_holds").any().over("user_id").not_() | pl.col("_holds")).drop("_holds")
     best = with_goal_ids(best, day)
-    history = read_history(store, now, users)
+    # The slate's rules: no cart equal (Jaccard ≥ 0.5) to one made lately, none from a shop that
+    # already has a cart today — so a stock_low resent with a new id makes no second cart.
     choice = ChoiceConfig(budget=1, epsilon=0.0)
+    best = slate_columns(store, best, day, choice)
+    history = read_history(store, now, users)
     decided = decide(best, history, now, current_scorer(settings.models_path), choice,
                      rng=np.random.default_rng(0), activity=ctx.user_activity())
     chosen = decided.filter(pl.col("status") == "chosen").with_columns(

@@ -110,6 +110,10 @@ def _start_background(app: Any, store: Store, settings: Settings) -> Callable[[]
     watcher = TriggerWatcher(store, settings)
     if scheduler is not None:
         scheduler.start()
+        for line in scheduler.schedule():
+            print(f"schedule: {line}", flush=True)
+    else:
+        print("schedule: off (scheduler = false); runs start only when asked", flush=True)
     watcher.start()
 
     def stop() -> None:

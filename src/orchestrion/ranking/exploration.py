@@ -1,12 +1,14 @@
 """Choosing the day's goals: the daily budget, fatigue, the policy's caps, and exploration.
 
-**Greedy set.** Of the eligible candidates (not held back by fatigue or the risk cap), each user's
+**Greedy set.** Of the eligible candidates (not held back by fatigue, the risk cap, an overlap with
+a recent deliverable or with a better-scored goal of the same day), each user's
 best ``budget`` (minus what they already got today: after that the day is done), then only those
 scoring at least ``min_score``, then — when a ``volume`` is set — only the ``volume`` best of all.
 
 **Exploration.** Each goal of the greedy set is swapped out with probability ε for a goal drawn
-uniformly from the same user's other eligible candidates (the user's *pool*; a user with no other
-candidate keeps the greedy goal). ε is a bounded share of the slots (at most
+uniformly from the same user's other eligible candidates scoring at least ``min_score`` (the
+user's *pool*; a user with no other candidate keeps the greedy goal; a user with no greedy goal
+gets nothing). ε is a bounded share of the slots (at most
 :data:`MAX_EPSILON`): enough to learn what the ranker would otherwise never try, never enough to
 make the day random, and the volume and each user's count stay what the greedy set says. Every
 chosen goal's *propensity* — its probability of being chosen under this policy — is logged, so
@@ -17,7 +19,11 @@ For a user with m greedy goals and n pool goals, S ~ Binomial(m, ε) swaps::
 
 Every candidate not chosen gets a reason, and a sentence with the numbers:
 
+* ``recent`` — it overlaps one of the user's deliverables of the last ``recent_days`` days
+  (:mod:`orchestrion.ranking.slate`; the caller computes the ``recent`` column);
 * ``fatigue`` — a goal of the same kind was sent less than ``fatigue_days`` ago;
+* ``redundant`` — it overlaps (item Jaccard ≥ ``redundancy``, or a second cart from one shop) a
+  better-scored goal of the same user and day, which was kept;
 * ``policy`` — riskier than ``max_risk``, or swapped out by exploration;
 * ``budget`` — the user's ``budget`` slots went to higher-scored goals (or were already used);
 * ``score`` — below ``min_score``, or below the day's cut-off when a ``volume`` is set.
@@ -44,6 +50,8 @@ import numpy.typing as npt
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrion.ranking.slate import DEFAULT_REDUNDANCY, suppressed
+
 __all__ = ["MAX_EPSILON", "ChoiceConfig", "GreedySet", "choose", "greedy_set", "inclusion_propensity"]
 
 MAX_EPSILON: Final = 0.5
@@ -63,6 +71,17 @@ class ChoiceConfig(BaseModel):
     volume: int | None = Field(None, ge=0, description="At most this many goals in all (the best-scored).")
     fatigue_days: float = Field(2.0, ge=0, description="A kind sent less than this many days ago is held back.")
     max_risk: float = Field(1.0, ge=0, le=1, description="Candidates riskier than this are never chosen.")
+    redundancy: float | None = Field(
+        DEFAULT_REDUNDANCY,
+        gt=0,
+        le=1,
+        description="Two goals of a user whose item Jaccard is at least this overlap: only the better-scored is "
+        "chosen (the other: `redundant`); None turns the rule off.",
+    )
+    one_cart_per_shop: bool = Field(True, description="At most one cart (a goal with a cost) per shop a day.")
+    recent_days: float = Field(
+        7.0, ge=0, description="A goal overlapping a deliverable of this many days back is not chosen (`recent`)."
+    )
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,8 @@ class GreedySet:
     pool: Bools
     fatigue: Bools
     risky: Bools
+    recent: Bools  # overlaps a deliverable of the last days (a column the caller computed)
+    redundant_by: npt.NDArray[np.int64]  # the better-scored goal that made it redundant, −1 when none
     within_budget: Bools
     rank: npt.NDArray[np.int64]  # 1-based rank of each candidate within its user (eligible first)
     budget_left: npt.NDArray[np.int64]  # per candidate: the user's slots left today
@@ -83,14 +104,41 @@ class GreedySet:
 
 
 def greedy_set(
-    frame: pl.DataFrame, scores: Floats, config: ChoiceConfig, used: pl.DataFrame | None = None
+    frame: pl.DataFrame,
+    scores: Floats,
+    config: ChoiceConfig,
+    used: pl.DataFrame | None = None,
+    *,
+    as_logged: bool = False,
 ) -> GreedySet:
-    """The greedy set of one day (see the module docstring); ``frame`` needs user_id, fatigue_kind, risk."""
+    """The greedy set of one day (see the module docstring); ``frame`` needs user_id, fatigue_kind, risk.
+
+    ``as_logged`` (off-policy evaluation of a logged day): the slate's overlaps are taken as the
+    log recorded them (reasons ``recent`` and ``redundant``) instead of being resolved again with
+    ``scores``. Another ranker keeping a different one of two near-identical carts has no logged
+    thumb to be judged on; judged on the one kept, it is judged on the same cart.
+    """
     n = frame.height
     fatigue_cut = 2.0 ** (-config.fatigue_days / 7.0) if config.fatigue_days > 0 else math.inf
     fatigue = frame.get_column("fatigue_kind").to_numpy().astype(np.float64) > fatigue_cut
     risky = frame.get_column("risk").to_numpy().astype(np.float64) > config.max_risk
-    eligible = ~(fatigue | risky)
+    if "recent" in frame.columns:
+        recent = frame.get_column("recent").fill_null(False).to_numpy().astype(bool)
+    elif "reason" in frame.columns:  # a logged day: the rule does not depend on the scores
+        recent = (frame.get_column("reason") == "recent").fill_null(False).to_numpy().astype(bool)
+    else:
+        recent = np.zeros(n, dtype=bool)
+    eligible = ~(fatigue | risky | recent)
+    if as_logged and "reason" in frame.columns:
+        logged = (frame.get_column("reason") == "redundant").fill_null(False).to_numpy().astype(bool)
+        redundant_by = np.where(logged, n, -1).astype(np.int64)  # by a goal kept that day (not named here)
+    elif config.redundancy is not None:
+        slate = frame if config.one_cart_per_shop or "cost" not in frame.columns else frame.drop("cost")
+        redundant_by = suppressed(slate, scores, eligible, config.redundancy)
+    else:
+        redundant_by = np.full(n, -1, dtype=np.int64)
+    eligible &= redundant_by < 0
+    redundant_by = np.where(redundant_by >= n, -1, redundant_by) if as_logged else redundant_by
     users, codes = np.unique(frame.get_column("user_id").to_numpy().astype(str), return_inverse=True)
     codes = codes.reshape(-1)
     left = np.full(users.size, config.budget, dtype=np.int64)
@@ -116,9 +164,14 @@ def greedy_set(
         greedy[best] = True
     taken = np.bincount(codes[greedy], minlength=users.size)
     pool = eligible & ~greedy & (taken[codes] > 0)
+    if config.min_score is not None:  # a declined goal is not explored either: below the bar is never sent
+        pool &= scores >= config.min_score
     room = np.bincount(codes[pool], minlength=users.size)
     cut = float(scores[greedy].min()) if greedy.any() else float("nan")
-    return GreedySet(eligible, greedy, pool, fatigue, risky, within, rank, budget_left, cut, taken[codes], room[codes])
+    return GreedySet(
+        eligible, greedy, pool, fatigue, risky, recent, redundant_by, within, rank, budget_left, cut, taken[codes],
+        room[codes],
+    )
 
 
 def inclusion_propensity(g: GreedySet, epsilon: float) -> Floats:
@@ -180,10 +233,16 @@ def choose(
     position[order] = np.arange(n) - np.repeat(starts, counts) + 1
     slot = np.where(chosen, position, 0)
     propensity = np.where(chosen, inclusion_propensity(g, eps), np.nan)
+    titles = frame.get_column("title").cast(pl.String).to_numpy() if "title" in frame.columns else np.full(n, None)
+    by_title = [None if b < 0 else str(titles[b]) for b in g.redundant_by.tolist()] if n else []
     facts = pl.DataFrame(
         {
             "_chosen": chosen,
             "_fatigue": g.fatigue,
+            "_recent": g.recent,
+            "_redundant": g.redundant_by >= 0,
+            "_by_title": pl.Series(by_title, dtype=pl.String),
+            "_by_score": np.where(g.redundant_by >= 0, scores[np.maximum(g.redundant_by, 0)], np.nan),
             "_risky": g.risky,
             "_dropped": dropped & ~chosen,
             "_within": g.within_budget,
@@ -201,17 +260,28 @@ def choose(
     reason = (
         pl.when(pl.col("_chosen"))
         .then(None)
+        .when(pl.col("_recent"))
+        .then(pl.lit("recent"))
         .when(pl.col("_fatigue"))
         .then(pl.lit("fatigue"))
+        .when(pl.col("_redundant"))
+        .then(pl.lit("redundant"))
         .when(pl.col("_risky") | pl.col("_dropped"))
         .then(pl.lit("policy"))
         .when(~pl.col("_within"))
         .then(pl.lit("budget"))
         .otherwise(pl.lit("score"))
     )
+    recent_detail = (
+        pl.col("recent_detail").fill_null("it overlaps a deliverable made for this person in the last days")
+        if "recent_detail" in frame.columns
+        else pl.lit("it overlaps a deliverable made for this person in the last days")
+    )
     detail = (
         pl.when(pl.col("_chosen"))
         .then(None)
+        .when(pl.col("_recent"))
+        .then(recent_detail)
         .when(pl.col("_fatigue"))
         .then(
             pl.format(
@@ -219,6 +289,15 @@ def choose(
                 kind,
                 days,
                 pl.lit(f"{config.fatigue_days:g}"),
+            )
+        )
+        .when(pl.col("_redundant"))
+        .then(
+            pl.format(
+                "it overlaps '{}' (score {}), which scored higher and was kept for the day; this one scored {}",
+                pl.col("_by_title").fill_null("another goal"),
+                pl.col("_by_score").round(3),
+                pl.col("score").round(3),
             )
         )
         .when(pl.col("_risky"))

@@ -4,8 +4,9 @@ with the off-policy promotion rule. The store-backed proposals and the replay bo
 The promotion rule (:func:`retrain`): both the current policy and a new ranker are evaluated
 off-policy (:mod:`orchestrion.ranking.offpolicy`) on days whose thumbs neither was trained on —
 the days since the current ranker's training data ended, the new ranker cross-fitted by user —
-and the new one is promoted only when its SNIPS estimate is higher. The artifact itself is fitted
-on all the feedback.
+and the new one is promoted only when its SNIPS lower bound (one-sided 95 %) is above the current
+policy's estimate. The artifact itself is fitted on all the feedback; with it comes its send
+threshold (:func:`send_threshold`), below which the production chooser declines a goal.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import polars as pl
 from orchestrion.errors import UsageError
 from orchestrion.ranking.exploration import ChoiceConfig, choose
 from orchestrion.ranking.features import goal_features
-from orchestrion.ranking.offpolicy import Estimate, estimate, should_promote
+from orchestrion.ranking.offpolicy import Z_PROMOTE, Estimate, difference_lower, estimate, should_promote
 from orchestrion.ranking.prior import prior_score
 from orchestrion.ranking.ranker import GoalRanker, RankerConfig
 
-__all__ = ["RetrainOutcome", "ScoreFunction", "Scorer", "decide", "retrain"]
+__all__ = ["RetrainOutcome", "ScoreFunction", "Scorer", "decide", "retrain", "send_threshold"]
 
 
 class ScoreFunction(Protocol):
@@ -45,6 +46,7 @@ class Scorer:
     ranker: GoalRanker | None = None
     version: str | None = None
     trained_until: date | None = None  # the first day the ranker's training data did not include
+    threshold: float | None = None  # the send threshold learned with the ranker: P(thumb up) below it declines
 
     @property
     def name(self) -> str:
@@ -83,6 +85,7 @@ class RetrainOutcome:
     current: Estimate | None = None
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    threshold: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -90,8 +93,21 @@ class RetrainOutcome:
             "examples": self.examples,
             "candidate_estimate": None if self.candidate is None else self.candidate.as_dict(),
             "current_estimate": None if self.current is None else self.current.as_dict(),
+            "send_threshold": None if self.threshold is None else round(self.threshold, 4),
+            "coefficients": None if self.ranker is None else self.ranker.coefficients(),
             "note": self.note,
         }
+
+
+def send_threshold(labelled: pl.DataFrame) -> float | None:
+    """The P(thumb up) below which a ranker declines a goal: the acceptance of the goals sent so far.
+
+    As the replay's learned policy does: a goal is sent only when the ranker expects it to be at
+    least as welcome as the goals that were being sent. ``labelled`` has a 0/1 ``label``.
+    """
+    if labelled.height == 0:
+        return None
+    return float(labelled.get_column("label").cast(pl.Float64).mean())  # type: ignore[arg-type]
 
 
 FOLDS = 3
@@ -112,6 +128,8 @@ def retrain(
     trained_until: date | None = None,
     holdout_share: float = 0.25,
     min_decisions: int = 50,
+    decline: bool = False,
+    z: float = Z_PROMOTE,
 ) -> RetrainOutcome:
     """Fit a ranker on ``log``'s labelled goals and decide whether it replaces ``current``.
 
@@ -124,6 +142,10 @@ def retrain(
     ``holdout_share`` of the days), with the new ranker *cross-fitted* — users split in
     :data:`FOLDS` groups, each group scored by a ranker fitted on the other groups' feedback. The
     ranker returned is fitted on all the feedback.
+
+    With ``decline`` (production), each policy is evaluated as it would choose: the new ranker with
+    the send threshold learned with it, the current one with its own (none for the prior), so a
+    ranker that declines what people turn down is judged on what it would still send.
     """
     config = config or RankerConfig()
     labelled = log.filter((pl.col("status") == "chosen") & pl.col("reward").is_not_null()).with_columns(
@@ -138,6 +160,7 @@ def retrain(
             note=f"{n} labelled goals, both thumbs needed and at least {config.min_examples}: keeping {current.name}",
         )
     final = GoalRanker(config).fit(labelled)
+    threshold = send_threshold(labelled)
     if trained_until is None:
         days = np.sort(labelled.get_column("date").unique().to_numpy())
         start = days[min(len(days) - 1, int(np.floor(len(days) * (1.0 - holdout_share))))]
@@ -153,6 +176,7 @@ def retrain(
             n,
             note=f"only {known} thumbs since {since}, {min_decisions} needed to "
             f"compare with {current.name}: keeping it",
+            threshold=threshold,
         )
     scores = np.zeros(window.height)
     for fold in range(FOLDS):
@@ -160,17 +184,26 @@ def retrain(
             probe = GoalRanker(config).fit(labelled.filter(pl.col("_fold") != fold))
         except UsageError as exc:
             return RetrainOutcome(
-                final, False, n, note=f"too little feedback to cross-fit a new ranker ({exc}); keeping {current.name}"
+                final,
+                False,
+                n,
+                note=f"too little feedback to cross-fit a new ranker ({exc}); keeping {current.name}",
+                threshold=threshold,
             )
         mine = (window.get_column("_fold") == fold).to_numpy()
         scores[mine] = probe.predict(window.filter(pl.Series(mine)))
     scored = window.with_columns(pl.Series("_candidate", scores))
-    new = estimate(scored, lambda frame: frame.get_column("_candidate").to_numpy(), choice, volumes=volumes)
-    old = estimate(window, current, choice, volumes=volumes)
-    promote = should_promote(new, old, min_decisions=min_decisions)
+    new_rules, old_rules = choice, choice
+    if decline:
+        new_rules = choice.model_copy(update={"min_score": threshold})
+        old_rules = choice.model_copy(update={"min_score": getattr(current, "threshold", None)})
+    new = estimate(scored, lambda frame: frame.get_column("_candidate").to_numpy(), new_rules, volumes=volumes)
+    old = estimate(window, current, old_rules, volumes=volumes)
+    promote = should_promote(new, old, min_decisions=min_decisions, z=z)
     verdict = "promoted" if promote else f"kept {current.name}"
     note = (
-        f"new ranker SNIPS {new.snips:.4f} vs {current.name} {old.snips:.4f} on {new.decisions} delivered goals "
-        f"since {since}: {verdict}"
+        f"new ranker SNIPS {new.snips:.4f} vs {current.name} {old.snips:.4f} (difference's lower bound "
+        f"{difference_lower(new, old, z=z):+.4f}, z = {z:g}) on {new.decisions} delivered goals since {since}: "
+        f"{verdict}"
     )
-    return RetrainOutcome(final, promote, n, new, old, note)
+    return RetrainOutcome(final, promote, n, new, old, note, threshold=threshold)

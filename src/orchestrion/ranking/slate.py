@@ -1,0 +1,182 @@
+"""A day is a slate: what one person receives does not repeat itself or what they got lately.
+
+Two deliverables *substantially overlap* when the Jaccard index of their item sets,
+|A ∩ B| ÷ |A ∪ B|, is at least ``ChoiceConfig.redundancy`` (0.5 by default: a cart of 6 lines
+and one of 4 of those lines overlap, 4 ÷ 6; two carts sharing 2 of 6 lines each do not,
+2 ÷ 10). Two *carts* (goals that spend money, ``cost`` > 0) from the same shop also overlap,
+whatever their lines: a person gets at most one cart per shop a day.
+
+* Within a day, of two overlapping candidates of a user the better-scored one is kept, the other
+  is not chosen, reason ``redundant`` (:func:`suppressed`: a non-maximum suppression, so a goal
+  that only overlapped a goal already suppressed stays in). It runs inside the chooser's
+  greedy set, so the off-policy estimate of another ranker applies the same rule with that
+  ranker's scores.
+* Across days, a candidate that overlaps one of the user's deliverables of the last
+  ``recent_days`` days (or earlier today: a trigger's cart) that has not failed is not chosen,
+  reason ``recent`` (:func:`recent_overlaps`; it does not depend on the scores).
+
+Pairs are found with one join of the exploded item lists on (user, item): no loop over users.
+
+>>> frame = pl.DataFrame({"user_id": ["u", "u", "u"], "items": [["a", "b"], ["a", "b", "c"], ["d"]],
+...     "cost": [0.0, 0.0, 0.0]})
+>>> suppressed(frame, np.array([0.9, 0.5, 0.1]), np.ones(3, dtype=bool), 0.5).tolist()
+[-1, 0, -1]
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+__all__ = ["DEFAULT_REDUNDANCY", "jaccard_pairs", "recent_overlaps", "suppressed"]
+
+DEFAULT_REDUNDANCY: Final = 0.5
+
+
+def _exploded(frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    return (
+        frame.select(key, "user_id", pl.col("items").list.unique().alias("item"))
+        .with_columns(pl.col("item").list.len().alias("size"))
+        .explode("item")
+        .drop_nulls("item")
+    )
+
+
+def jaccard_pairs(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
+    """``left, right, shared, jaccard`` for every pair of rows of one user sharing an item.
+
+    ``left`` and ``right`` have ``key, user_id, items`` (``key`` named ``left`` and ``right``).
+    """
+    a = _exploded(left, "left").rename({"size": "left_size"})
+    b = _exploded(right, "right").rename({"size": "right_size"})
+    return (
+        a.join(b, on=["user_id", "item"], how="inner")
+        .group_by("left", "right")
+        .agg(pl.len().alias("shared"), pl.col("left_size").first(), pl.col("right_size").first())
+        .with_columns(
+            (pl.col("shared") / (pl.col("left_size") + pl.col("right_size") - pl.col("shared"))).alias("jaccard")
+        )
+        .select("left", "right", "shared", "jaccard")
+    )
+
+
+def _edges(frame: pl.DataFrame, threshold: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Unordered pairs (i < j) of rows of one user that overlap (module docstring)."""
+    rows = frame.select("user_id", "items").with_row_index("key").with_columns(pl.col("key").cast(pl.Int64))
+    pairs = jaccard_pairs(rows.rename({"key": "left"}), rows.rename({"key": "right"})).filter(
+        (pl.col("left") < pl.col("right")) & (pl.col("jaccard") >= threshold)
+    )
+    i = pairs.get_column("left").to_numpy().astype(np.int64)
+    j = pairs.get_column("right").to_numpy().astype(np.int64)
+    if "cost" in frame.columns:
+        shop = pl.col("shop") if "shop" in frame.columns else (pl.col("template") if "template" in frame.columns
+                                                                 else pl.lit(""))
+        carts = (
+            frame.select("user_id", shop.alias("_shop"), pl.col("cost"))
+            .with_row_index("key")
+            .filter(pl.col("cost") > 0)
+            .select(pl.col("key").cast(pl.Int64), "user_id", "_shop")
+        )
+        same = carts.join(carts, on=["user_id", "_shop"], suffix="_r").filter(pl.col("key") < pl.col("key_r"))
+        i = np.concatenate([i, same.get_column("key").to_numpy().astype(np.int64)])
+        j = np.concatenate([j, same.get_column("key_r").to_numpy().astype(np.int64)])
+    return i, j
+
+
+def suppressed(
+    frame: pl.DataFrame, scores: npt.NDArray[np.float64], eligible: npt.NDArray[np.bool_], threshold: float
+) -> npt.NDArray[np.int64]:
+    """Per row: the index of the better-scored row of the same user that made it redundant, else −1.
+
+    Only ``eligible`` rows take part. Rows are visited best first (ties: the earlier row): a row
+    overlapping a row already kept is suppressed, by the best-scored such row; the others are kept.
+    Done in rounds over all users at once: a row is decided when every better row it overlaps is.
+    """
+    n = frame.height
+    out = np.full(n, -1, dtype=np.int64)
+    if n == 0 or "items" not in frame.columns:
+        return out
+    i, j = _edges(frame, threshold)
+    keep = eligible[i] & eligible[j]
+    i, j = i[keep], j[keep]
+    if i.size == 0:
+        return out
+    i_first = (scores[i] > scores[j]) | ((scores[i] == scores[j]) & (i < j))
+    hi, lo = np.where(i_first, i, j), np.where(i_first, j, i)
+    state = np.where(eligible, 0, 3)  # 0 undecided, 1 kept, 2 suppressed, 3 not taking part
+    while (state == 0).any():
+        kept_in = np.bincount(lo[state[hi] == 1], minlength=n)
+        open_in = np.bincount(lo[state[hi] == 0], minlength=n)
+        undecided = state == 0
+        state = np.where(undecided & (kept_in > 0), 2, np.where(undecided & (open_in == 0), 1, state))
+    by = state[hi] == 1
+    losers = state[lo] == 2
+    pick = by & losers
+    # The best-scored kept row each suppressed row overlaps.
+    order = np.lexsort((-scores[hi[pick]], lo[pick]))
+    lo_p, hi_p = lo[pick][order], hi[pick][order]
+    first = np.ones(lo_p.size, dtype=bool)
+    first[1:] = lo_p[1:] != lo_p[:-1]
+    out[lo_p[first]] = hi_p[first]
+    return out
+
+
+def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold: float) -> pl.DataFrame:
+    """``candidates`` with ``recent`` (bool) and ``recent_detail`` (the sentence, or null).
+
+    ``previous`` holds the users' recent deliverables: ``user_id, date, title, items`` and, for
+    the one-cart-per-shop rule, ``cost`` and ``shop`` (the candidates then need ``cost, shop,
+    date``: a cart made earlier the same day from the same shop counts, whatever its lines).
+    A candidate is ``recent`` when it overlaps one of them (module docstring); the detail names
+    the best-overlapping one.
+    """
+    none = candidates.with_columns(pl.lit(False).alias("recent"), pl.lit(None, pl.String).alias("recent_detail"))
+    if previous.height == 0 or candidates.height == 0:
+        return none
+    rows = candidates.select("user_id", "items").with_row_index("left")
+    earlier = previous.select("user_id", "items").with_row_index("right")
+    pairs = jaccard_pairs(rows, earlier).filter(pl.col("jaccard") >= threshold)
+    if {"cost", "shop", "date"} <= set(candidates.columns) and {"cost", "shop"} <= set(previous.columns):
+        # One cart per shop a day: only a cart of the candidate's own day counts here.
+        carts = candidates.select("user_id", "shop", "cost", "date").with_row_index("left").filter(pl.col("cost") > 0)
+        sent = previous.select("user_id", "shop", "cost", "date").with_row_index("right").filter(pl.col("cost") > 0)
+        same_shop = carts.join(sent, on=["user_id", "shop", "date"]).select(
+            "left", "right", pl.lit(0, pl.UInt32).alias("shared"), pl.lit(0.0).alias("jaccard")
+        )
+        pairs = pl.concat([pairs.cast({"shared": pl.UInt32}), same_shop], how="vertical_relaxed")
+    if pairs.height == 0:
+        return none
+    meta = previous.select("title", "date", pl.col("items").list.unique().list.len().alias("prev_size")).with_row_index(
+        "right"
+    )
+    best = (
+        pairs.join(meta, on="right")
+        .sort("left", "jaccard", "date", descending=[False, True, True])
+        .unique("left", keep="first")
+        .with_columns(
+            pl.when(pl.col("jaccard") >= threshold)
+            .then(
+                pl.format(
+                    "shares {} items with '{}' of {}, already made for this person (overlap {} of at least {})",
+                    "shared",
+                    "title",
+                    pl.col("date").cast(pl.String),
+                    pl.col("jaccard").round(2),
+                    pl.lit(f"{threshold:g}"),
+                )
+            )
+            .otherwise(pl.format("a cart from the same shop, '{}', was already made on {}", "title",
+                                 pl.col("date").cast(pl.String)))
+            .alias("recent_detail")
+        )
+        .select("left", "recent_detail")
+    )
+    return (
+        candidates.with_row_index("left")
+        .join(best, on="left", how="left")
+        .with_columns(pl.col("recent_detail").is_not_null().alias("recent"))
+        .drop("left")
+    )
