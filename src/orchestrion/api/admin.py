@@ -20,6 +20,7 @@ from orchestrion import keys
 from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import Refusal
+from orchestrion.segment_spec import known_types
 from orchestrion.stats import store_stats
 
 __all__ = ["build_router"]
@@ -56,6 +57,17 @@ class KeyRequest(BaseModel):
 
     role: Literal["write", "admin", "user"] = "write"
     user_id: str | None = Field(None, description="Only for role 'user': whose data it may read.")
+    source: str | None = Field(None, description="The source (app, shop) whose events the key sends.")
+    domain: str | None = Field(None, description="The domain of the source's events that carry none.")
+
+
+class SourceRequest(BaseModel):
+    """The source and domain to set on a key (null clears them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = None
+    domain: str | None = None
 
 
 class KeyInfo(BaseModel):
@@ -66,6 +78,8 @@ class KeyInfo(BaseModel):
     user_id: str | None
     created_at: datetime
     revoked_at: datetime | None
+    source: str | None = None
+    domain: str | None = None
 
 
 class CreatedKey(KeyInfo):
@@ -81,7 +95,8 @@ def _aware(ts: datetime | None) -> datetime | None:
 
 def _info(key: keys.ApiKey) -> dict[str, Any]:
     return {"key_id": key.key_id, "role": key.role, "user_id": key.user_id,
-            "created_at": _aware(key.created_at), "revoked_at": _aware(key.revoked_at)}
+            "created_at": _aware(key.created_at), "revoked_at": _aware(key.revoked_at),
+            "source": key.source, "domain": key.domain}
 
 
 def build_router(ctx: ApiContext) -> APIRouter:
@@ -93,6 +108,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         403: {"model": Refusal, "description": "Not an admin key."},
     }
     router = APIRouter(tags=["admin"])
+    known = known_types(ctx.settings.mappings, [rule.event_type for rule in ctx.settings.triggers])
 
     @router.get("/v1/health", response_model=Health, responses={503: {"model": Health}})
     async def health() -> Any:
@@ -113,7 +129,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
     def read_stats() -> dict[str, Any]:
         cursor = ctx.store.cursor()
         try:
-            return store_stats(cursor)
+            return store_stats(cursor, known)
         finally:
             cursor.close()
 
@@ -132,7 +148,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
         """Create an API key (admin; open while no key exists). The key is in the answer only."""
 
         def work(con: duckdb.DuckDBPyConnection) -> keys.NewKey:
-            return keys.create_key(con, request.role, user_id=request.user_id)
+            return keys.create_key(con, request.role, user_id=request.user_id, source=request.source,
+                                   domain=request.domain)
 
         new = await ctx.write(work)
         ctx.auth.key_created()
@@ -151,6 +168,19 @@ def build_router(ctx: ApiContext) -> APIRouter:
                 cursor.close()
 
         return [_info(key) for key in await run_in_threadpool(read)]
+
+    @router.patch("/v1/keys/{key_id}", response_model=KeyInfo, dependencies=[*documented, admin],
+                  responses={**refusals, 404: {"model": Refusal, "description": "No such key."},
+                             400: {"model": Refusal, "description": "Bad source or domain."}})
+    async def set_source(key_id: str, request: SourceRequest) -> Any:
+        """Set a key's source and domain; its next request uses them (admin)."""
+
+        def work(con: duckdb.DuckDBPyConnection) -> keys.ApiKey:
+            return keys.set_source(con, key_id, source=request.source, domain=request.domain)
+
+        updated = await ctx.write(work)
+        ctx.auth.forget(key_id)
+        return _info(updated)
 
     @router.delete("/v1/keys/{key_id}", response_model=KeyInfo, dependencies=[*documented, admin],
                    responses={**refusals, 404: {"model": Refusal, "description": "No such key."}})
