@@ -123,8 +123,8 @@ def _catalog_row(item_id: str, fields: Mapping[str, Any], currency: Any, domain:
     elif isinstance(fields.get("genre"), str):
         row["tags"] = [fields["genre"]]
     for name in ("title", "creator", "category", "image_url"):
-        if not isinstance(row[name], str):
-            row[name] = None
+        text = row[name]
+        row[name] = text.strip() or None if isinstance(text, str) else None
     if row["price"] is None:
         row["currency"] = None
     if all(row[name] is None for name in ("title", "creator", "price", "category", "tags", "image_url")):
