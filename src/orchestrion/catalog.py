@@ -78,7 +78,7 @@ _MERGED: Final = ("domain", "title", "creator", "price", "currency", "category",
 def merge_items(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, Any]]) -> int:
     """Merge what events say about items (one row per ``item_id``), field by field: a field the
     row gives replaces the stored one, a missing field keeps it. ``image_url`` and ``url`` go into
-    ``properties``. Returns the number of rows merged.
+    ``properties``. Returns the number of rows given (changed or not).
 
     >>> from orchestrion.store import Store
     >>> con = Store.open(":memory:").con
@@ -106,11 +106,17 @@ def merge_items(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, Any]
                           ("properties", pa.string())]),
     )
     updates = ", ".join(f"{name} = coalesce(excluded.{name}, items.{name})" for name in _MERGED)
+    # Most rows repeat what is stored (a shop sends the same products all day): only new items
+    # and rows that change a field reach the (costly) INSERT ... ON CONFLICT DO UPDATE.
+    changed = " OR ".join(f"m.{name} IS DISTINCT FROM coalesce(i.{name}, m.{name})" for name in _MERGED)
     con.register("_orchestrion_merge", table)
     try:
         con.execute(
-            "INSERT INTO items SELECT item_id, domain, title, creator, price, currency, category, tags, NULL, "
-            "properties, now()::TIMESTAMP FROM _orchestrion_merge ON CONFLICT (item_id) DO UPDATE SET "
+            "INSERT INTO items SELECT m.item_id, m.domain, m.title, m.creator, m.price, m.currency, m.category, "
+            "m.tags, NULL, m.properties, now()::TIMESTAMP FROM _orchestrion_merge m LEFT JOIN items i USING (item_id) "
+            f"WHERE i.item_id IS NULL OR {changed} OR (m.properties IS NOT NULL AND i.properties IS DISTINCT FROM "
+            "json_merge_patch(coalesce(i.properties, '{}'), m.properties)) "
+            "ON CONFLICT (item_id) DO UPDATE SET "
             f"{updates}, properties = CASE WHEN excluded.properties IS NULL THEN items.properties "
             "ELSE json_merge_patch(coalesce(items.properties, '{}'), excluded.properties) END, "
             "updated_at = excluded.updated_at"

@@ -36,8 +36,8 @@ keywords, publisher) upsert the catalog, field by field, the latest message winn
 [('order:o7:p1:1', 'purchase', 'p1', 3.0)]
 >>> events[0]["properties"]
 {'order_id': 'o7', 'unit_price': 2.5, 'currency': 'EUR'}
->>> items[0]["price"], items[0]["currency"]
-(2.5, 'EUR')
+>>> [(row["item_id"], row["price"], row["currency"]) for row in catalog_rows(items)]
+[('p1', 2.5, 'EUR')]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from typing import Any, Final
 
 from orchestrion.mappings import MappingRule, lookup
 
-__all__ = ["CANONICAL_TYPES", "SPEC_EVENTS", "expand", "known_types"]
+__all__ = ["CANONICAL_TYPES", "SPEC_EVENTS", "Catalog", "catalog_rows", "expand", "known_types"]
 
 _PRODUCT_EVENTS: Final = {
     "Product Viewed": "view",
@@ -132,9 +132,18 @@ def _catalog_row(item_id: str, fields: Mapping[str, Any], currency: Any, domain:
     return row
 
 
+def _line_number(value: Any, where: str) -> float | None:
+    return float(value) if type(value) is float or type(value) is int else _number(value, where)
+
+
+_LINE_KEYS: Final = frozenset({"product_id", "sku", *_CATALOG_FIELDS})
+Catalog = list[tuple[str, Mapping[str, Any], Any, "str | None"]]
+"""What events say about items: (item_id, the product's or video's fields, currency, domain)."""
+
+
 def _order_lines(
     name: str, base: dict[str, Any], properties: Mapping[str, Any], domain: str | None, namespace: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], Catalog]:
     kind, prefix = _ORDER_EVENTS[name]
     order_id = _id(properties.get("order_id"), "properties.order_id")
     currency = properties.get("currency")
@@ -148,33 +157,61 @@ def _order_lines(
     if not isinstance(products, list) or not products:
         raise ValueError(f"{name} needs properties.products, a non-empty list of the order's lines")
     events: list[dict[str, Any]] = []
-    items: list[dict[str, Any]] = []
+    catalog: Catalog = []
     seen: dict[str, int] = {}
+    user_id, ts, message_id = base["user_id"], base["ts"], base.get("event_id")
+    id_prefix = f"{namespace}{prefix}:{order_id}:"
+    complete = order_id is not None and currency is not None
     for line, product in enumerate(products):
-        where = f"properties.products[{line}]"
-        if not isinstance(product, Mapping):
-            raise ValueError(f"{where} is not an object")
-        item_id = _product_id(product, where)
-        if item_id is None:
-            raise ValueError(f"{where} needs a product_id (or sku)")
-        quantity = _number(product.get("quantity"), f"{where}.quantity")
-        price = _number(product.get("price"), f"{where}.price")
+        if type(product) is not dict:
+            raise ValueError(f"properties.products[{line}] is not an object")
+        item_id = product.get("product_id")
+        quantity = product.get("quantity")
+        price = product.get("price")
+        if not (type(item_id) is str and item_id and not item_id[0].isspace() and not item_id[-1].isspace()):
+            where = f"properties.products[{line}]"
+            item_id = _id(item_id, where + ".product_id") or _id(product.get("sku"), where + ".sku")
+            if item_id is None:
+                raise ValueError(f"{where} needs a product_id (or sku)")
+        if type(quantity) is not float:
+            quantity = _line_number(quantity, f"properties.products[{line}].quantity")
+        if type(price) is not float:
+            price = _line_number(price, f"properties.products[{line}].price")
         seen[item_id] = n = seen.get(item_id, 0) + 1
         if order_id is not None:
-            event_id = f"{namespace}{prefix}:{order_id}:{item_id}:{n}"
-        elif base.get("event_id") is not None:
-            event_id = f"{base['event_id']}:{line}"
+            event_id: str | None = f"{id_prefix}{item_id}:{n}"
+        elif message_id is not None:
+            event_id = f"{message_id}:{line}"
         else:
             event_id = None  # the content hash: the same line sent again is still a duplicate
-        extra = {k: v for k, v in product.items() if k not in _CATALOG_FIELDS and k not in ("product_id", "sku")}
-        props = {"order_id": order_id, "unit_price": price, "currency": currency, **extra}
-        events.append({**base, "event_id": event_id, "type": kind, "item_id": item_id, "domain": domain,
-                       "value": 1.0 if quantity is None else abs(quantity),
-                       "properties": {k: v for k, v in props.items() if v is not None}})
-        row = _catalog_row(item_id, product, currency, domain)
-        if row is not None:
-            items.append(row)
-    return events, items
+        props: dict[str, Any] = {"order_id": order_id, "unit_price": price, "currency": currency}
+        if not product.keys() <= _LINE_KEYS:
+            props.update((k, v) for k, v in product.items() if k not in _LINE_KEYS)
+        if not complete or price is None or len(props) > 3:
+            props = {k: v for k, v in props.items() if v is not None}
+        events.append({"event_id": event_id, "user_id": user_id, "type": kind, "item_id": item_id,
+                       "domain": domain, "ts": ts, "value": 1.0 if quantity is None else abs(quantity),
+                       "properties": props})
+        catalog.append((item_id, product, currency, domain))
+    return events, catalog
+
+
+def catalog_rows(catalog: Catalog) -> list[dict[str, Any]]:
+    """One catalog row per item from what the events said, in order: the latest says it last.
+
+    A field the latest message leaves out keeps an earlier message's value (and, in the store,
+    the stored one: see :func:`orchestrion.catalog.merge_items`).
+    """
+    merged: dict[str, tuple[dict[str, Any], Any, str | None]] = {}
+    for item_id, fields, currency, domain in catalog:
+        known = merged.get(item_id)
+        if known is None:
+            merged[item_id] = (dict(fields), currency, domain)
+        else:
+            known[0].update(fields)
+            merged[item_id] = (known[0], currency if currency is not None else known[1], domain or known[2])
+    rows = (_catalog_row(item_id, *known) for item_id, known in merged.items())
+    return [row for row in rows if row is not None]
 
 
 def _custom(rule: MappingRule, base: dict[str, Any], message: Mapping[str, Any], domain: str | None) -> dict[str, Any]:
@@ -195,8 +232,9 @@ def expand(
     rules: Mapping[str, MappingRule] | None = None,
     default_domain: str | None = None,
     source: str | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The canonical events (native event dicts) and catalog rows one message stands for.
+) -> tuple[list[dict[str, Any]], Catalog]:
+    """The canonical events (native event dicts) and what they say about items (see
+    :func:`catalog_rows`) one message stands for.
 
     ``name`` is the track's event name (or ``page``/``screen`` for those calls); ``base`` holds
     the native fields already read (``event_id``, ``user_id``, ``ts``, ``properties``, …).
@@ -206,13 +244,12 @@ def expand(
     domain = declared if isinstance(declared, str) and declared.strip() else default_domain
     namespace = f"{source}:" if source else ""
     rule = (rules or {}).get(name)
-    items: list[dict[str, Any]] = []
+    catalog: Catalog = []
     if name in _PRODUCT_EVENTS or name in _VIDEO_EVENTS:
         video = name in _VIDEO_EVENTS
         item_id = _id(properties.get("asset_id"), "properties.asset_id") if video else \
             _product_id(properties, "properties")
-        row = None if item_id is None else _catalog_row(item_id, properties, properties.get("currency"), domain)
-        items = [] if row is None else [row]
+        catalog = [] if item_id is None else [(item_id, properties, properties.get("currency"), domain)]
         if rule is None:
             if item_id is None:
                 field = "properties.asset_id" if video else "properties.product_id (or sku)"
@@ -222,16 +259,15 @@ def expand(
                 session = _id(properties.get("session_id"), "properties.session_id")
                 if session is not None:
                     event["event_id"] = f"{namespace}play:{session}:{item_id}"
-                return [{**event, "type": "play", "value": None}], items
+                return [{**event, "type": "play", "value": None}], catalog
             quantity = _number(properties.get("quantity"), "properties.quantity")
             value = quantity if name in ("Product Added", "Product Removed") else None
-            return [{**event, "type": _PRODUCT_EVENTS[name], "value": value}], items
+            return [{**event, "type": _PRODUCT_EVENTS[name], "value": value}], catalog
     elif name in _ORDER_EVENTS and rule is None:
         return _order_lines(name, base, properties, domain, namespace)
     if rule is not None:
-        for row in items:
-            row["domain"] = rule.domain or row["domain"]
-        return [_custom(rule, base, {"properties": properties, "context": context}, domain)], items
+        mapped = [(item_id, fields, currency, rule.domain or at) for item_id, fields, currency, at in catalog]
+        return [_custom(rule, base, {"properties": properties, "context": context}, domain)], mapped
     if kind in ("page", "screen"):
         item_id = _id(properties.get("item_id", properties.get("product_id")), "properties.item_id")
         return [{**base, "type": "view" if item_id else kind, "item_id": item_id, "domain": domain}], []

@@ -117,6 +117,10 @@ def build_router(ctx: ApiContext) -> APIRouter:
     settings = ctx.settings
     writer_only = Depends(ctx.auth.require("write"))
     rules = {rule.event: rule for rule in settings.mappings}
+    # What this server last merged into the catalog per item. While it runs it is the only writer
+    # and only /v1/items (which forgets all of this) writes items otherwise, so an event that
+    # repeats what was merged changes nothing and spares the writer a statement per request.
+    merged: dict[str, list[Any]] = {}
     documented = [Security(BearerDoc()), Security(BasicDoc())]
     router = APIRouter(tags=["ingest"], dependencies=documented, responses=RESPONSES)
 
@@ -147,12 +151,17 @@ def build_router(ctx: ApiContext) -> APIRouter:
         mapped = map_messages(parsed, received_at=received_at, max_event_bytes=settings.max_event_bytes,
                               sender=sender)
 
+        fresh = [row for row in mapped.items if merged.get(row["item_id"]) != list(row.values())]
+
         def identify(con: duckdb.DuckDBPyConnection) -> WriteResult:
-            merge_items(con, mapped.items)  # what the events say about their products, not counted
+            merge_items(con, fresh)  # what the events say about their products, not counted
             return WriteResult(upsert_users(con, mapped.users, now=received_at), 0, 0)
 
         events = EventWrite(mapped.batch, f"http:/v1/{path}", received_at)
-        result = await ctx.write_events(events, identify if mapped.users or mapped.items else None)
+        result = await ctx.write_events(events, identify if mapped.users or fresh else None)
+        if len(merged) > 500_000:
+            merged.clear()
+        merged.update((row["item_id"], list(row.values())) for row in fresh)
         return receipt_response(result, mapped.batch.rejected)
 
     @router.post("/v1/track", response_model=Receipt, openapi_extra=bodies.MESSAGE_BODY,
@@ -188,6 +197,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
         valid, _ = normalize_items(pl.DataFrame(cols, schema=ITEM_COLUMNS))
         sent = len(cols["item_id"])
         failed = EventBatch(EVENT_SCHEMA.empty_table(), rejected)
+
+        merged.clear()
 
         def work(con: duckdb.DuckDBPyConnection) -> WriteResult:
             accepted = upsert_items(con, valid)

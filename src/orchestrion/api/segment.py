@@ -26,7 +26,7 @@ import msgspec
 
 from orchestrion.events import EventBatch, Rejection, decode_native
 from orchestrion.mappings import MappingRule
-from orchestrion.segment_spec import expand
+from orchestrion.segment_spec import Catalog, catalog_rows, expand
 from orchestrion.users import UserTraits, valid_timezone
 
 __all__ = ["Origin", "SegmentBody", "decode_batch_body", "decode_message_body", "map_messages"]
@@ -131,7 +131,7 @@ class Origin:
 
 def _to_native(
     message: _Message, kind: str, body: SegmentBody, received_at: datetime, origin: Origin
-) -> tuple[list[bytes], list[dict[str, Any]]]:
+) -> tuple[list[bytes], Catalog]:
     properties = dict(message.properties or {})
     if kind == "track":
         if not message.event:
@@ -179,7 +179,7 @@ def map_messages(
     where_from = sender or Origin()
     natives: list[bytes] = []
     origin: list[int] = []
-    rows: list[tuple[int, list[dict[str, Any]]]] = []
+    rows: list[tuple[int, Catalog]] = []
     users: list[UserTraits] = []
     rejected: list[Rejection] = []
     for index, raw in enumerate(body.raws):
@@ -222,8 +222,5 @@ def map_messages(
         )
     rejected.sort(key=lambda r: r.index)
     refused = {r.index for r in rejected}
-    items: dict[str, dict[str, Any]] = {}
-    for row in (row for index, catalog in rows if index not in refused for row in catalog):
-        known = items.setdefault(row["item_id"], row)  # the latest message wins, field by field
-        known.update({k: v for k, v in row.items() if v is not None})
-    return SegmentWrite(EventBatch(decoded.table, rejected), users, list(items.values()))
+    items = catalog_rows([said for index, catalog in rows if index not in refused for said in catalog])
+    return SegmentWrite(EventBatch(decoded.table, rejected), users, items)
