@@ -3,6 +3,7 @@ a domain, the published specs mapped to canonical events, custom mappings and un
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,27 @@ def test_a_bad_mapping_stops_the_start_naming_the_table_and_field(tmp_path: Path
     with pytest.raises(RuntimeError, match="server exited") as exited:
         start_server(tmp_path)
     assert f"orchestrion.toml [[mappings]] {named}" in str(exited.value)
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "event-streams.md"
+
+
+def test_the_documented_snippets_run_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    section = DOC.read_text().split("## Connect your app", 1)[1].split("\n## ", 1)[0]
+    snippets = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    assert len(snippets) == 2
+    key = created_key(tmp_path, "--role", "write", "--source", "shop", "--domain", "retail")
+    with serve(tmp_path) as server:
+        monkeypatch.setenv("ORCHESTRION_WRITE_KEY", key)
+        monkeypatch.setenv("ORCHESTRION_URL", server.url)
+        for snippet in snippets:
+            exec(compile(snippet, str(DOC), "exec"), {})
+    with server.open_store() as store:
+        assert store.con.execute(
+            "SELECT type, item_id, value, domain, source, properties->>'unit_price' FROM events ORDER BY type"
+        ).fetchall() == [
+            ("purchase", "tea-01", 2.0, "retail", "shop", "2.5"), ("view", "tea-02", None, "retail", "shop", None)
+        ]
+        assert store.con.execute("SELECT item_id, title, price FROM items ORDER BY 1").fetchall() == [
+            ("tea-01", "Green Tea", 2.5), ("tea-02", "Black Tea", 2.2)
+        ]

@@ -171,7 +171,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.patch("/v1/keys/{key_id}", response_model=KeyInfo, dependencies=[*documented, admin],
                   responses={**refusals, 404: {"model": Refusal, "description": "No such key."},
-                             400: {"model": Refusal, "description": "Bad source or domain."}})
+                             400: {"model": Refusal, "description": "Bad source or domain."},
+                             422: {"model": Refusal, "description": "Invalid field values."}})
     async def set_source(key_id: str, request: SourceRequest) -> Any:
         """Set a key's source and domain; its next request uses them (admin)."""
 
