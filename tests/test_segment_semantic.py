@@ -139,9 +139,10 @@ def test_rudderstack_sdk_video_events_are_plays_and_a_key_changes_its_domain(tmp
         client.track("v1", "Video Content Completed", {**heat, "session_id": "s1"}, timestamp=T0)
         client.track("v1", "Video Content Playing", {"asset_id": "m1", "session_id": "s2"}, timestamp=T0)
         client.flush()
-        moved = cli(server.home, "keys", "update", key_id, "--source", "tv", "--domain", "shows",
+        moved = cli(server.home, "keys", "update", key_id, "--domain", "shows",
                     env={"ORCHESTRION_API_KEY": admin})
         assert moved.returncode == 0, moved.stderr
+        assert f"{key_id}  source=tv domain=shows" in moved.stdout  # the source is kept
         client.track("v1", "Video Content Completed", {"asset_id": "e7", "session_id": "s3"}, timestamp=T0)
         client.shutdown()
     assert errors == []

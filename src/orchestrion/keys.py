@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal, cast, get_args
@@ -166,14 +167,19 @@ def revoke_key(
     return _row_to_key(rows[0])
 
 
-def set_source(
-    con: duckdb.DuckDBPyConnection, key_id: str, *, source: str | None, domain: str | None
-) -> ApiKey:
-    """Set (or, with None, clear) the source and domain of ``key_id``; events already stored keep theirs."""
+def set_source(con: duckdb.DuckDBPyConnection, key_id: str, changes: Mapping[str, str | None]) -> ApiKey:
+    """Change the ``source`` and/or ``domain`` of ``key_id`` (a key left out of ``changes`` keeps
+    its value; None or "" clears it). Events already stored keep theirs."""
     rows = con.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", [key_id]).fetchall()
     if not rows:
         raise NotFoundError(f"no API key {key_id!r}; `orchestrion keys list` shows the key ids")
-    source, domain = _source_fields(_row_to_key(rows[0]).role, source, domain)
+    unknown = set(changes) - {"source", "domain"}
+    if unknown:
+        raise UsageError(f"a key's {', '.join(sorted(unknown))} cannot be changed; only source and domain")
+    current = _row_to_key(rows[0])
+    source, domain = _source_fields(
+        current.role, changes.get("source", current.source), changes.get("domain", current.domain)
+    )
     con.execute("UPDATE api_keys SET source = ?, domain = ? WHERE key_id = ?", [source, domain, key_id])
     rows = con.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", [key_id]).fetchall()
     return _row_to_key(rows[0])

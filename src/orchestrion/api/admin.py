@@ -62,7 +62,7 @@ class KeyRequest(BaseModel):
 
 
 class SourceRequest(BaseModel):
-    """The source and domain to set on a key (null clears them)."""
+    """The source and/or domain to set on a key (a field left out is kept, null clears it)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -177,7 +177,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         """Set a key's source and domain; its next request uses them (admin)."""
 
         def work(con: duckdb.DuckDBPyConnection) -> keys.ApiKey:
-            return keys.set_source(con, key_id, source=request.source, domain=request.domain)
+            return keys.set_source(con, key_id, request.model_dump(exclude_unset=True))
 
         updated = await ctx.write(work)
         ctx.auth.forget(key_id)

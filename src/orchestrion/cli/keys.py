@@ -102,20 +102,22 @@ def list_(admin_key: str = ADMIN_KEY) -> None:
 @app.command()
 def update(
     key_id: str = typer.Argument(..., help="The key_id shown by `keys list`."),
-    source: str = typer.Option(None, help="The key's source, e.g. shop (omit to clear)."),
-    domain: str = typer.Option(None, help="The source's domain, e.g. retail (omit to clear)."),
+    source: str = typer.Option(None, help='The key\'s source, e.g. shop ("" clears it; omitted: kept).'),
+    domain: str = typer.Option(None, help='Its events\' domain, e.g. retail ("" clears it; omitted: kept).'),
     admin_key: str = ADMIN_KEY,
 ) -> None:
-    """Set a key's source and domain; events sent from then on take them."""
+    """Change a key's source and/or domain; events sent from then on take them."""
+    changes = {name: value for name, value in (("source", source), ("domain", domain)) if value is not None}
     url = _server_url()
     if url is not None:
-        _call(url, "PATCH", f"/v1/keys/{key_id}", admin_key, {"source": source, "domain": domain})
+        row = _call(url, "PATCH", f"/v1/keys/{key_id}", admin_key, changes)
     else:
         from orchestrion.keys import set_source
 
         with open_store() as store:
-            set_source(store.con, key_id, source=source, domain=domain)
-    typer.echo(f"{key_id}  source={source or '-'} domain={domain or '-'}")
+            updated = set_source(store.con, key_id, changes)
+        row = {"source": updated.source, "domain": updated.domain}
+    typer.echo(f"{key_id}  source={row['source'] or '-'} domain={row['domain'] or '-'}")
 
 
 @app.command()
