@@ -61,7 +61,8 @@ def test_segment_sdk_ecommerce_events_become_canonical_events_of_the_source(tmp_
         client = segment(server, shop, errors)
         client.identify("u1", {"timezone": "Europe/London", "name": "Ann"}, timestamp=T0)
         client.track("u1", "Product Viewed", {"product_id": "p1", "name": "Tea", "price": 2.4,
-                                              "image_url": "https://shop.example/tea.png"}, timestamp=T0)
+                                              "image_url": "https://shop.example/tea.png",
+                                              "url": "https://shop.example/p1"}, timestamp=T0)
         client.track("u1", "Product Added", {"product_id": "p1", "quantity": 2}, timestamp=T0)
         client.track("u1", "Product Removed", {"product_id": "p1", "quantity": 1}, timestamp=T0)
         client.track("u1", "Order Completed", order, timestamp=T0)
@@ -114,11 +115,12 @@ def test_segment_sdk_ecommerce_events_become_canonical_events_of_the_source(tmp_
                          ("shop", "news", 1), ("shop", "retail", 1)]
         # the catalog from the events' product fields, field by field, the latest message winning
         items = store.con.execute(
-            "SELECT item_id, domain, title, price, currency, category, properties->>'image_url' FROM items ORDER BY 1"
+            "SELECT item_id, domain, title, price, currency, category, properties->>'image_url', properties->>'url' "
+            "FROM items ORDER BY 1"
         ).fetchall()
         assert items == [
-            ("p1", "retail", "Green Tea", 2.5, "GBP", "Drinks", "https://shop.example/tea.png"),
-            ("s2", "retail", "Teapot", 4.0, "GBP", None, None),
+            ("p1", "retail", "Green Tea", 2.5, "GBP", "Drinks", "https://shop.example/tea.png", "https://shop.example/p1"),
+            ("s2", "retail", "Teapot", 4.0, "GBP", None, None, None),
         ]
         failed = store.con.execute("SELECT source, reason FROM failed_events").fetchall()
         assert failed == [("http:/v1/batch", "properties.products[0] needs a product_id (or sku)")]

@@ -116,18 +116,19 @@ def _catalog_row(item_id: str, fields: Mapping[str, Any], currency: Any, domain:
         "category": fields.get("category") or fields.get("genre"),
         "tags": None,
         "image_url": fields.get("image_url"),
+        "url": fields.get("url"),
     }
     keywords = fields.get("keywords")
     if isinstance(keywords, list) and all(isinstance(k, str) for k in keywords):
         row["tags"] = keywords
     elif isinstance(fields.get("genre"), str):
         row["tags"] = [fields["genre"]]
-    for name in ("title", "creator", "category", "image_url"):
+    for name in ("title", "creator", "category", "image_url", "url"):
         text = row[name]
         row[name] = text.strip() or None if isinstance(text, str) else None
     if row["price"] is None:
         row["currency"] = None
-    if all(row[name] is None for name in ("title", "creator", "price", "category", "tags", "image_url")):
+    if all(row[name] is None for name in ("title", "creator", "price", "category", "tags", "image_url", "url")):
         return None
     return row
 
