@@ -97,7 +97,7 @@ def prepare(home: Path, scale: int, day: date, datasets: Path) -> int:
         for i in range(1, scale):
             store.con.execute(
                 "INSERT INTO events SELECT event_id || $s, user_id || $s, type, item_id, domain, ts, "
-                "received_at, value, properties FROM events WHERE NOT contains(user_id, '~')",
+                "received_at, value, properties, source FROM events WHERE NOT contains(user_id, '~')",
                 {"s": f"~{i}"},
             )
         train_repurchase(store, settings.models_path, as_of=datetime.combine(day, clock()), now=utcnow(),

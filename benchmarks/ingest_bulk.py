@@ -56,7 +56,7 @@ def main() -> None:
             with store.transaction() as con:
                 con.execute(
                     "INSERT INTO events SELECT event_id, user_id, type, item_id, domain, ts, "
-                    f"now()::TIMESTAMP, value, NULL FROM read_parquet('{source}')"
+                    f"now()::TIMESTAMP, value, NULL, 'bench' FROM read_parquet('{source}')"
                 )
             baseline = args.rows / (time.perf_counter() - started)
 

@@ -1,6 +1,6 @@
 -- interactions: one row per (domain, user, item) with the weights recommenders train on.
 -- params: $as_of (TIMESTAMP, exclusive upper bound on ts), $half_life_days (DOUBLE, recency decay)
---   n_events   number of positive events (everything but returns, skips and tags)
+--   n_events   number of positive events (everything but returns, skips, tags, dislikes, cart removals)
 --   value_sum  sum of event values (play counts, quantities, ratings; 1 where no value)
 --   decayed    sum of 2^(-age/half_life) over the events: a recency-weighted count
 --   last_ts    the latest event
@@ -16,5 +16,5 @@ SELECT
 FROM events
 WHERE item_id IS NOT NULL
   AND ts < $as_of::TIMESTAMP
-  AND type NOT IN ('return', 'skip', 'tag', 'identify')
+  AND type NOT IN ('return', 'skip', 'tag', 'identify', 'dislike', 'remove_from_cart')
 GROUP BY ALL

@@ -57,7 +57,7 @@ def test_lines_keep_invoice_price_and_uk_time_as_utc(loaded: tuple[Store, LoadRe
         "online-retail:85123A",
         datetime(2010, 12, 1, 8, 26),
         6.0,
-        '{"invoice":"536365","unit_price":2.55,"country":"United Kingdom"}',
+        '{"order_id":"536365","unit_price":2.55,"currency":"GBP","country":"United Kingdom"}',
     )
     # 2011-06-12 13:17 is British Summer Time, one hour ahead of UTC.
     assert store.scalar("SELECT ts FROM events WHERE event_id = 'online-retail:556484:23184:1'") == datetime(

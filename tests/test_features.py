@@ -13,7 +13,7 @@ AS_OF = datetime(2024, 3, 1)
 
 def add(store: Store, rows: list[tuple[str, str, str, str | None, str, float | None, str | None]]) -> None:
     store.con.executemany(
-        "INSERT INTO events VALUES (?, ?, ?, ?, 'retail', ?::TIMESTAMP, now()::TIMESTAMP, ?, ?)", rows
+        "INSERT INTO events VALUES (?, ?, ?, ?, 'retail', ?::TIMESTAMP, now()::TIMESTAMP, ?, ?, NULL)", rows
     )
 
 

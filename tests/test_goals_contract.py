@@ -194,7 +194,7 @@ def load_tiny(store: Store) -> Store:
     )
     store.con.register("_tiny", events.to_arrow())
     store.con.execute(
-        "INSERT INTO events SELECT event_id, user_id, type, item_id, domain, ts, received_at, value, "
+        "INSERT INTO events BY NAME SELECT event_id, user_id, type, item_id, domain, ts, received_at, value, "
         "properties FROM _tiny"
     )
     items, _ = normalize_items(tiny_items())

@@ -59,7 +59,7 @@ def population(store: Store) -> None:
     )
     store.con.register("_population", events.to_arrow())
     store.con.execute(
-        "INSERT INTO events SELECT event_id, user_id, type, item_id, domain, ts, received_at, value, properties "
+        "INSERT INTO events BY NAME SELECT event_id, user_id, type, item_id, domain, ts, received_at, value, properties "
         "FROM _population"
     )
     store.con.unregister("_population")

@@ -22,7 +22,7 @@ def test_migrations_create_the_contract_tables(store: Store) -> None:
         ).fetchall()
     ]
     assert columns == [
-        "event_id", "user_id", "type", "item_id", "domain", "ts", "received_at", "value", "properties"
+        "event_id", "user_id", "type", "item_id", "domain", "ts", "received_at", "value", "properties", "source"
     ]
 
 

@@ -24,7 +24,8 @@ runner = CliRunner()
 def test_train_saves_a_loadable_version_that_does_not_retrain(tmp_path: Path) -> None:
     with Store.open(":memory:") as store:
         store.con.execute(
-            "INSERT INTO events SELECT 'e' || i, 'u' || (i % 7), 'play', 'a' || (i % 11), 'music', "
+            "INSERT INTO events (event_id, user_id, type, item_id, domain, ts, received_at, value, properties) "
+            "SELECT 'e' || i, 'u' || (i % 7), 'play', 'a' || (i % 11), 'music', "
             "TIMESTAMP '2024-01-01' + INTERVAL (i) HOUR, now()::TIMESTAMP, 1, NULL FROM range(200) t(i)"
         )
         result = train_recommender(store, tmp_path, "ease", as_of=NOW, now=NOW, config={"l2": 5.0})

@@ -419,7 +419,7 @@ def frame_to_batch(
         "event_id", "user_id", "type", "item_id", "domain",
         pl.col("ts").fill_null(pl.lit(received_at)).alias("ts"),
         pl.lit(received_at).cast(pl.Datetime("us")).alias("received_at"),
-        "value", "properties",
+        "value", "properties", pl.lit(source).alias("source"),
     )
     bad = shaped.get_column("reason").is_not_null()
     # the payload (the row as read, as JSON) is built for rejected rows only: it is costly

@@ -1,15 +1,19 @@
-"""The item catalog: upsert items by ``item_id`` from any source (HTTP, bulk files, datasets)."""
+"""The item catalog: upsert items by ``item_id`` from any source (HTTP, bulk files, datasets), or
+merge what events say about them (:func:`merge_items`)."""
 
 from __future__ import annotations
 
-from typing import Final
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from orchestrion.events import CONTROL_PATTERN
 
-__all__ = ["ITEM_COLUMNS", "normalize_items", "upsert_items"]
+__all__ = ["ITEM_COLUMNS", "merge_items", "normalize_items", "upsert_items"]
 
 ITEM_COLUMNS: Final[dict[str, pl.DataType]] = {
     "item_id": pl.String(),
@@ -73,3 +77,57 @@ def upsert_items(con: duckdb.DuckDBPyConnection, items: pl.DataFrame) -> int:
     finally:
         con.unregister("_orchestrion_items")
     return items.height
+
+
+_MERGED: Final = ("domain", "title", "creator", "price", "currency", "category", "tags")
+
+
+def merge_items(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Merge what events say about items (one row per ``item_id``), field by field: a field the
+    row gives replaces the stored one, a missing field keeps it. ``image_url`` and ``url`` go into
+    ``properties``. Returns the number of rows given (changed or not).
+
+    >>> from orchestrion.store import Store
+    >>> con = Store.open(":memory:").con
+    >>> merge_items(con, [{"item_id": "p1", "title": "Tea", "price": 2.5}])
+    1
+    >>> merge_items(con, [{"item_id": "p1", "price": 3.0}])
+    1
+    >>> con.execute("SELECT title, price FROM items").fetchall()
+    [('Tea', 3.0)]
+    """
+    if not rows:
+        return 0
+    table = pa.table(
+        {
+            "item_id": [str(r["item_id"]) for r in rows],
+            **{name: [r.get(name) for r in rows] for name in _MERGED},
+            "properties": [
+                json.dumps(extra) if (extra := {k: r[k] for k in ("image_url", "url") if r.get(k)}) else None
+                for r in rows
+            ],
+        },
+        schema=pa.schema([("item_id", pa.string()), ("domain", pa.string()), ("title", pa.string()),
+                          ("creator", pa.string()), ("price", pa.float64()), ("currency", pa.string()),
+                          ("category", pa.string()), ("tags", pa.list_(pa.string())),
+                          ("properties", pa.string())]),
+    )
+    updates = ", ".join(f"{name} = coalesce(excluded.{name}, items.{name})" for name in _MERGED)
+    # Most rows repeat what is stored (a shop sends the same products all day): only new items
+    # and rows that change a field reach the (costly) INSERT ... ON CONFLICT DO UPDATE.
+    changed = " OR ".join(f"m.{name} IS DISTINCT FROM coalesce(i.{name}, m.{name})" for name in _MERGED)
+    con.register("_orchestrion_merge", table)
+    try:
+        con.execute(
+            "INSERT INTO items SELECT m.item_id, m.domain, m.title, m.creator, m.price, m.currency, m.category, "
+            "m.tags, NULL, m.properties, now()::TIMESTAMP FROM _orchestrion_merge m LEFT JOIN items i USING (item_id) "
+            f"WHERE i.item_id IS NULL OR {changed} OR (m.properties IS NOT NULL AND i.properties IS DISTINCT FROM "
+            "json_merge_patch(coalesce(i.properties, '{}'), m.properties)) "
+            "ON CONFLICT (item_id) DO UPDATE SET "
+            f"{updates}, properties = CASE WHEN excluded.properties IS NULL THEN items.properties "
+            "ELSE json_merge_patch(coalesce(items.properties, '{}'), excluded.properties) END, "
+            "updated_at = excluded.updated_at"
+        )
+    finally:
+        con.unregister("_orchestrion_merge")
+    return int(table.num_rows)

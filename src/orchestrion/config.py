@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrion.errors import ConfigError
+from orchestrion.mappings import MappingRule
 from orchestrion.rendering import Format
 
 __all__ = ["ENV_PREFIX", "RunPath", "Settings", "TriggerRule", "load_settings"]
@@ -150,6 +151,21 @@ class Settings(BaseModel):
     triggers: list[TriggerRule] = Field(
         default_factory=_default_triggers, description="Event-driven trigger rules (TOML [[triggers]] tables)."
     )
+    mappings: tuple[MappingRule, ...] = Field(
+        (), description="Event names mapped to canonical events (TOML [[mappings]] tables; see orchestrion.mappings)."
+    )
+
+    @field_validator("mappings")
+    @classmethod
+    def _one_mapping_per_event(cls, rules: tuple[MappingRule, ...]) -> tuple[MappingRule, ...]:
+        seen: dict[str, int] = {}
+        for number, rule in enumerate(rules, 1):
+            if rule.event in seen:
+                raise ValueError(
+                    f"tables {seen[rule.event]} and {number} both map event {rule.event!r}; keep one"
+                )
+            seen[rule.event] = number
+        return rules
 
     @field_validator("outbox_formats", "llm_offline_paths", mode="before")
     @classmethod
@@ -231,7 +247,14 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e["loc"], e["msg"], toml_path) for e in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+def _problem(loc: tuple[int | str, ...], msg: str, toml_path: Path) -> str:
+    """A validation error named as the operator wrote it: a TOML table and field, or a variable."""
+    if loc and loc[0] in ("mappings", "triggers"):
+        table = f" table {int(loc[1]) + 1}" if len(loc) > 1 and isinstance(loc[1], int) else " tables"
+        field = f", field {'.'.join(map(str, loc[2:]))!r}" if len(loc) > 2 else ""
+        return f"{toml_path} [[{loc[0]}]]{table}{field}: {msg}"
+    return f"{ENV_PREFIX}{'.'.join(map(str, loc)).upper()}: {msg}"

@@ -50,6 +50,7 @@ EVENT_SCHEMA: Final = pa.schema(
         ("received_at", pa.timestamp("us")),
         ("value", pa.float64()),
         ("properties", pa.string()),
+        ("source", pa.string()),
     ]
 )
 _FAILED_SCHEMA: Final = pa.schema(
@@ -82,7 +83,7 @@ INSERT INTO events
 SELECT coalesce(event_id, 'h:' || md5(concat_ws('|', user_id, type, coalesce(item_id, ''),
                 strftime(ts, '%Y-%m-%dT%H:%M:%S.%f'), coalesce(CAST(value AS VARCHAR), ''),
                 coalesce(properties, '')))),
-       user_id, type, item_id, domain, ts, received_at, value, properties
+       user_id, type, item_id, domain, ts, received_at, value, properties, source
 FROM _orchestrion_batch
 ON CONFLICT DO NOTHING
 """
@@ -303,12 +304,14 @@ def decode_native(
     received_at: datetime,
     max_event_bytes: int,
     default_domain: str | None = None,
+    source: str | None = None,
 ) -> EventBatch:
     """Validate native events one by one into columns; nothing is dropped silently.
 
     This is the hot path of HTTP ingestion (~1000 events per request), so the common case (ids
     already trimmed, ``ts`` in UTC) is checked inline and only unusual values go through
-    :func:`_text_id` and :func:`to_utc`, which also produce the error messages.
+    :func:`_text_id` and :func:`to_utc`, which also produce the error messages. ``default_domain``
+    fills a missing ``domain`` and ``source`` is recorded on every event (both from the key's source).
     """
     event_ids: list[str | None] = []
     user_ids: list[str | None] = []
@@ -392,10 +395,10 @@ def decode_native(
         stamps.append(ts)
         values.append(event.value)
         properties.append(props_text)
-    columns = [event_ids, user_ids, types, item_ids, domains, stamps, None, values, properties]
+    columns = [event_ids, user_ids, types, item_ids, domains, stamps, received_at, values, properties, source]
     arrays = [
-        pa.repeat(pa.scalar(received_at, type=f.type), len(stamps)) if column is None
-        else pa.array(column, type=f.type)
+        pa.array(column, type=f.type) if isinstance(column, list)
+        else pa.repeat(pa.scalar(column, type=f.type), len(stamps))
         for column, f in zip(columns, EVENT_SCHEMA, strict=True)
     ]
     return EventBatch(pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA), rejected)

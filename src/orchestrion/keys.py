@@ -3,7 +3,9 @@
 A key looks like ``orc_<key_id>_<secret>``. Only its sha256 is stored, so a leaked database does
 not leak working keys; ``key_id`` is the public part shown in listings and used to revoke.
 Roles: ``write`` may send events and items, ``admin`` may also read stats and manage keys,
-``user`` is reserved for reading one user's own data (``user_id``).
+``user`` is reserved for reading one user's own data (``user_id``). A write key may belong to a
+*source* (an app, a shop) with a *domain*: events sent with it record the source and take the
+domain unless they carry one (:func:`set_source` changes both later).
 
 Once any key has ever been created, the API requires one (:func:`auth_required`); revoking every
 key therefore locks the API rather than opening it again.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal, cast, get_args
@@ -43,13 +46,14 @@ __all__ = [
     "hash_key",
     "list_keys",
     "revoke_key",
+    "set_source",
     "verify_key",
 ]
 
 Role = Literal["write", "admin", "user"]
 ROLES: Final[tuple[str, ...]] = get_args(Role)
 KEY_PREFIX: Final = "orc_"
-_COLUMNS: Final = "key_id, role, user_id, created_at, revoked_at"
+_COLUMNS: Final = "key_id, role, user_id, created_at, revoked_at, source, domain"
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class ApiKey:
     user_id: str | None
     created_at: datetime
     revoked_at: datetime | None = None
+    source: str | None = None
+    domain: str | None = None
 
     @property
     def can_write(self) -> bool:
@@ -81,7 +87,7 @@ def hash_key(key: str) -> str:
 
 
 def _row_to_key(row: tuple[object, ...]) -> ApiKey:
-    key_id, role, user_id, created_at, revoked_at = row
+    key_id, role, user_id, created_at, revoked_at, source, domain = row
     assert isinstance(created_at, datetime)
     return ApiKey(
         key_id=str(key_id),
@@ -89,7 +95,19 @@ def _row_to_key(row: tuple[object, ...]) -> ApiKey:
         user_id=None if user_id is None else str(user_id),
         created_at=created_at,
         revoked_at=revoked_at if isinstance(revoked_at, datetime) else None,
+        source=None if source is None else str(source),
+        domain=None if domain is None else str(domain),
     )
+
+
+def _source_fields(role: str, source: str | None, domain: str | None) -> tuple[str | None, str | None]:
+    source, domain = (source or "").strip() or None, (domain or "").strip() or None
+    if role == "user" and (source or domain):
+        raise UsageError("a key with role 'user' reads data and has no source or domain; leave them out")
+    for name, text in (("source", source), ("domain", domain)):
+        if text is not None and (len(text) > 64 or not text.isprintable()):
+            raise UsageError(f"{name} {text!r} must be 1 to 64 printable characters, e.g. shop or retail")
+    return source, domain
 
 
 def create_key(
@@ -97,6 +115,8 @@ def create_key(
     role: str,
     *,
     user_id: str | None = None,
+    source: str | None = None,
+    domain: str | None = None,
     now: datetime | None = None,
 ) -> NewKey:
     """Create and store a key; the returned ``key`` is the only copy of the secret."""
@@ -106,14 +126,16 @@ def create_key(
         raise UsageError("a key with role 'user' needs the user_id whose data it may read")
     if role != "user" and user_id:
         raise UsageError(f"user_id is only for role 'user', not {role!r}; leave it out")
+    source, domain = _source_fields(role, source, domain)
     key_id = secrets.token_hex(6)
     key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
     created = now or utcnow()
     con.execute(
-        "INSERT INTO api_keys (key_id, key_hash, role, user_id, created_at) VALUES (?, ?, ?, ?, ?)",
-        [key_id, hash_key(key), role, user_id, created],
+        "INSERT INTO api_keys (key_id, key_hash, role, user_id, created_at, source, domain) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [key_id, hash_key(key), role, user_id, created, source, domain],
     )
-    return NewKey(key, ApiKey(key_id, cast(Role, role), user_id, created))
+    return NewKey(key, ApiKey(key_id, cast(Role, role), user_id, created, source=source, domain=domain))
 
 
 def verify_key(con: duckdb.DuckDBPyConnection, key: str) -> ApiKey | None:
@@ -145,6 +167,24 @@ def revoke_key(
     rows = con.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", [key_id]).fetchall()
     if not rows:
         raise NotFoundError(f"no API key {key_id!r}; `orchestrion keys list` shows the key ids")
+    return _row_to_key(rows[0])
+
+
+def set_source(con: duckdb.DuckDBPyConnection, key_id: str, changes: Mapping[str, str | None]) -> ApiKey:
+    """Change the ``source`` and/or ``domain`` of ``key_id`` (a key left out of ``changes`` keeps
+    its value; None or "" clears it). Events already stored keep theirs."""
+    rows = con.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", [key_id]).fetchall()
+    if not rows:
+        raise NotFoundError(f"no API key {key_id!r}; `orchestrion keys list` shows the key ids")
+    unknown = set(changes) - {"source", "domain"}
+    if unknown:
+        raise UsageError(f"a key's {', '.join(sorted(unknown))} cannot be changed; only source and domain")
+    current = _row_to_key(rows[0])
+    source, domain = _source_fields(
+        current.role, changes.get("source", current.source), changes.get("domain", current.domain)
+    )
+    con.execute("UPDATE api_keys SET source = ?, domain = ? WHERE key_id = ?", [source, domain, key_id])
+    rows = con.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", [key_id]).fetchall()
     return _row_to_key(rows[0])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import duckdb
@@ -9,8 +10,10 @@ import duckdb
 __all__ = ["store_stats"]
 
 
-def store_stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """Totals and breakdowns by domain and type.
+def store_stats(con: duckdb.DuckDBPyConnection, known_types: Collection[str] | None = None) -> dict[str, Any]:
+    """Totals and breakdowns by domain and type; with ``known_types`` (see
+    :func:`orchestrion.segment_spec.known_types`), also the events of other types, which no goal
+    reads (``unmapped``: a ``[[mappings]]`` table can turn them into canonical events).
 
     >>> from orchestrion.store import Store
     >>> store_stats(Store.open(":memory:").con)["events"]
@@ -34,6 +37,9 @@ def store_stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     failed_by_source = con.execute(
         "SELECT source, count(*) FROM failed_events GROUP BY ALL ORDER BY 2 DESC"
     ).fetchall()
+    unmapped = {} if known_types is None else {
+        key: n for key, n in ((f"{domain}/{kind}", n) for domain, kind, n in by_type if kind not in known_types)
+    }
     return {
         "events": totals[0],
         "failed_events": totals[1],
@@ -45,4 +51,5 @@ def store_stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "events_by_type": {f"{domain}/{kind}": n for domain, kind, n in by_type},
         "items_by_domain": dict(items_by_domain),
         "failed_by_source": dict(failed_by_source),
+        **({} if known_types is None else {"unmapped": sum(unmapped.values()), "unmapped_by_type": unmapped}),
     }

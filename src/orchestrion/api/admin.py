@@ -21,6 +21,7 @@ from orchestrion import keys, sessions
 from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import Refusal
+from orchestrion.segment_spec import known_types
 from orchestrion.stats import store_stats
 from orchestrion.store import utcnow
 
@@ -64,6 +65,17 @@ class KeyRequest(BaseModel):
 
     role: Literal["write", "admin", "user"] = "write"
     user_id: str | None = Field(None, description="Only for role 'user': whose data it may read.")
+    source: str | None = Field(None, description="The source (app, shop) whose events the key sends.")
+    domain: str | None = Field(None, description="The domain of the source's events that carry none.")
+
+
+class SourceRequest(BaseModel):
+    """The source and/or domain to set on a key (a field left out is kept, null clears it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = None
+    domain: str | None = None
 
 
 class KeyInfo(BaseModel):
@@ -74,6 +86,8 @@ class KeyInfo(BaseModel):
     user_id: str | None
     created_at: datetime
     revoked_at: datetime | None
+    source: str | None = None
+    domain: str | None = None
 
 
 class CreatedKey(KeyInfo):
@@ -103,7 +117,8 @@ def _aware(ts: datetime | None) -> datetime | None:
 
 def _info(key: keys.ApiKey) -> dict[str, Any]:
     return {"key_id": key.key_id, "role": key.role, "user_id": key.user_id,
-            "created_at": _aware(key.created_at), "revoked_at": _aware(key.revoked_at)}
+            "created_at": _aware(key.created_at), "revoked_at": _aware(key.revoked_at),
+            "source": key.source, "domain": key.domain}
 
 
 def build_router(ctx: ApiContext) -> APIRouter:
@@ -115,6 +130,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         403: {"model": Refusal, "description": "Not an admin key."},
     }
     router = APIRouter(tags=["admin"])
+    known = known_types(ctx.settings.mappings, [rule.event_type for rule in ctx.settings.triggers])
 
     @router.get("/v1/health", response_model=Health, responses={503: {"model": Health}})
     async def health() -> Any:
@@ -135,7 +151,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
     def read_stats() -> dict[str, Any]:
         cursor = ctx.store.cursor()
         try:
-            return store_stats(cursor)
+            return store_stats(cursor, known)
         finally:
             cursor.close()
 
@@ -154,7 +170,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
         """Create an API key (admin; open while no key exists). The key is in the answer only."""
 
         def work(con: duckdb.DuckDBPyConnection) -> keys.NewKey:
-            return keys.create_key(con, request.role, user_id=request.user_id)
+            return keys.create_key(con, request.role, user_id=request.user_id, source=request.source,
+                                   domain=request.domain)
 
         new = await ctx.write(work)
         ctx.auth.key_created()
@@ -173,6 +190,20 @@ def build_router(ctx: ApiContext) -> APIRouter:
                 cursor.close()
 
         return [_info(key) for key in await run_in_threadpool(read)]
+
+    @router.patch("/v1/keys/{key_id}", response_model=KeyInfo, dependencies=[*documented, admin],
+                  responses={**refusals, 404: {"model": Refusal, "description": "No such key."},
+                             400: {"model": Refusal, "description": "Bad source or domain."},
+                             422: {"model": Refusal, "description": "Invalid field values."}})
+    async def set_source(key_id: str, request: SourceRequest) -> Any:
+        """Set a key's source and domain; its next request uses them (admin)."""
+
+        def work(con: duckdb.DuckDBPyConnection) -> keys.ApiKey:
+            return keys.set_source(con, key_id, request.model_dump(exclude_unset=True))
+
+        updated = await ctx.write(work)
+        ctx.auth.forget(key_id)
+        return _info(updated)
 
     @router.delete("/v1/keys/{key_id}", response_model=KeyInfo, dependencies=[*documented, admin],
                    responses={**refusals, 404: {"model": Refusal, "description": "No such key."}})

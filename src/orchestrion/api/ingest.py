@@ -20,7 +20,8 @@ from orchestrion.api import bodies
 from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import ApiError, Receipt, Refusal, receipt_response
-from orchestrion.api.segment import SegmentBody, decode_batch_body, decode_message_body, map_messages
+from orchestrion.api.segment import Origin, SegmentBody, decode_batch_body, decode_message_body, map_messages
+from orchestrion.catalog import merge_items
 from orchestrion.events import (
     EVENT_SCHEMA,
     MAX_ID_CHARS,
@@ -33,6 +34,7 @@ from orchestrion.events import (
     split_body,
     write_events,
 )
+from orchestrion.keys import ApiKey
 from orchestrion.store import utcnow
 from orchestrion.users import upsert_users
 from orchestrion.writer import EventWrite
@@ -122,21 +124,30 @@ def build_router(ctx: ApiContext) -> APIRouter:
     """The ingestion routes of one app, bound to its context."""
     settings = ctx.settings
     writer_only = Depends(ctx.auth.require("write"))
+    rules = {rule.event: rule for rule in settings.mappings}
+    # What this server last merged into the catalog per item. While it runs it is the only writer
+    # and only /v1/items (which forgets all of this) writes items otherwise, so an event that
+    # repeats what was merged changes nothing and spares the writer a statement per request.
+    merged: dict[str, list[Any]] = {}
     documented = [Security(BearerDoc()), Security(BasicDoc())]
     router = APIRouter(tags=["ingest"], dependencies=documented, responses=RESPONSES)
 
     @router.post("/v1/events", response_model=Receipt, openapi_extra=bodies.EVENTS_BODY,
-                 dependencies=[writer_only], summary="Send native events")
-    async def post_events(request: Request) -> Response:
+                 summary="Send native events")
+    async def post_events(request: Request, key: ApiKey | None = writer_only) -> Response:
         """Store a batch of native events; duplicates (same event_id, ever) are counted, not stored."""
         body = await bodies.read_body(request, settings.max_body_bytes)
         received_at = utcnow()
         raws = _split(body, request, "events")
-        batch = decode_native(raws, received_at=received_at, max_event_bytes=settings.max_event_bytes)
+        batch = decode_native(raws, received_at=received_at, max_event_bytes=settings.max_event_bytes,
+                              default_domain=key.domain if key else None,
+                              source=key.source if key and key.source else "http:/v1/events")
         result = await ctx.write_events(EventWrite(batch, "http:/v1/events", received_at))
         return receipt_response(result, batch.rejected)
 
-    async def segment(request: Request, path: str, body_of: Callable[[bytes], SegmentBody]) -> Response:
+    async def segment(
+        request: Request, key: ApiKey | None, path: str, body_of: Callable[[bytes], SegmentBody]
+    ) -> Response:
         body = await bodies.read_body(request, settings.max_body_bytes)
         received_at = utcnow()
         try:
@@ -144,32 +155,40 @@ def build_router(ctx: ApiContext) -> APIRouter:
         except (msgspec.DecodeError, ValueError) as exc:
             raise ApiError(400, f"the body is not a Segment {path} request ({exc}); "
                                 "nothing was stored".replace("`", "'")) from exc
-        mapped = map_messages(parsed, received_at=received_at, max_event_bytes=settings.max_event_bytes)
+        sender = Origin(key.source if key else None, key.domain if key else None, rules, f"http:/v1/{path}")
+        mapped = map_messages(parsed, received_at=received_at, max_event_bytes=settings.max_event_bytes,
+                              sender=sender)
+
+        fresh = [row for row in mapped.items if merged.get(row["item_id"]) != list(row.values())]
 
         def identify(con: duckdb.DuckDBPyConnection) -> WriteResult:
+            merge_items(con, fresh)  # what the events say about their products, not counted
             return WriteResult(upsert_users(con, mapped.users, now=received_at), 0, 0)
 
         events = EventWrite(mapped.batch, f"http:/v1/{path}", received_at)
-        result = await ctx.write_events(events, identify if mapped.users else None)
+        result = await ctx.write_events(events, identify if mapped.users or fresh else None)
+        if len(merged) > 500_000:
+            merged.clear()
+        merged.update((row["item_id"], list(row.values())) for row in fresh)
         return receipt_response(result, mapped.batch.rejected)
 
     @router.post("/v1/track", response_model=Receipt, openapi_extra=bodies.MESSAGE_BODY,
-                 dependencies=[writer_only], summary="Segment track")
-    async def post_track(request: Request) -> Response:
-        """One Segment ``track`` message, stored as an event of type ``event``."""
-        return await segment(request, "track", lambda b: decode_message_body(b, "track"))
+                 summary="Segment track")
+    async def post_track(request: Request, key: ApiKey | None = writer_only) -> Response:
+        """One Segment ``track`` message, mapped to canonical events (docs/event-streams.md)."""
+        return await segment(request, key, "track", lambda b: decode_message_body(b, "track"))
 
     @router.post("/v1/identify", response_model=Receipt, openapi_extra=bodies.MESSAGE_BODY,
-                 dependencies=[writer_only], summary="Segment identify")
-    async def post_identify(request: Request) -> Response:
+                 summary="Segment identify")
+    async def post_identify(request: Request, key: ApiKey | None = writer_only) -> Response:
         """One Segment ``identify`` message: its traits are merged into the user's row."""
-        return await segment(request, "identify", lambda b: decode_message_body(b, "identify"))
+        return await segment(request, key, "identify", lambda b: decode_message_body(b, "identify"))
 
     @router.post("/v1/batch", response_model=Receipt, openapi_extra=bodies.BATCH_BODY,
-                 dependencies=[writer_only], summary="Segment batch")
-    async def post_batch(request: Request) -> Response:
+                 summary="Segment batch")
+    async def post_batch(request: Request, key: ApiKey | None = writer_only) -> Response:
         """A Segment batch of track, identify, page and screen messages."""
-        return await segment(request, "batch", decode_batch_body)
+        return await segment(request, key, "batch", decode_batch_body)
 
     @router.post("/v1/items", response_model=Receipt, openapi_extra=bodies.ITEMS_BODY,
                  dependencies=[writer_only], summary="Upsert catalog items")
@@ -186,6 +205,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
         valid, _ = normalize_items(pl.DataFrame(cols, schema=ITEM_COLUMNS))
         sent = len(cols["item_id"])
         failed = EventBatch(EVENT_SCHEMA.empty_table(), rejected)
+
+        merged.clear()
 
         def work(con: duckdb.DuckDBPyConnection) -> WriteResult:
             accepted = upsert_items(con, valid)

@@ -7,7 +7,9 @@
 ``originalTimestamp``) plus ``received_at - sentAt`` when ``sentAt`` is given, so a device whose
 clock is off by an hour still lands at the right time. ``identify`` merges ``traits`` into
 ``users`` (a ``timezone`` trait, else ``context.timezone``, sets the user's timezone).
-Other fields (``integrations``, ``version``, ...) are accepted and ignored.
+Other fields (``integrations``, ``version``, ...) are accepted and ignored. Then the published
+specs (E-commerce v2, Video) and the ``[[mappings]]`` tables turn each message into canonical
+events and catalog rows (:mod:`orchestrion.segment_spec`).
 
 Each message becomes a native event and then goes through the same validation as
 ``POST /v1/events``; a rejection points at the message's index and keeps it as it was sent.
@@ -32,9 +34,11 @@ from orchestrion.events import (
     nesting_error,
     split_body,
 )
+from orchestrion.mappings import MappingRule
+from orchestrion.segment_spec import Catalog, catalog_rows, expand
 from orchestrion.users import UserTraits, valid_timezone
 
-__all__ = ["SegmentBody", "decode_batch_body", "decode_message_body", "map_messages"]
+__all__ = ["Origin", "SegmentBody", "decode_batch_body", "decode_message_body", "map_messages"]
 
 EVENT_TYPES: Final = {"track", "page", "screen"}
 
@@ -82,6 +86,7 @@ class SegmentWrite:
 
     batch: EventBatch
     users: list[UserTraits] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list)
 
 
 def decode_batch_body(body: bytes) -> SegmentBody:
@@ -137,7 +142,20 @@ def _event_time(message: _Message, sent_at: datetime | None, received_at: dateti
     return when if sent is None else when + (received_at - sent)
 
 
-def _to_native(message: _Message, kind: str, body: SegmentBody, received_at: datetime) -> bytes:
+@dataclass(frozen=True)
+class Origin:
+    """Where a request's events come from: the key's source and domain, the custom mappings, and
+    the route (recorded as the events' source when the key has none)."""
+
+    source: str | None = None
+    domain: str | None = None
+    rules: dict[str, MappingRule] = field(default_factory=dict)
+    route: str | None = None
+
+
+def _to_native(
+    message: _Message, kind: str, body: SegmentBody, received_at: datetime, origin: Origin
+) -> tuple[list[bytes], Catalog]:
     properties = dict(message.properties or {})
     if kind == "track":
         if not message.event:
@@ -159,11 +177,15 @@ def _to_native(message: _Message, kind: str, body: SegmentBody, received_at: dat
         "ts": _event_time(message, body.sent_at, received_at).isoformat() + "Z",
         "properties": properties or None,
     }
-    return msgspec.json.encode(native)
+    events, items = expand(event_type, kind, native, message.properties or {}, context, rules=origin.rules,
+                           default_domain=origin.domain, source=origin.source)
+    return [msgspec.json.encode(event) for event in events], items
 
 
 def _traits(message: _Message, user_id: str) -> UserTraits:
-    traits = dict(message.traits or {})
+    # RudderStack's SDKs send an identify's traits as context.traits, Segment's at the top level.
+    nested = (message.context or {}).get("traits")
+    traits = dict(message.traits or (nested if isinstance(nested, dict) else None) or {})
     timezone = traits.get("timezone")
     if timezone is not None and (not isinstance(timezone, str) or not valid_timezone(timezone)):
         raise ValueError(f"traits.timezone {timezone!r} is not an IANA timezone such as 'Europe/Paris'")
@@ -174,10 +196,14 @@ def _traits(message: _Message, user_id: str) -> UserTraits:
     return UserTraits(user_id, traits, timezone)
 
 
-def map_messages(body: SegmentBody, *, received_at: datetime, max_event_bytes: int) -> SegmentWrite:
+def map_messages(
+    body: SegmentBody, *, received_at: datetime, max_event_bytes: int, sender: Origin | None = None
+) -> SegmentWrite:
     """Map and validate every message; nothing is dropped silently."""
+    where_from = sender or Origin()
     natives: list[bytes] = []
     origin: list[int] = []
+    rows: list[tuple[int, Catalog]] = []
     users: list[UserTraits] = []
     rejected: list[Rejection] = []
     for index, raw in enumerate(body.raws):
@@ -204,8 +230,10 @@ def map_messages(body: SegmentBody, *, received_at: datetime, max_event_bytes: i
             if kind == "identify":
                 users.append(_traits(message, user_id))
             elif kind in EVENT_TYPES:
-                natives.append(_to_native(message, kind, body, received_at))
-                origin.append(index)
+                mapped, catalog = _to_native(message, kind, body, received_at, where_from)
+                natives.extend(mapped)
+                origin.extend([index] * len(mapped))
+                rows.append((index, catalog))
             else:
                 raise ValueError(
                     f"type {kind!r} is not supported; send track, identify, page or screen"
@@ -214,7 +242,8 @@ def map_messages(body: SegmentBody, *, received_at: datetime, max_event_bytes: i
             reason = str(exc).replace("`", "'")
             rejected.append(Rejection(index, message_id, reason, raw.decode(errors="replace")))
     # The native limit is lifted: the message itself was measured above, its mapping may be longer.
-    decoded = decode_native(natives, received_at=received_at, max_event_bytes=2**31)
+    decoded = decode_native(natives, received_at=received_at, max_event_bytes=2**31,
+                            default_domain=where_from.domain, source=where_from.source or where_from.route)
     for rejection in decoded.rejected:
         index = origin[rejection.index]
         rejected.append(
@@ -223,4 +252,6 @@ def map_messages(body: SegmentBody, *, received_at: datetime, max_event_bytes: i
             )
         )
     rejected.sort(key=lambda r: r.index)
-    return SegmentWrite(EventBatch(decoded.table, rejected), users)
+    refused = {r.index for r in rejected}
+    items = catalog_rows([said for index, catalog in rows if index not in refused for said in catalog])
+    return SegmentWrite(EventBatch(decoded.table, rejected), users, items)

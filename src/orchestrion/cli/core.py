@@ -26,17 +26,21 @@ def init() -> None:
 
 def stats(as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
           admin_key: str = ADMIN_KEY) -> None:
-    """Counts of events, failed events, users and items, by domain and type.
+    """Counts of events, failed events, users and items, by domain and type, and the event types
+    no goal can use (unmapped).
 
     While `orchestrion serve` holds the store, asks it (`GET /v1/stats`, admin key)."""
+    from orchestrion.segment_spec import known_types
     from orchestrion.stats import store_stats
 
     url = _server_url()
     if url is not None:
         figures = _call(url, "GET", "/v1/stats", admin_key)
     else:
-        with open_store(read_only=True) as store:
-            figures = store_stats(store.con)
+        config = settings()
+        known = known_types(config.mappings, [rule.event_type for rule in config.triggers])
+        with open_store(config, read_only=True) as store:
+            figures = store_stats(store.con, known)
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
         return
@@ -56,6 +60,11 @@ def _print_stats(figures: dict[str, object]) -> None:
     assert isinstance(by_type, dict)
     for key, n in by_type.items():
         table.add_row(f"  events {key}", f"{n:,}")
+    unmapped = figures.get("unmapped_by_type")
+    if isinstance(unmapped, dict) and unmapped:
+        table.add_row("unmapped events (no goal reads them; see [[mappings]])", f"{figures['unmapped']:,}")
+        for key, n in unmapped.items():
+            table.add_row(f"  unmapped {key}", f"{n:,}")
     Console().print(table)
 
 

@@ -51,20 +51,25 @@ def _call(url: str, method: str, path: str, admin_key: str | None, body: Any = N
 def create(
     role: str = typer.Option("write", help="write (send events), admin (also keys and stats) or user."),
     user_id: str = typer.Option(None, help="For role user: whose data the key may read."),
+    source: str = typer.Option(None, help="The source (app, shop) sending with this key, e.g. shop."),
+    domain: str = typer.Option(None, help="Domain of the source's events that carry none, e.g. retail."),
     admin_key: str = ADMIN_KEY,
 ) -> None:
     """Create a key. Its secret is printed once, as the last line; only its hash is stored."""
     url = _server_url()
     if url is not None:
-        new = _call(url, "POST", "/v1/keys", admin_key, {"role": role, "user_id": user_id})
+        new = _call(url, "POST", "/v1/keys", admin_key,
+                    {"role": role, "user_id": user_id, "source": source, "domain": domain})
         key_id, key, created = new["key_id"], new["key"], new["created_at"]
     else:
         from orchestrion.keys import create_key
 
         with open_store() as store:
-            made = create_key(store.con, role, user_id=user_id)
+            made = create_key(store.con, role, user_id=user_id, source=source, domain=domain)
         key_id, key, created = made.info.key_id, made.key, made.info.created_at.isoformat()
     typer.echo(f"key_id   {key_id}\nrole     {role}\ncreated  {created}")
+    if source or domain:
+        typer.echo(f"source   {source or '-'}\ndomain   {domain or '-'}")
     typer.echo("the key (shown only now; store it safely):", err=True)
     typer.echo(key)
 
@@ -82,13 +87,37 @@ def list_(admin_key: str = ADMIN_KEY) -> None:
             rows = [
                 {"key_id": k.key_id, "role": k.role, "user_id": k.user_id,
                  "created_at": k.created_at.isoformat(),
-                 "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+                 "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+                 "source": k.source, "domain": k.domain}
                 for k in list_keys(store.con)
             ]
     for row in rows:
         status = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
         owner = f" user={row['user_id']}" if row["user_id"] else ""
+        owner += f" source={row['source']}" if row.get("source") else ""
+        owner += f" domain={row['domain']}" if row.get("domain") else ""
         typer.echo(f"{row['key_id']}  {row['role']:<6} created {row['created_at']}  {status}{owner}")
+
+
+@app.command()
+def update(
+    key_id: str = typer.Argument(..., help="The key_id shown by `keys list`."),
+    source: str = typer.Option(None, help='The key\'s source, e.g. shop ("" clears it; omitted: kept).'),
+    domain: str = typer.Option(None, help='Its events\' domain, e.g. retail ("" clears it; omitted: kept).'),
+    admin_key: str = ADMIN_KEY,
+) -> None:
+    """Change a key's source and/or domain; events sent from then on take them."""
+    changes = {name: value for name, value in (("source", source), ("domain", domain)) if value is not None}
+    url = _server_url()
+    if url is not None:
+        row = _call(url, "PATCH", f"/v1/keys/{key_id}", admin_key, changes)
+    else:
+        from orchestrion.keys import set_source
+
+        with open_store() as store:
+            updated = set_source(store.con, key_id, changes)
+        row = {"source": updated.source, "domain": updated.domain}
+    typer.echo(f"{key_id}  source={row['source'] or '-'} domain={row['domain'] or '-'}")
 
 
 @app.command()

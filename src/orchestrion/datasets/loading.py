@@ -42,7 +42,7 @@ __all__ = [
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(step, done, total)`` while a dataset loads (for a status line)."""
 
-FRAME_COLUMNS: Final = [name for name in EVENT_SCHEMA.names if name != "received_at"]
+FRAME_COLUMNS: Final = [name for name in EVENT_SCHEMA.names if name not in ("received_at", "source")]
 _FAILED_COLUMNS: Final = ["event_id", "reason", "payload"]
 
 
@@ -51,7 +51,7 @@ class DatasetFrames:
     """What a dataset module reads from the published files, ready to be written.
 
     ``events`` has the :data:`~orchestrion.events.EVENT_SCHEMA` columns except ``received_at``
-    (the writer stamps it); ``failed`` has ``event_id, reason, payload``; ``items`` has any of
+    and ``source`` (the writer stamps them); ``failed`` has ``event_id, reason, payload``; ``items`` has any of
     :data:`~orchestrion.catalog.ITEM_COLUMNS`; ``users`` has ``user_id`` and ``traits`` (JSON text
     or null). ``duplicates`` counts rows the module dropped as repeats of another row.
     """
@@ -173,7 +173,7 @@ def write_frames(
     with store.transaction() as con:
         done = 0
         for chunk in events.iter_slices(chunk_rows):
-            table = _event_table(chunk, now)
+            table = _event_table(chunk, now, source)
             result += write_events(con, EventBatch(table), source=source, received_at=now)
             done += chunk.height
             report("events", done, total)
@@ -200,8 +200,10 @@ def _silent(step: str, done: int, total: int) -> None:
     return None
 
 
-def _event_table(chunk: pl.DataFrame, now: datetime) -> pa.Table:
-    stamped = chunk.with_columns(pl.lit(now, dtype=pl.Datetime("us")).alias("received_at"))
+def _event_table(chunk: pl.DataFrame, now: datetime, source: str) -> pa.Table:
+    stamped = chunk.with_columns(
+        pl.lit(now, dtype=pl.Datetime("us")).alias("received_at"), pl.lit(source).alias("source")
+    )
     return stamped.select(EVENT_SCHEMA.names).to_arrow().cast(EVENT_SCHEMA)
 
 

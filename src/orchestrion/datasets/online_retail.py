@@ -7,8 +7,9 @@ Retail) or ``Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer I
 
 * Each invoice line with a customer is one event: ``purchase`` with value = Quantity, or, for a
   cancellation (InvoiceNo starting with ``C``), ``return`` with value = the units returned
-  (``abs(Quantity)``; the file writes them negative). Properties: ``invoice``, ``unit_price``
-  (GBP) and ``country``.
+  (``abs(Quantity)``; the file writes them negative). Properties: ``order_id`` (the InvoiceNo),
+  ``unit_price``, ``currency`` (GBP) and ``country`` — the canonical purchase line, as an
+  E-commerce ``Order Completed`` sent through the Segment API gives (:mod:`orchestrion.segment_spec`).
 * InvoiceDate is UK local time (``YYYY-MM-DD HH:MM[:SS]`` or ``M/D/YYYY H:MM``) and is stored as
   UTC; in the repeated autumn hour the earlier (summer-time) reading is taken.
 * Lines without CustomerID (guest orders, stock adjustments) cannot be an event, which needs a
@@ -87,9 +88,9 @@ def read(path: Path) -> DatasetFrames:
         pl.lit("retail").alias("domain"),
         pl.col("_ts").alias("ts"),
         pl.when(is_return).then(pl.col("_quantity").abs()).otherwise(pl.col("_quantity")).alias("value"),
-        json_object(invoice=pl.col("InvoiceNo"), unit_price=pl.col("_price"), country=pl.col("Country")).alias(
-            "properties"
-        ),
+        json_object(
+            order_id=pl.col("InvoiceNo"), unit_price=pl.col("_price"), currency=pl.lit("GBP"), country=pl.col("Country")
+        ).alias("properties"),
     )
     users = (
         valid.sort("_ts", maintain_order=True)

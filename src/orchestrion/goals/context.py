@@ -45,7 +45,7 @@ __all__ = ["EVENT_COLUMNS", "NEGATIVE_TYPES", "ContextConfig", "FrameHistory", "
 _PER_BATCH: Final = frozenset({"users", "activity", "batch_events", "purchase_stats"})
 """Cache keys whose values depend on the batch of users (see :meth:`GoalContext.for_users`)."""
 
-NEGATIVE_TYPES: Final = ("return", "skip", "tag", "identify", "dislike")
+NEGATIVE_TYPES: Final = ("return", "skip", "tag", "identify", "dislike", "remove_from_cart")
 """Event types that are not a sign of liking the item (a tag is a label, not a play)."""
 
 EVENT_COLUMNS: Final[Mapping[str, pl.DataType]] = {

@@ -1,0 +1,218 @@
+"""Segment-spec ingestion against native ingestion of the same canonical events, in one run.
+
+The workload is real: Online Retail's invoices (``$ORCHESTRION_DATASETS/online-retail``), the
+first ``--orders`` of them in file order, each as an E-commerce ``Order Completed`` (a
+cancellation as ``Order Refunded``) with its lines in ``products``. Invoices too long for one
+Segment message (32 KB, roughly 250 lines here; the SDK refuses them) are left out.
+
+1. **Segment**: a fresh ``orchestrion serve`` on loopback with a write key of source ``shop``,
+   domain ``retail``; the official ``segment-analytics-python`` client (its own queue, consumer
+   threads and batching into ``/v1/batch``: up to 100 messages or 475 KB per request) sends every
+   order. Timed from the first ``track`` to the end of ``shutdown()`` (every batch acknowledged,
+   i.e. committed). Counted: the canonical events stored (the order lines expanded).
+2. **Segment bodies**: the same orders as the SDK puts them on the wire (its message fields, 100
+   messages or 475 KB per ``/v1/batch`` body), built before the clock starts and posted by the
+   same clients as the native run: the server's Segment path alone, without the SDK's own CPU
+   (its per-message JSON encoding runs in this process, on the same cores as the server).
+3. **Native**: a fresh server and key; the same canonical events, as
+   :func:`orchestrion.segment_spec.expand` makes them (ids, types, items, values, properties),
+   posted to ``/v1/events`` in bodies of 1,000 by as many keep-alive clients as the SDK has
+   consumer threads. Timed from the first request to the last receipt.
+
+The ratios Segment / native are printed for both Segment runs (target ≥ 0.7). Both servers run one after the other on
+the same machine, so a busy neighbour shows in both; run it twice when the machine is shared.
+
+Usage::
+
+    ORCHESTRION_DATASETS=/path/to/datasets .venv/bin/python benchmarks/ingest_segment.py [--orders 8000] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+
+from orchestrion.api.launcher import Server, cli, serve
+from orchestrion.datasets.online_retail import CHARGE_CODES
+from orchestrion.segment_spec import expand
+
+Order = tuple[str, str, dict[str, Any], datetime]
+
+
+def read_orders(limit: int) -> list[Order]:
+    """The first ``limit`` invoices with a customer: (user, event name, properties, UTC time)."""
+    root = os.environ.get("ORCHESTRION_DATASETS")
+    if not root:
+        sys.exit("set ORCHESTRION_DATASETS to the folder holding online-retail/")
+    lines = pl.read_csv(Path(root) / "online-retail" / "online_retail.csv.gz", infer_schema=False)
+    utc = (
+        pl.col("InvoiceDate").str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S")
+        .dt.replace_time_zone("Europe/London", ambiguous="earliest").dt.convert_time_zone("UTC")
+    )
+    lines = lines.filter(pl.col("CustomerID").is_not_null()).with_columns(utc.alias("utc"))
+    orders: list[Order] = []
+    for (invoice,), group in lines.group_by(["InvoiceNo"], maintain_order=True):
+        products = [
+            {"product_id": f"online-retail:{row['StockCode']}", "quantity": float(row["Quantity"]),
+             "price": float(row["UnitPrice"]), "name": row["Description"],
+             "category": "charge" if row["StockCode"] in CHARGE_CODES else "product"}
+            for row in group.iter_rows(named=True)
+        ]
+        event = "Order Refunded" if str(invoice).startswith("C") else "Order Completed"
+        properties = {"order_id": invoice, "currency": "GBP", "products": products}
+        if len(json.dumps(properties)) > 30_000:  # over Segment's 32 KB message limit: the SDK refuses it
+            continue
+        orders.append((f"online-retail:{group['CustomerID'][0]}", event, properties, group["utc"][0]))
+        if len(orders) == limit:
+            break
+    return orders
+
+
+def canonical_events(orders: list[Order]) -> list[dict[str, Any]]:
+    """The native events the Segment path stores for ``orders`` (source shop, domain retail)."""
+    events: list[dict[str, Any]] = []
+    for user, name, properties, ts in orders:
+        base = {"event_id": None, "user_id": user, "type": name, "item_id": None,
+                "ts": ts.isoformat().replace("+00:00", "Z"), "properties": None}
+        mapped, _ = expand(name, "track", base, properties, default_domain="retail", source="shop")
+        events.extend(mapped)
+    return events
+
+
+def keys(home: Path) -> tuple[str, str]:
+    admin = cli(home, "keys", "create", "--role", "admin").stdout.strip().splitlines()[-1]
+    write = cli(home, "keys", "create", "--role", "write", "--source", "shop", "--domain", "retail")
+    return admin, write.stdout.strip().splitlines()[-1]
+
+
+def stored(server: Server, admin: str) -> int:
+    figures = httpx.get(server.url + "/v1/stats", headers={"Authorization": f"Bearer {admin}"}, timeout=60)
+    return int(figures.json()["events"])
+
+
+def run_segment(orders: list[Order], threads: int) -> tuple[int, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        admin, key = keys(Path(tmp))
+        with serve(Path(tmp)) as server:
+            return _segment(server, admin, key, orders, threads)
+
+
+def _segment(server: Server, admin: str, key: str, orders: list[Order], threads: int) -> tuple[int, float]:
+    from segment.analytics import Client
+
+    errors: list[Any] = []
+    client = Client(key, host=server.url, thread=threads, max_queue_size=len(orders) + 1,
+                    on_error=lambda e, batch: errors.append(e), max_retries=0)
+    start = time.perf_counter()
+    for user, name, properties, ts in orders:
+        client.track(user, name, properties, timestamp=ts)
+    client.shutdown()
+    elapsed = time.perf_counter() - start
+    if errors:
+        sys.exit(f"the SDK reported errors: {errors[:3]}")
+    return stored(server, admin), elapsed
+
+
+def sdk_bodies(orders: list[Order]) -> list[bytes]:
+    """``/v1/batch`` bodies as the SDK sends them: its message fields, 100 messages or 475 KB a body."""
+    bodies: list[bytes] = []
+    batch: list[str] = []
+    size = 0
+    for user, name, properties, ts in orders:
+        message = json.dumps({
+            "integrations": {}, "anonymousId": None, "properties": properties, "timestamp": ts.isoformat(),
+            "context": {"library": {"name": "analytics-python", "version": "2.4.0"}}, "userId": user,
+            "type": "track", "event": name, "messageId": str(uuid.uuid4()),
+        })
+        if len(batch) == 100 or size + len(message) > 475_000:
+            bodies.append(_batch_body(batch))
+            batch, size = [], 0
+        batch.append(message)
+        size += len(message)
+    if batch:
+        bodies.append(_batch_body(batch))
+    return bodies
+
+
+def _batch_body(messages: list[str]) -> bytes:
+    sent_at = datetime.now(UTC).isoformat()
+    return ('{"batch": [' + ", ".join(messages) + f'], "sentAt": "{sent_at}"}}').encode()
+
+
+def run_bodies(path: str, bodies: list[bytes], threads: int) -> tuple[int, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        admin, key = keys(Path(tmp))
+        with serve(Path(tmp)) as server:
+            return _post(server, admin, key, path, bodies, threads)
+
+
+def _post(server: Server, admin: str, key: str, path: str, bodies: list[bytes], threads: int) -> tuple[int, float]:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    pending = list(reversed(bodies))
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def worker() -> None:
+        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http:
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    body = pending.pop()
+                answer = http.post(path, content=body)
+                if answer.status_code != 200 or answer.json()["rejected"]:
+                    failures.append(answer.text[:300])
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    if failures:
+        sys.exit(f"{path} requests failed: {failures[:3]}")
+    return stored(server, admin), elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=8000, help="Invoices to send (default 8000).")
+    parser.add_argument("--threads", type=int, default=2, help="SDK consumer threads = HTTP clients.")
+    args = parser.parse_args()
+    orders = read_orders(args.orders)
+    events = canonical_events(orders)
+    native = [json.dumps(events[i:i + 1000]).encode() for i in range(0, len(events), 1000)]
+    batches = sdk_bodies(orders)
+    print(f"{len(orders):,} orders -> {len(events):,} canonical events; {len(batches)} SDK-sized batches; "
+          f"{args.threads} sender threads")
+    runs = {
+        "segment SDK -> /v1/batch": run_segment(orders, args.threads),
+        "segment bodies -> /v1/batch": run_bodies("/v1/batch", batches, args.threads),
+        "native -> /v1/events (1,000/body)": run_bodies("/v1/events", native, args.threads),
+    }
+    rates = {}
+    for name, (count, seconds) in runs.items():
+        if count != len(events):
+            sys.exit(f"{name}: stored {count:,} events, expected {len(events):,}")
+        rates[name] = count / seconds
+        print(f"{name:<36} {rates[name]:>10,.0f} events/s  ({seconds:.2f} s)")
+    base = rates["native -> /v1/events (1,000/body)"]
+    print(f"ratio SDK end to end / native:    {rates['segment SDK -> /v1/batch'] / base:.2f} (target >= 0.70)")
+    print(f"ratio Segment bodies / native:    {rates['segment bodies -> /v1/batch'] / base:.2f} (target >= 0.70)")
+
+
+if __name__ == "__main__":
+    main()
