@@ -44,7 +44,7 @@ from typing import Any
 import httpx
 import polars as pl
 
-from orchestrion.api.launcher import Server, cli, serve
+from launcher import Server, cli, serve
 from orchestrion.datasets.online_retail import CHARGE_CODES
 from orchestrion.segment_spec import expand
 

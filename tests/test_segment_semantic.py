@@ -10,9 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from orchestrion.api.launcher import Server, cli, serve, start_server
 from rudderstack.analytics import Client as RudderClient
 from segment.analytics import Client as SegmentClient
+
+from launcher import Server, cli, serve, start_server
 
 MAPPINGS = """
 [[mappings]]

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
-from orchestrion.api.launcher import cli, serve
 from segment.analytics import Client as SegmentClient
 
 from conftest import dataset_path
+from launcher import cli, serve
 from orchestrion.datasets.online_retail import CHARGE_CODES
 from orchestrion.store import Store
 

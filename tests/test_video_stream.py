@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from orchestrion.api.launcher import cli, serve
 from rudderstack.analytics import Client as RudderClient
 
 from conftest import dataset_path
+from launcher import cli, serve
 from orchestrion.datasets.movielens import read
 from orchestrion.store import Store
 
