@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 import polars as pl
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test harness starts servers
 from launcher import Server, cli, serve
 from orchestrion.datasets.online_retail import CHARGE_CODES
 from orchestrion.segment_spec import expand

@@ -59,8 +59,8 @@ def population(store: Store) -> None:
     )
     store.con.register("_population", events.to_arrow())
     store.con.execute(
-        "INSERT INTO events BY NAME SELECT event_id, user_id, type, item_id, domain, ts, received_at, value, properties "
-        "FROM _population"
+        "INSERT INTO events BY NAME SELECT event_id, user_id, type, item_id, domain, ts, received_at, value, "
+        "properties FROM _population"
     )
     store.con.unregister("_population")
     items = pl.DataFrame(
