@@ -261,6 +261,9 @@ def goal_of(body: Mapping[str, Any]) -> dict[str, Any]:
     raise ValueError("no goal in the conversation")
 
 
+ORDER_CAP = 150.0
+"""The default policy's cap on one order (``max_order_amount``): what the scripted shopper fits."""
+
 BUILDERS = {
     "playlist": ("create_playlist", "item_ids"),
     "watchlist": ("create_watchlist", "item_ids"),
@@ -294,7 +297,15 @@ def planning_reply(body: Mapping[str, Any], *, usage: tuple[int, int] = (400, 60
             return say(("due_reorders", {}))
         if turn == 1:
             due = results[0]["result"] if results else []
-            lines = [{"item_id": d["item_id"], "quantity": min(int(d["quantity"]), 99)} for d in due][:50]
+            # as many of the due lines as fit the default order cap (150), as a careful shopper would
+            lines, total = [], 0.0
+            for d in due[:50]:
+                quantity = min(int(d["quantity"]), 99)
+                cost = quantity * float(d.get("price") or 0.0)
+                if lines and total + cost > ORDER_CAP:
+                    continue
+                lines.append({"item_id": d["item_id"], "quantity": quantity})
+                total += cost
             return say(("build_cart", {"lines": lines}), ("place_order", {}))
         return say(("publish", {"channel": "outbox"}), done)
     if turn == 0:

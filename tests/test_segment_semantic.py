@@ -182,9 +182,16 @@ def test_a_bad_mapping_stops_the_start_naming_the_table_and_field(tmp_path: Path
 DOC = Path(__file__).resolve().parents[1] / "docs" / "event-streams.md"
 
 
+README = DOC.parents[1] / "README.md"
+
+
+def _snippets(page: Path) -> list[str]:
+    section = page.read_text().split("## Connect your app", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+
+
 def test_the_documented_snippets_run_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    section = DOC.read_text().split("## Connect your app", 1)[1].split("\n## ", 1)[0]
-    snippets = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    snippets = _snippets(DOC)
     assert len(snippets) == 2
     key = created_key(tmp_path, "--role", "write", "--source", "shop", "--domain", "retail")
     with serve(tmp_path) as server:
@@ -201,3 +208,19 @@ def test_the_documented_snippets_run_verbatim(tmp_path: Path, monkeypatch: pytes
         assert store.con.execute("SELECT item_id, title, price FROM items ORDER BY 1").fetchall() == [
             ("tea-01", "Green Tea", 2.5), ("tea-02", "Black Tea", 2.2)
         ]
+
+
+def test_the_readme_snippet_runs_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's "Connect your app" Segment snippet, as written, stores the order's line as a
+    purchase of the key's source and domain, and its product in the catalog."""
+    (snippet,) = _snippets(README)
+    key = created_key(tmp_path, "--role", "write", "--source", "shop", "--domain", "retail")
+    with serve(tmp_path) as server:
+        monkeypatch.setenv("ORCHESTRION_WRITE_KEY", key)
+        monkeypatch.setenv("ORCHESTRION_URL", server.url)
+        exec(compile(snippet, str(README), "exec"), {})
+    with server.open_store() as store:
+        assert store.con.execute(
+            "SELECT type, item_id, value, domain, source, properties->>'order_id' FROM events"
+        ).fetchall() == [("purchase", "tea-01", 2.0, "retail", "shop", "o1001")]
+        assert store.con.execute("SELECT item_id, title, price FROM items").fetchall() == [("tea-01", "Green Tea", 2.5)]

@@ -24,6 +24,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -105,8 +106,8 @@ def _source_fields(role: str, source: str | None, domain: str | None) -> tuple[s
     if role == "user" and (source or domain):
         raise UsageError("a key with role 'user' reads data and has no source or domain; leave them out")
     for name, text in (("source", source), ("domain", domain)):
-        if text is not None and (len(text) > 64 or not text.isprintable()):
-            raise UsageError(f"{name} {text!r} must be 1 to 64 printable characters, e.g. shop or retail")
+        if text is not None and (len(text) > 64 or re.search(r"[\x00-\x1f\x7f-\x9f]", text)):
+            raise UsageError(f"{name} {text!r} must be 1 to 64 characters without control characters, e.g. shop")
     return source, domain
 
 

@@ -9,7 +9,7 @@ web sessions are revoked here too.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import duckdb
 from fastapi import APIRouter, Depends, Path, Security
@@ -52,6 +52,10 @@ class StoreStats(BaseModel):
     last_event: str | None
 
 
+SourceName = Annotated[str, Field(max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+"""A key's source or domain: at most 64 characters, no control characters (as ids)."""
+
+
 class KeyRequest(BaseModel):
     """The key to create."""
 
@@ -59,14 +63,15 @@ class KeyRequest(BaseModel):
     # schemathesis, know a user key without user_id is refused rather than find out by 400)
     model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
         {"required": ["role", "user_id"],
-         "properties": {"role": {"const": "user"}, "user_id": {"type": "string", "minLength": 1}}},
+         "properties": {"role": {"const": "user"}, "user_id": {"type": "string", "minLength": 1},
+                        "source": {"type": "null"}, "domain": {"type": "null"}}},
         {"properties": {"role": {"enum": ["write", "admin"]}, "user_id": {"type": "null"}}},
     ]})
 
     role: Literal["write", "admin", "user"] = "write"
     user_id: str | None = Field(None, description="Only for role 'user': whose data it may read.")
-    source: str | None = Field(None, description="The source (app, shop) whose events the key sends.")
-    domain: str | None = Field(None, description="The domain of the source's events that carry none.")
+    source: SourceName | None = Field(None, description="The source (app, shop) whose events the key sends.")
+    domain: SourceName | None = Field(None, description="The domain of the source's events that carry none.")
 
 
 class SourceRequest(BaseModel):
@@ -74,8 +79,8 @@ class SourceRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str | None = None
-    domain: str | None = None
+    source: SourceName | None = None
+    domain: SourceName | None = None
 
 
 class KeyInfo(BaseModel):
@@ -86,8 +91,8 @@ class KeyInfo(BaseModel):
     user_id: str | None
     created_at: datetime
     revoked_at: datetime | None
-    source: str | None = None
-    domain: str | None = None
+    source: SourceName | None = None
+    domain: SourceName | None = None
 
 
 class CreatedKey(KeyInfo):

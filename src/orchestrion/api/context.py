@@ -6,10 +6,10 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Final, TypeVar
 
 import duckdb
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 from orchestrion.api.auth import Authenticator
 from orchestrion.api.receipts import ApiError
@@ -24,16 +24,35 @@ __all__ = ["ApiContext", "IsoDate"]
 T = TypeVar("T")
 
 
+FIRST_DAY: Final = date(1900, 1, 1)
+LAST_DAY: Final = date(8999, 12, 31)
+"""The days a date parameter may name: a day's windows (30 days of history, a week of recent
+orders) must stay inside the calendar, which ends at years 1 and 9999."""
+
+
 def _strict_day(value: object) -> object:
     """Only ``YYYY-MM-DD`` is a date here: pydantic alone reads ``0`` (or ``"0"``) as 1970-01-01."""
     if isinstance(value, date):
-        return value
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        day = value
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date that exists; write it YYYY-MM-DD") from None
+    else:
         raise ValueError(f"{str(value)[:40]!r} is not a date written YYYY-MM-DD")
-    return value
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"{day.isoformat()} is outside {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}")
+    return day
 
 
-IsoDate = Annotated[date, BeforeValidator(_strict_day)]
+IsoDate = Annotated[
+    date,
+    BeforeValidator(_strict_day),
+    WithJsonSchema(
+        {"type": "string", "format": "date", "pattern": r"^(19[0-9]{2}|[2-8][0-9]{3})-[0-9]{2}-[0-9]{2}$"}
+    ),
+]
 """A date parameter or field that must be written ``YYYY-MM-DD``."""
 
 

@@ -51,8 +51,8 @@ def _call(url: str, method: str, path: str, admin_key: str | None, body: Any = N
 def create(
     role: str = typer.Option("write", help="write (send events), admin (also keys and stats) or user."),
     user_id: str = typer.Option(None, help="For role user: whose data the key may read."),
-    source: str = typer.Option(None, help="The source (app, shop) sending with this key, e.g. shop."),
-    domain: str = typer.Option(None, help="Domain of the source's events that carry none, e.g. retail."),
+    source: str | None = typer.Option(None, help="The source (app, shop) sending with this key, e.g. shop."),
+    domain: str | None = typer.Option(None, help="Domain of the source's events that carry none, e.g. retail."),
     admin_key: str = ADMIN_KEY,
 ) -> None:
     """Create a key. Its secret is printed once, as the last line; only its hash is stored."""

@@ -58,4 +58,4 @@ def token(
     """
     from orchestrion.cli.keys import create
 
-    create(role="user", user_id=user, admin_key=admin_key)
+    create(role="user", user_id=user, source=None, domain=None, admin_key=admin_key)

@@ -72,9 +72,12 @@ def iso_day(value: str, name: str = "date") -> date:
     if not _DAY.fullmatch(value):
         raise UsageError(f"{name} {value[:40]!r} is not a date written YYYY-MM-DD")
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError as exc:
         raise UsageError(f"{name} {value!r} is not a date that exists; write it YYYY-MM-DD") from exc
+    if not date(1900, 1, 1) <= day <= date(8999, 12, 31):
+        raise UsageError(f"{name} {value!r} is outside 1900-01-01 to 8999-12-31")
+    return day
 
 
 def today_for(con: duckdb.DuckDBPyConnection, user_id: str, now: datetime) -> date:
