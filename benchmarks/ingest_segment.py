@@ -42,14 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test harness starts servers
 from launcher import Server, cli, serve
-from orchestrion.datasets.online_retail import CHARGE_CODES
 from orchestrion.segment_spec import expand
-
-Order = tuple[str, str, dict[str, Any], datetime]
+from retail_orders import Order, invoice_lines, invoice_orders
 
 
 def read_orders(limit: int) -> list[Order]:
@@ -57,25 +54,11 @@ def read_orders(limit: int) -> list[Order]:
     root = os.environ.get("ORCHESTRION_DATASETS")
     if not root:
         sys.exit("set ORCHESTRION_DATASETS to the folder holding online-retail/")
-    lines = pl.read_csv(Path(root) / "online-retail" / "online_retail.csv.gz", infer_schema=False)
-    utc = (
-        pl.col("InvoiceDate").str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S")
-        .dt.replace_time_zone("Europe/London", ambiguous="earliest").dt.convert_time_zone("UTC")
-    )
-    lines = lines.filter(pl.col("CustomerID").is_not_null()).with_columns(utc.alias("utc"))
     orders: list[Order] = []
-    for (invoice,), group in lines.group_by(["InvoiceNo"], maintain_order=True):
-        products = [
-            {"product_id": f"online-retail:{row['StockCode']}", "quantity": float(row["Quantity"]),
-             "price": float(row["UnitPrice"]), "name": row["Description"],
-             "category": "charge" if row["StockCode"] in CHARGE_CODES else "product"}
-            for row in group.iter_rows(named=True)
-        ]
-        event = "Order Refunded" if str(invoice).startswith("C") else "Order Completed"
-        properties = {"order_id": invoice, "currency": "GBP", "products": products}
-        if len(json.dumps(properties)) > 30_000:  # over Segment's 32 KB message limit: the SDK refuses it
+    for order in invoice_orders(invoice_lines(Path(root) / "online-retail")):
+        if len(json.dumps(order[2])) > 30_000:  # over Segment's 32 KB message limit: the SDK refuses it
             continue
-        orders.append((f"online-retail:{group['CustomerID'][0]}", event, properties, group["utc"][0]))
+        orders.append(order)
         if len(orders) == limit:
             break
     return orders

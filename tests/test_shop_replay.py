@@ -23,8 +23,8 @@ from segment.analytics import Client as SegmentClient
 
 from conftest import dataset_path
 from launcher import cli, serve
-from orchestrion.datasets.online_retail import CHARGE_CODES
 from orchestrion.store import Store
+from retail_orders import invoice_lines, invoice_orders
 
 DAY = "2011-11-01"
 MODULUS = 25
@@ -33,12 +33,7 @@ ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "ORCHESTRION_SCHEDUL
 
 def subset_lines() -> pl.DataFrame:
     """The raw lines of the subset (text, as in the file) plus the UTC time, in file order."""
-    lines = pl.read_csv(dataset_path("online-retail") / "online_retail.csv.gz", infer_schema=False)
-    utc = (
-        pl.col("InvoiceDate").str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S")
-        .dt.replace_time_zone("Europe/London", ambiguous="earliest").dt.convert_time_zone("UTC")
-    )
-    return lines.filter(pl.col("CustomerID").is_not_null()).with_columns(utc.alias("utc")).filter(
+    return invoice_lines(dataset_path("online-retail")).filter(
         (pl.col("CustomerID").cast(pl.Float64).cast(pl.Int64) % MODULUS == 0)
         & (pl.col("utc") < datetime(2011, 11, 1, tzinfo=UTC))
     )
@@ -47,17 +42,8 @@ def subset_lines() -> pl.DataFrame:
 def send_invoices(client: SegmentClient, lines: pl.DataFrame) -> int:
     """Each invoice as one Order Completed (a cancellation ``C…`` as Order Refunded), in time order."""
     sent = 0
-    for (invoice,), group in lines.group_by(["InvoiceNo"], maintain_order=True):
-        products = [
-            {"product_id": f"online-retail:{row['StockCode']}", "quantity": float(row["Quantity"]),
-             "price": float(row["UnitPrice"]), "name": row["Description"],
-             "category": "charge" if row["StockCode"] in CHARGE_CODES else "product"}
-            for row in group.iter_rows(named=True)
-        ]
-        event = "Order Refunded" if str(invoice).startswith("C") else "Order Completed"
-        client.track(f"online-retail:{group['CustomerID'][0]}", event,
-                     {"order_id": invoice, "currency": "GBP", "products": products},
-                     timestamp=group["utc"][0])
+    for user, event, properties, ts in invoice_orders(lines):
+        client.track(user, event, properties, timestamp=ts)
         sent += 1
     return sent
 

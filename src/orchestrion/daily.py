@@ -42,6 +42,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from orchestrion.config import RunPath, Settings
+from orchestrion.deliverables import sweep_claims
 from orchestrion.errors import UsageError
 from orchestrion.goals import GoalContext
 from orchestrion.planning.llm import Planning, planning_for
@@ -255,8 +256,6 @@ def run_daily(
                 )
                 if retried:
                     run = record_batch(store, run_id, [], retried, now=clock(), seconds=0.0)
-            from orchestrion.deliverables import sweep_claims
-
             swept = sweep_claims(store, settings, clock())
     except BaseException as exc:
         if planning is not None:

@@ -31,10 +31,11 @@ from orchestrion.errors import (
     NotFoundError,
     OrchestrionError,
     PermissionDeniedError,
+    PolicyViolation,
     RetryableError,
     UsageError,
 )
-from orchestrion.policies import ActionClass, Policy, load_policy
+from orchestrion.policies import ActionClass, Policy, check, load_policy, webhook_origin
 from orchestrion.store import Store, transaction
 
 __all__ = ["Decision", "decide", "feed", "get_deliverable", "pending_actions", "run_due_actions", "sweep_claims"]
@@ -126,7 +127,6 @@ def _execute(
 ) -> str:
     """Run one approved or due action: policy now, ledger, perform. Returns its new status."""
     from orchestrion.delivery import load_user_rules
-    from orchestrion.policies import check
 
     rules = load_user_rules(con, policy, [record["user_id"]], now)[record["user_id"]]
     args = action["arguments"]
@@ -187,9 +187,6 @@ def _execute(
 
 def _origin(url: Any) -> str | None:
     """The webhook's origin, or None (refused by the check) when it is not one plain http(s) origin."""
-    from orchestrion.errors import PolicyViolation
-    from orchestrion.policies import webhook_origin
-
     try:
         return webhook_origin(str(url)) if url else None
     except PolicyViolation:

@@ -34,6 +34,7 @@ from typing import Final, Literal, cast, get_args
 import duckdb
 
 from orchestrion.errors import NotFoundError, UsageError
+from orchestrion.events import CONTROL_PATTERN
 from orchestrion.sessions import end_sessions
 from orchestrion.store import utcnow
 
@@ -106,7 +107,7 @@ def _source_fields(role: str, source: str | None, domain: str | None) -> tuple[s
     if role == "user" and (source or domain):
         raise UsageError("a key with role 'user' reads data and has no source or domain; leave them out")
     for name, text in (("source", source), ("domain", domain)):
-        if text is not None and (len(text) > 64 or re.search(r"[\x00-\x1f\x7f-\x9f]", text)):
+        if text is not None and (len(text) > 64 or re.search(CONTROL_PATTERN, text)):
             raise UsageError(f"{name} {text!r} must be 1 to 64 characters without control characters, e.g. shop")
     return source, domain
 

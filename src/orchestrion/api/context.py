@@ -19,7 +19,7 @@ from orchestrion.events import WriteResult
 from orchestrion.store import Store, utcnow
 from orchestrion.writer import EventWrite, Writer
 
-__all__ = ["ApiContext", "IsoDate"]
+__all__ = ["FIRST_DAY", "LAST_DAY", "ApiContext", "IsoDate"]
 
 T = TypeVar("T")
 

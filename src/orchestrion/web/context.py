@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from orchestrion.api.context import ApiContext
+from orchestrion.api.context import FIRST_DAY, LAST_DAY, ApiContext
 from orchestrion.errors import UsageError
 from orchestrion.sessions import find_session, touch_session
 from orchestrion.web.session import COOKIE, Session, Signer
@@ -75,8 +75,8 @@ def iso_day(value: str, name: str = "date") -> date:
         day = date.fromisoformat(value)
     except ValueError as exc:
         raise UsageError(f"{name} {value!r} is not a date that exists; write it YYYY-MM-DD") from exc
-    if not date(1900, 1, 1) <= day <= date(8999, 12, 31):
-        raise UsageError(f"{name} {value!r} is outside 1900-01-01 to 8999-12-31")
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise UsageError(f"{name} {value!r} is outside {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}")
     return day
 
 
