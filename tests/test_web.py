@@ -402,7 +402,7 @@ def test_admin_signs_in_with_a_key_and_sees_runs_models_and_rates(site: Site, br
 def test_approve_a_waiting_order_and_it_runs_once(site: Site, browser: Any) -> None:
     page = _page_for(browser, _link(site, "carol"))
     feed = page.locator("#d_carolc1")
-    assert "awaiting approval" in feed.inner_text() and "£34.80" in feed.inner_text()
+    assert "Waiting for your approval" in feed.inner_text() and "£34.80" in feed.inner_text()
     feed.get_by_role("link", name="Waiting for your approval").click()
     waiting = page.locator("article.action")
     assert waiting.count() == 2

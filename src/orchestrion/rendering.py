@@ -26,7 +26,17 @@ from urllib.parse import quote
 
 from orchestrion.encoding import to_json, to_json_bytes
 
-__all__ = ["MEDIA_TYPES", "PUBLISHED", "Format", "published", "render", "render_html", "render_markdown"]
+__all__ = [
+    "MEDIA_TYPES",
+    "PUBLISHED",
+    "Format",
+    "main_action",
+    "published",
+    "render",
+    "render_html",
+    "render_markdown",
+    "status_text",
+]
 
 Format = Literal["html", "json", "md"]
 
@@ -42,6 +52,52 @@ PUBLISHED: Final = (
     "effects", "actions",
 )
 """The fields of a deliverable that its HTML page carries as JSON (what it is, not how it was made)."""
+
+
+def main_action(d: Mapping[str, Any]) -> str:
+    """The action a deliverable is about: ``place_order`` for a cart, else ``publish``.
+
+    >>> main_action({"template": "reorder"}), main_action({"template": "playlist"})
+    ('place_order', 'publish')
+    """
+    content = d.get("content")
+    cart = isinstance(content, Mapping) and content.get("kind") == "cart"
+    return "place_order" if cart or d.get("template") == "reorder" else "publish"
+
+
+_DONE: Final = {"place_order": "Ordered", "publish": "Sent"}
+_NOT: Final = {"place_order": "Not ordered", "publish": "Not sent"}
+
+
+def status_text(status: str, reason: str | None, action: str | None) -> str:
+    """A deliverable's status in plain words for the person it is for (the one place that says it).
+
+    ``reason`` is the deliverable's stored reason (why it was not done, cancelled or failed);
+    ``action`` what it is about (:func:`main_action`): ``place_order`` or ``publish``.
+
+    >>> status_text("not_done", "this month's spending limit is reached", "place_order")
+    "Not ordered: this month's spending limit is reached"
+    >>> status_text("delivered", None, "place_order"), status_text("awaiting_approval", None, "place_order")
+    ('Ordered', 'Waiting for your approval')
+    """
+    why = " ".join(str(reason).split()) if reason else ""
+    done = _DONE.get(action or "", "Delivered")
+    if status == "delivered":
+        return done
+    if status == "not_done":
+        return f"{_NOT.get(action or '', 'Not done')}: {why}" if why else _NOT.get(action or "", "Not done")
+    if status == "awaiting_approval":
+        return "Waiting for your approval"
+    if status in ("proposed", "planned"):
+        return "Being prepared"
+    if status == "rejected":
+        return "Rejected: nothing was done" if action != "place_order" else "Rejected: nothing was ordered"
+    if status == "cancelled":
+        return f"Cancelled: {why}" if why else "Cancelled"
+    if status == "failed":
+        head = f"{_NOT.get(action or '', 'Not done')} (it failed)"
+        return f"{head}: {why}" if why else head
+    return status.replace("_", " ").capitalize()
 
 
 def published(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,8 +160,12 @@ def render_markdown(d: dict[str, Any]) -> str:
         lines += ["", f"**Total: {content['total']:.2f} {_md(content.get('currency', ''))}**"]
     lines += ["", f"*Why this:* {_md(d.get('why', ''))}"]
     if d.get("status"):
-        lines.append(f"*Status:* {_md(d['status'])}")
+        lines.append(f"*Status:* {_md(_status_of(d))}")
     return "\n".join(lines).strip() + "\n"
+
+
+def _status_of(d: Mapping[str, Any]) -> str:
+    return status_text(str(d["status"]), d.get("error"), main_action(d))
 
 
 def render_html(d: dict[str, Any]) -> str:
@@ -136,12 +196,13 @@ def render_html(d: dict[str, Any]) -> str:
     else:
         body = "<ol>" + "".join(f"<li>{escape(_line(kind, i))}</li>" for i in items) + "</ol>"
     title = escape(str(d.get("title", "")))
+    status = f'<p class="status"><strong>{escape(_status_of(d))}</strong></p>' if d.get("status") else ""
     # '<', '>' and '&' only occur inside JSON strings, where their \u escapes mean the same.
     record = to_json({k: d[k] for k in PUBLISHED if k in d})
     record = record.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head><body>'
-        f"<h1>{title}</h1><p>{escape(str(d.get('summary') or ''))}</p>{body}"
+        f"<h1>{title}</h1>{status}<p>{escape(str(d.get('summary') or ''))}</p>{body}"
         f"<p><em>Why this:</em> {escape(str(d.get('why', '')))}</p>"
         f'<script type="application/json" id="orchestrion-deliverable">{record}</script></body></html>'
     )

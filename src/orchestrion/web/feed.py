@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from orchestrion.errors import NotFoundError
+from orchestrion.rendering import main_action, status_text
 
 __all__ = ["Card", "Day", "Declined", "Item", "card", "day_feed", "history", "read_card_user"]
 
@@ -44,6 +45,7 @@ class Card:
     template: str
     title: str
     status: str
+    status_text: str
     summary: str | None
     why: str | None
     items: list[Item]
@@ -179,7 +181,7 @@ def _thumbs(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, tup
 
 
 _CARD_SQL = """
-SELECT d.deliverable_id, d.user_id, d.date, d.template, d.title, d.status, d.items, d.summary, d.content,
+SELECT d.deliverable_id, d.user_id, d.date, d.template, d.title, d.status, d.error, d.items, d.summary, d.content,
        g.why, g.details
 FROM deliverables d LEFT JOIN goals g USING (goal_id)
 """
@@ -206,6 +208,7 @@ def _cards(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> list[C
                 template=row["template"],
                 title=row["title"],
                 status=row["status"],
+                status_text=status_text(row["status"], row["error"], main_action(row | {"content": content})),
                 summary=row["summary"],
                 why=row["why"],
                 items=items,
