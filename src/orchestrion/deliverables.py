@@ -230,6 +230,7 @@ def decide(
     ``approve`` runs each waiting action once (policy checked again now; ledger); ``reject`` drops
     them and marks the deliverable rejected; ``cancel`` stops ``notify`` actions inside their window.
     """
+    own = effector is None
     effector = effector or Effector(settings)
     policy = policy or load_policy(settings.policy_path)
     con = store.cursor()
@@ -239,6 +240,8 @@ def decide(
             return _decide(store, con, settings, deliverable_id, decision, by, now, effector, policy, due_before)
     finally:
         con.close()
+        if own:
+            effector.close()
 
 
 def _decide(
@@ -334,7 +337,12 @@ def run_due_actions(
     store: Store, settings: Settings, now: datetime, *, effector: Effector | None = None, policy: Policy | None = None
 ) -> int:
     """Run every ``notify`` action whose cancel window has ended; returns how many ran."""
-    effector = effector or Effector(settings)
+    if effector is None:
+        mine = Effector(settings)
+        try:
+            return run_due_actions(store, settings, now, effector=mine, policy=policy)
+        finally:
+            mine.close()
     policy = policy or load_policy(settings.policy_path)
     con = store.cursor()
     try:
@@ -377,6 +385,7 @@ def sweep_claims(
     ``claimed`` while its deliverable still has attempts left or an approval waiting, and is given
     up (``failed``, the error saying the outcome is unknown) once it has none. Returns the counts.
     """
+    own = effector is None
     effector = effector or Effector(settings)
     counts = {"completed": 0, "failed": 0, "open": 0}
     con = store.cursor()
@@ -391,6 +400,8 @@ def sweep_claims(
                 counts[_settle_claim(con, settings, entry, record, effector, now)] += 1
     finally:
         con.close()
+        if own:
+            effector.close()
     return counts
 
 
