@@ -17,6 +17,7 @@ reconciles ledger claims left open (a receiver down, a crash) with the provider,
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import zlib
 from collections.abc import Sequence
@@ -38,7 +39,10 @@ from orchestrion.errors import (
 from orchestrion.policies import ActionClass, Policy, check, load_policy, webhook_origin
 from orchestrion.store import Store, transaction
 
-__all__ = ["Decision", "decide", "feed", "get_deliverable", "pending_actions", "run_due_actions", "sweep_claims"]
+__all__ = [
+    "Decision", "decide", "feed", "get_deliverable", "pending_actions", "refresh_outbox", "run_due_actions",
+    "sweep_claims",
+]
 
 Decision = Literal["approve", "reject", "cancel"]
 _JSON: Final = ("content", "plan", "trace", "review")
@@ -48,6 +52,8 @@ _COLUMNS: Final = (
     "d.updated_at, g.why, d.effects"
 )
 
+
+log = logging.getLogger(__name__)
 
 _LOCKS: Final = tuple(threading.Lock() for _ in range(64))
 """Decisions and sweeps on one deliverable take its lock (striped: bounded memory, few collisions)."""
@@ -288,7 +294,20 @@ def _decide(
             "WHEN ? = 'failed' THEN greatest(coalesce(failures, 0), ?) ELSE failures END WHERE deliverable_id = ?",
             [final, now, error, final, settings.delivery_max_attempts, deliverable_id],
         )
-    return get_deliverable(con, deliverable_id)
+    return refresh_outbox(con, effector, deliverable_id)
+
+
+def refresh_outbox(con: Any, effector: Effector, deliverable_id: str) -> dict[str, Any]:
+    """The deliverable as it stands now, its outbox files written again to say so (see
+    :meth:`Effector.refresh`). Call it after every committed status change, under the
+    deliverable's lock where decisions race. A file that cannot be written is logged, never
+    undoes the decision; the feed (API and web page) reads the store and is always current."""
+    record = get_deliverable(con, deliverable_id)
+    try:
+        effector.refresh(record)
+    except OSError as exc:
+        log.warning("outbox files of %s not refreshed to %r: %s", deliverable_id, record.get("status"), exc)
+    return record
 
 
 def _ledger_states(con: Any, keys: Sequence[str]) -> dict[str, str]:
@@ -401,6 +420,8 @@ def _settle_claim(
                 "(SELECT 1 FROM pending_actions WHERE deliverable_id = ? AND status = 'waiting')",
                 [now, entry.deliverable_id, entry.deliverable_id],
             )
+    if action and action[0][0] == "waiting" and record.get("status") != "delivered":
+        refresh_outbox(con, effector, entry.deliverable_id)
     return "completed"
 
 

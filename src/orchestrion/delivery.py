@@ -687,6 +687,7 @@ def _carry_out(
         done = ledger.results(con, [k for k, s in states.items() if s == "completed"])
         outcomes: dict[str, dict[str, Any]] = {}
         failed: dict[str, str] = {}
+        paged: dict[str, str] = {}  # deliverable → the status its outbox page was written with
 
         def carry(d_id: str, mine: list[tuple[ledger.Effect, str]]) -> None:
             # One deliverable's effects in order (the outbox file shows the effects before it);
@@ -710,6 +711,8 @@ def _carry_out(
                         outcome = effector.perform(fx.action, fx.effect, fx.key, shown)
                     outcomes[fx.key] = outcome
                     records[d_id].setdefault("effects", {})[fx.action] = outcome
+                    if channel == "outbox":
+                        paged[d_id] = shown["status"]
                 except RetryableError as exc:
                     # Outcome unknown: the claim stays open; the next attempt reconciles it.
                     problem = f"{what}: {exc}"
@@ -742,6 +745,11 @@ def _carry_out(
             ledger.settle(con, "failed", {k: ledger.canonical({"error": e}) for k, e in failed.items()}, now)
             ledger.settle(con, "completed", {k: ledger.canonical(r) for k, r in outcomes.items()}, now)
             _write(con, day, {d_id: records[d_id] for d_id in claimers}, final, errors, now, outcome_only=True)
+        # A page written before a later effect of its deliverable failed says what it was then: again.
+        for d_id, shown_status in paged.items():
+            if final[d_id] != shown_status:
+                with suppress(OSError):
+                    effector.refresh({**records[d_id], "status": final[d_id], "error": errors.get(d_id)})
     finally:
         con.close()
     _count(result, records, status, outcomes, pending, refusals)

@@ -1,0 +1,177 @@
+"""What arrives: the outbox page and Markdown file a person opens, and that they follow the
+deliverable's status (approve, reject through the real server → the files say so)."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import httpx
+from launcher import cli, serve
+
+from orchestrion.rendering import render_html, render_markdown
+from orchestrion.store import Store
+
+BASE = "https://orchestrion.example"
+HOSTILE = '<img src=x onerror=alert(1)>"&'
+
+
+def cart(**changes: Any) -> dict[str, Any]:
+    record = {
+        "deliverable_id": "d_1", "goal_id": "g_1", "user_id": "online-retail:12362", "date": "2011-11-01",
+        "template": "reorder", "title": "Reorder: 2 items (£1,234.50)", "summary": "2 items in total.",
+        "why": "these are the 2 items you buy most often", "status": "awaiting_approval",
+        "content": {"kind": "cart", "currency": "GBP", "total": 1234.5, "items": [
+            {"item_id": "p1", "title": "WHITE HANGING HEART T-LIGHT HOLDER", "quantity": 6, "unit_price": 2.55,
+             "line_total": 15.3},
+            {"item_id": "p2", "title": "JUMBO BAG", "quantity": 10, "unit_price": 121.92, "line_total": 1219.2},
+        ]},
+    }
+    return {**record, **changes}
+
+
+class Page(HTMLParser):
+    """Every tag with its attributes, and the page's text."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def words(self) -> str:
+        return " ".join(" ".join(self.text).split())
+
+
+def test_the_outbox_page_says_for_whom_when_what_state_and_links_to_act() -> None:
+    html = render_html(cart(), base_url=BASE)
+    page = Page(html)
+    words = page.words()
+    for expected in ("For online-retail:12362", "Tuesday 1 November 2011", "Waiting for your approval",
+                     "WHITE HANGING HEART T-LIGHT HOLDER", "£2.55", "£15.30", "£1,219.20", "Total £1,234.50",
+                     "Why this", "these are the 2 items you buy most often", "I like this", "Not for me",
+                     "Approve or reject"):
+        assert expected in words, expected
+    links = {a.get("href") for tag, a in page.tags if tag == "a"}
+    assert links == {f"{BASE}/approvals", f"{BASE}/deliverables/d_1#thumbs", f"{BASE}/deliverables/d_1"}
+    assert "👍" in html and "👎" in html
+
+
+def test_the_outbox_page_is_self_contained_and_email_safe() -> None:
+    html = render_html(cart(), base_url=BASE)
+    page = Page(html)
+    tags = [tag for tag, _ in page.tags]
+    assert "link" not in tags and "img" not in tags and "iframe" not in tags
+    assert tags.count("style") == 1, "one <style> in the head, the rest inline"
+    scripts = [a for tag, a in page.tags if tag == "script"]
+    assert scripts == [{"type": "application/json", "id": "orchestrion-deliverable"}], "only the inert JSON record"
+    assert not any(name == "src" or name.startswith("on") for _, a in page.tags for name in a)
+    assert "url(" not in html and "@import" not in html
+    styled = [tag for tag, a in page.tags if a.get("style")]
+    assert {"body", "table", "td", "div", "h1", "a"} <= set(styled)
+    # every inline style is one attribute value (a quote inside one would end it early and leave
+    # its rest as attributes of their own)
+    names = {name for _, a in page.tags for name in a}
+    assert names <= {"style", "href", "role", "width", "cellpadding", "cellspacing", "class", "colspan", "lang",
+                     "charset", "name", "content", "type", "id", "aria-hidden"}, names
+    assert re.search(r'<body style="[^"]*font-family:[^"]*sans-serif', html)
+
+
+def test_every_text_from_the_data_is_escaped() -> None:
+    record = cart(title=HOSTILE, summary=HOSTILE, why=HOSTILE, user_id=HOSTILE, deliverable_id='d"1<x>')
+    record["content"]["items"][0]["title"] = HOSTILE
+    html = render_html(record, base_url=BASE)
+    page = Page(html)
+    assert not any(tag == "img" for tag, _ in page.tags), "a title became markup"
+    assert page.words().count(HOSTILE) >= 5  # title (twice: <title> and h1), meta line, summary, item, why
+    assert f"{BASE}/deliverables/d%221%3Cx%3E" in {a.get("href") for tag, a in page.tags if tag == "a"}
+    embedded = re.search(r'id="orchestrion-deliverable">(.*?)</script>', html)
+    assert embedded is not None and json.loads(embedded.group(1))["title"] == HOSTILE
+    text = render_markdown(record, base_url=BASE)
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+
+
+def test_the_markdown_file_says_the_same() -> None:
+    text = render_markdown(cart(), base_url=BASE)
+    lines = text.splitlines()
+    assert lines[0] == "# Reorder: 2 items (£1,234.50)"
+    assert "For online-retail:12362 · Tuesday 1 November 2011" in lines
+    assert "**Status:** Waiting for your approval" in lines
+    assert "2. 10 × JUMBO BAG — £1,219.20" in lines and "**Total: £1,234.50**" in lines
+    assert f"[Approve or reject]({BASE}/approvals)" in lines
+    delivered = render_markdown(cart(status="delivered"), base_url=BASE)
+    assert "**Status:** Delivered" in delivered and "/approvals" not in delivered
+    assert "I like this" in delivered
+
+
+def test_money_follows_the_locale() -> None:
+    html = render_html(cart(), locale="de_DE", base_url=BASE)
+    assert "1.234,50\xa0£" in html
+    assert "Total 1.234,50 £" in Page(html).words() and "£1,219.20" not in html  # the title is stored text
+
+
+def _awaiting(home: Path) -> list[tuple[str, str, Path]]:
+    with Store.open(home / "data" / "orchestrion.duckdb", read_only=True) as store:
+        rows = store.con.execute(
+            "SELECT d.deliverable_id, d.user_id, json_extract_string(s.result, '$.path') FROM deliverables d "
+            "JOIN side_effects s USING (deliverable_id) WHERE d.status = 'awaiting_approval' "
+            "AND s.action = 'publish' AND s.status = 'completed' ORDER BY 1 LIMIT 2"
+        ).fetchall()
+    return [(str(d), str(u), Path(p)) for d, u, p in rows]
+
+
+def _shown(path: Path) -> tuple[str, str]:
+    """The page's words and the status in its embedded record."""
+    html = path.read_text()
+    embedded = re.search(r'id="orchestrion-deliverable">(.*?)</script>', html)
+    assert embedded is not None
+    return Page(html).words(), json.loads(embedded.group(1))["status"]
+
+
+def test_outbox_files_follow_approve_and_reject_through_the_real_server(tmp_path: Path) -> None:
+    """After `make demo`'s day, approving one cart and rejecting another through the API of a real
+    `orchestrion serve` rewrites their outbox page and Markdown file: neither says it is waiting."""
+    (tmp_path / "orchestrion.toml").write_text(
+        f'scheduler = false\noutbox_formats = "html,md"\npublic_url = "{BASE}"\n'
+    )
+    done = cli(tmp_path, "demo")
+    assert done.returncode == 0, done.stderr
+    (approved, approver, approved_page), (rejected, rejecter, rejected_page) = _awaiting(tmp_path)
+    for page in (approved_page, rejected_page):
+        words, status = _shown(page)
+        assert status == "awaiting_approval" and "Waiting for your approval" in words
+        assert "Waiting for your approval" in page.with_suffix(".md").read_text()
+    key = cli(tmp_path, "keys", "create", "--role", "admin").stdout.strip().splitlines()[-1]
+    auth = {"Authorization": f"Bearer {key}"}
+    with serve(tmp_path) as server:
+        ok = httpx.post(f"{server.url}/v1/deliverables/{approved}/approve", headers=auth, timeout=60)
+        assert ok.status_code == 200 and ok.json()["status"] == "delivered", ok.text
+        no = httpx.post(f"{server.url}/v1/deliverables/{rejected}/reject", headers=auth, timeout=60)
+        assert no.status_code == 200 and no.json()["status"] == "rejected", no.text
+        feeds = {
+            user: httpx.get(f"{server.url}/v1/users/{user}/feed", params={"date": "2011-11-01"}, headers=auth,
+                            timeout=60).json()["deliverables"]
+            for user in (approver, rejecter)
+        }
+        as_html = httpx.get(f"{server.url}/v1/deliverables/{rejected}", params={"format": "html"}, headers=auth,
+                            timeout=60).text
+    assert {d["deliverable_id"]: d["status"] for d in feeds[approver]}[approved] == "delivered"
+    assert {d["deliverable_id"]: d["status"] for d in feeds[rejecter]}[rejected] == "rejected"
+    words, status = _shown(approved_page)
+    assert status == "delivered" and "Delivered" in words and "Waiting for your approval" not in words
+    assert "Approve or reject" not in words and f"{BASE}/deliverables/{approved}" in approved_page.read_text()
+    assert "**Status:** Delivered" in approved_page.with_suffix(".md").read_text()
+    words, status = _shown(rejected_page)
+    assert status == "rejected" and "You turned it down" in words and "Waiting for your approval" not in words
+    assert "**Status:** You turned it down" in rejected_page.with_suffix(".md").read_text()
+    assert "You turned it down" in Page(as_html).words()
+    assert not list(approved_page.parent.glob("*.tmp")), "refreshes leave no temporary files"
