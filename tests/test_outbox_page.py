@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from launcher import cli, serve
 
+from launcher import cli, serve
 from orchestrion.rendering import render_html, render_markdown
 from orchestrion.store import Store
 
@@ -62,7 +62,7 @@ def test_the_outbox_page_says_for_whom_when_what_state_and_links_to_act() -> Non
                      "Approve or reject"):
         assert expected in words, expected
     links = {a.get("href") for tag, a in page.tags if tag == "a"}
-    assert links == {f"{BASE}/approvals", f"{BASE}/deliverables/d_1#thumbs", f"{BASE}/deliverables/d_1"}
+    assert links == {f"{BASE}/approvals", f"{BASE}/deliverables/d_1#thumbs-d_1", f"{BASE}/deliverables/d_1"}
     assert "👍" in html and "👎" in html
 
 

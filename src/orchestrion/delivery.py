@@ -510,6 +510,7 @@ def execute(
             connect=store.cursor,
             webhook_url=settings.webhook_url,
             max_order_amount=user_rules.policy.max_order_amount,
+            locale=settings.locale,
         )
         executor = Executor(ctx, allowed_tools(goal.template), guard=_guard(user_rules, now, goal))
         job = _Job(goal, executor, user_rules, failures=failures.get(goal.deliverable_id, 0))

@@ -19,9 +19,12 @@ decimal and grouping marks, the currency's own number of decimals. The locale is
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-__all__ = ["DEFAULT_LOCALE", "check_locale", "format_money", "money_locale"]
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = ["DEFAULT_LOCALE", "check_locale", "format_money", "money_expr", "money_locale"]
 
 DEFAULT_LOCALE: Final = "en_GB"
 """The locale of an amount with no currency or a currency not listed in :data:`HOME_LOCALES`."""
@@ -73,3 +76,18 @@ def _format(amount: float, currency: str | None, locale: str) -> str:
     if currency is None:
         return format_decimal(amount, format="#,##0.00", locale=locale)
     return format_currency(amount, currency, locale=locale)
+
+
+def money_expr(amount: pl.Expr, currency: str | None, locale: str | None = None) -> pl.Expr:
+    """:func:`format_money` over a polars column of amounts (titles written for many goals at once).
+
+    >>> import polars as pl
+    >>> pl.DataFrame({"t": [145.2, 3.0]}).select(money_expr(pl.col("t"), "GBP")).to_series().to_list()
+    ['£145.20', '£3.00']
+    """
+    import polars as pl
+
+    def column(values: pl.Series) -> pl.Series:
+        return pl.Series([format_money(v, currency, locale) for v in values], dtype=pl.String)
+
+    return amount.map_batches(column, return_dtype=pl.String)

@@ -131,7 +131,7 @@ def _links(d: Mapping[str, Any], base_url: str | None) -> dict[str, str]:
         return {}
     base = base_url.rstrip("/")
     page = f"{base}/deliverables/{quote(str(d.get('deliverable_id') or ''), safe='')}"
-    links = {"page": page, "thumbs": page + "#thumbs"}
+    links = {"page": page, "thumbs": f"{page}#thumbs-{quote(str(d.get('deliverable_id') or ''), safe='')}"}
     if d.get("status") == "awaiting_approval":
         links["approve"] = f"{base}/approvals"
     return links

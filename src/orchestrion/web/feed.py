@@ -50,6 +50,8 @@ class Card:
     total: float | None = None
     currency: str | None = None
     thumb: str | None = None
+    error: str | None = None
+    """Why it failed or was cancelled, shown after its status."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ def _thumbs(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, tup
 
 _CARD_SQL = """
 SELECT d.deliverable_id, d.user_id, d.date, d.template, d.title, d.status, d.items, d.summary, d.content,
-       g.why, g.details
+       g.why, g.details, d.error
 FROM deliverables d LEFT JOIN goals g USING (goal_id)
 """
 
@@ -212,6 +214,7 @@ def _cards(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> list[C
                 total=_number(money.get("total")),
                 currency=money.get("currency") if isinstance(money.get("currency"), str) else None,
                 thumb=thumb,
+                error=row["error"],
             )
         )
     return cards
