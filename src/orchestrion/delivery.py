@@ -59,6 +59,7 @@ from orchestrion.policies import (
     webhook_origin,
 )
 from orchestrion.proposals import ProposalResult, day_context, propose
+from orchestrion.rendering import main_action
 from orchestrion.review import Critic, Review, review
 from orchestrion.store import Store, transaction
 from orchestrion.tools import CatalogItem, GoalRecord, IntendedEffect, ToolContext, allowed_tools
@@ -142,6 +143,57 @@ class UserRules:
             if other != deliverable_id and (placed or created is None or at < created):
                 return other
         return None
+
+    def refusal_text(
+        self,
+        rule: str | None,
+        effect: Mapping[str, Any],
+        deliverable_id: str,
+        *,
+        now: datetime,
+        spent: float | None = None,
+    ) -> str:
+        """Why the policy refused ``effect``, in plain words for the person it is for: no rule names,
+        no ids (:func:`orchestrion.rendering.status_text` puts "Not ordered:" before it).
+
+        >>> rules = UserRules(Policy(max_monthly_spend=100.0), False, frozenset(), ZoneInfo("UTC"))
+        >>> rules.refusal_text("money_per_month", {"total": 30.0, "currency": "GBP"}, "d", now=datetime(2024, 5, 2),
+        ...                    spent=80.0)
+        "this month's spending limit is reached (100.00 GBP a month: 80.00 GBP spent, this order 30.00 GBP)"
+        """
+        currency = str(effect.get("currency") or "")
+
+        def money(value: float) -> str:
+            return f"{value:.2f} {currency}".strip()
+
+        total = effect.get("total")
+        if rule == "duplicate":
+            when = [
+                (at, placed)
+                for other, at, placed in self.recent_orders.get(order_lines(effect), ())
+                if other != deliverable_id
+            ]
+            at, placed = min(when, key=lambda w: (not w[1], w[0])) if when else (now, True)
+            day = f"{at.day} {at:%b}"
+            if placed:
+                return f"the same items were ordered on {day}"
+            return f"the same items are already waiting for your approval (since {day})"
+        if rule == "money_per_month":
+            cap = money(self.policy.max_monthly_spend)
+            if spent is None or total is None:
+                return f"this month's spending limit of {cap} is reached"
+            return (
+                f"this month's spending limit is reached ({cap} a month: {money(spent)} spent, this order "
+                f"{money(float(total))})"
+            )
+        if rule == "money_per_order":
+            cap = money(self.policy.max_order_amount)
+            return f"the order is over the limit of {cap} per order" + (f" ({money(float(total))})" if total else "")
+        if rule == "paused":
+            return "you paused everything in your settings"
+        if rule in ("webhook_host", "webhook_url"):
+            return "the address it was to be sent to is not one you allowed"
+        return "a safety rule did not allow it"
 
 
 def order_lines(effect: Mapping[str, Any]) -> str:
@@ -234,12 +286,20 @@ def _verdict(
     )
 
 
-def _guard(rules: UserRules, now: datetime, goal: GoalRecord) -> Callable[[IntendedEffect], None]:
+def _guard(
+    rules: UserRules, now: datetime, goal: GoalRecord, said: list[tuple[str, str]]
+) -> Callable[[IntendedEffect], None]:
+    """The executor's check of each effect a tool queues; a refusal's plain reason goes to ``said``
+    as ``(tool, reason)`` (the deliverable's status says it when its action never happens)."""
+
     def guard(effect: IntendedEffect) -> None:
         key = ledger.effect_key(goal.deliverable_id, effect.tool, effect.action)
         duplicate = rules.duplicate_of(effect.effect, goal.deliverable_id) if effect.action == "order" else None
-        verdict = _verdict(rules, effect, now, rules.spent_without(key), duplicate)
+        spent = rules.spent_without(key)
+        verdict = _verdict(rules, effect, now, spent, duplicate)
         if not verdict.allowed:
+            text = rules.refusal_text(verdict.rule, effect.effect, goal.deliverable_id, now=now, spent=spent)
+            said.append((effect.tool, text))
             raise PolicyViolation(verdict.rule or "policy", verdict.detail)
 
     return guard
@@ -274,6 +334,10 @@ class _Job:
     """The deliverable as written by an earlier run that committed something for it (resumed, not planned)."""
     entries: list[ledger.Entry] = field(default_factory=list)
     failures: int = 0
+    said: list[tuple[str, str]] = field(default_factory=list)
+    """Plain reasons of the policy's refusals, ``(tool, reason)``."""
+    refused_before: dict[str, str] = field(default_factory=dict)
+    """A resumed deliverable's actions an earlier run refused: tool → rule."""
 
 
 def _goals(con: Any, day: date, users: Sequence[str], max_attempts: int) -> list[GoalRecord]:
@@ -370,6 +434,35 @@ def _committed(
             record["content"].pop("effects", None)
         stored[d_id] = record
     return entries, stored, failures, waiting
+
+
+def _refused_before(con: Any, ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """For resumed deliverables: the actions the policy refused them before and that wait for no
+    person (tool → latest rule)."""
+    if not ids:
+        return {}
+    rows = con.execute(
+        "SELECT deliverable_id, action, arg_max(rule, created_at) FROM policy_decisions r "
+        "WHERE deliverable_id IN (SELECT unnest($ids)) AND NOT EXISTS (SELECT 1 FROM pending_actions p "
+        "WHERE p.deliverable_id = r.deliverable_id AND p.action = r.action) GROUP BY 1, 2",
+        {"ids": list(ids)},
+    ).fetchall()
+    found: dict[str, dict[str, str]] = defaultdict(dict)
+    for d_id, action, rule in rows:
+        found[str(d_id)][str(action)] = str(rule)
+    return found
+
+
+def _not_done(
+    record: Mapping[str, Any], went: set[str], said: Sequence[tuple[str, str]]
+) -> str | None:
+    """Why a deliverable's main action (its order; for others, publishing) did not happen, when the
+    policy refused it and no effect of that action went ahead (ran, or waits for a person); else None."""
+    action = main_action(record)
+    if action in went:
+        return None
+    reasons = [text for tool, text in said if tool == action]
+    return reasons[-1] if reasons else None
 
 
 def _plan_one(job: _Job, planner: Planner, critic: Critic | None, first_seen: Mapping[str, datetime]) -> None:
@@ -474,6 +567,7 @@ def execute(
         exclusions = _exclusions(con, users)
         rules = load_user_rules(con, policy, sorted({g.user_id for g in goals}), now)
         first_seen = _first_seen(con, goals)
+        refused_before = _refused_before(con, list(stored))
         delivered_before = dict(
             con.execute(
                 "SELECT user_id, count(*) FROM deliverables WHERE date = $day AND status NOT IN "
@@ -512,8 +606,10 @@ def execute(
             max_order_amount=user_rules.policy.max_order_amount,
             locale=settings.locale,
         )
-        executor = Executor(ctx, allowed_tools(goal.template), guard=_guard(user_rules, now, goal))
-        job = _Job(goal, executor, user_rules, failures=failures.get(goal.deliverable_id, 0))
+        said: list[tuple[str, str]] = []
+        executor = Executor(ctx, allowed_tools(goal.template), guard=_guard(user_rules, now, goal, said))
+        job = _Job(goal, executor, user_rules, failures=failures.get(goal.deliverable_id, 0), said=said)
+        job.refused_before = refused_before.get(goal.deliverable_id, {})
         job.stored = stored.get(goal.deliverable_id)
         job.entries = entries.get(goal.deliverable_id, [])
         job.waiting = goal.deliverable_id in waiting_ids
@@ -581,9 +677,11 @@ def _carry_out(
             # ones are reconciled, failed ones (they certainly did not happen) are tried again.
             records[d_id] = {**_identity(goal), "why": goal.why, **job.stored, "updated_at": now.isoformat()}
             errors[d_id] = None
+            went: set[str] = set()
             for entry in job.entries:
                 if entry.status == "completed":
                     records[d_id].setdefault("effects", {})[entry.action] = entry.result or {}
+                    went.add(entry.action)
                     continue
                 if entry.status == "failed":
                     intended = _intended(entry)
@@ -595,11 +693,19 @@ def _carry_out(
                     if not verdict.allowed:
                         args = ledger.canonical(entry.effect)
                         refusals.append([d_id, goal.user_id, entry.action, verdict.rule, verdict.detail, args, now])
+                        text = job.rules.refusal_text(verdict.rule, entry.effect, d_id, now=now, spent=user_spent)
+                        job.said.append((entry.action, text))
                         continue
                     spent[goal.user_id] += intended.amount or 0.0
+                went.add(entry.action)
                 again = ledger.Effect(entry.key, entry.user_id, d_id, entry.action, entry.effect)
                 claims.append((again, _channel(entry.action, entry.effect)))
-            status[d_id] = "awaiting_approval" if job.waiting else "delivered"
+            for tool, rule in job.refused_before.items():
+                if tool not in went:
+                    job.said.append((tool, job.rules.refusal_text(rule, {}, d_id, now=now)))
+            reason = _not_done(records[d_id], went, job.said)
+            status[d_id] = "not_done" if reason else "awaiting_approval" if job.waiting else "delivered"
+            errors[d_id] = reason
             continue
         records[d_id] = _record(job, now)
         errors[d_id] = job.error
@@ -624,6 +730,7 @@ def _carry_out(
         for effect in job.executor.ctx.effects:
             unique[ledger.effect_key(d_id, effect.tool, effect.action)] = effect
         waiting = False
+        went = set()
         for key, effect in unique.items():
             args = ledger.canonical(effect.effect)
             user_spent = job.rules.spent_without(key) + spent[goal.user_id]
@@ -636,7 +743,10 @@ def _carry_out(
             verdict = _verdict(job.rules, effect, now, user_spent, duplicate)
             if not verdict.allowed:
                 refusals.append([d_id, goal.user_id, effect.tool, verdict.rule, verdict.detail, args, now])
+                job.said.append((effect.tool, job.rules.refusal_text(verdict.rule, effect.effect, d_id, now=now,
+                                                                     spent=user_spent)))
                 continue
+            went.add(effect.tool)
             if effect.action == "order":
                 ordered[goal.user_id].setdefault(lines, d_id)
             if verdict.tier == "auto" and not verdict.defer_quiet:
@@ -652,7 +762,9 @@ def _carry_out(
             detail = "deferred by quiet hours" if verdict.defer_quiet else None
             pending.append([key, d_id, goal.user_id, effect.tool, args, tier, "waiting", due, now, detail])
             waiting = waiting or tier in ("approve", "notify")
-        status[d_id] = "awaiting_approval" if waiting else "delivered"
+        reason = _not_done(records[d_id], went, job.said)
+        status[d_id] = "not_done" if reason else "awaiting_approval" if waiting else "delivered"
+        errors[d_id] = reason
     for goal, reason in skipped:
         records[goal.deliverable_id] = {"updated_at": now.isoformat()}
         status[goal.deliverable_id] = "cancelled"
@@ -699,7 +811,7 @@ def _carry_out(
                 if problem is not None:
                     failed[fx.key] = f"not attempted: {problem}"
                     continue
-                shown = {**records[d_id], "status": status[d_id]}
+                shown = {**records[d_id], "status": status[d_id], "error": errors.get(d_id)}
                 what = f"{fx.action} ({channel})"
                 try:
                     if states[fx.key] == "completed":

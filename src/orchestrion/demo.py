@@ -17,6 +17,7 @@ from typing import Any, Final
 from orchestrion.config import Settings
 from orchestrion.effects import Effector
 from orchestrion.errors import NotFoundError
+from orchestrion.rendering import main_action, status_text
 from orchestrion.stats import store_stats
 from orchestrion.store import Store, utcnow
 
@@ -45,18 +46,19 @@ def sample_path(settings: Settings) -> Path:
 def demo_deliverables(store: Store, settings: Settings, day: date, users: int = 3) -> list[dict[str, Any]]:
     """The deliverables of ``day`` for the first ``users`` users that have some, with outbox files."""
     rows = store.con.execute(
-        "SELECT user_id, deliverable_id, template, title, status, summary FROM deliverables "
+        "SELECT user_id, deliverable_id, template, title, status, summary, error FROM deliverables "
         "WHERE date = ? AND user_id IN (SELECT DISTINCT user_id FROM deliverables WHERE date = ? ORDER BY 1 LIMIT ?) "
         "ORDER BY user_id, deliverable_id",
         [day, day, users],
     ).fetchall()
     found = []
     outbox = Effector(settings)
-    for user_id, deliverable_id, template, title, status, summary in rows:
+    for user_id, deliverable_id, template, title, status, summary, error in rows:
         where = outbox.outbox_paths({"user_id": user_id, "deliverable_id": deliverable_id, "date": day.isoformat()})
         files = [str(p) for p in where.values() if p.is_file()]
         found.append({"user_id": user_id, "deliverable_id": deliverable_id, "template": template, "title": title,
-                      "status": status, "summary": summary, "files": files})
+                      "status": status, "summary": summary, "files": files,
+                      "status_text": status_text(status, error, main_action({"template": template}))})
     return found
 
 

@@ -38,7 +38,8 @@ from orchestrion.encoding import to_json, to_json_bytes
 from orchestrion.money import format_money
 
 __all__ = [
-    "MEDIA_TYPES", "PUBLISHED", "Format", "published", "render", "render_html", "render_markdown", "status_text",
+    "MEDIA_TYPES", "PUBLISHED", "Format", "main_action", "published", "render", "render_html", "render_markdown",
+    "status_text",
 ]
 
 Format = Literal["html", "json", "md"]
@@ -56,25 +57,50 @@ PUBLISHED: Final = (
 )
 """The fields of a deliverable that its HTML page carries as JSON (what it is, not how it was made)."""
 
-_STATUS: Final = {
-    "proposed": "Being prepared",
-    "planned": "Being prepared",
-    "awaiting_approval": "Waiting for your approval",
-    "delivered": "Delivered",
-    "rejected": "You turned it down",
-    "cancelled": "Cancelled",
-    "failed": "Could not be finished",
-}
+def main_action(d: Mapping[str, Any]) -> str:
+    """The action a deliverable is about: ``place_order`` for a cart, else ``publish``.
 
-
-def status_text(status: str | None, reason: str | None = None, action: str | None = None) -> str:
-    """A deliverable's status in plain words, the one wording every page, file and command shows.
-
-    >>> status_text("awaiting_approval"), status_text("cancelled", "you paused everything")
-    ('Waiting for your approval', 'Cancelled: you paused everything')
+    >>> main_action({"template": "reorder"}), main_action({"template": "playlist"})
+    ('place_order', 'publish')
     """
-    text = _STATUS.get(status or "", (status or "unknown").replace("_", " ").capitalize())
-    return f"{text}: {reason}" if reason and status in ("cancelled", "failed") else text
+    content = d.get("content")
+    cart = isinstance(content, Mapping) and content.get("kind") == "cart"
+    return "place_order" if cart or d.get("template") == "reorder" else "publish"
+
+
+_DONE: Final = {"place_order": "Ordered", "publish": "Sent"}
+_NOT: Final = {"place_order": "Not ordered", "publish": "Not sent"}
+
+
+def status_text(status: str, reason: str | None, action: str | None) -> str:
+    """A deliverable's status in plain words for the person it is for (the one place that says it).
+
+    ``reason`` is the deliverable's stored reason (why it was not done, cancelled or failed);
+    ``action`` what it is about (:func:`main_action`): ``place_order`` or ``publish``.
+
+    >>> status_text("not_done", "this month's spending limit is reached", "place_order")
+    "Not ordered: this month's spending limit is reached"
+    >>> status_text("delivered", None, "place_order"), status_text("awaiting_approval", None, "place_order")
+    ('Ordered', 'Waiting for your approval')
+    """
+    why = " ".join(str(reason).split()) if reason else ""
+    done = _DONE.get(action or "", "Delivered")
+    if status == "delivered":
+        return done
+    if status == "not_done":
+        return f"{_NOT.get(action or '', 'Not done')}: {why}" if why else _NOT.get(action or "", "Not done")
+    if status == "awaiting_approval":
+        return "Waiting for your approval"
+    if status in ("proposed", "planned"):
+        return "Being prepared"
+    if status == "rejected":
+        return "Rejected: nothing was done" if action != "place_order" else "Rejected: nothing was ordered"
+    if status == "cancelled":
+        return f"Cancelled: {why}" if why else "Cancelled"
+    if status == "failed":
+        head = f"{_NOT.get(action or '', 'Not done')} (it failed)"
+        return f"{head}: {why}" if why else head
+    return status.replace("_", " ").capitalize()
 
 
 def published(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -120,9 +146,7 @@ def _day(value: Any) -> str:
 
 
 def _status(d: Mapping[str, Any]) -> str:
-    actions = d.get("actions") or []
-    action = next((str(a.get("action")) for a in actions if isinstance(a, Mapping) and a.get("action")), None)
-    return status_text(d.get("status"), d.get("error"), action)
+    return status_text(str(d["status"]), d.get("error"), main_action(d))
 
 
 def _links(d: Mapping[str, Any], base_url: str | None) -> dict[str, str]:
@@ -168,7 +192,7 @@ def render_markdown(d: dict[str, Any], *, locale: str | None = None, base_url: s
     if d.get("user_id") or d.get("date"):
         lines += [f"For {_md(d.get('user_id') or 'you')} · {_md(_day(d.get('date')))}", ""]
     if d.get("status"):
-        lines += [f"**Status:** {_md(_status(d))}", ""]
+        lines += [f"*Status:* {_md(_status(d))}", ""]
     lines += [_md(d.get("summary") or ""), ""]
     for number, item in enumerate(content.get("items", []), 1):
         lines.append(f"{number}. {_line(kind, item, _md, currency, locale)}")
@@ -251,7 +275,7 @@ def render_html(d: dict[str, Any], *, locale: str | None = None, base_url: str |
     status = str(d.get("status") or "")
     background, ink = _BADGES.get(status, (_WASH, _MUTED))
     badge = (
-        f'<span style="display:inline-block;padding:2px 8px;border-radius:999px;background:{background};'
+        f'<span class="status" style="display:inline-block;padding:2px 8px;border-radius:999px;background:{background};'
         f'color:{ink};font-weight:600;text-transform:none;letter-spacing:0">{escape(_status(d))}</span>'
         if status else ""
     )

@@ -83,7 +83,7 @@ def demo(
             typer.echo(f"run {run['run_id']}: {run['status']}, {run['users_done']} users, {run['seconds']:.1f}s")
     typer.secho(f"\nDeliverables of {DEMO_DAY} for a few users:", bold=True)
     for d in outcome["deliverables"]:
-        typer.echo(f"  {d['user_id']}  [{d['status']}] {d['title']}")
+        typer.echo(f"  {d['user_id']}  [{d['status_text']}] {d['title']}")
         if d["summary"]:
             typer.echo(f"      {d['summary']}")
         for path in d["files"]:

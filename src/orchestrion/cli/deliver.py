@@ -39,6 +39,7 @@ def deliver(
         raise typer.BadParameter(f"--date takes YYYY-MM-DD, got {date!r}") from None
     config = settings()
     from orchestrion.planning.llm import planning_for
+    from orchestrion.rendering import main_action, status_text
 
     planning = planning_for(config, "deliver", llm=llm)
     bar = nullcontext(None) if as_json else progress_bar("delivering", unit="users")
@@ -62,7 +63,7 @@ def deliver(
             typer.echo(json.dumps(result.as_dict()))
             return
         rows = store.con.execute(
-            "SELECT user_id, deliverable_id, template, status, title FROM deliverables WHERE date = ? "
+            "SELECT user_id, deliverable_id, template, status, title, error, content FROM deliverables WHERE date = ? "
             "AND (? IS NULL OR list_contains(?, user_id)) ORDER BY user_id, deliverable_id LIMIT 20",
             [day, users or None, users or None],
         ).fetchall()
@@ -70,8 +71,9 @@ def deliver(
     table = Table(title=f"Deliverables of {day.isoformat()} (first 20)")
     for column in ("user", "deliverable", "template", "status", "title"):
         table.add_column(column)
-    for row in rows:
-        table.add_row(*map(str, row))
+    for user_id, deliverable_id, template, status, title, error, content in rows:
+        shown = {"template": template, "content": json.loads(content) if content else None}
+        table.add_row(user_id, deliverable_id, template, status_text(status, error, main_action(shown)), str(title))
     console.print(table)
     summary = result.as_dict()
     console.print(

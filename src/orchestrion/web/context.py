@@ -22,7 +22,6 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from orchestrion.api.context import FIRST_DAY, LAST_DAY, ApiContext
 from orchestrion.errors import UsageError
 from orchestrion.money import format_money
-from orchestrion.rendering import status_text
 from orchestrion.sessions import find_session, touch_session
 from orchestrion.web.session import COOKIE, Session, Signer
 
@@ -75,7 +74,6 @@ def _environment(locale: str | None = None) -> jinja2.Environment:
         return format_money(value, currency, locale) if isinstance(value, int | float) else ""
 
     env.filters["money"] = money
-    env.filters["status_words"] = lambda status, reason=None, action=None: status_text(status, reason, action)
     env.filters["action_words"] = lambda action: _ACTIONS.get(action, str(action).replace("_", " "))
     env.filters["tier_words"] = lambda tier: _TIERS.get(tier, str(tier))
     env.filters["outcome_words"] = lambda status: _OUTCOMES.get(status, str(status).replace("_", " "))

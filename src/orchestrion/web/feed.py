@@ -17,8 +17,9 @@ from typing import Any
 import duckdb
 
 from orchestrion.errors import NotFoundError
+from orchestrion.rendering import main_action, status_text
 
-__all__ = ["Card", "Day", "Declined", "Item", "card", "day_feed", "history", "read_card_user"]
+__all__ = ["Card", "Day", "Declined", "Item", "card", "day_feed", "history", "latest_day", "read_card_user"]
 
 
 @dataclass
@@ -44,14 +45,13 @@ class Card:
     template: str
     title: str
     status: str
+    status_text: str
     summary: str | None
     why: str | None
     items: list[Item]
     total: float | None = None
     currency: str | None = None
     thumb: str | None = None
-    error: str | None = None
-    """Why it failed or was cancelled, shown after its status."""
 
 
 @dataclass(frozen=True)
@@ -181,8 +181,8 @@ def _thumbs(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, tup
 
 
 _CARD_SQL = """
-SELECT d.deliverable_id, d.user_id, d.date, d.template, d.title, d.status, d.items, d.summary, d.content,
-       g.why, g.details, d.error
+SELECT d.deliverable_id, d.user_id, d.date, d.template, d.title, d.status, d.error, d.items, d.summary, d.content,
+       g.why, g.details
 FROM deliverables d LEFT JOIN goals g USING (goal_id)
 """
 
@@ -208,13 +208,13 @@ def _cards(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> list[C
                 template=row["template"],
                 title=row["title"],
                 status=row["status"],
+                status_text=status_text(row["status"], row["error"], main_action(row | {"content": content})),
                 summary=row["summary"],
                 why=row["why"],
                 items=items,
                 total=_number(money.get("total")),
                 currency=money.get("currency") if isinstance(money.get("currency"), str) else None,
                 thumb=thumb,
-                error=row["error"],
             )
         )
     return cards
@@ -230,6 +230,17 @@ def history(
         [user_id, before, limit],
     ).fetchall()
     return [(r[0], int(r[1])) for r in rows]
+
+
+def latest_day(con: duckdb.DuckDBPyConnection, user_id: str, on_or_before: dt.date) -> dt.date | None:
+    """The user's latest day with deliverables up to ``on_or_before`` (None when there is none):
+    where the page opens when today has nothing yet (before the morning run, or after `make demo`,
+    whose day is in the sample's past)."""
+    rows = con.execute(
+        "SELECT max(date) FROM deliverables WHERE user_id = ? AND date <= ? AND status <> 'proposed'",
+        [user_id, on_or_before],
+    ).fetchall()
+    return rows[0][0] if rows and rows[0][0] is not None else None
 
 
 def day_feed(con: duckdb.DuckDBPyConnection, user_id: str, day: dt.date) -> Day:
