@@ -48,7 +48,8 @@ class Page(HTMLParser):
         self.tags.append((tag, dict(attrs)))
 
     def handle_data(self, data: str) -> None:
-        self.text.append(data)
+        if not self.tags or self.tags[-1][0] != "script":  # the JSON record is for programs
+            self.text.append(data)
 
     def words(self) -> str:
         return " ".join(" ".join(self.text).split())
@@ -139,6 +140,9 @@ def _shown(path: Path) -> tuple[str, str]:
     return Page(html).words(), json.loads(embedded.group(1))["status"]
 
 
+DEMO_OUTPUT: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home after `orchestrion demo` (what `make demo` runs), its links under BASE."""
@@ -146,7 +150,48 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (home / "orchestrion.toml").write_text(f'scheduler = false\noutbox_formats = "html,md"\npublic_url = "{BASE}"\n')
     done = cli(home, "demo")
     assert done.returncode == 0, done.stderr
+    DEMO_OUTPUT.append(done.stdout)
     return home
+
+
+MONEY = re.compile(r"£\d{1,3}(?:,\d{3})*\.\d\d(?!\d)")
+"""An amount as en_GB writes pounds: £1,234.50."""
+MONEY_OTHERWISE = re.compile(r"\bGBP\b|£\d[\d,]*(?!\d|,\d|\.\d\d)|\d\.\d\d ?(?:GBP|EUR|USD)|(?<![£\d.,])\d[\d.,]*[.,]\d\d\s?£")
+"""Money written any other way: "143.10 GBP", "£145.2", "£34", "3.50£"."""
+INTERNAL = re.compile(
+    r"fatigue|\bgoals?\b|\bslots?\b|ε|awaiting_approval|place[_ ]order|'(?:staples|due|last_order)'|\bscore|"
+    r"exploration|\bthis (?:person|user)\b|\bthe user\b"
+)
+"""Words of the code that must not reach a person."""
+
+
+def _people_texts(home: Path) -> list[str]:
+    """Everything of the demo's day a person reads: titles, summaries, reasons, why texts, the
+    not-chosen reasons, the outbox pages and files, and the demo's own output."""
+    with Store.open(home / "data" / "orchestrion.duckdb", read_only=True) as store:
+        rows = store.con.execute(
+            "SELECT title, summary, error FROM deliverables WHERE status <> 'proposed' UNION ALL "
+            "SELECT title, why, reason_detail FROM goals"
+        ).fetchall()
+    texts = [str(v) for row in rows for v in row if v]
+    for path in (home / "data" / "outbox").rglob("*"):
+        if path.suffix == ".html":
+            texts.append(Page(path.read_text()).words())
+        elif path.suffix == ".md":
+            texts.append(path.read_text())
+    return texts + [re.sub(r"`[^`]*`", "", out) for out in DEMO_OUTPUT]  # commands in `` are the operator's
+
+
+def test_what_people_read_writes_money_one_way_and_no_internal_names(demo: Path) -> None:
+    """On the demo's day (50 users): every amount in every text a person reads is written £1,234.50,
+    and no text carries a word of the code."""
+    texts = _people_texts(demo)
+    amounts = sum(len(MONEY.findall(t)) for t in texts)
+    otherwise = sorted({m.group(0) for t in texts for m in MONEY_OTHERWISE.finditer(t)})
+    internal = sorted({m.group(0) for t in texts for m in INTERNAL.finditer(t)})
+    assert amounts > 500, amounts  # the day's carts: titles, totals, lines
+    assert otherwise == [], otherwise[:20]
+    assert internal == [], internal[:20]
 
 
 def test_outbox_files_follow_approve_and_reject_through_the_real_server(demo: Path) -> None:

@@ -139,7 +139,7 @@ def _execute(
     """Run one approved or due action: policy now, ledger, perform. Returns its new status."""
     from orchestrion.delivery import load_user_rules
 
-    rules = load_user_rules(con, policy, [record["user_id"]], now)[record["user_id"]]
+    rules = load_user_rules(con, policy, [record["user_id"]], now, locale=effector.settings.locale)[record["user_id"]]
     args = action["arguments"]
     action_class: ActionClass = (
         "order" if action["action"] == "place_order" else ("webhook" if args.get("channel") == "webhook" else "outbox")

@@ -48,6 +48,7 @@ from orchestrion.effects import Effector
 from orchestrion.encoding import to_json
 from orchestrion.errors import OrchestrionError, PolicyViolation, RetryableError
 from orchestrion.execution import Executor
+from orchestrion.money import format_money
 from orchestrion.planning import OfflinePlanner, Planner, PlanOutcome
 from orchestrion.policies import (
     Policy,
@@ -121,6 +122,8 @@ class UserRules:
     timezone: ZoneInfo
     orders: Mapping[str, float] = field(default_factory=dict)
     recent_orders: Mapping[str, tuple[tuple[str, datetime, bool], ...]] = field(default_factory=dict)
+    locale: str | None = None
+    """Where money is written in refusal texts (``ORCHESTRION_LOCALE``; None = the currency's own)."""
 
     def local(self, now: datetime) -> datetime:
         return _in_zone(now, self.timezone)
@@ -159,12 +162,12 @@ class UserRules:
         >>> rules = UserRules(Policy(max_monthly_spend=100.0), False, frozenset(), ZoneInfo("UTC"))
         >>> rules.refusal_text("money_per_month", {"total": 30.0, "currency": "GBP"}, "d", now=datetime(2024, 5, 2),
         ...                    spent=80.0)
-        "this month's spending limit is reached (100.00 GBP a month: 80.00 GBP spent, this order 30.00 GBP)"
+        "this month's spending limit is reached (£100.00 a month: £80.00 spent, this order £30.00)"
         """
-        currency = str(effect.get("currency") or "")
+        currency = str(effect.get("currency") or "") or None
 
         def money(value: float) -> str:
-            return f"{value:.2f} {currency}".strip()
+            return format_money(value, currency, self.locale)
 
         total = effect.get("total")
         if rule == "duplicate":
@@ -215,7 +218,9 @@ def _zone(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def load_user_rules(con: Any, policy: Policy, users: Sequence[str], now: datetime) -> dict[str, UserRules]:
+def load_user_rules(
+    con: Any, policy: Policy, users: Sequence[str], now: datetime, *, locale: str | None = None
+) -> dict[str, UserRules]:
     """Effective policies for ``users``: overrides, pause switch, time zone, this month's orders
     (completed, or in flight: claimed within ``policy.in_flight_minutes``; never a cart awaiting
     approval nor a claim left stale) and the recent orders the duplicate guard compares against."""
@@ -267,6 +272,7 @@ def load_user_rules(con: Any, policy: Policy, users: Sequence[str], now: datetim
             _zone(tz),
             orders.get(str(user_id), {}),
             {k: tuple(v) for k, v in recent.get(str(user_id), {}).items()},
+            locale,
         )
     return rules
 
@@ -565,7 +571,7 @@ def execute(
         entries, stored, failures, waiting_ids = _committed(con, [g.deliverable_id for g in goals])
         catalog = _catalog(con, goals)
         exclusions = _exclusions(con, users)
-        rules = load_user_rules(con, policy, sorted({g.user_id for g in goals}), now)
+        rules = load_user_rules(con, policy, sorted({g.user_id for g in goals}), now, locale=settings.locale)
         first_seen = _first_seen(con, goals)
         refused_before = _refused_before(con, list(stored))
         delivered_before = dict(

@@ -255,7 +255,6 @@ def choose(
         }
     )
     days = (-7.0 * pl.col("fatigue_kind").clip(1e-12).log(2)).round(1)
-    cut = "nan" if math.isnan(g.cut) else f"{g.cut:.3f}"
     reason = (
         pl.when(pl.col("_chosen"))
         .then(None)
@@ -297,13 +296,7 @@ def choose(
             )
         )
         .when(pl.col("_risky"))
-        .then(
-            pl.format(
-                "it is riskier than the settings allow (risk {}, at most {})",
-                pl.col("risk").round(2),
-                pl.lit(f"{config.max_risk:.2f}"),
-            )
-        )
+        .then(pl.lit("it is riskier than the settings allow"))
         .when(pl.col("_dropped"))
         .then(
             pl.format(
@@ -322,17 +315,7 @@ def choose(
                 "_left",
             )
         )
-        .otherwise(
-            pl.format(
-                "it did not look useful enough today (score {}, the day's bar {})",
-                pl.col("score").round(3),
-                pl.lit(
-                    cut
-                    if config.min_score is None
-                    else f"{max(config.min_score, g.cut if g.greedy.any() else -math.inf):.3f}"
-                ),
-            )
-        )
+        .otherwise(pl.lit("it did not look useful enough to send today"))
     )
     out = frame.with_columns(pl.Series("score", scores))
     return (
