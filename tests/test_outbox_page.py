@@ -156,7 +156,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 MONEY = re.compile(r"£\d{1,3}(?:,\d{3})*\.\d\d(?!\d)")
 """An amount as en_GB writes pounds: £1,234.50."""
-MONEY_OTHERWISE = re.compile(r"\bGBP\b|£\d[\d,]*(?!\d|,\d|\.\d\d)|\d\.\d\d ?(?:GBP|EUR|USD)|(?<![£\d.,])\d[\d.,]*[.,]\d\d\s?£")
+MONEY_OTHERWISE = re.compile(
+    r"\bGBP\b|£\d[\d,]*(?!\d|,\d|\.\d\d)|\d\.\d\d ?(?:GBP|EUR|USD)|(?<![£\d.,])\d[\d.,]*[.,]\d\d\s?£"
+)
 """Money written any other way: "143.10 GBP", "£145.2", "£34", "3.50£"."""
 INTERNAL = re.compile(
     r"fatigue|\bgoals?\b|\bslots?\b|ε|awaiting_approval|place[_ ]order|'(?:staples|due|last_order)'|\bscore|"
@@ -265,3 +267,18 @@ def test_after_the_demo_the_web_page_opens_on_the_demos_day(demo: Path) -> None:
     assert f"{count} deliverable{'s' if count != 1 else ''} on 2011-11-01" in words
     assert page.text.count('<article class="card') == count
     assert today.status_code == 200 and '<article class="card' not in today.text
+
+
+def test_locale_and_public_url_are_checked_settings(tmp_path: Path) -> None:
+    from orchestrion.config import load_settings
+    from orchestrion.errors import ConfigError
+
+    home = {"ORCHESTRION_HOME": str(tmp_path)}
+    default = load_settings(home)
+    assert default.locale is None and default.web_url == "http://127.0.0.1:8000"
+    chosen = load_settings({**home, "ORCHESTRION_LOCALE": "de-DE", "ORCHESTRION_PUBLIC_URL": BASE + "/"})
+    assert chosen.locale == "de_DE" and chosen.web_url == BASE
+    with pytest.raises(ConfigError, match=r"ORCHESTRION_LOCALE.*write it like en_GB"):
+        load_settings({**home, "ORCHESTRION_LOCALE": "xx_YY_nonsense"})
+    with pytest.raises(ConfigError, match="ORCHESTRION_PUBLIC_URL"):
+        load_settings({**home, "ORCHESTRION_PUBLIC_URL": "javascript:alert(1)"})

@@ -275,7 +275,7 @@ def render_html(d: dict[str, Any], *, locale: str | None = None, base_url: str |
     status = str(d.get("status") or "")
     background, ink = _BADGES.get(status, (_WASH, _MUTED))
     badge = (
-        f'<span class="status" style="display:inline-block;padding:2px 8px;border-radius:999px;background:{background};'
+        f'<span class="status" style="display:inline-block;padding:2px 8px;border-radius:6px;background:{background};'
         f'color:{ink};font-weight:600;text-transform:none;letter-spacing:0">{escape(_status(d))}</span>'
         if status else ""
     )
