@@ -37,11 +37,11 @@ DAY = date(2011, 11, 1)
 AUTO = '[tiers]\norder = "auto"\noutbox = "auto"\nwebhook = "auto"\n'
 
 
-def _home(home: Path) -> Path:
+def _home(home: Path, *, policy: str = AUTO, toml: str = "") -> Path:
     """A home with the shipped Online Retail sample loaded, orders and publishing on ``auto``."""
     home.mkdir(parents=True, exist_ok=True)
-    (home / "policy.toml").write_text(AUTO)
-    (home / "orchestrion.toml").write_text('scheduler = false\noutbox_formats = ["md", "json", "html"]\n')
+    (home / "policy.toml").write_text(policy)
+    (home / "orchestrion.toml").write_text('scheduler = false\noutbox_formats = ["md", "json", "html"]\n' + toml)
     settings = load_settings({"ORCHESTRION_HOME": str(home)})
     with Store.open(settings.database_path) as store:
         load_dataset(store, "online-retail", sample_path(settings), now=datetime(2011, 11, 1, 9))

@@ -15,6 +15,8 @@ the store, which is the only writer): the first decision wins, a later one raise
 :class:`~orchestrion.errors.AlreadyDecidedError` with the deliverable as it stands (the API answers
 409), so no record ever says ``rejected`` for an order that was placed. :func:`sweep_claims`
 reconciles ledger claims left open (a receiver down, a crash) with the provider, by idempotency key.
+:func:`drop_items` takes the items a person thumbed down out of their carts still waiting for
+approval (re-priced and checked against the policy again; a cart left empty is cancelled).
 """
 
 from __future__ import annotations
@@ -39,12 +41,20 @@ from orchestrion.errors import (
     RetryableError,
     UsageError,
 )
+from orchestrion.money import format_money
 from orchestrion.policies import ActionClass, Policy, check, load_policy, webhook_origin
 from orchestrion.rendering import main_action, status_text
 from orchestrion.store import Store, transaction
 
 __all__ = [
-    "Decision", "decide", "feed", "get_deliverable", "pending_actions", "refresh_outbox", "run_due_actions",
+    "Decision",
+    "decide",
+    "drop_items",
+    "feed",
+    "get_deliverable",
+    "pending_actions",
+    "refresh_outbox",
+    "run_due_actions",
     "sweep_claims",
 ]
 
@@ -225,6 +235,7 @@ def decide(
     ``approve`` runs each waiting action once (policy checked again now; ledger); ``reject`` drops
     them and marks the deliverable rejected; ``cancel`` stops ``notify`` actions inside their window.
     """
+    own = effector is None
     effector = effector or Effector(settings)
     policy = policy or load_policy(settings.policy_path)
     con = store.cursor()
@@ -234,6 +245,8 @@ def decide(
             return _decide(store, con, settings, deliverable_id, decision, by, now, effector, policy, due_before)
     finally:
         con.close()
+        if own:
+            effector.close()
 
 
 def _decide(
@@ -342,7 +355,12 @@ def run_due_actions(
     store: Store, settings: Settings, now: datetime, *, effector: Effector | None = None, policy: Policy | None = None
 ) -> int:
     """Run every ``notify`` action whose cancel window has ended; returns how many ran."""
-    effector = effector or Effector(settings)
+    if effector is None:
+        mine = Effector(settings)
+        try:
+            return run_due_actions(store, settings, now, effector=mine, policy=policy)
+        finally:
+            mine.close()
     policy = policy or load_policy(settings.policy_path)
     con = store.cursor()
     try:
@@ -385,6 +403,7 @@ def sweep_claims(
     ``claimed`` while its deliverable still has attempts left or an approval waiting, and is given
     up (``failed``, the error saying the outcome is unknown) once it has none. Returns the counts.
     """
+    own = effector is None
     effector = effector or Effector(settings)
     counts = {"completed": 0, "failed": 0, "open": 0}
     con = store.cursor()
@@ -399,6 +418,8 @@ def sweep_claims(
                 counts[_settle_claim(con, settings, entry, record, effector, now)] += 1
     finally:
         con.close()
+        if own:
+            effector.close()
     return counts
 
 
@@ -448,3 +469,143 @@ def _failures(con: Any, deliverable_id: str) -> int:
     rows = con.execute("SELECT coalesce(failures, 0) FROM deliverables WHERE deliverable_id = ?", [deliverable_id])
     found = rows.fetchall()
     return int(found[0][0]) if found else 0
+
+
+def drop_items(
+    store: Store,
+    settings: Settings,
+    user_id: str,
+    items: Sequence[str],
+    *,
+    now: datetime,
+    policy: Policy | None = None,
+) -> dict[str, str]:
+    """Take ``items`` (just thumbed down by ``user_id``) out of the user's carts still waiting for
+    approval; returns each changed deliverable's status now.
+
+    The cart shown and the order waiting are changed together: lines, total, title and summary,
+    and the order checked against the policy again (a cheaper cart may now equal one ordered
+    recently: refused, ``not_done``). A cart left with no line is cancelled with the reason. An
+    order an approval is carrying out at that moment (a ledger claim) is left as approved.
+    Deliverables not planned yet need nothing: planning never uses an excluded item.
+    """
+    gone = {str(i) for i in items}
+    if not gone:
+        return {}
+    policy = policy or load_policy(settings.policy_path)
+    changed: dict[str, str] = {}
+    con = store.cursor()
+    try:
+        rows = con.execute(
+            "SELECT DISTINCT deliverable_id FROM pending_actions WHERE user_id = ? AND action = 'place_order' "
+            "AND status = 'waiting' ORDER BY 1",
+            [user_id],
+        ).fetchall()
+        effector = Effector(settings)
+        try:
+            for (deliverable_id,) in rows:
+                with _lock(str(deliverable_id)):
+                    status = _drop(con, str(deliverable_id), gone, policy, now, settings.locale)
+                    if status is not None:  # its outbox page shows the cart as it is now
+                        refresh_outbox(con, effector, str(deliverable_id))
+                if status is not None:
+                    changed[str(deliverable_id)] = status
+        finally:
+            effector.close()
+    finally:
+        con.close()
+    return changed
+
+
+def _drop(
+    con: Any, deliverable_id: str, gone: set[str], policy: Policy, now: datetime, locale: str | None = None
+) -> str | None:
+    """:func:`drop_items` for one deliverable, under its lock; its new status, or None (unchanged)."""
+    from orchestrion.delivery import load_user_rules
+    from orchestrion.planning.offline import summary_of
+
+    record = get_deliverable(con, deliverable_id)
+    orders = [a for a in record["actions"] if a["status"] == "waiting" and a["action"] == "place_order"]
+    content = record["content"] if isinstance(record["content"], dict) else {}
+    if not orders or any(s != "failed" for s in _ledger_states(con, [a["action_id"] for a in orders]).values()):
+        return None  # decided meanwhile, or an approval is placing it now
+    kept = [i for i in content.get("items") or [] if str(i.get("item_id")) not in gone]
+    lines = {a["action_id"]: [ln for ln in a["arguments"].get("lines") or [] if str(ln[0]) not in gone] for a in orders}
+    if len(kept) == len(content.get("items") or []) and all(
+        len(lines[a["action_id"]]) == len(a["arguments"].get("lines") or []) for a in orders
+    ):
+        return None
+    others = any(a["status"] == "waiting" and a["action"] != "place_order" for a in record["actions"])
+    total = round(sum(float(i.get("line_total") or 0.0) for i in kept), 2)
+    currency = content.get("currency") or ""
+    new_content = {**{k: v for k, v in content.items() if k != "effects"}, "items": kept, "total": total}
+    decided: list[tuple[str, str, str | None]] = []  # action, status, detail
+    refusals: list[list[Any]] = []
+    final, reason = record["status"], record.get("error")
+    if not kept or not all(lines.values()):
+        decided = [(a["action_id"], "cancelled", "every item was thumbed down") for a in orders]
+        final = "awaiting_approval" if others else "cancelled"
+        reason = None if others else "you thumbed down every item in it, so nothing will be ordered"
+    else:
+        rules = load_user_rules(con, policy, [record["user_id"]], now, locale=locale)[record["user_id"]]
+        for action in orders:
+            args = {**action["arguments"], "lines": lines[action["action_id"]]}
+            args["total"] = round(sum(round(float(q) * float(p), 2) for _, q, p in args["lines"]), 2)
+            action["arguments"] = args
+            spent = rules.spent_without(action["action_id"])
+            verdict = check(
+                rules.policy,
+                "order",
+                amount=float(args["total"]),
+                spent_this_month=spent,
+                local_time=rules.local(now).time(),
+                paused=rules.paused,
+                duplicate_of=rules.duplicate_of(args, deliverable_id, action["created_at"]),
+            )
+            if verdict.allowed:
+                continue
+            shown = {**args, "currency": currency}
+            text = rules.refusal_text(verdict.rule, shown, deliverable_id, now=now, spent=spent)
+            decided.append((action["action_id"], "refused", text))
+            refusals.append([deliverable_id, record["user_id"], "place_order", verdict.rule, verdict.detail,
+                             ledger.canonical(args), now])
+            if not others:
+                final, reason = "not_done", text
+    title = record["title"]
+    if kept and str(title).startswith("Reorder:"):  # the offline planner's title states the cart's numbers
+        title = f"Reorder: {len(kept)} items ({format_money(total, currency or None, locale)})"
+    summary = summary_of(new_content, locale) if kept else record.get("summary")
+    with transaction(con):
+        for action in orders:
+            con.execute(
+                "UPDATE pending_actions SET arguments = ? WHERE action_id = ? AND status = 'waiting'",
+                [ledger.canonical(action["arguments"]), action["action_id"]],
+            )
+        for action_id, status, detail in decided:
+            con.execute(
+                "UPDATE pending_actions SET status = ?, decided_at = ?, decided_by = 'thumbs-down', detail = ? "
+                "WHERE action_id = ? AND status = 'waiting'",
+                [status, now, detail, action_id],
+            )
+        if refusals:
+            con.executemany(
+                "INSERT INTO policy_decisions (deliverable_id, user_id, action, rule, detail, arguments, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                refusals,
+            )
+        con.execute(
+            "UPDATE deliverables SET content = ?, items = ?, title = ?, summary = ?, status = ?, error = ?, "
+            "updated_at = ? WHERE deliverable_id = ?",
+            [
+                ledger.canonical(new_content),
+                [str(i.get("item_id")) for i in kept],
+                title,
+                summary,
+                final,
+                reason,
+                now,
+                deliverable_id,
+            ],
+        )
+    return str(final)
+

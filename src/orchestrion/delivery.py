@@ -558,9 +558,17 @@ def execute(
     concurrency: int = 1,
 ) -> DeliveryResult:
     """Plan, review and carry out the ``proposed`` deliverables of ``users`` on ``day`` (one batch)."""
+    if effector is None:  # made here, closed here: a run per batch must not leave connections open
+        mine = Effector(settings)
+        try:
+            return execute(
+                store, settings, day, users, now=now, planner=planner, effector=mine, policy=policy, critic=critic,
+                concurrency=concurrency,
+            )
+        finally:
+            mine.close()
     started = time.perf_counter()
     planner = planner or OfflinePlanner()
-    effector = effector or Effector(settings)
     policy = policy or load_policy(settings.policy_path)
     result = DeliveryResult(day, users=len(users))
     con = store.cursor()

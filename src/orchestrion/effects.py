@@ -100,7 +100,15 @@ class Effector:
         self.settings = settings
         self.outbox = settings.outbox_path
         self._http = http
+        self._owned = http is None
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the HTTP client it made (an injected one is its owner's to close)."""
+        with self._lock:
+            if self._owned and self._http is not None:
+                self._http.close()
+                self._http = None
 
     @property
     def http(self) -> httpx.Client:

@@ -97,9 +97,8 @@ def status_text(status: str, reason: str | None, action: str | None) -> str:
         return "Rejected: nothing was done" if action != "place_order" else "Rejected: nothing was ordered"
     if status == "cancelled":
         return f"Cancelled: {why}" if why else "Cancelled"
-    if status == "failed":
-        head = f"{_NOT.get(action or '', 'Not done')} (it failed)"
-        return f"{head}: {why}" if why else head
+    if status == "failed":  # part of it may have happened (an order placed, then a webhook down)
+        return f"Not finished: {why}" if why else "Not finished"
     return status.replace("_", " ").capitalize()
 
 

@@ -22,6 +22,7 @@ from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.bodies import read_body
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import ApiError, Refusal
+from orchestrion.deliverables import drop_items
 from orchestrion.errors import NotFoundError
 from orchestrion.feedback import Feedback, FeedbackReceipt, deliverable_owner, record_feedback
 from orchestrion.store import utcnow
@@ -118,6 +119,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
             return record_feedback(con, deliverable_id, body, source="api", now=now)
 
         receipt = await ctx.write(work)
+        if receipt.excluded:  # a thumbed-down item leaves the user's carts still waiting for approval
+            await run_in_threadpool(drop_items, ctx.store, ctx.settings, receipt.user_id, receipt.excluded, now=now)
         return receipt.as_dict()
 
     return router

@@ -17,9 +17,11 @@ import secrets
 import duckdb
 from fastapi import APIRouter
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from orchestrion.deliverables import drop_items
 from orchestrion.errors import NotFoundError, PermissionDeniedError, UsageError
 from orchestrion.feedback import Feedback, ItemThumb, record_feedback
 from orchestrion.keys import KEY_PREFIX, verify_key
@@ -213,7 +215,10 @@ def build_router(web: WebContext) -> APIRouter:
         except ValidationError as exc:
             return web.error(request, session, 400, f"this thumb cannot be recorded: {exc.errors()[0]['msg']}")
         now = web.now()
-        await web.api.write(lambda con: record_feedback(con, deliverable_id, body, source="web", now=now))
+        receipt = await web.api.write(lambda con: record_feedback(con, deliverable_id, body, source="web", now=now))
+        if receipt.excluded:  # a thumbed-down item leaves the user's carts still waiting for approval
+            settings = web.api.settings
+            await run_in_threadpool(drop_items, web.api.store, settings, receipt.user_id, receipt.excluded, now=now)
         if request.headers.get("hx-request"):
             updated = await _own_card(web, session, deliverable_id)
             assert updated is not None

@@ -1,0 +1,114 @@
+"""A thumbed-down item leaves the person's carts still waiting for approval (issue 16, point 5).
+
+Through the real server: the shipped Online Retail sample delivered by ``orchestrion deliver``
+(orders wait for approval, the default policy), then a person's thumbs and approvals over HTTP,
+and a loopback order provider that records what is ordered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from http_recorder import Recorder
+from launcher import cli, serve
+from orchestrion.keys import create_key
+from orchestrion.money import format_money
+from orchestrion.store import Store
+from test_not_done import _home
+
+pytestmark = pytest.mark.processes
+
+DAY = date(2011, 11, 1)
+
+
+def _waiting_carts(database: Path) -> dict[str, tuple[str, list[str]]]:
+    """Users with a cart waiting for approval: (deliverable, the cart's item ids), by user."""
+    with Store.open(database) as store:
+        rows = store.con.execute(
+            "SELECT d.user_id, d.deliverable_id, d.content FROM deliverables d WHERE d.date = ? "
+            "AND d.status = 'awaiting_approval' AND EXISTS (SELECT 1 FROM pending_actions p WHERE "
+            "p.deliverable_id = d.deliverable_id AND p.action = 'place_order' AND p.status = 'waiting') ORDER BY 1",
+            [DAY],
+        ).fetchall()
+    return {str(u): (str(d), [i["item_id"] for i in json.loads(c)["items"]]) for u, d, c in rows}
+
+
+def test_a_thumbed_down_item_leaves_waiting_carts_and_an_emptied_cart_is_cancelled(tmp_path: Path) -> None:
+    with Recorder() as shop:
+        database = _home(tmp_path, policy="", toml=f'order_url = "{shop.url}/orders"\n')
+        done = cli(tmp_path, "deliver", "--date", DAY.isoformat(), "--json")
+        assert done.returncode == 0, done.stderr[-2000:]
+        carts = _waiting_carts(database)
+        trimmed, emptied, webbed = [u for u, (_, items) in carts.items() if len(items) >= 3][:3]
+        with Store.open(database) as store:
+            admin = create_key(store.con, "admin").key
+        auth = {"Authorization": f"Bearer {admin}"}
+
+        with serve(tmp_path) as server:
+            def call(method: str, path: str, **kwargs: Any) -> httpx.Response:
+                return httpx.request(method, server.url + path, headers=auth, timeout=30, **kwargs)
+
+            d_trim, items = carts[trimmed]
+            dropped = items[1]
+            said = call("POST", f"/v1/deliverables/{d_trim}/feedback",
+                        json={"items": [{"item_id": dropped, "thumb": "down"}]})
+            assert said.status_code == 200, said.text
+            shown = call("GET", f"/v1/deliverables/{d_trim}").json()
+            assert shown["status"] == "awaiting_approval"
+            assert [i["item_id"] for i in shown["content"]["items"]] == [i for i in items if i != dropped]
+            assert shown["content"]["total"] == round(sum(i["line_total"] for i in shown["content"]["items"]), 2)
+            assert dropped not in shown["items"] and dropped not in json.dumps(shown["actions"][0]["arguments"])
+            # the outbox page the person was sent shows the cart as it is now (rewritten on the change)
+            outbox = tmp_path / "data" / "outbox"
+            page = next(outbox.rglob(f"*--{d_trim}.html")).read_text()
+            embedded = re.search(r'id="orchestrion-deliverable">(.*?)</script>', page)
+            assert embedded is not None
+            assert json.loads(embedded[1])["content"]["items"] == shown["content"]["items"]
+            assert "Total</td>" in page and format_money(shown["content"]["total"], "GBP") in page
+            approved = call("POST", f"/v1/deliverables/{d_trim}/approve")
+            assert approved.status_code == 200, approved.text
+            assert approved.json()["status"] == "delivered"
+
+            d_empty, every = carts[emptied]
+            said = call("POST", f"/v1/deliverables/{d_empty}/feedback",
+                        json={"items": [{"item_id": i, "thumb": "down"} for i in every]})
+            assert said.status_code == 200, said.text
+            gone = call("GET", f"/v1/deliverables/{d_empty}").json()
+            assert gone["status"] == "cancelled" and gone["content"]["items"] == [], gone
+            assert gone["error"] and "thumbed down" in gone["error"]
+            assert gone["status_text"].startswith("Cancelled: you thumbed down every item")
+            page = next(outbox.rglob(f"*--{d_empty}.html")).read_text()
+            assert "Cancelled: you thumbed down every item" in page and "Waiting for your approval" not in page
+            late = call("POST", f"/v1/deliverables/{d_empty}/approve")
+            assert late.status_code == 409, late.text
+
+            # The same through the web page: the person's thumb on an item of their card.
+            d_web, web_items = carts[webbed]
+            key = call("POST", "/v1/keys", json={"role": "user", "user_id": webbed}).json()["key"]
+            with httpx.Client(base_url=server.url, follow_redirects=False, timeout=30) as browser:
+                page = browser.get("/signin")
+                token = re.search(r'name="signin_token" value="([^"]+)"', page.text)
+                assert token is not None
+                assert browser.post("/signin", data={"signin_token": token[1], "credential": key}).status_code == 303
+                feed = browser.get("/", params={"date": DAY.isoformat()})
+                form = re.search(r'name="form_token" value="([^"]+)"', feed.text)
+                assert form is not None
+                thumbed = browser.post(f"/deliverables/{d_web}/thumbs",
+                                       data={"form_token": form[1], "thumb": "down", "item_id": web_items[0]})
+                assert thumbed.status_code == 303, thumbed.text
+            left = call("GET", f"/v1/deliverables/{d_web}").json()
+            assert [i["item_id"] for i in left["content"]["items"]] == web_items[1:]
+            assert left["status"] == "awaiting_approval"
+
+        orders = [o["order"] for o in shop.orders.values()]
+        assert len(orders) == 1, "one order: the trimmed cart; nothing for the emptied one"
+        assert orders[0]["deliverable_id"] == d_trim
+        assert [line[0] for line in orders[0]["lines"]] == [i["item_id"] for i in shown["content"]["items"]]
+        assert orders[0]["total"] == shown["content"]["total"], "the cart shown is the cart ordered"
