@@ -18,6 +18,7 @@ decimal and grouping marks, the currency's own number of decimals. The locale is
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
@@ -71,11 +72,52 @@ def format_money(amount: float | int | None, currency: str | None, locale: str |
 
 @lru_cache(maxsize=65_536)
 def _format(amount: float, currency: str | None, locale: str) -> str:
+    shape = _shape(currency, locale)
+    if shape is None:
+        return _babel(amount, currency, locale)
+    return _apply(shape, amount)
+
+
+_Shape = tuple[str, str, str, str, str, str, int]
+"""How a locale writes a currency: prefix, suffix, negative prefix, negative suffix, group mark,
+decimal mark, decimals."""
+
+
+def _babel(amount: float, currency: str | None, locale: str) -> str:
     from babel.numbers import format_currency, format_decimal
 
     if currency is None:
         return format_decimal(amount, format="#,##0.00", locale=locale)
     return format_currency(amount, currency, locale=locale)
+
+
+def _apply(shape: _Shape, amount: float) -> str:
+    prefix, suffix, minus_prefix, minus_suffix, group, decimal, digits = shape
+    # Decimal from the shortest repr, rounded half-even: exactly as Babel rounds.
+    number = format(abs(Decimal(repr(amount))), f",.{digits}f")
+    number = number.replace(",", "\0").replace(".", decimal).replace("\0", group)
+    return f"{minus_prefix}{number}{minus_suffix}" if amount < 0 else f"{prefix}{number}{suffix}"
+
+
+@lru_cache(maxsize=256)
+def _shape(currency: str | None, locale: str) -> _Shape | None:
+    """Babel's way of writing ``currency`` in ``locale``, learnt once so that each amount costs a
+    string format instead of a CLDR pattern walk (~40 µs: a second per 25,000 goal titles). None
+    (Babel for every amount) unless it writes a set of probe amounts exactly as Babel does — a
+    locale grouping digits other than by thousands (en_IN) keeps Babel."""
+    from babel.numbers import get_currency_precision, get_decimal_symbol, get_group_symbol
+
+    digits = get_currency_precision(currency) if currency else 2
+    group, decimal = get_group_symbol(locale), get_decimal_symbol(locale)
+    probe = 1234567.0
+    plain = format(Decimal(probe), f",.{digits}f").replace(",", "\0").replace(".", decimal).replace("\0", group)
+    positive, negative = _babel(probe, currency, locale), _babel(-probe, currency, locale)
+    if positive.count(plain) != 1 or negative.count(plain) != 1:
+        return None
+    (prefix, suffix), (minus_prefix, minus_suffix) = positive.split(plain), negative.split(plain)
+    shape: _Shape = (prefix, suffix, minus_prefix, minus_suffix, group, decimal, digits)
+    checks = (0.0, 0.5, 2.675, 9.995, 999.99, 1000.0, 12345.678, -0.01, -1234.5, 98765432.1)
+    return shape if all(_apply(shape, v) == _babel(v, currency, locale) for v in checks) else None
 
 
 def money_expr(amount: pl.Expr, currency: str | None, locale: str | None = None) -> pl.Expr:
