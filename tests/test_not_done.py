@@ -123,7 +123,7 @@ def test_orders_refused_by_the_monthly_cap_and_the_duplicate_guard_say_not_order
         assert expected.startswith("Not ordered: ")
         assert f"*Status:* {expected}" in path.with_suffix(".md").read_text()
         page = path.with_suffix(".html").read_text()
-        assert re.search(r'<p class="status"><strong>Not ordered: [^<]+</strong></p>', page), user
+        assert re.search(r'<span class="status" style="[^"]*">Not ordered: [^<]+</span>', page), user
 
     with serve(home) as server:
         for user, (d_id, error, _) in mine.items():

@@ -112,8 +112,9 @@ def test_choice_budget_volume_and_reasons() -> None:
     assert b.get_column("reason").to_list() == ["score", "budget"], "volume 1: b's best is below the day's cut-off"
     assert out.filter(pl.col("status") == "chosen").get_column("propensity").to_list() == [1.0]
     detail = out.get_column("reason_detail").to_list()
-    assert "within the 2-day fatigue window" in detail[2] and "above the policy's cap" in detail[3]
-    assert "below the day's cut-off of 0.900" in detail[4]
+    assert "one comes at most every 2 days" in detail[2] and "riskier than the settings allow" in detail[3]
+    assert detail[4] == "it did not look useful enough to send today"
+    assert not any(word in " ".join(filter(None, detail)) for word in ("fatigue", "goal", "ε", "slot", "k3"))
     done = choose(
         frame, scores, ChoiceConfig(budget=1, epsilon=0.0), used=pl.DataFrame({"user_id": ["a"], "used": [1]})
     )

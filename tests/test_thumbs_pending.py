@@ -19,6 +19,7 @@ import pytest
 from http_recorder import Recorder
 from launcher import cli, serve
 from orchestrion.keys import create_key
+from orchestrion.money import format_money
 from orchestrion.store import Store
 from test_not_done import _home
 
@@ -64,6 +65,13 @@ def test_a_thumbed_down_item_leaves_waiting_carts_and_an_emptied_cart_is_cancell
             assert [i["item_id"] for i in shown["content"]["items"]] == [i for i in items if i != dropped]
             assert shown["content"]["total"] == round(sum(i["line_total"] for i in shown["content"]["items"]), 2)
             assert dropped not in shown["items"] and dropped not in json.dumps(shown["actions"][0]["arguments"])
+            # the outbox page the person was sent shows the cart as it is now (rewritten on the change)
+            outbox = tmp_path / "data" / "outbox"
+            page = next(outbox.rglob(f"*--{d_trim}.html")).read_text()
+            embedded = re.search(r'id="orchestrion-deliverable">(.*?)</script>', page)
+            assert embedded is not None
+            assert json.loads(embedded[1])["content"]["items"] == shown["content"]["items"]
+            assert "Total</td>" in page and format_money(shown["content"]["total"], "GBP") in page
             approved = call("POST", f"/v1/deliverables/{d_trim}/approve")
             assert approved.status_code == 200, approved.text
             assert approved.json()["status"] == "delivered"
@@ -76,6 +84,8 @@ def test_a_thumbed_down_item_leaves_waiting_carts_and_an_emptied_cart_is_cancell
             assert gone["status"] == "cancelled" and gone["content"]["items"] == [], gone
             assert gone["error"] and "thumbed down" in gone["error"]
             assert gone["status_text"].startswith("Cancelled: you thumbed down every item")
+            page = next(outbox.rglob(f"*--{d_empty}.html")).read_text()
+            assert "Cancelled: you thumbed down every item" in page and "Waiting for your approval" not in page
             late = call("POST", f"/v1/deliverables/{d_empty}/approve")
             assert late.status_code == 409, late.text
 

@@ -234,9 +234,9 @@ CSP_REFUSALS: list[str] = []
 """What the browser refused under the pages' Content-Security-Policy (inline code, another origin)."""
 
 
-def _page_for(browser: Any, url: str) -> Any:
+def _page_for(browser: Any, url: str, viewport: tuple[int, int] = (1200, 900)) -> Any:
     """A new browser context at ``url``; a sign-in link is followed until its script has signed in."""
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
     page = context.new_page()
     page.set_default_timeout(10_000)
     page.on("console", lambda m: CSP_REFUSALS.append(m.text) if "Content Security Policy" in m.text else None)
@@ -296,13 +296,13 @@ def test_thumbs_on_a_card_and_an_item_are_stored(site: Site, browser: Any) -> No
     page = _page_for(browser, _link(site, "alice"))
     playlist = page.locator("article.playlist")
     with page.expect_response(lambda r: "/thumbs" in r.url):
-        playlist.get_by_role("button", name="Thumb up: Your late-night jazz mix").click()
-    expect_pressed(playlist.get_by_role("button", name="Thumb up: Your late-night jazz mix"))
+        playlist.get_by_role("button", name="I like this: Your late-night jazz mix").click()
+    expect_pressed(playlist.get_by_role("button", name="I like this: Your late-night jazz mix"))
     # from the keyboard: focus the item's thumb down and press Enter
-    playlist.get_by_role("button", name="Thumb down: So What (it will not be used again)").focus()
+    playlist.get_by_role("button", name="Not for me: So What (it will not be used again)").focus()
     with page.expect_response(lambda r: "/thumbs" in r.url):
         page.keyboard.press("Enter")
-    expect_pressed(playlist.get_by_role("button", name="Thumb down: So What (it will not be used again)"))
+    expect_pressed(playlist.get_by_role("button", name="Not for me: So What (it will not be used again)"))
     rows = site.query(
         "SELECT thumb, items, source FROM feedback WHERE deliverable_id = 'd_alice01' ORDER BY feedback_id"
     )
@@ -311,7 +311,7 @@ def test_thumbs_on_a_card_and_an_item_are_stored(site: Site, browser: Any) -> No
     assert site.query("SELECT item_id FROM item_exclusions WHERE user_id = 'alice'") == [("t2",)]
     # the state survives a reload (read back from the database)
     page.reload()
-    expect_pressed(page.get_by_role("button", name="Thumb up: Your late-night jazz mix"))
+    expect_pressed(page.get_by_role("button", name="I like this: Your late-night jazz mix"))
     page.context.close()
     # htmx and the sign-in script ran under `default-src 'self'` without a refusal
     assert CSP_REFUSALS == []
@@ -331,9 +331,9 @@ def test_thumbs_work_without_javascript(site: Site, browser: Any) -> None:
     page.get_by_label("Your sign-in token or API key").fill(_link(site, "alice").partition("#token=")[2])
     page.get_by_role("button", name="Sign in").click()
     assert page.url == site.url + "/"
-    page.get_by_role("button", name="Thumb down: This week in your topics: rivers, libraries").click()
+    page.get_by_role("button", name="Not for me: This week in your topics: rivers, libraries").click()
     assert page.url.startswith(site.url + "/")
-    assert page.get_by_role("button", name="Thumb down: This week in your topics: rivers, libraries").get_attribute(
+    assert page.get_by_role("button", name="Not for me: This week in your topics: rivers, libraries").get_attribute(
         "aria-pressed"
     ) == "true"
     assert site.query("SELECT thumb FROM feedback WHERE deliverable_id = 'd_alice03'") == [("down",)]
@@ -403,16 +403,18 @@ def test_approve_a_waiting_order_and_it_runs_once(site: Site, browser: Any) -> N
     page = _page_for(browser, _link(site, "carol"))
     feed = page.locator("#d_carolc1")
     assert "Waiting for your approval" in feed.inner_text() and "£34.80" in feed.inner_text()
-    feed.get_by_role("link", name="Waiting for your approval").click()
+    outbox = next(site.settings.outbox_path.glob("*/carol--d_carolc1.html"))
+    assert "Waiting for your approval" in outbox.read_text()
+    feed.get_by_role("link", name="Approve or reject it").click()
     waiting = page.locator("article.action")
     assert waiting.count() == 2
     notify = page.locator("article.action", has_text="Top up tea")
     assert "min" in notify.locator(".countdown").inner_text()
-    assert notify.get_by_role("button", name="Approve place order").count() == 0
+    assert notify.get_by_role("button", name="Approve the order").count() == 0
     _shot(page, "approvals")
     order = page.locator("article.action:has(a[href='/deliverables/d_carolc1'])")
     token = page.locator("input[name=form_token]").first.get_attribute("value")
-    order.get_by_role("button", name="Approve place order").click()
+    order.get_by_role("button", name="Approve the order").click()
     assert page.get_by_role("status").inner_text() == "Approved."
     assert page.locator("article.action").count() == 1
     action = site.query("SELECT action_id, status, decided_by FROM pending_actions WHERE deliverable_id = 'd_carolc1'")
@@ -423,6 +425,8 @@ def test_approve_a_waiting_order_and_it_runs_once(site: Site, browser: Any) -> N
     orders = site.settings.outbox_path / "orders"
     assert [p.name for p in orders.iterdir()] == [f"{key}.json"]
     assert site.query("SELECT status FROM deliverables WHERE deliverable_id = 'd_carolc1'") == [("delivered",)]
+    # the outbox page she was sent says so now
+    assert "Ordered" in outbox.read_text() and "Waiting for your approval" not in outbox.read_text()
     # approving again (a double click, a replayed form) orders nothing more
     again = page.request.post(site.url + "/approvals/d_carolc1", form={"form_token": token, "decision": "approve"})
     assert "no action waiting" in again.text()
@@ -430,7 +434,7 @@ def test_approve_a_waiting_order_and_it_runs_once(site: Site, browser: Any) -> N
     assert site.query(placed) == [(1,)]
     assert len(list(orders.iterdir())) == 1
     # cancel the notify order inside its window: it never runs
-    page.locator("article.action", has_text="Top up tea").get_by_role("button", name="Cancel place order").click()
+    page.locator("article.action", has_text="Top up tea").get_by_role("button", name="Cancel the order").click()
     assert page.get_by_role("status").inner_text() == "Cancelled."
     assert site.query("SELECT status FROM pending_actions WHERE action_id = 'fx_notify1'") == [("cancelled",)]
     assert site.query("SELECT count(*) FROM side_effects WHERE deliverable_id = 'd_carolw'") == [(0,)]
@@ -474,3 +478,91 @@ def test_a_policy_change_applies_to_the_next_run(site: Site, browser: Any) -> No
     assert "Mars/Olympus" in page.get_by_role("alert").inner_text()
     assert site.query("SELECT timezone FROM users WHERE user_id = 'carol'") == [("Europe/Paris",)]
     page.context.close()
+
+
+PHONE = (390, 844)
+LONG_USER = "online-retail:" + "customer" * 12
+LONG_TITLE = "REORDER-" + "LUNCHBOX" * 16
+
+
+def _seed_long(site: Site) -> str:
+    """A user with a 110-character id and a waiting cart whose titles have no place to break."""
+    from orchestrion.effects import Effector
+
+    con = site.store.cursor()
+    try:
+        con.execute(
+            "INSERT INTO items (item_id, domain, title, price, currency, updated_at) VALUES (?, 'retail', ?, 2.5, "
+            "'GBP', ?) ON CONFLICT DO NOTHING", ["p_long", LONG_TITLE, site.now],
+        )
+        line = {"item_id": "p_long", "title": LONG_TITLE, "quantity": 12, "unit_price": 2.5, "line_total": 30.0}
+        content = {"kind": "cart", "items": [line], "total": 30.0, "currency": "GBP"}
+        con.execute(
+            "INSERT INTO goals (goal_id, user_id, date, template, variant, kind, params, title, items, details, "
+            "features, score, propensity, slot, policy, status, why, cost, risk, created_at) VALUES (?, ?, ?, "
+            "'reorder', 'due', 'due', '{}', ?, ['p_long'], ?, '{}', 0.5, 1.0, 1, 'prior', 'chosen', ?, 0, 0.1, ?)",
+            ["g_long", LONG_USER, site.today, LONG_TITLE, json.dumps(content), "you buy " + LONG_TITLE, site.now],
+        )
+        con.execute(
+            "INSERT INTO deliverables (deliverable_id, goal_id, user_id, date, template, title, items, status, "
+            "summary, content, created_at) VALUES ('d_long', 'g_long', ?, ?, 'reorder', ?, ['p_long'], "
+            "'awaiting_approval', ?, ?, ?)",
+            [LONG_USER, site.today, LONG_TITLE, LONG_TITLE, json.dumps(content), site.now],
+        )
+        con.execute(
+            "INSERT INTO pending_actions (action_id, deliverable_id, user_id, action, arguments, tier, status, "
+            "created_at) VALUES ('fx_long', 'd_long', ?, 'place_order', ?, 'approve', 'waiting', ?)",
+            [LONG_USER, json.dumps({"deliverable_id": "d_long", "lines": [["p_long", 12, 2.5]], "total": 30.0}),
+             site.now],
+        )
+    finally:
+        con.close()
+    record = {"deliverable_id": "d_long", "user_id": LONG_USER, "date": site.today.isoformat(),
+              "template": "reorder", "title": LONG_TITLE, "summary": LONG_TITLE, "why": "you buy " + LONG_TITLE,
+              "content": content, "status": "awaiting_approval"}
+    return Effector(site.settings).perform("publish", {"channel": "outbox"}, "k_long", record)["path"]
+
+
+def _width(page: Any) -> int:
+    return int(page.evaluate("document.scrollingElement.scrollWidth"))
+
+
+def test_no_page_is_wider_than_a_phone(site: Site, browser: Any) -> None:
+    """At 390 x 844 (a phone) the feed, a deliverable, approvals, the admin page and an outbox page
+    never scroll sideways, with a 110-character user id and titles that have no place to break."""
+    outbox_page = _seed_long(site)
+    widths = {}
+    page = _page_for(browser, _link(site, LONG_USER), viewport=PHONE)
+    assert page.locator("article.card").count() == 1
+    widths["feed"] = _width(page)
+    page.screenshot(path=str(SHOTS / "web-phone-feed.png"), full_page=True)
+    page.goto(site.url + "/deliverables/d_long")
+    widths["deliverable"] = _width(page)
+    page.goto(site.url + "/approvals")
+    assert page.locator("article.action").count() == 1
+    widths["approvals"] = _width(page)
+    page.screenshot(path=str(SHOTS / "web-phone-approvals.png"), full_page=True)
+    page.goto(site.url + "/settings")
+    widths["settings"] = _width(page)
+    page.context.close()
+    carol = _page_for(browser, _link(site, "carol"), viewport=PHONE)
+    widths["feed (carol)"] = _width(carol)
+    carol.goto(site.url + "/approvals")
+    widths["approvals (carol)"] = _width(carol)
+    carol.context.close()
+    admin = _page_for(browser, site.url + "/signin", viewport=PHONE)
+    admin.get_by_label("Your sign-in token or API key").fill(site.admin_key)
+    admin.get_by_role("button", name="Sign in").click()
+    assert admin.url == site.url + "/admin"
+    widths["admin"] = _width(admin)
+    admin.goto(site.url + "/?user=" + LONG_USER)
+    widths["feed (as admin)"] = _width(admin)
+    admin.context.close()
+    for viewport, name in ((PHONE, "web-phone-outbox.png"), ((1200, 900), "web-outbox.png")):
+        outbox = _page_for(browser, Path(outbox_page).as_uri(), viewport=viewport)
+        assert "Waiting for your approval" in outbox.inner_text("body")
+        if viewport == PHONE:
+            widths["outbox"] = _width(outbox)
+        outbox.screenshot(path=str(SHOTS / name), full_page=True)
+        outbox.context.close()
+    assert widths and all(w <= PHONE[0] for w in widths.values()), widths

@@ -73,6 +73,17 @@ class Settings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    public_url: str | None = Field(
+        None,
+        description="The web page's address as people reach it (e.g. https://orchestrion.example.com), for the "
+        "links in outbox pages and emails; unset = http://HOST:PORT.",
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+    )
+    locale: str | None = Field(
+        None,
+        description="Locale money is written in (e.g. en_GB, de_DE, en_US); unset = each currency's home "
+        "locale (en_GB for GBP).",
+    )
     max_event_bytes: int = Field(32 * 1024, gt=0, description="Largest single event accepted.")
     max_body_bytes: int = Field(500 * 1024, gt=0, description="Largest request body accepted.")
     commit_max_events: int = Field(50_000, gt=0, description="Group commit: events per transaction.")
@@ -155,6 +166,13 @@ class Settings(BaseModel):
         (), description="Event names mapped to canonical events (TOML [[mappings]] tables; see orchestrion.mappings)."
     )
 
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, value: str | None) -> str | None:
+        from orchestrion.money import check_locale
+
+        return check_locale(value) if value else None
+
     @field_validator("mappings")
     @classmethod
     def _one_mapping_per_event(cls, rules: tuple[MappingRule, ...]) -> tuple[MappingRule, ...]:
@@ -207,6 +225,12 @@ class Settings(BaseModel):
     @property
     def outbox_path(self) -> Path:
         return self.outbox_dir or self.home / "data" / "outbox"
+
+    @property
+    def web_url(self) -> str:
+        """The web page's base address for links people follow (``public_url``, else HOST:PORT), no
+        trailing slash."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def policy_path(self) -> Path:

@@ -22,6 +22,7 @@ approval (re-priced and checked against the policy again; a cart left empty is c
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import zlib
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ from orchestrion.errors import (
     RetryableError,
     UsageError,
 )
+from orchestrion.money import format_money
 from orchestrion.policies import ActionClass, Policy, check, load_policy, webhook_origin
 from orchestrion.rendering import main_action, status_text
 from orchestrion.store import Store, transaction
@@ -51,6 +53,7 @@ __all__ = [
     "feed",
     "get_deliverable",
     "pending_actions",
+    "refresh_outbox",
     "run_due_actions",
     "sweep_claims",
 ]
@@ -63,6 +66,8 @@ _COLUMNS: Final = (
     "d.updated_at, g.why, d.effects"
 )
 
+
+log = logging.getLogger(__name__)
 
 _LOCKS: Final = tuple(threading.Lock() for _ in range(64))
 """Decisions and sweeps on one deliverable take its lock (striped: bounded memory, few collisions)."""
@@ -144,7 +149,7 @@ def _execute(
     """Run one approved or due action: policy now, ledger, perform. Returns its new status."""
     from orchestrion.delivery import load_user_rules
 
-    rules = load_user_rules(con, policy, [record["user_id"]], now)[record["user_id"]]
+    rules = load_user_rules(con, policy, [record["user_id"]], now, locale=effector.settings.locale)[record["user_id"]]
     args = action["arguments"]
     action_class: ActionClass = (
         "order" if action["action"] == "place_order" else ("webhook" if args.get("channel") == "webhook" else "outbox")
@@ -321,7 +326,20 @@ def _decide(
             "WHEN ? = 'failed' THEN greatest(coalesce(failures, 0), ?) ELSE failures END WHERE deliverable_id = ?",
             [final, now, final, error, error, final, settings.delivery_max_attempts, deliverable_id],
         )
-    return get_deliverable(con, deliverable_id)
+    return refresh_outbox(con, effector, deliverable_id)
+
+
+def refresh_outbox(con: Any, effector: Effector, deliverable_id: str) -> dict[str, Any]:
+    """The deliverable as it stands now, its outbox files written again to say so (see
+    :meth:`Effector.refresh`). Call it after every committed status change, under the
+    deliverable's lock where decisions race. A file that cannot be written is logged, never
+    undoes the decision; the feed (API and web page) reads the store and is always current."""
+    record = get_deliverable(con, deliverable_id)
+    try:
+        effector.refresh(record)
+    except OSError as exc:
+        log.warning("outbox files of %s not refreshed to %r: %s", deliverable_id, record.get("status"), exc)
+    return record
 
 
 def _ledger_states(con: Any, keys: Sequence[str]) -> dict[str, str]:
@@ -442,6 +460,8 @@ def _settle_claim(
                 "(SELECT 1 FROM pending_actions WHERE deliverable_id = ? AND status = 'waiting')",
                 [now, entry.deliverable_id, entry.deliverable_id],
             )
+    if action and action[0][0] == "waiting" and record.get("status") != "delivered":
+        refresh_outbox(con, effector, entry.deliverable_id)
     return "completed"
 
 
@@ -481,17 +501,25 @@ def drop_items(
             "AND status = 'waiting' ORDER BY 1",
             [user_id],
         ).fetchall()
-        for (deliverable_id,) in rows:
-            with _lock(str(deliverable_id)):
-                status = _drop(con, str(deliverable_id), gone, policy, now)
-            if status is not None:
-                changed[str(deliverable_id)] = status
+        effector = Effector(settings)
+        try:
+            for (deliverable_id,) in rows:
+                with _lock(str(deliverable_id)):
+                    status = _drop(con, str(deliverable_id), gone, policy, now, settings.locale)
+                    if status is not None:  # its outbox page shows the cart as it is now
+                        refresh_outbox(con, effector, str(deliverable_id))
+                if status is not None:
+                    changed[str(deliverable_id)] = status
+        finally:
+            effector.close()
     finally:
         con.close()
     return changed
 
 
-def _drop(con: Any, deliverable_id: str, gone: set[str], policy: Policy, now: datetime) -> str | None:
+def _drop(
+    con: Any, deliverable_id: str, gone: set[str], policy: Policy, now: datetime, locale: str | None = None
+) -> str | None:
     """:func:`drop_items` for one deliverable, under its lock; its new status, or None (unchanged)."""
     from orchestrion.delivery import load_user_rules
     from orchestrion.planning.offline import summary_of
@@ -519,7 +547,7 @@ def _drop(con: Any, deliverable_id: str, gone: set[str], policy: Policy, now: da
         final = "awaiting_approval" if others else "cancelled"
         reason = None if others else "you thumbed down every item in it, so nothing will be ordered"
     else:
-        rules = load_user_rules(con, policy, [record["user_id"]], now)[record["user_id"]]
+        rules = load_user_rules(con, policy, [record["user_id"]], now, locale=locale)[record["user_id"]]
         for action in orders:
             args = {**action["arguments"], "lines": lines[action["action_id"]]}
             args["total"] = round(sum(round(float(q) * float(p), 2) for _, q, p in args["lines"]), 2)
@@ -545,8 +573,8 @@ def _drop(con: Any, deliverable_id: str, gone: set[str], policy: Policy, now: da
                 final, reason = "not_done", text
     title = record["title"]
     if kept and str(title).startswith("Reorder:"):  # the offline planner's title states the cart's numbers
-        title = f"Reorder: {len(kept)} items ({total:.2f} {currency})".replace(" )", ")")
-    summary = summary_of(new_content) if kept else record.get("summary")
+        title = f"Reorder: {len(kept)} items ({format_money(total, currency or None, locale)})"
+    summary = summary_of(new_content, locale) if kept else record.get("summary")
     with transaction(con):
         for action in orders:
             con.execute(

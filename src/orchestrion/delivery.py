@@ -48,6 +48,7 @@ from orchestrion.effects import Effector
 from orchestrion.encoding import to_json
 from orchestrion.errors import OrchestrionError, PolicyViolation, RetryableError
 from orchestrion.execution import Executor
+from orchestrion.money import format_money
 from orchestrion.planning import OfflinePlanner, Planner, PlanOutcome
 from orchestrion.policies import (
     Policy,
@@ -121,6 +122,8 @@ class UserRules:
     timezone: ZoneInfo
     orders: Mapping[str, float] = field(default_factory=dict)
     recent_orders: Mapping[str, tuple[tuple[str, datetime, bool], ...]] = field(default_factory=dict)
+    locale: str | None = None
+    """Where money is written in refusal texts (``ORCHESTRION_LOCALE``; None = the currency's own)."""
 
     def local(self, now: datetime) -> datetime:
         return _in_zone(now, self.timezone)
@@ -159,12 +162,12 @@ class UserRules:
         >>> rules = UserRules(Policy(max_monthly_spend=100.0), False, frozenset(), ZoneInfo("UTC"))
         >>> rules.refusal_text("money_per_month", {"total": 30.0, "currency": "GBP"}, "d", now=datetime(2024, 5, 2),
         ...                    spent=80.0)
-        "this month's spending limit is reached (100.00 GBP a month: 80.00 GBP spent, this order 30.00 GBP)"
+        "this month's spending limit is reached (£100.00 a month: £80.00 spent, this order £30.00)"
         """
-        currency = str(effect.get("currency") or "")
+        currency = str(effect.get("currency") or "") or None
 
         def money(value: float) -> str:
-            return f"{value:.2f} {currency}".strip()
+            return format_money(value, currency, self.locale)
 
         total = effect.get("total")
         if rule == "duplicate":
@@ -215,7 +218,9 @@ def _zone(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def load_user_rules(con: Any, policy: Policy, users: Sequence[str], now: datetime) -> dict[str, UserRules]:
+def load_user_rules(
+    con: Any, policy: Policy, users: Sequence[str], now: datetime, *, locale: str | None = None
+) -> dict[str, UserRules]:
     """Effective policies for ``users``: overrides, pause switch, time zone, this month's orders
     (completed, or in flight: claimed within ``policy.in_flight_minutes``; never a cart awaiting
     approval nor a claim left stale) and the recent orders the duplicate guard compares against."""
@@ -267,6 +272,7 @@ def load_user_rules(con: Any, policy: Policy, users: Sequence[str], now: datetim
             _zone(tz),
             orders.get(str(user_id), {}),
             {k: tuple(v) for k, v in recent.get(str(user_id), {}).items()},
+            locale,
         )
     return rules
 
@@ -573,7 +579,7 @@ def execute(
         entries, stored, failures, waiting_ids = _committed(con, [g.deliverable_id for g in goals])
         catalog = _catalog(con, goals)
         exclusions = _exclusions(con, users)
-        rules = load_user_rules(con, policy, sorted({g.user_id for g in goals}), now)
+        rules = load_user_rules(con, policy, sorted({g.user_id for g in goals}), now, locale=settings.locale)
         first_seen = _first_seen(con, goals)
         refused_before = _refused_before(con, list(stored))
         delivered_before = dict(
@@ -612,6 +618,7 @@ def execute(
             connect=store.cursor,
             webhook_url=settings.webhook_url,
             max_order_amount=user_rules.policy.max_order_amount,
+            locale=settings.locale,
         )
         said: list[tuple[str, str]] = []
         executor = Executor(ctx, allowed_tools(goal.template), guard=_guard(user_rules, now, goal, said))
@@ -807,6 +814,7 @@ def _carry_out(
         done = ledger.results(con, [k for k, s in states.items() if s == "completed"])
         outcomes: dict[str, dict[str, Any]] = {}
         failed: dict[str, str] = {}
+        paged: dict[str, str] = {}  # deliverable → the status its outbox page was written with
 
         def carry(d_id: str, mine: list[tuple[ledger.Effect, str]]) -> None:
             # One deliverable's effects in order (the outbox file shows the effects before it);
@@ -830,6 +838,8 @@ def _carry_out(
                         outcome = effector.perform(fx.action, fx.effect, fx.key, shown)
                     outcomes[fx.key] = outcome
                     records[d_id].setdefault("effects", {})[fx.action] = outcome
+                    if channel == "outbox":
+                        paged[d_id] = shown["status"]
                 except RetryableError as exc:
                     # Outcome unknown: the claim stays open; the next attempt reconciles it.
                     problem = f"{what}: {exc}"
@@ -862,6 +872,11 @@ def _carry_out(
             ledger.settle(con, "failed", {k: ledger.canonical({"error": e}) for k, e in failed.items()}, now)
             ledger.settle(con, "completed", {k: ledger.canonical(r) for k, r in outcomes.items()}, now)
             _write(con, day, {d_id: records[d_id] for d_id in claimers}, final, errors, now, outcome_only=True)
+        # A page written before a later effect of its deliverable failed says what it was then: again.
+        for d_id, shown_status in paged.items():
+            if final[d_id] != shown_status:
+                with suppress(OSError):
+                    effector.refresh({**records[d_id], "status": final[d_id], "error": errors.get(d_id)})
     finally:
         con.close()
     _count(result, records, status, outcomes, pending, refusals)

@@ -147,8 +147,27 @@ class Effector:
         # whole (see _whole), so a crash part-way leaves the effect to be performed again in full.
         # No temporary file and rename: on a slow virtual disk every file operation counts.
         for fmt, path in paths.items():
-            _write(path, render(shown, fmt)[0], atomic=False)
+            _write(path, self.render(shown, fmt), atomic=False)
         return {"path": str(paths["html"])}
+
+    def render(self, deliverable: Mapping[str, Any], fmt: Format) -> bytes:
+        """One outbox file's bytes: money in the configured locale, links to the configured web page."""
+        return render(dict(deliverable), fmt, locale=self.settings.locale, base_url=self.settings.web_url)[0]
+
+    def refresh(self, deliverable: Mapping[str, Any]) -> bool:
+        """Write a published deliverable's outbox files again with what it is now (its status after
+        an approval, a rejection, a cancellation, a refusal), so a file never tells an old story.
+
+        Only a deliverable already published to the outbox (its HTML file whole) is written: this
+        updates a side effect that happened, never performs one. Each file is replaced atomically
+        (a reader sees the old page or the new one). Returns whether files were written.
+        """
+        paths = self.outbox_paths(deliverable)
+        if not _whole(paths["html"]):
+            return False
+        for fmt, path in paths.items():
+            _write(path, self.render(deliverable, fmt))
+        return True
 
     def reconcile(
         self, tool: str, effect: Mapping[str, Any], key: str, deliverable: Mapping[str, Any]

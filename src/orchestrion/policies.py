@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrion.errors import ConfigError, PolicyViolation
+from orchestrion.money import format_money
 
 __all__ = [
     "ACTION_CLASSES",
@@ -329,15 +330,19 @@ def check(
         total = amount or 0.0
         if total > policy.max_order_amount:
             return Verdict(
-                False, tier, "money_per_order", f"order total {total:.2f} exceeds the cap {policy.max_order_amount:.2f}"
+                False,
+                tier,
+                "money_per_order",
+                f"order total {format_money(total, None)} exceeds the cap "
+                f"{format_money(policy.max_order_amount, None)}",
             )
         if spent_this_month + total > policy.max_monthly_spend:
             return Verdict(
                 False,
                 tier,
                 "money_per_month",
-                f"{spent_this_month:.2f} already spent this month + {total:.2f} exceeds the monthly cap "
-                f"{policy.max_monthly_spend:.2f}",
+                f"{format_money(spent_this_month, None)} already spent this month + {format_money(total, None)} "
+                f"exceeds the monthly cap {format_money(policy.max_monthly_spend, None)}",
             )
     if action == "webhook" and (origin is None or origin not in policy.allowed_webhook_origins):
         allowed = ", ".join(policy.allowed_webhook_origins) or "none"

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from orchestrion.money import format_money
+
 __all__ = ["Critic", "Review", "review"]
 
 MAX_ITEMS: Final = 100
@@ -73,7 +75,11 @@ def review(
         if abs(total - float(content.get("total", 0.0))) > 0.01:
             problems.append(f"cart total {content.get('total')} does not match its lines ({total})")
         if total > max_order_amount:
-            problems.append(f"cart total {total:.2f} is over the order cap {max_order_amount:.2f}; drop items")
+            currency = content.get("currency")
+            problems.append(
+                f"cart total {format_money(total, currency)} is over the order cap "
+                f"{format_money(max_order_amount, currency)}; drop items"
+            )
     if content.get("kind") == "digest" and first_seen is not None and as_of is not None:
         oldest = as_of - timedelta(days=FRESH_DAYS)
         stale = [k for k in counts if (seen := first_seen.get(k)) is None or seen < oldest or seen >= as_of]

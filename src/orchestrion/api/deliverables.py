@@ -124,7 +124,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         record = await guarded(read, get_deliverable, deliverable_id, viewer=_viewer(key), hidden=deliverable_id)
         if fmt == "json":
             return record
-        body, media_type = render(record, fmt)
+        body, media_type = render(record, fmt, locale=ctx.settings.locale, base_url=ctx.settings.web_url)
         return Response(body, media_type=media_type)
 
     @router.post("/v1/deliverables/{deliverable_id}/{decision}", dependencies=security, responses=refusals)

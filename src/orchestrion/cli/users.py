@@ -16,7 +16,9 @@ app = typer.Typer(help="Sign-in links for people.", no_args_is_help=True)
 @app.command()
 def link(
     user: str = typer.Argument(..., help="The user_id the link signs in (as in the events)."),
-    base_url: str = typer.Option(None, help="Where people reach the server; default the running server's URL."),
+    base_url: str = typer.Option(
+        None, help="Where people reach the server; default ORCHESTRION_PUBLIC_URL, else the server's URL."
+    ),
 ) -> None:
     """Print a sign-in link for USER's web page: it signs in once, within ORCHESTRION_WEB_LINK_DAYS days.
 
@@ -41,7 +43,7 @@ def link(
         if not known:
             raise NotFoundError(f"no user {user!r} in the store (no events, no identify); check the user_id")
     if base_url is None:
-        base_url = holder.url if holder else f"http://{config.host}:{config.port}"
+        base_url = config.public_url or (holder.url if holder else config.web_url)
     token, link_id = Signer.from_settings(config).link_token(user)
     typer.echo(f"link id {link_id} (revoke it with DELETE /v1/signin-links/{link_id})", err=True)
     typer.echo(f"{base_url.rstrip('/')}/signin#token={token}")

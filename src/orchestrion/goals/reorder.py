@@ -21,18 +21,22 @@ spends money, so ``risk`` starts at 0.2 and grows with the total up to ``large_t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.goals.base import candidate_frame, empty_candidates, json_column
+from orchestrion.money import money_expr
 
 if TYPE_CHECKING:
     from orchestrion.goals.context import GoalContext
 
 __all__ = ["Reorder", "ReorderConfig", "rhythm_probability"]
+
+CURRENCY: Final = "GBP"
+"""The carts' currency: the purchase history's prices are the shop's (Online Retail's are GBP)."""
 
 
 class ReorderConfig(BaseModel):
@@ -165,6 +169,7 @@ class Reorder:
             (pl.col("n_purchases") >= 2).sum().alias("repeats"),
         )
         n = pl.col("items").list.len()
+        money = money_expr(pl.col("total"), CURRENCY)
         if variant == "due":
             why = pl.format(
                 "you bought these {} items every {}; the last time was {} days ago",
@@ -172,7 +177,7 @@ class Reorder:
                 _span(pl.col("interval")),
                 pl.col("since").round(0).cast(pl.Int64),
             )
-            title = pl.format("Reorder: {} items due (£{})", n, pl.col("total").round(2))
+            title = pl.format("Reorder: {} items due ({})", n, money)
         elif variant == "staples":
             why = pl.format(
                 "these are the {} items you buy most often: {} times each on average over {}",
@@ -180,7 +185,7 @@ class Reorder:
                 pl.col("mean_n").round(1),
                 _span(pl.col("history_days")),
             )
-            title = pl.format("Reorder your staples: {} items (£{})", n, pl.col("total").round(2))
+            title = pl.format("Reorder your staples: {} items ({})", n, money)
         else:
             why = pl.format(
                 "your last order, {} days ago, had these {} items; you had bought {} of them before",
@@ -188,7 +193,7 @@ class Reorder:
                 n,
                 "repeats",
             )
-            title = pl.format("Repeat your last order: {} items (£{})", n, pl.col("total").round(2))
+            title = pl.format("Repeat your last order: {} items ({})", n, money)
         return carts.select(
             "user_id",
             pl.lit(self.name).alias("template"),
@@ -197,7 +202,7 @@ class Reorder:
             json_column(size=c.size, variant=variant).alias("params"),
             title.alias("title"),
             "items",
-            json_column(currency="GBP", lines=pl.col("lines"), total=pl.col("total")).alias("details"),
+            json_column(currency=CURRENCY, lines=pl.col("lines"), total=pl.col("total")).alias("details"),
             pl.col("utility").clip(0.0, 1.0),
             pl.col("signal").clip(0.0, 1.0),
             pl.lit(0.0).alias("novelty"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from orchestrion.money import format_money
 from orchestrion.planning.base import PlanOutcome
 from orchestrion.planning.plan import Plan
 
@@ -34,17 +35,18 @@ def _names(items: list[dict[str, Any]], key: str, most: int = 3) -> str:
     return shown + (f" and {len(seen) - most} more" if len(seen) > most else "")
 
 
-def summary_of(content: dict[str, Any]) -> str:
-    """A one-paragraph summary of built content, from the data only.
+def summary_of(content: dict[str, Any], locale: str | None = None) -> str:
+    """A one-paragraph summary of built content, from the data only (money as ``locale`` writes it).
 
     >>> summary_of({"kind": "cart", "items": [{"title": "Tea"}], "total": 3.5, "currency": "GBP"})
-    '1 item, 3.50 GBP in total: Tea.'
+    '1 item, £3.50 in total: Tea.'
     """
     items = content.get("items", [])
     kind = content.get("kind")
     if kind == "cart":
         lines = f"{len(items)} item{'s' if len(items) != 1 else ''}"
-        return f"{lines}, {content['total']:.2f} {content['currency']} in total: {_names(items, 'title', 4)}."
+        total = format_money(content["total"], content.get("currency"), locale)
+        return f"{lines}, {total} in total: {_names(items, 'title', 4)}."
     if kind == "digest":
         lead = next((i["summary"] for i in items if i.get("summary")), "")
         text = f"{len(items)} article{'s' if len(items) != 1 else ''}: {_names(items, 'title', 3)}."
@@ -68,10 +70,12 @@ class OfflinePlanner:
             return PlanOutcome(Plan.nothing(problem), NAME)
         content = executor.ctx.content
         title = content.get("title") or goal.title
+        locale = executor.ctx.locale
         if content.get("kind") == "cart":  # the cart may differ from the goal's (cap, exclusions)
-            title = f"Reorder: {len(content['items'])} items ({content['total']:.2f} {content['currency']})"
+            total = format_money(content["total"], content.get("currency"), locale)
+            title = f"Reorder: {len(content['items'])} items ({total})"
         return PlanOutcome(
-            Plan(title=title, summary=summary_of(content), calls=list(executor.calls)),
+            Plan(title=title, summary=summary_of(content, locale), calls=list(executor.calls)),
             NAME,
         )
 

@@ -254,9 +254,7 @@ def choose(
             "_eligible": g.eligible,
         }
     )
-    kind = pl.col("kind") if "kind" in frame.columns else pl.lit("goal")
     days = (-7.0 * pl.col("fatigue_kind").clip(1e-12).log(2)).round(1)
-    cut = "nan" if math.isnan(g.cut) else f"{g.cut:.3f}"
     reason = (
         pl.when(pl.col("_chosen"))
         .then(None)
@@ -273,9 +271,9 @@ def choose(
         .otherwise(pl.lit("score"))
     )
     recent_detail = (
-        pl.col("recent_detail").fill_null("it overlaps a deliverable made for this person in the last days")
+        pl.col("recent_detail").fill_null("it repeats something you got in the last few days")
         if "recent_detail" in frame.columns
-        else pl.lit("it overlaps a deliverable made for this person in the last days")
+        else pl.lit("it repeats something you got in the last few days")
     )
     detail = (
         pl.when(pl.col("_chosen"))
@@ -285,8 +283,7 @@ def choose(
         .when(pl.col("_fatigue"))
         .then(
             pl.format(
-                "a '{}' goal was sent {} days ago, within the {}-day fatigue window",
-                kind,
+                "you got one like it {} days ago, and one comes at most every {} days",
                 days,
                 pl.lit(f"{config.fatigue_days:g}"),
             )
@@ -294,48 +291,31 @@ def choose(
         .when(pl.col("_redundant"))
         .then(
             pl.format(
-                "it overlaps '{}' (score {}), which scored higher and was kept for the day; this one scored {}",
-                pl.col("_by_title").fill_null("another goal"),
-                pl.col("_by_score").round(3),
-                pl.col("score").round(3),
+                "it repeats much of '{}', which looked more useful to you and was kept for the day",
+                pl.col("_by_title").fill_null("another one"),
             )
         )
         .when(pl.col("_risky"))
-        .then(
-            pl.format(
-                "risk {} is above the policy's cap of {}", pl.col("risk").round(2), pl.lit(f"{config.max_risk:.2f}")
-            )
-        )
+        .then(pl.lit("it is riskier than the settings allow"))
         .when(pl.col("_dropped"))
         .then(
             pl.format(
-                "scored {}, among the day's best, but an exploration slot (ε = {}) went to another goal of this user",
-                pl.col("score").round(3),
-                pl.lit(f"{eps:g}"),
+                "it was among your best for the day, but its place went to something new tried for you "
+                "(about one place in {} is)",
+                pl.lit(f"{round(1 / eps) if eps > 0 else 0:g}"),
             )
         )
         .when(pl.col("_left") <= 0)
-        .then(pl.lit(f"the user's {config.budget} deliverables for the day were already sent"))
+        .then(pl.lit(f"you already had your {config.budget} for the day"))
         .when(~pl.col("_within"))
         .then(
             pl.format(
-                "ranked #{} for this user with score {}; their {} slot(s) for the day went to higher-scored goals",
+                "it came #{} for you, and the day's {} place(s) went to ones that looked more useful",
                 "_rank",
-                pl.col("score").round(3),
                 "_left",
             )
         )
-        .otherwise(
-            pl.format(
-                "score {} is below the day's cut-off of {}",
-                pl.col("score").round(3),
-                pl.lit(
-                    cut
-                    if config.min_score is None
-                    else f"{max(config.min_score, g.cut if g.greedy.any() else -math.inf):.3f}"
-                ),
-            )
-        )
+        .otherwise(pl.lit("it did not look useful enough to send today"))
     )
     out = frame.with_columns(pl.Series("score", scores))
     return (

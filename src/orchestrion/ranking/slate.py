@@ -160,15 +160,13 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
             pl.when(pl.col("jaccard") >= threshold)
             .then(
                 pl.format(
-                    "shares {} items with '{}' of {}, already made for this person (overlap {} of at least {})",
+                    "it shares {} items with '{}', which you already have from {}",
                     "shared",
                     "title",
                     pl.col("date").cast(pl.String),
-                    pl.col("jaccard").round(2),
-                    pl.lit(f"{threshold:g}"),
                 )
             )
-            .otherwise(pl.format("a cart from the same shop, '{}', was already made on {}", "title",
+            .otherwise(pl.format("you already have a cart from the same shop, '{}', from {}", "title",
                                  pl.col("date").cast(pl.String)))
             .alias("recent_detail")
         )

@@ -100,6 +100,8 @@ class ToolContext:
     connect: Callable[[], duckdb.DuckDBPyConnection]
     webhook_url: str | None = None
     max_order_amount: float | None = None
+    locale: str | None = None
+    """Where money is written in titles and summaries (``ORCHESTRION_LOCALE``; None = the currency's own)."""
     content: dict[str, Any] = field(default_factory=dict)
     effects: list[IntendedEffect] = field(default_factory=list)
     _cursor: duckdb.DuckDBPyConnection | None = None

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from orchestrion.api.context import FIRST_DAY, LAST_DAY, ApiContext
 from orchestrion.errors import UsageError
+from orchestrion.money import format_money
 from orchestrion.sessions import find_session, touch_session
 from orchestrion.web.session import COOKIE, Session, Signer
 
@@ -41,14 +42,26 @@ def static_folder() -> Path:
     return _folder("static")
 
 
-def _money(value: object, currency: str | None = None) -> str:
-    if not isinstance(value, int | float):
-        return ""
-    symbol = {"GBP": "£", "EUR": "€", "USD": "$"}.get(currency or "", "")
-    return f"{symbol}{value:,.2f}" if symbol else f"{value:,.2f} {currency or ''}".strip()
+_ACTIONS: Final = {"place_order": "order", "publish": "delivery"}
+"""What a waiting action is called on the page (the tool's name is not a word people use)."""
+_TIERS: Final = {
+    "approve": "waits for your approval",
+    "notify": "runs on its own unless you cancel it",
+    "suggest": "a suggestion",
+    "auto": "runs on its own",
+}
+_OUTCOMES: Final = {
+    "executed": "Done",
+    "rejected": "You turned it down",
+    "cancelled": "Cancelled",
+    "suggested": "Left as a suggestion",
+    "refused": "Not done: your limits did not allow it",
+    "failed": "Could not be done",
+    "waiting": "Waiting for you",
+}
 
 
-def _environment() -> jinja2.Environment:
+def _environment(locale: str | None = None) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_folder("templates")),
         autoescape=jinja2.select_autoescape(["html"]),
@@ -56,7 +69,14 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["money"] = _money
+
+    def money(value: object, currency: str | None = None) -> str:
+        return format_money(value, currency, locale) if isinstance(value, int | float) else ""
+
+    env.filters["money"] = money
+    env.filters["action_words"] = lambda action: _ACTIONS.get(action, str(action).replace("_", " "))
+    env.filters["tier_words"] = lambda tier: _TIERS.get(tier, str(tier))
+    env.filters["outcome_words"] = lambda status: _OUTCOMES.get(status, str(status).replace("_", " "))
     return env
 
 
@@ -100,7 +120,7 @@ class WebContext:
 
     @classmethod
     def build(cls, api: ApiContext) -> WebContext:
-        return cls(api, _environment())
+        return cls(api, _environment(api.settings.locale))
 
     @property
     def signer(self) -> Signer:

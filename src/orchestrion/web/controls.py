@@ -75,6 +75,7 @@ class Waiting:
     decided_at: datetime | None
     decided_by: str | None
     detail: str | None
+    currency: str | None = None
 
     def seconds_left(self, now: datetime) -> int | None:
         """For a ``notify`` action: seconds until it runs on its own."""
@@ -184,7 +185,9 @@ def waiting_actions(con: duckdb.DuckDBPyConnection, user_id: str, *, recent: int
     rows = con.execute(
         """
         SELECT a.action_id, a.deliverable_id, coalesce(d.title, a.deliverable_id), a.action, a.tier, a.status,
-               a.arguments, a.due_at, a.created_at, a.decided_at, a.decided_by, a.detail
+               a.arguments, a.due_at, a.created_at, a.decided_at, a.decided_by, a.detail,
+               coalesce(json_extract_string(d.content, '$.currency'), (SELECT i.currency FROM items i
+                        WHERE i.item_id = json_extract_string(a.arguments, '$.lines[0][0]')))
         FROM pending_actions a LEFT JOIN deliverables d USING (deliverable_id)
         WHERE a.user_id = ?
         ORDER BY a.status = 'waiting' DESC, coalesce(a.decided_at, a.created_at) DESC, a.action_id
@@ -211,7 +214,7 @@ def waiting_actions(con: duckdb.DuckDBPyConnection, user_id: str, *, recent: int
             Waiting(
                 row[0], row[1], row[2], row[3], row[4], row[5],
                 float(total) if isinstance(total, int | float) else None,
-                lines, row[7], row[8], row[9], row[10], row[11],
+                lines, row[7], row[8], row[9], row[10], row[11], row[12],
             )
         )
     return found

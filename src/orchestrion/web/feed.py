@@ -19,7 +19,7 @@ import duckdb
 from orchestrion.errors import NotFoundError
 from orchestrion.rendering import main_action, status_text
 
-__all__ = ["Card", "Day", "Declined", "Item", "card", "day_feed", "history", "read_card_user"]
+__all__ = ["Card", "Day", "Declined", "Item", "card", "day_feed", "history", "latest_day", "read_card_user"]
 
 
 @dataclass
@@ -230,6 +230,17 @@ def history(
         [user_id, before, limit],
     ).fetchall()
     return [(r[0], int(r[1])) for r in rows]
+
+
+def latest_day(con: duckdb.DuckDBPyConnection, user_id: str, on_or_before: dt.date) -> dt.date | None:
+    """The user's latest day with deliverables up to ``on_or_before`` (None when there is none):
+    where the page opens when today has nothing yet (before the morning run, or after `make demo`,
+    whose day is in the sample's past)."""
+    rows = con.execute(
+        "SELECT max(date) FROM deliverables WHERE user_id = ? AND date <= ? AND status <> 'proposed'",
+        [user_id, on_or_before],
+    ).fetchall()
+    return rows[0][0] if rows and rows[0][0] is not None else None
 
 
 def day_feed(con: duckdb.DuckDBPyConnection, user_id: str, day: dt.date) -> Day:

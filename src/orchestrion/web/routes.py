@@ -34,7 +34,7 @@ from orchestrion.sessions import (
     start_session,
 )
 from orchestrion.web.context import WebContext, iso_day, read_form, safe_next, today_for
-from orchestrion.web.feed import Card, Day, card, day_feed
+from orchestrion.web.feed import Card, Day, card, day_feed, latest_day
 from orchestrion.web.session import COOKIE, SIGNIN_COOKIE, Session
 
 __all__ = ["build_router"]
@@ -168,13 +168,18 @@ def build_router(web: WebContext) -> APIRouter:
             return web.error(request, session, 400, str(exc))
         now = web.now()
 
-        def work(con: duckdb.DuckDBPyConnection) -> tuple[dt.date, Day]:
+        def work(con: duckdb.DuckDBPyConnection) -> tuple[dt.date, Day, bool]:
             today = today_for(con, user_id, now)
-            return today, day_feed(con, user_id, wanted or today)
+            day = day_feed(con, user_id, wanted or today)
+            if wanted is None and not day.cards:  # nothing today yet: open on the latest day that has some
+                latest = latest_day(con, user_id, today)
+                if latest is not None:
+                    return today, day_feed(con, user_id, latest), True
+            return today, day, False
 
-        today, day = await web.read(work)
+        today, day, latest = await web.read(work)
         viewing_as = user if session.is_admin else None
-        return web.render(request, "feed.html", session, day=day, today=today, viewing_as=viewing_as)
+        return web.render(request, "feed.html", session, day=day, today=today, viewing_as=viewing_as, latest=latest)
 
     @router.get("/deliverables/{deliverable_id}")
     async def deliverable_page(request: Request, deliverable_id: str) -> Response:
