@@ -1,7 +1,8 @@
 """Deliverables as people see them, and the decisions people make on them.
 
 Lifecycle: ``proposed → planned → awaiting_approval → delivered | cancelled | rejected | failed``.
-:func:`get_deliverable` and :func:`feed` read records (with the goal's "why", the pending actions
+:func:`get_deliverable` and :func:`feed` read records (with "why this" as written for the final
+content — the goal's until it is planned —, the pending actions
 and the feedback); :func:`decide` carries out a person's approve / reject / cancel; and
 :func:`run_due_actions` runs ``notify`` actions whose cancel window has ended. An approved action
 is checked against the policy again immediately before it runs and goes through the ledger, so
@@ -45,7 +46,7 @@ _JSON: Final = ("content", "plan", "trace", "review")
 _COLUMNS: Final = (
     "d.deliverable_id, d.goal_id, d.user_id, d.date, d.template, d.title, d.summary, d.items, d.status, d.content, "
     "d.plan, d.trace, d.planner, d.fallback, d.tokens, d.cost, d.review, d.attempts, d.error, d.created_at, "
-    "d.updated_at, g.why, d.effects"
+    "d.updated_at, coalesce(d.why, g.why) AS why, d.effects"
 )
 
 

@@ -25,7 +25,8 @@ Every candidate not chosen gets a reason, and a sentence with the numbers:
 * ``redundant`` — it overlaps (item Jaccard ≥ ``redundancy``, or a second cart from one shop) a
   better-scored goal of the same user and day, which was kept;
 * ``policy`` — riskier than ``max_risk``, or swapped out by exploration;
-* ``budget`` — the user's ``budget`` slots went to higher-scored goals (or were already used);
+* ``budget`` — the user's ``budget`` slots went to other goals, named with their scores (an
+  exploration pick among them says so), or were already used;
 * ``score`` — below ``min_score``, or below the day's cut-off when a ``volume`` is set.
 
 Everything is numpy over all candidates at once: sorting, per-user ranks, one random draw per
@@ -254,6 +255,34 @@ def choose(
             "_eligible": g.eligible,
         }
     )
+    # What took each user's slots, named in the reasons of the goals that missed them: never "went to
+    # higher-scored goals" when a lower-scored exploration pick took one.
+    title = pl.col("title").cast(pl.String) if "title" in frame.columns else pl.lit("a goal")
+    takers = (
+        frame.select(pl.col("user_id"), title.alias("_title"))
+        .with_columns(pl.Series("_s", scores), pl.Series("_c", chosen), pl.Series("_g", g.greedy),
+                      pl.Series("_slot", slot))
+        .filter(pl.col("_c"))
+        .sort("user_id", "_slot")
+        .group_by("user_id", maintain_order=True)
+        .agg(
+            pl.format(
+                "'{}' (score {}{})",
+                "_title",
+                pl.col("_s").round(3),
+                pl.when(pl.col("_g")).then(pl.lit("")).otherwise(pl.lit(", an exploration pick")),
+            )
+            .str.join(", ")
+            .alias("_takers"),
+            pl.format("'{}' (score {})", "_title", pl.col("_s").round(3))
+            .filter(~pl.col("_g"))
+            .str.join(", ")
+            .alias("_explorers"),
+        )
+    )
+    facts = pl.concat([frame.select("user_id"), facts], how="horizontal").join(
+        takers, on="user_id", how="left", maintain_order="left"
+    ).drop("user_id")
     kind = pl.col("kind") if "kind" in frame.columns else pl.lit("goal")
     days = (-7.0 * pl.col("fatigue_kind").clip(1e-12).log(2)).round(1)
     cut = "nan" if math.isnan(g.cut) else f"{g.cut:.3f}"
@@ -294,7 +323,7 @@ def choose(
         .when(pl.col("_redundant"))
         .then(
             pl.format(
-                "it overlaps '{}' (score {}), which scored higher and was kept for the day; this one scored {}",
+                "it overlaps '{}' (score {}), which scored higher, so only that one could be sent; this one scored {}",
                 pl.col("_by_title").fill_null("another goal"),
                 pl.col("_by_score").round(3),
                 pl.col("score").round(3),
@@ -309,17 +338,30 @@ def choose(
         .when(pl.col("_dropped"))
         .then(
             pl.format(
-                "scored {}, among the day's best, but an exploration slot (ε = {}) went to another goal of this user",
+                "scored {}, among the day's best, but its slot went to {}, an exploration pick (ε = {}: a share of "
+                "the slots goes to goals the ranker would not pick, so it learns about them too)",
                 pl.col("score").round(3),
+                pl.col("_explorers").fill_null("another goal"),
                 pl.lit(f"{eps:g}"),
             )
         )
         .when(pl.col("_left") <= 0)
         .then(pl.lit(f"the user's {config.budget} deliverables for the day were already sent"))
+        .when(~pl.col("_within") & pl.col("_takers").is_not_null())
+        .then(
+            pl.format(
+                "ranked #{} for this user with score {}; their {} slot(s) for the day went to {}",
+                "_rank",
+                pl.col("score").round(3),
+                "_left",
+                "_takers",
+            )
+        )
         .when(~pl.col("_within"))
         .then(
             pl.format(
-                "ranked #{} for this user with score {}; their {} slot(s) for the day went to higher-scored goals",
+                "ranked #{} for this user with score {}, behind {} better-ranked goal(s) that were not sent either; "
+                "nothing was sent to them today",
                 "_rank",
                 pl.col("score").round(3),
                 "_left",
