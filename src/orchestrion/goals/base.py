@@ -16,8 +16,11 @@ with a reorder cart:
 * ``novelty`` (0..1): how much of the goal is new to the user;
 * ``risk`` (0..1) and ``cost`` (money, 0 when nothing is bought).
 
-``why`` quotes the actual signals ("you bought these 4 items every ~3 weeks; the last time was
-26 days ago"); the contract test checks that its numbers are the user's.
+``why`` quotes the actual signals ("you bought each of these 4 items on 3–6 separate days, usually
+every 19–24 days; the last time was 26–30 days ago"); the contract test checks that its numbers are
+the user's, and ``tests/test_why_numbers.py`` recomputes every one on real days. A number that
+depends on the list itself (how many items, the first titles) is written as a mark (:data:`MARKS`)
+in ``details["words"]``, so that the sentence can be written again for the list finally delivered.
 
 >>> frame = candidate_frame(pl.DataFrame({"user_id": ["u"], "template": ["t"], "variant": ["v"],
 ...     "kind": ["v"], "params": ['{"a": 1}'], "title": ["T"], "items": [["i1"]], "details": ["{}"],
