@@ -488,12 +488,11 @@ def day_goals(store: Store, user_id: str, day: date) -> dict[str, Any]:
     deliverable's status, then what was not chosen with the reason in words and what it would have
     been. Raises NotFoundError (how to propose) when nothing was proposed for them that day.
 
-    >>> import tempfile
     >>> with Store.open(":memory:") as s:
     ...     try:
     ...         day_goals(s, "u1", date(2024, 1, 2))
     ...     except NotFoundError as exc:
-    ...         print(str(exc)[:30])
+    ...         print(str(exc)[:31])
     no goals for 'u1' on 2024-01-02
     """
     goals = show_goals(store, user_id, day)
