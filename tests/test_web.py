@@ -282,7 +282,7 @@ def test_sign_in_with_a_link_shows_todays_deliverables(site: Site, browser: Any)
     assert why.evaluate("d => d.open")
     assert "41 jazz tracks" in why.inner_text()
     declined = page.locator("details.declined")
-    declined.locator("summary").click()
+    declined.locator("summary").first.click()
     assert "over today's budget" in declined.inner_text()
     _shot(page, "feed")
     # history: yesterday's playlist
