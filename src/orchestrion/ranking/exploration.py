@@ -323,7 +323,8 @@ def choose(
         .when(pl.col("_redundant"))
         .then(
             pl.format(
-                "it overlaps '{}' (score {}), which scored higher, so only that one could be sent; this one scored {}",
+                "it overlaps '{}' (score {}), which was ranked above it, so only that one could be sent; this one "
+                "scored {}",
                 pl.col("_by_title").fill_null("another goal"),
                 pl.col("_by_score").round(3),
                 pl.col("score").round(3),
