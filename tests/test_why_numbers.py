@@ -198,15 +198,15 @@ def check_list(t: Tally, where: str, facts: Facts, user: str, template: str, why
     if template == "watchlist":
         for item in items:
             t.same(where, f"{item} unseen", item in rated, False)
-        if m := re.fullmatch(r"you rated (\d+) movies \(mean ([\d.]+)★\); these (\d+) unseen ones are the closest to "
-                             r"your taste, starting with (.+)", why):
+        if m := re.fullmatch(r"you rated (\d+) movies \(mean ([\d.]+)★\); (?:these|this) (\d+) unseen ones? "
+                             r"(?:are|is) the closest to your taste, starting with (.+)", why):
             t.same(where, "movies rated", int(m[1]), len(rated))
             t.rounded(where, "mean rating", float(m[2]), statistics.fmean(means.values()), 0.1)
             t.same(where, "item count", int(m[3]), n)
             t.same(where, "first titles", m[4], first_two)
-        elif m := re.fullmatch(r"(\d+)% of the movies you rated are among the 100 most watched; these (\d+) were "
-                               r"watched most in the last (\d+) days and are the closest to your taste, starting with "
-                               r"(.+)", why):
+        elif m := re.fullmatch(r"(\d+)% of the movies you rated are among the 100 most watched; (?:these|this) "
+                               r"(\d+) (?:were|was) watched most in the last (\d+) days and (?:are|is) the closest to "
+                               r"your taste, starting with (.+)", why):
             top = sorted(facts.item_users, key=lambda i: (-len(facts.item_users[i]), i))[:100]
             share = sum(1 for i in rated if i in set(top)) / len(rated)
             t.rounded(where, "mainstream %", int(m[1]), share * 100, 1)
@@ -214,8 +214,8 @@ def check_list(t: Tally, where: str, facts: Facts, user: str, template: str, why
             recent = facts.recent(int(m[3]))
             t.same(where, "watched in the last days", all(i in recent for i in items), True)
             t.same(where, "first titles", m[4], first_two)
-        elif m := re.fullmatch(r"you rated (\d+) ([\w-]+) movies \((.+)\) ([\d.]+)★ or more, e.g\. (.+); these "
-                               r"(\d+) are the closest you have not seen", why):
+        elif m := re.fullmatch(r"you rated (\d+) ([\w-]+) movies \((.+)\) ([\d.]+)★ or more, e.g\. (.+); "
+                               r"(?:these|this) (\d+) (?:are|is) the closest you have not seen", why):
             genres = {g.strip() for g in m[3].split(",")}
             tags = dict(_tags_of(facts, rated))
             liked = [i for i, v in means.items() if v >= float(m[4]) and genres & {g.lower() for g in tags.get(i, ())}]
@@ -226,13 +226,13 @@ def check_list(t: Tally, where: str, facts: Facts, user: str, template: str, why
         return
     reads = facts.reads.get(user, {})
     lead = lead_title(facts, items, titled)
-    if m := re.fullmatch(r"you read (\d+) articles; these (\d+) fresh ones are the closest to them, starting with (.+)",
-                         why):
+    if m := re.fullmatch(r"you read (\d+) articles; (?:these|this) (\d+) fresh ones? (?:are|is) the closest to "
+                         r"them, starting with (.+)", why):
         t.same(where, "articles read", int(m[1]), len(reads))
         t.same(where, "item count", int(m[2]), n)
         t.same(where, "lead", m[3], lead)
     elif m := re.fullmatch(r"the most read fresh article was read by (\d+) people in the last (\d+) days; (\d+)% of "
-                           r"your reads are of articles in their first week; (\d+) trending ones ranked for you, "
+                           r"your reads are of articles in their first week; (\d+) trending ones? ranked for you, "
                            r"starting with (.+)", why):
         recent = facts.recent(int(m[2]))
         fresh = [i for i in recent if facts.item_first[i] >= facts.as_of - timedelta(days=_FRESH_DAYS)]
@@ -241,7 +241,7 @@ def check_list(t: Tally, where: str, facts: Facts, user: str, template: str, why
         t.rounded(where, "first-week share", int(m[3]), statistics.fmean(early) * 100 if early else 0.0, 1)
         t.same(where, "item count", int(m[4]), n)
         t.same(where, "lead", m[5], lead)
-    elif m := re.fullmatch(r"you read (\d+) articles on (.+) \((\d+)% of your reading\); (\d+) fresh ones from the "
+    elif m := re.fullmatch(r"you read (\d+) articles on (.+) \((\d+)% of your reading\); (\d+) fresh ones? from the "
                            r"last (\d+) days, ranked for you, starting with (.+)", why):
         t.same(where, "topic reads within reads", int(m[1]) <= len(reads), True)
         t.rounded(where, "topic share", int(m[3]), int(m[1]) / len(reads) * 100, 1)

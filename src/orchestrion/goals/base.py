@@ -164,17 +164,38 @@ def mark(name: str) -> pl.Expr:
 _MARK: Final = re.compile(r"\{(" + "|".join(MARKS) + r")\}")
 
 
+SINGULAR: Final = (
+    (r"\bthese 1 unseen ones are\b", "this 1 unseen one is"),
+    (
+        r"\bthese 1 were watched most in the last (\d+) days and are\b",
+        "this 1 was watched most in the last ${1} days and is",
+    ),
+    (r"\bthese 1 are the closest\b", "this 1 is the closest"),
+    (r"\bthese 1 fresh ones are\b", "this 1 fresh one is"),
+    (r"(^|; )1 fresh ones from\b", "${1}1 fresh one from"),
+    (r"(^|; )1 trending ones ranked\b", "${1}1 trending one ranked"),
+    (r"^1 artists you have never played\b", "1 artist you have never played"),
+)
+"""The built-in sentences' words for a list of one item: regular expressions that match only a count
+of exactly 1 (``these 1 ...``, never ``these 10 ...``), with their singular."""
+
+
 def fill_marks(text: pl.Expr, **values: pl.Expr) -> pl.Expr:
     """``text`` with each ``{mark}`` replaced by its value (the vectorised :func:`list_words`); the
     marks that stand for titles last, so that a title is never read for a mark."""
     for name, value in sorted(values.items(), key=lambda kv: kv[0] in ("first_two", "lead")):
         text = text.str.replace_all("{" + name + "}", value.cast(pl.String), literal=True)
+    if "count" in values:
+        for many, single in SINGULAR:
+            text = text.str.replace(many, single)
     return text
 
 
 def list_words(text: str, items: Sequence[Mapping[str, Any]], known: Sequence[str] = ()) -> str:
     """``text`` (with :data:`MARKS`) written for the final ``items`` (dicts with ``item_id``, ``title``).
 
+    >>> list_words("these {count} are the closest", [{"item_id": "a"}])
+    'this 1 is the closest'
     >>> list_words("these {count}, starting with {first_two}; {known} known", [
     ...     {"item_id": "a", "title": "Alien"}, {"item_id": "b", "title": "Brazil"}, {"item_id": "c"}], known=["c"])
     'these 3, starting with Alien and Brazil; 1 known'
@@ -193,7 +214,10 @@ def list_words(text: str, items: Sequence[Mapping[str, Any]], known: Sequence[st
         "known": str(familiar),
         "new": str(len(items) - familiar),
     }
-    return _MARK.sub(lambda m: values[m[1]], text)
+    text = _MARK.sub(lambda m: values[m[1]], text)
+    for many, single in SINGULAR:
+        text = re.sub(many, single.replace("${1}", r"\g<1>"), text, count=1)
+    return text
 
 
 def json_column(**fields: pl.Expr | str | float | int) -> pl.Expr:

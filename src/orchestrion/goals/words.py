@@ -13,7 +13,7 @@ for the final content. A chosen goal's note (an exploration pick, the person's o
 >>> details = {"words": "these {count} are the closest, starting with {first_two}"}
 >>> note = "A new suggestion we're trying for you"
 >>> final_words("watchlist", "for_you", "Movie night", "why", details, content, note=note)
-('Movie night', "A new suggestion we're trying for you. These 1 are the closest, starting with Brazil")
+('Movie night', "A new suggestion we're trying for you. This 1 is the closest, starting with Brazil")
 """
 
 from __future__ import annotations
