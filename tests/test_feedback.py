@@ -44,7 +44,9 @@ def test_propose_records_chosen_and_not_chosen_once(tiny: Store, tmp_path: Path)
     chosen = [g for g in goals if g.status == "chosen"]
     # r1's candidates are all carts of one shop: one a day (issue 16), the others are `redundant`.
     assert [g.slot for g in chosen] == [1] and all(g.propensity == 1.0 for g in chosen)
-    assert chosen[0].candidate.why == "you bought these 2 items every ~7 days; the last time was 7 days ago"
+    assert chosen[0].candidate.why == (
+        "you bought each of these 2 items on 4 separate days, usually every 7 days; the last time was 7 days ago"
+    )
     not_chosen = [g for g in goals if g.status == "not_chosen"]
     assert not_chosen and all(g.reason == "redundant" and g.reason_detail for g in not_chosen)
     assert all(chosen[0].candidate.title in (g.reason_detail or "") for g in not_chosen)
@@ -182,11 +184,11 @@ def test_cli_propose_show_and_import(tmp_path: Path) -> None:
     assert json.loads(out.output)["chosen"] == 1  # one cart per shop a day
     shown = runner.invoke(app, ["goals", "show", "r1", "--date", DAY.isoformat()], env=env)
     assert shown.exit_code == 0, shown.output
-    assert "why this: you bought these 2 items every ~7 days" in shown.output
+    assert "why this: you bought each of these 2 items on 4 separate days, usually every 7 days" in shown.output
     as_json = json.loads(
         runner.invoke(app, ["goals", "show", "r1", "--date", DAY.isoformat(), "--json"], env=env).output
     )
-    deliverable = next(g["deliverable_id"] for g in as_json if g["deliverable_id"])
+    deliverable = as_json["chosen"][0]["deliverable_id"]
     thumbs = tmp_path / "t.ndjson"
     thumbs.write_text(json.dumps({"deliverable_id": deliverable, "thumb": "up"}) + "\n")
     imported = runner.invoke(app, ["feedback", "import", str(thumbs), "--json"], env=env)

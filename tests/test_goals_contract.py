@@ -250,7 +250,9 @@ def test_reorder_due_cart_quotes_the_rhythm(tiny: Store) -> None:
     out = EVERY["reorder"].propose(context(tiny, ["r1", "r2"]))
     due = _one(out, "r1", "due")
     assert sorted(due["items"]) == ["A1", "A2"]
-    assert due["why"] == "you bought these 2 items every ~7 days; the last time was 7 days ago"
+    assert due["why"] == (
+        "you bought each of these 2 items on 4 separate days, usually every 7 days; the last time was 7 days ago"
+    )
     lines = {line["item_id"]: line for line in json.loads(due["details"])["lines"]}
     assert (lines["A1"]["quantity"], lines["A2"]["quantity"]) == (2.0, 1.0)
     assert due["cost"] == pytest.approx(2 * 2.5 + 4.0)

@@ -4,7 +4,8 @@ Lifecycle: ``proposed → planned → awaiting_approval → delivered | not_done
 failed``. ``not_done``: the deliverable's own action (its order; for others, publishing it) was
 refused by the policy and none of it happened; its ``error`` holds the plain reason, which
 :func:`orchestrion.rendering.status_text` shows as "Not ordered: <reason>" / "Not sent: <reason>".
-:func:`get_deliverable` and :func:`feed` read records (with the goal's "why", the pending actions
+:func:`get_deliverable` and :func:`feed` read records (with "why this" as written for the final
+content — the goal's until it is planned —, the pending actions
 and the feedback); :func:`decide` carries out a person's approve / reject / cancel; and
 :func:`run_due_actions` runs ``notify`` actions whose cancel window has ended. An approved action
 is checked against the policy again immediately before it runs and goes through the ledger, so
@@ -41,6 +42,7 @@ from orchestrion.errors import (
     RetryableError,
     UsageError,
 )
+from orchestrion.goals.words import final_words
 from orchestrion.money import format_money
 from orchestrion.policies import ActionClass, Policy, check, load_policy, webhook_origin
 from orchestrion.rendering import main_action, status_text
@@ -63,7 +65,7 @@ _JSON: Final = ("content", "plan", "trace", "review")
 _COLUMNS: Final = (
     "d.deliverable_id, d.goal_id, d.user_id, d.date, d.template, d.title, d.summary, d.items, d.status, d.content, "
     "d.plan, d.trace, d.planner, d.fallback, d.tokens, d.cost, d.review, d.attempts, d.error, d.created_at, "
-    "d.updated_at, g.why, d.effects"
+    "d.updated_at, coalesce(d.why, g.why) AS why, d.effects"
 )
 
 
@@ -575,6 +577,16 @@ def _drop(
     if kept and str(title).startswith("Reorder:"):  # the offline planner's title states the cart's numbers
         title = f"Reorder: {len(kept)} items ({format_money(total, currency or None, locale)})"
     summary = summary_of(new_content, locale) if kept else record.get("summary")
+    why = record.get("why")
+    goal = con.execute(
+        "SELECT g.template, g.variant, g.why, g.details, g.reason_detail FROM deliverables d JOIN goals g "
+        "USING (goal_id) WHERE d.deliverable_id = ?",
+        [deliverable_id],
+    ).fetchone()
+    if kept and goal is not None:  # every number of the title and "why this" holds for the cart as it is now
+        title, why = final_words(
+            goal[0], goal[1], str(title), str(why or goal[2]), json.loads(goal[3] or "{}"), new_content, note=goal[4]
+        )
     with transaction(con):
         for action in orders:
             con.execute(
@@ -594,13 +606,14 @@ def _drop(
                 refusals,
             )
         con.execute(
-            "UPDATE deliverables SET content = ?, items = ?, title = ?, summary = ?, status = ?, error = ?, "
+            "UPDATE deliverables SET content = ?, items = ?, title = ?, summary = ?, why = ?, status = ?, error = ?, "
             "updated_at = ? WHERE deliverable_id = ?",
             [
                 ledger.canonical(new_content),
                 [str(i.get("item_id")) for i in kept],
                 title,
                 summary,
+                why,
                 final,
                 reason,
                 now,

@@ -48,6 +48,7 @@ from orchestrion.effects import Effector
 from orchestrion.encoding import to_json
 from orchestrion.errors import OrchestrionError, PolicyViolation, RetryableError
 from orchestrion.execution import Executor
+from orchestrion.goals.words import final_words
 from orchestrion.money import format_money
 from orchestrion.planning import OfflinePlanner, Planner, PlanOutcome
 from orchestrion.policies import (
@@ -351,7 +352,7 @@ def _goals(con: Any, day: date, users: Sequence[str], max_attempts: int) -> list
     rows = con.execute(
         """
         SELECT g.goal_id, d.deliverable_id, g.user_id, g.date, g.template, g.variant, g.title, g.items,
-               g.params, g.details, g.why, g.cost
+               g.params, g.details, g.why, g.cost, g.reason_detail
         FROM deliverables d JOIN goals g USING (goal_id)
         WHERE d.date = $day AND g.date = $day AND d.user_id IN (SELECT unnest($users))
           AND (d.status = 'proposed' OR (d.status = 'failed' AND coalesce(d.failures, 0) < $max))
@@ -373,6 +374,7 @@ def _goals(con: Any, day: date, users: Sequence[str], max_attempts: int) -> list
             json.loads(r[9] or "{}"),
             r[10],
             float(r[11] or 0.0),
+            r[12],
         )
         for r in rows
     ]
@@ -407,7 +409,8 @@ def _first_seen(con: Any, goals: Sequence[GoalRecord]) -> dict[str, datetime]:
 
 
 _STORED = (
-    "title", "summary", "content", "plan", "trace", "planner", "fallback", "tokens", "cost", "review", "attempts"
+    "title", "summary", "content", "plan", "trace", "planner", "fallback", "tokens", "cost", "review", "attempts",
+    "why",
 )
 
 
@@ -496,14 +499,19 @@ def _plan_and_review(job: _Job, planner: Planner, critic: Critic | None, first_s
         if job.outcome.plan.nothing_to_do:
             return
         content = job.executor.ctx.content
-        shown = {"title": job.outcome.plan.title, "summary": job.outcome.plan.summary, "content": content}
+        goal = job.goal
+        title, why = final_words(
+            goal.template, goal.variant, job.outcome.plan.title or goal.title, goal.why, goal.details, content,
+            note=goal.note,
+        )
+        shown = {"title": title, "summary": job.outcome.plan.summary, "content": content}
         job.review = review(
             content,
             excluded=job.executor.ctx.excluded,
             max_order_amount=job.rules.policy.max_order_amount,
             first_seen=first_seen,
             as_of=as_of,
-            deliverable={**shown, "why": job.goal.why},
+            deliverable={**shown, "why": why},
             critic=critic,
         )
         job.executor.note("review", "ok" if job.review.ok else "; ".join(job.review.problems))
@@ -526,12 +534,23 @@ def _record(job: _Job, now: datetime) -> dict[str, Any]:
     """The deliverable as stored and as published (everything but the final status)."""
     outcome = job.outcome
     plan = outcome.plan if outcome else None
+    goal = job.goal
+    content = job.executor.ctx.content or None
+    title, why = final_words(
+        goal.template,
+        goal.variant,
+        plan.title if plan and plan.title else goal.title,
+        goal.why,
+        goal.details,
+        content,
+        note=goal.note,
+    )
     return {
-        **_identity(job.goal),
-        "title": (plan.title if plan and plan.title else job.goal.title),
+        **_identity(goal),
+        "title": title,
         "summary": plan.summary if plan and not plan.nothing_to_do else (plan.reason if plan else None),
-        "why": job.goal.why,
-        "content": job.executor.ctx.content or None,
+        "why": why,
+        "content": content,
         "plan": plan.model_dump() if plan else None,
         "planner": outcome.planner if outcome else None,
         "fallback": outcome.fallback if outcome else None,
@@ -689,7 +708,8 @@ def _carry_out(
         if job.stored is not None:
             # Committed by an earlier run: kept as executed. Completed effects are kept, claimed
             # ones are reconciled, failed ones (they certainly did not happen) are tried again.
-            records[d_id] = {**_identity(goal), "why": goal.why, **job.stored, "updated_at": now.isoformat()}
+            records[d_id] = {**_identity(goal), **job.stored, "updated_at": now.isoformat()}
+            records[d_id]["why"] = job.stored.get("why") or goal.why
             errors[d_id] = None
             went: set[str] = set()
             for entry in job.entries:
@@ -958,6 +978,8 @@ def _write(
                 "review": js(r.get("review")),
                 "attempts": int(r.get("attempts") or 0),
                 "error": errors.get(d_id),
+                "why": r.get("why"),
+                "items": _final_items(r.get("content")),
             }
             for d_id, r in records.items()
         ],
@@ -977,6 +999,8 @@ def _write(
             "review": pl.String,
             "attempts": pl.Int32,
             "error": pl.String,
+            "why": pl.String,
+            "items": pl.List(pl.String),
         },
     )
     name = f"_orchestrion_delivered_{id(frame)}"
@@ -989,6 +1013,7 @@ def _write(
                 content = u.content, effects = u.effects, plan = u.plan, trace = u.trace, planner = u.planner,
                 fallback = u.fallback, tokens = u.tokens, cost = u.cost, review = u.review,
                 attempts = u.attempts, error = u.error, updated_at = $now,
+                why = coalesce(u.why, d.why), items = coalesce(u.items, d.items),
                 failures = coalesce(d.failures, 0) + CASE WHEN u.status = 'failed' THEN 1 ELSE 0 END
             FROM {name} u WHERE d.date = $day AND d.deliverable_id = u.deliverable_id
             """,
@@ -996,6 +1021,13 @@ def _write(
         )
     finally:
         con.unregister(name)
+
+
+def _final_items(content: Any) -> list[str] | None:
+    """The item ids of built content (what the deliverable finally holds), None when nothing was built."""
+    if not isinstance(content, Mapping) or not content.get("items"):
+        return None
+    return [str(i.get("item_id")) for i in content["items"] if isinstance(i, Mapping) and i.get("item_id")]
 
 
 def deliver(

@@ -62,6 +62,7 @@ __all__ = [
     "choice_for",
     "current_scorer",
     "day_context",
+    "day_goals",
     "propose",
     "read_history",
     "recent_deliverables",
@@ -327,7 +328,12 @@ def record_goals(store: Store, decided: pl.DataFrame, *, now: datetime) -> None:
         "status",
         "reason",
         "reason_detail",
-        "why",
+        # a chosen goal's "why" is led by how it was chosen (its note: an exploration pick, thumbs)
+        pl.when((pl.col("status") == "chosen") & pl.col("reason_detail").is_not_null())
+        .then(pl.concat_str(pl.col("reason_detail"), pl.lit(". "), pl.col("why").str.slice(0, 1).str.to_uppercase(),
+                            pl.col("why").str.slice(1)))
+        .otherwise(pl.col("why"))
+        .alias("why"),
         "cost",
         "risk",
         pl.lit(now).alias("created_at"),
@@ -474,3 +480,62 @@ def show_goals(store: Store, user_id: str, day: date) -> list[Goal]:
             )
         )
     return goals
+
+
+def day_goals(store: Store, user_id: str, day: date) -> dict[str, Any]:
+    """One user's day for people (the API's ``GET /v1/users/{id}/goals``, ``goals show``, the web
+    page): the chosen goals with "why this" as written for what was finally delivered and their
+    deliverable's status, then what was not chosen with the reason in words and what it would have
+    been. Raises NotFoundError (how to propose) when nothing was proposed for them that day.
+
+    >>> with Store.open(":memory:") as s:
+    ...     try:
+    ...         day_goals(s, "u1", date(2024, 1, 2))
+    ...     except NotFoundError as exc:
+    ...         print(str(exc)[:31])
+    no goals for 'u1' on 2024-01-02
+    """
+    goals = show_goals(store, user_id, day)
+    rows = store.con.execute(
+        "SELECT goal_id, deliverable_id, status, title, why, items FROM deliverables "
+        "WHERE user_id = ? AND date = ?",
+        [user_id, day],
+    ).fetchall()
+    delivered = {str(r[0]): r for r in rows}
+    chosen, others = [], []
+    for goal in goals:
+        c = goal.candidate
+        if goal.status == "chosen":
+            found = delivered.get(goal.goal_id)
+            chosen.append(
+                {
+                    "goal_id": goal.goal_id,
+                    "deliverable_id": goal.deliverable_id,
+                    "slot": goal.slot,
+                    "template": c.template,
+                    "variant": c.variant,
+                    "title": str(found[3]) if found else c.title,
+                    "why": str(found[4]) if found and found[4] else c.why,
+                    "items": list(found[5]) if found else list(c.items),
+                    "status": str(found[2]) if found else None,
+                    "how_chosen": goal.reason_detail,
+                    "score": round(goal.score, 6),
+                    "propensity": None if goal.propensity is None else round(goal.propensity, 6),
+                    "policy": goal.policy,
+                }
+            )
+        else:
+            others.append(
+                {
+                    "goal_id": goal.goal_id,
+                    "template": c.template,
+                    "variant": c.variant,
+                    "title": c.title,
+                    "reason": goal.reason,
+                    "reason_detail": goal.reason_detail,
+                    "would_have_been": c.why,
+                    "items": list(c.items),
+                    "score": round(goal.score, 6),
+                }
+            )
+    return {"user_id": user_id, "date": day.isoformat(), "chosen": chosen, "not_chosen": others}

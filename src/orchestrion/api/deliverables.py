@@ -1,4 +1,5 @@
-"""Deliverables over HTTP: a user's feed, one deliverable, and a person's approve / reject / cancel.
+"""Deliverables over HTTP: a user's feed, their goals of a day ("why this" and what was not chosen),
+one deliverable, and a person's approve / reject / cancel.
 
 Who may call: an ``admin`` key for anyone; a ``user`` key (``orchestrion users token USER``) only
 for that user's own feed and deliverables — another user's deliverable answers 404, as an unknown
@@ -7,6 +8,7 @@ one does, so that ids cannot be probed. While no key exists (loopback only) the 
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Security
@@ -22,7 +24,7 @@ from orchestrion.encoding import to_json_bytes
 from orchestrion.errors import AlreadyDecidedError, NotFoundError, PermissionDeniedError, RetryableError, UsageError
 from orchestrion.keys import ApiKey
 from orchestrion.rendering import MEDIA_TYPES, Format, render
-from orchestrion.store import utcnow
+from orchestrion.store import Store, utcnow
 
 __all__ = ["build_router"]
 
@@ -38,6 +40,16 @@ def _viewer(key: ApiKey | None, user_id: str | None = None) -> str | None:
     if user_id is not None and user_id != key.user_id:
         raise ApiError(403, f"key {key.key_id} belongs to another user; {_HOW}")
     return key.user_id
+
+
+def _day_goals(ctx: ApiContext, user_id: str, day: date) -> dict[str, Any]:
+    from orchestrion.proposals import day_goals  # polars and the models: loaded on first use
+
+    cursor = ctx.store.cursor()
+    try:
+        return day_goals(Store(cursor, None), user_id, day)
+    finally:
+        cursor.close()
 
 
 def build_router(ctx: ApiContext) -> APIRouter:
@@ -103,6 +115,26 @@ def build_router(ctx: ApiContext) -> APIRouter:
             "date": chosen.isoformat(),
             "deliverables": await guarded(read, feed, user_id, chosen),
         }
+
+    @router.get("/v1/users/{user_id:path}/goals", dependencies=security, responses=refusals)
+    async def get_goals(
+        user_id: str,
+        request: Request,
+        day: IsoDate | None = Query(
+            None, alias="date", description="The delivery day, YYYY-MM-DD (default today, UTC)."
+        ),
+    ) -> Any:
+        """A user's goals of a day for people: the chosen ones with "why this" (as written for what was
+        finally delivered) and how they were chosen, then what was not chosen and why."""
+        key = await ctx.auth.authenticate(request)
+        chosen = day or utcnow().date()
+        try:
+            _viewer(key, user_id)
+        except ApiError as exc:  # another user's day: the same answer as a day with nothing, so none is probed
+            if exc.status != 403 or key is None or key.role != "user":
+                raise
+            raise ApiError(404, f"no goals for {user_id!r} on {chosen.isoformat()}") from None
+        return await guarded(_day_goals, ctx, user_id, chosen)
 
     rendered: dict[int | str, dict[str, Any]] = {
         200: {

@@ -8,6 +8,7 @@ from datetime import date as Date
 import typer
 
 from orchestrion.cli.context import open_store, settings
+from orchestrion.cli.keys import ADMIN_KEY, _call, _server_url
 
 __all__ = ["app", "propose", "show", "train_ranker"]
 
@@ -58,40 +59,41 @@ def propose(
 def show(
     user: str = typer.Argument(..., help="The user id, e.g. online-retail:12362 (a customer of the shipped sample)."),
     date: str = typer.Option(..., "--date", help="The delivery day, YYYY-MM-DD."),
-    as_json: bool = typer.Option(False, "--json", help="Print the goals as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the day as JSON (as GET /v1/users/{id}/goals does)."),
+    admin_key: str = ADMIN_KEY,
 ) -> None:
-    """One user's goals of a day: the chosen ones with "why this", then what was not chosen and why."""
-    from orchestrion.proposals import show_goals
+    """One user's goals of a day: the chosen ones with "why this", then what was not chosen and why.
 
-    with open_store(read_only=True) as store:
-        goals = show_goals(store, user, _day(date))
+    While `orchestrion serve` holds the store, asks it (`GET /v1/users/{id}/goals`, admin key)."""
+    from urllib.parse import quote
+
+    day = _day(date)
+    url = _server_url()
+    if url is not None:
+        shown = _call(url, "GET", f"/v1/users/{quote(user, safe='')}/goals?date={day.isoformat()}", admin_key)
+    else:
+        from orchestrion.proposals import day_goals
+
+        with open_store(read_only=True) as store:
+            shown = day_goals(store, user, day)
     if as_json:
-        typer.echo(json.dumps([_as_dict(g) for g in goals], default=str))
+        typer.echo(json.dumps(shown, default=str))
         return
-    chosen = [g for g in goals if g.status == "chosen"]
-    others = [g for g in goals if g.status != "chosen"]
-    typer.secho(f"{user} on {date}: {len(chosen)} chosen, {len(others)} not chosen", bold=True)
+    chosen, others = shown["chosen"], shown["not_chosen"]
+    typer.secho(f"{user} on {day.isoformat()}: {len(chosen)} chosen, {len(others)} not chosen", bold=True)
     for goal in chosen:
-        c = goal.candidate
-        typer.echo(f"\n#{goal.slot} {c.title}   [{goal.deliverable_id}]")
-        typer.echo(f"   why this: {c.why}")
+        status = f", {str(goal['status']).replace('_', ' ')}" if goal.get("status") else ""
+        typer.echo(f"\n#{goal['slot']} {goal['title']}   [{goal['deliverable_id']}{status}]")
+        typer.echo(f"   why this: {goal['why']}")
+        propensity = goal["propensity"] if goal["propensity"] is not None else float("nan")
         typer.echo(
-            f"   score {goal.score:.3f} by {goal.policy}, propensity {goal.propensity:.3f}, "
-            f"cost {c.cost:.2f}, risk {c.risk:.2f}, {len(c.items)} items"
+            f"   score {goal['score']:.3f} by {goal['policy']}, propensity {propensity:.3f}, {len(goal['items'])} items"
         )
     if others:
-        typer.secho("\nWhat I decided not to do:", bold=True)
+        typer.secho("\nNot chosen today:", bold=True)
     for goal in others:
-        typer.echo(f" - {goal.candidate.title} ({goal.reason}): {goal.reason_detail}")
-        typer.echo(f"   would have been: {goal.candidate.why}")
-
-
-def _as_dict(goal: object) -> dict[str, object]:
-    from dataclasses import asdict
-
-    data = asdict(goal)  # type: ignore[call-overload]
-    data["deliverable_id"] = getattr(goal, "deliverable_id", None)
-    return dict(data)
+        typer.echo(f" - {goal['title']} ({goal['reason']}): {goal['reason_detail']}")
+        typer.echo(f"   would have been: {goal['would_have_been']}")
 
 
 def train_ranker(

@@ -18,6 +18,11 @@ def replay(
     max_users: int = typer.Option(None, "--max-users", help="Seeded sample of users (time box)."),
     max_steps: int = typer.Option(None, "--max-steps", help="Most steps (time box)."),
     output: Path = typer.Option(None, "--output", help="Also write the JSON result to this file."),
+    promotion_z: float = typer.Option(
+        None, "--promotion-z",
+        help="Promote a new ranker only when SNIPS(new) - SNIPS(current) minus this many standard errors is above 0: "
+        "0 is the protocol's rule, 1.645 production's (one-sided 95 %).",
+    ),
 ) -> None:
     """Replay prior, learned, best-template and random goal policies step by step on a real dataset."""
     from orchestrion.replay import DATASET_DEFAULTS, ReplayConfig
@@ -28,6 +33,8 @@ def replay(
         values["max_users"] = max_users
     if max_steps is not None:
         values["max_steps"] = max_steps
+    if promotion_z is not None:
+        values["promotion_z"] = promotion_z
 
     def say(step: int, total: int, day: str) -> None:
         if not json:

@@ -16,8 +16,11 @@ with a reorder cart:
 * ``novelty`` (0..1): how much of the goal is new to the user;
 * ``risk`` (0..1) and ``cost`` (money, 0 when nothing is bought).
 
-``why`` quotes the actual signals ("you bought these 4 items every ~3 weeks; the last time was
-26 days ago"); the contract test checks that its numbers are the user's.
+``why`` quotes the actual signals ("you bought each of these 4 items on 3–6 separate days, usually
+every 19–24 days; the last time was 26–30 days ago"); the contract test checks that its numbers are
+the user's, and ``tests/test_why_numbers.py`` recomputes every one on real days. A number that
+depends on the list itself (how many items, the first titles) is written as a mark (:data:`MARKS`)
+in ``details["words"]``, so that the sentence can be written again for the list finally delivered.
 
 >>> frame = candidate_frame(pl.DataFrame({"user_id": ["u"], "template": ["t"], "variant": ["v"],
 ...     "kind": ["v"], "params": ['{"a": 1}'], "title": ["T"], "items": [["i1"]], "details": ["{}"],
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -58,9 +62,12 @@ __all__ = [
     "cluster_labels",
     "deliverable_id",
     "empty_candidates",
+    "fill_marks",
     "goal_id",
     "goal_ids",
     "json_column",
+    "list_words",
+    "mark",
 ]
 
 CANDIDATE_SCHEMA: Final[Mapping[str, pl.DataType]] = {
@@ -138,6 +145,79 @@ def candidate_frame(frame: pl.DataFrame) -> pl.DataFrame:
     if out.filter(pl.col("items").list.len() == 0).height:
         raise UsageError("goal candidates must use at least one item; drop candidates with an empty item list")
     return out
+
+
+MARKS: Final = ("count", "first_two", "more", "lead", "known", "new")
+"""The parts of a list's "why this" that depend on its items, written ``{count}`` etc. in the text a
+template keeps in ``details["words"]``: the number of items, the first two titles ("A and B"), how
+many after those two, the first article title in quotes, and (playlists) how many were played
+before and how many not. :func:`list_words` fills them in for whatever list is finally delivered."""
+
+
+def mark(name: str) -> pl.Expr:
+    """The literal ``{name}`` of a mark, as an argument of ``pl.format``."""
+    if name not in MARKS:
+        raise UsageError(f"{name!r} is not a mark; use one of {', '.join(MARKS)}")
+    return pl.lit("{" + name + "}")
+
+
+_MARK: Final = re.compile(r"\{(" + "|".join(MARKS) + r")\}")
+
+
+SINGULAR: Final = (
+    (r"\bthese 1 unseen ones are\b", "this 1 unseen one is"),
+    (
+        r"\bthese 1 were watched most in the last (\d+) days and are\b",
+        "this 1 was watched most in the last ${1} days and is",
+    ),
+    (r"\bthese 1 are the closest\b", "this 1 is the closest"),
+    (r"\bthese 1 fresh ones are\b", "this 1 fresh one is"),
+    (r"(^|; )1 fresh ones from\b", "${1}1 fresh one from"),
+    (r"(^|; )1 trending ones ranked\b", "${1}1 trending one ranked"),
+    (r"^1 artists you have never played\b", "1 artist you have never played"),
+)
+"""The built-in sentences' words for a list of one item: regular expressions that match only a count
+of exactly 1 (``these 1 ...``, never ``these 10 ...``), with their singular."""
+
+
+def fill_marks(text: pl.Expr, **values: pl.Expr) -> pl.Expr:
+    """``text`` with each ``{mark}`` replaced by its value (the vectorised :func:`list_words`); the
+    marks that stand for titles last, so that a title is never read for a mark."""
+    for name, value in sorted(values.items(), key=lambda kv: kv[0] in ("first_two", "lead")):
+        text = text.str.replace_all("{" + name + "}", value.cast(pl.String), literal=True)
+    if "count" in values:
+        for many, single in SINGULAR:
+            text = text.str.replace(many, single)
+    return text
+
+
+def list_words(text: str, items: Sequence[Mapping[str, Any]], known: Sequence[str] = ()) -> str:
+    """``text`` (with :data:`MARKS`) written for the final ``items`` (dicts with ``item_id``, ``title``).
+
+    >>> list_words("these {count} are the closest", [{"item_id": "a"}])
+    'this 1 is the closest'
+    >>> list_words("these {count}, starting with {first_two}; {known} known", [
+    ...     {"item_id": "a", "title": "Alien"}, {"item_id": "b", "title": "Brazil"}, {"item_id": "c"}], known=["c"])
+    'these 3, starting with Alien and Brazil; 1 known'
+    """
+    titles = [str(i.get("title") or i["item_id"]) for i in items]
+    lead = next(
+        (f"“{i['title']}”" for i in items if i.get("title") and i.get("title") != i["item_id"]),
+        "an article without a catalog entry",
+    )
+    familiar = sum(1 for i in items if i["item_id"] in set(known))
+    values = {
+        "count": str(len(items)),
+        "first_two": " and ".join(titles[:2]),
+        "more": str(max(len(items) - 2, 0)),
+        "lead": lead,
+        "known": str(familiar),
+        "new": str(len(items) - familiar),
+    }
+    text = _MARK.sub(lambda m: values[m[1]], text)
+    for many, single in SINGULAR:
+        text = re.sub(many, single.replace("${1}", r"\g<1>"), text, count=1)
+    return text
 
 
 def json_column(**fields: pl.Expr | str | float | int) -> pl.Expr:

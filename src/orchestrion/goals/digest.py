@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrion.goals.base import candidate_frame, cluster_labels, empty_candidates, json_column
+from orchestrion.goals.base import candidate_frame, cluster_labels, empty_candidates, fill_marks, json_column, mark
 
 if TYPE_CHECKING:
     from orchestrion.goals.context import GoalContext
@@ -240,10 +240,10 @@ class Digest:
             params.alias("params"),
             title.alias("title"),
             "items",
-            json_column(titles=pl.col("titles")).alias("details"),
+            json_column(titles=pl.col("titles"), words=why).alias("details"),
             "mean_score",
             signal.clip(0.0, 1.0).fill_null(0.0).alias("signal"),
-            why.alias("why"),
+            fill_marks(why, count=pl.col("items").list.len(), lead=pl.col("lead")).alias("why"),
         )
 
     def _topics(
@@ -283,9 +283,9 @@ class Digest:
                 "topic_reads",
                 "label",
                 (pl.col("share") * 100).round(0).cast(pl.Int64),
-                pl.col("items").list.len(),
+                mark("count"),
                 pl.lit(int(c.fresh_days)),
-                "lead",
+                mark("lead"),
             ),
         )
 
@@ -315,8 +315,8 @@ class Digest:
                 "lead_users",
                 pl.lit(int(c.trending_days)),
                 (pl.col("early_share").fill_null(0.0) * 100).round(0).cast(pl.Int64),
-                pl.col("items").list.len(),
-                "lead",
+                mark("count"),
+                mark("lead"),
             ),
         )
 
@@ -337,7 +337,7 @@ class Digest:
             pl.format(
                 "you read {} articles; these {} fresh ones are the closest to them, starting with {}",
                 "n_read",
-                pl.col("items").list.len(),
-                "lead",
+                mark("count"),
+                mark("lead"),
             ),
         )

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrion.goals.base import candidate_frame, cluster_labels, empty_candidates, json_column
+from orchestrion.goals.base import candidate_frame, cluster_labels, empty_candidates, fill_marks, json_column, mark
 
 if TYPE_CHECKING:
     from orchestrion.goals.context import GoalContext
@@ -117,13 +117,20 @@ class Playlist:
             params.alias("params"),
             title.alias("title"),
             "items",
-            json_column(artists=pl.col("names")).alias("details"),
+            json_column(artists=pl.col("names"), known=pl.col("known"), words=why).alias("details"),
             utility.fill_nan(0.0).fill_null(0.0).clip(0.0, 1.0).alias("utility"),
             signal.fill_nan(0.0).fill_null(0.0).clip(0.0, 1.0).alias("signal"),
             novelty.clip(0.0, 1.0).alias("novelty"),
             pl.lit(0.0).alias("cost"),
             pl.lit(self.config.risk).alias("risk"),
-            why.alias("why"),
+            fill_marks(
+                why,
+                count=pl.col("items").list.len(),
+                more=(pl.col("items").list.len() - 2).clip(0),
+                known=pl.col("known").list.len(),
+                new=pl.col("items").list.len() - pl.col("known").list.len(),
+                first_two=pl.col("names").list.head(2).list.join(" and "),
+            ).alias("why"),
         )
 
     def _daily(self, ctx: GoalContext, plays: pl.DataFrame, totals: pl.DataFrame, top: pl.DataFrame) -> pl.DataFrame:
@@ -180,6 +187,7 @@ class Playlist:
                 pl.col("affinity").mean().alias("affinity"),
                 pl.col("new").cast(pl.Float64).mean().alias("novelty"),
                 pl.col("title").filter(~pl.col("new")).head(2).str.join(" and ").alias("examples"),
+                pl.col("item_id").filter(~pl.col("new")).alias("known"),
             )
             .join(chosen, on=["user_id", "cluster"])
             .join(labels, on="cluster", how="left")
@@ -200,8 +208,8 @@ class Playlist:
                 "examples",
                 pl.col("cluster_plays").round(0).cast(pl.Int64),
                 (pl.col("share") * 100).round(0).cast(pl.Int64),
-                (pl.col("items").list.len() * (1 - pl.col("novelty"))).round(0).cast(pl.Int64),
-                (pl.col("items").list.len() * pl.col("novelty")).round(0).cast(pl.Int64),
+                mark("known"),
+                mark("new"),
             ),
         )
 
@@ -229,6 +237,7 @@ class Playlist:
             .join(top, on="user_id", how="left")
             .join(totals, on="user_id")
             .join(favourites, on="user_id")
+            .with_columns(pl.col("items").list.head(0).alias("known"))  # none played before
         )
         return self._shape(
             mixes,
@@ -241,7 +250,7 @@ class Playlist:
             pl.lit(1.0),
             pl.format(
                 "{} artists you have never played, the closest to the {} you listen to (most of all {})",
-                pl.col("items").list.len(),
+                mark("count"),
                 "user_artists",
                 "favourites",
             ),
@@ -274,6 +283,7 @@ class Playlist:
             )
             .filter(pl.col("items").list.len() >= 2)
             .join(totals, on="user_id")
+            .with_columns(pl.col("items").alias("known"))  # every one played before
         )
         if mixes.height == 0:
             return pl.DataFrame()
@@ -289,8 +299,8 @@ class Playlist:
             pl.lit(0.0),
             pl.format(
                 "you played {} and {} more of your favourites {} times, but none in the last {} months",
-                "examples",
-                pl.col("items").list.len() - 2,
+                mark("first_two"),
+                mark("more"),
                 pl.col("old_plays").round(0).cast(pl.Int64),
                 months,
             ),

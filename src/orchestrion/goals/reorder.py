@@ -21,19 +21,22 @@ spends money, so ``risk`` starts at 0.2 and grows with the total up to ``large_t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.goals.base import candidate_frame, empty_candidates, json_column
-from orchestrion.money import money_expr
+from orchestrion.money import format_money
 
 if TYPE_CHECKING:
     from orchestrion.goals.context import GoalContext
 
-__all__ = ["Reorder", "ReorderConfig", "rhythm_probability"]
+__all__ = ["Reorder", "ReorderConfig", "cart_words", "rhythm_probability"]
 
 CURRENCY: Final = "GBP"
 """The carts' currency: the purchase history's prices are the shop's (Online Retail's are GBP)."""
@@ -56,17 +59,6 @@ def rhythm_probability(frame: pl.DataFrame) -> pl.Expr:
     ratio = (pl.col("days_since_last") / pl.col("median_interval_days")).fill_nan(None)
     fade = pl.when(ratio > 2.0).then((-(ratio - 2.0)).exp()).otherwise(1.0)
     return (ratio.clip(0.0, 1.0) * fade * (n - 1.0) / n).fill_null(0.0)
-
-
-def _span(days: pl.Expr) -> pl.Expr:
-    """'~3 weeks' / '~5 days' / '~2 months' from a number of days."""
-    return (
-        pl.when(days >= 56)
-        .then(pl.format("~{} months", (days / 30.4).round(0).cast(pl.Int64)))
-        .when(days >= 13)
-        .then(pl.format("~{} weeks", (days / 7).round(0).cast(pl.Int64)))
-        .otherwise(pl.format("~{} days", days.round(0).cast(pl.Int64).clip(1)))
-    )
 
 
 class Reorder:
@@ -113,7 +105,8 @@ class Reorder:
         # every row of each user's first `size` last-order rows is still here, so the cart is the same
         last = pairs.filter(in_last_order).sort(last_by, descending=last_descending)
         carts = [
-            self._cart(frame, variant) for frame, variant in ((due, "due"), (staples, "staples"), (last, "last_order"))
+            self._cart(frame, variant, ctx.as_of)
+            for frame, variant in ((due, "due"), (staples, "staples"), (last, "last_order"))
         ]
         kept = [cart for cart in carts if cart.height]
         found = pl.concat(kept) if kept else pl.DataFrame()
@@ -143,17 +136,23 @@ class Reorder:
             )
         )
 
-    def _cart(self, ranked: pl.DataFrame, variant: str) -> pl.DataFrame:
+    def _cart(self, ranked: pl.DataFrame, variant: str, as_of: datetime) -> pl.DataFrame:
         c = self.config
         top = ranked.group_by("user_id", maintain_order=True).head(c.size)
         if top.height == 0:
             return pl.DataFrame()
+        # Each line keeps the facts its sentence is written from, so that the sentence can be written
+        # again for whatever part of the cart is finally delivered (cap, exclusions, stock, re-plan).
         line = pl.struct(
             "item_id",
             "title",
             "quantity",
             pl.col("unit_price").round(2),
             (pl.col("quantity") * pl.col("unit_price")).round(2).alias("line_total"),
+            pl.col("n_purchases").alias("n"),
+            pl.col("median_interval_days").round(4).alias("gap"),
+            pl.col("days_since_last").round(4).alias("since"),
+            pl.col("days_since_first").round(4).alias("first"),
         )
         carts = top.group_by("user_id", maintain_order=True).agg(
             pl.col("item_id").alias("items"),
@@ -161,52 +160,90 @@ class Reorder:
             (pl.col("quantity") * pl.col("unit_price")).sum().round(2).alias("total"),
             (1.0 - (1.0 - pl.col("p").clip(0.0, 1.0)).product()).alias("utility"),
             ((pl.col("n_purchases") - 1) / 4.0).clip(0.0, 1.0).mean().alias("signal"),
-            pl.col("median_interval_days").median().alias("interval"),
-            pl.col("days_since_last").median().alias("since"),
-            pl.col("n_purchases").mean().alias("mean_n"),
-            pl.col("days_since_first").max().alias("history_days"),
-            pl.col("user_days_since_last").first().alias("user_since"),
-            (pl.col("n_purchases") >= 2).sum().alias("repeats"),
+            pl.col("user_days_since_last").first().round(4).alias("user_since"),
         )
-        n = pl.col("items").list.len()
-        money = money_expr(pl.col("total"), CURRENCY)
-        if variant == "due":
-            why = pl.format(
-                "you bought these {} items every {}; the last time was {} days ago",
-                n,
-                _span(pl.col("interval")),
-                pl.col("since").round(0).cast(pl.Int64),
-            )
-            title = pl.format("Reorder: {} items due ({})", n, money)
-        elif variant == "staples":
-            why = pl.format(
-                "these are the {} items you buy most often: {} times each on average over {}",
-                n,
-                pl.col("mean_n").round(1),
-                _span(pl.col("history_days")),
-            )
-            title = pl.format("Reorder your staples: {} items ({})", n, money)
-        else:
-            why = pl.format(
-                "your last order, {} days ago, had these {} items; you had bought {} of them before",
-                pl.col("user_since").round(0).cast(pl.Int64),
-                n,
-                "repeats",
-            )
-            title = pl.format("Repeat your last order: {} items ({})", n, money)
+        words = [
+            cart_words(variant, lines, user_since, as_of)
+            for lines, user_since in zip(carts.get_column("lines").to_list(), carts.get_column("user_since").to_list(),
+                                         strict=True)
+        ]
+        carts = carts.with_columns(
+            pl.Series("title", [w[0] for w in words], dtype=pl.String),
+            pl.Series("why", [w[1] for w in words], dtype=pl.String),
+        )
         return carts.select(
             "user_id",
             pl.lit(self.name).alias("template"),
             pl.lit(variant).alias("variant"),
             pl.lit(variant).alias("kind"),
             json_column(size=c.size, variant=variant).alias("params"),
-            title.alias("title"),
+            "title",
             "items",
-            json_column(currency=CURRENCY, lines=pl.col("lines"), total=pl.col("total")).alias("details"),
+            json_column(
+                as_of=as_of.isoformat(),
+                currency=CURRENCY,
+                lines=pl.col("lines"),
+                total=pl.col("total"),
+                user_since=pl.col("user_since"),
+            ).alias("details"),
             pl.col("utility").clip(0.0, 1.0),
             pl.col("signal").clip(0.0, 1.0),
             pl.lit(0.0).alias("novelty"),
             pl.col("total").alias("cost"),
             (0.2 + 0.6 * (pl.col("total") / c.large_total).clip(0.0, 1.0)).alias("risk"),
-            why.alias("why"),
+            "why",
         )
+
+
+def _range(values: Sequence[int]) -> str:
+    """'4' when every value is 4, else '2–9' (smallest to largest): true of each value."""
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}–{high}"
+
+
+def cart_words(
+    variant: str, lines: Sequence[Mapping[str, Any]], user_since: float | None, as_of: datetime
+) -> tuple[str, str]:
+    """The title and "why this" of a cart of ``lines`` (each with its facts: ``n`` purchase days,
+    ``gap`` median days between them, ``since`` and ``first`` days since the latest and the first),
+    written for exactly these lines: every number holds for each of them.
+
+    Day counts are whole days, rounded down (18.9 days ago is "18 days ago"); ranges run from the
+    smallest to the largest value among the lines.
+
+    >>> line = {"quantity": 2, "line_total": 3.0, "n": 3, "gap": 20.5, "since": 18.2, "first": 70.0}
+    >>> title, why = cart_words("due", [line, {**line, "gap": 41.0, "since": 30.9}], 5.0, datetime(2011, 11, 1))
+    >>> title
+    'Reorder: 2 items due (£6.00)'
+    >>> why
+    'you bought each of these 2 items on 3 separate days, usually every 20–41 days; the last time was 18–30 days ago'
+
+    """
+    known = [line for line in lines if line.get("n") is not None]
+    total = round(sum(float(line.get("line_total") or 0.0) for line in lines), 2)
+    n = len(known)
+    noun = "item" if len(lines) == 1 else "items"
+    each = "this item" if n == 1 else f"each of these {n} items"
+    money = format_money(total, CURRENCY)
+    if not known:
+        return f"Reorder: {len(lines)} {noun} ({money})", "items picked for this cart while it was planned"
+    times = _range([int(line["n"]) for line in known])
+    since = _range([math.floor(float(line["since"])) for line in known])
+    if variant == "due":
+        title = f"Reorder: {len(lines)} {noun} due ({money})"
+        gaps = [math.floor(float(line["gap"])) for line in known if line.get("gap") is not None]
+        every = f", usually every {_range(gaps)} days" if len(gaps) == n else ""
+        why = f"you bought {each} on {times} separate days{every}; the last time was {since} days ago"
+    elif variant == "staples":
+        title = f"Reorder your staples: {len(lines)} {noun} ({money})"
+        start = (as_of - timedelta(days=max(float(line["first"]) for line in known))).date()
+        why = f"you bought {each} on {times} separate days since {start.isoformat()}"
+    else:
+        title = f"Repeat your last order: {len(lines)} {noun} ({money})"
+        days = math.floor(float(user_since)) if user_since is not None else since
+        these = "this item was" if n == 1 else f"these {n} items were"
+        before = sum(1 for line in known if int(line["n"]) >= 2)
+        why = f"{these} in your last order, {days} days ago; you had bought {before} of them before"
+    if len(known) < len(lines):
+        why += f"; {len(lines) - len(known)} more picked for this cart while it was planned"
+    return title, why

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Final
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrion.goals.base import candidate_frame, empty_candidates, json_column
+from orchestrion.goals.base import candidate_frame, empty_candidates, fill_marks, json_column, mark
 
 if TYPE_CHECKING:
     from orchestrion.goals.context import GoalContext
@@ -136,8 +136,11 @@ class Watchlist:
         title: pl.Expr,
         signal: pl.Expr,
         why: pl.Expr,
-        details: pl.Expr,
+        details: dict[str, pl.Expr],
     ) -> pl.DataFrame:
+        # `why` has the marks of the list's own numbers and titles ({count}, {first_two}): kept in the
+        # details, they are filled in again for whatever list is finally delivered.
+        filled = fill_marks(why, count=pl.col("items").list.len(), first_two=pl.col("examples"))
         return frame.select(
             "user_id",
             pl.lit(self.name).alias("template"),
@@ -146,13 +149,13 @@ class Watchlist:
             params.alias("params"),
             title.alias("title"),
             "items",
-            details.alias("details"),
+            json_column(**details, words=why).alias("details"),
             self._utility().alias("utility"),
             signal.clip(0.0, 1.0).alias("signal"),
             pl.col("novelty").clip(0.0, 1.0),
             pl.lit(0.0).alias("cost"),
             pl.lit(self.config.risk).alias("risk"),
-            why.alias("why"),
+            filled.alias("why"),
         )
 
     def _for_you(self, ctx: GoalContext, users: object, n_liked: pl.DataFrame) -> pl.DataFrame:
@@ -174,10 +177,10 @@ class Watchlist:
                 "you rated {} movies (mean {}★); these {} unseen ones are the closest to your taste, starting with {}",
                 "n_rated",
                 pl.col("mean_rating").round(1),
-                pl.col("items").list.len(),
-                "examples",
+                mark("count"),
+                mark("first_two"),
             ),
-            json_column(examples=pl.col("examples")),
+            {"examples": pl.col("examples")},
         )
 
     def _popular(self, ctx: GoalContext, users: object, rated: pl.DataFrame) -> pl.DataFrame:
@@ -211,11 +214,11 @@ class Watchlist:
                 "{}% of the movies you rated are among the 100 most watched; these {} were watched most in the "
                 "last {} days and are the closest to your taste, starting with {}",
                 (pl.col("mainstream").fill_null(0.0) * 100).round(0).cast(pl.Int64),
-                pl.col("items").list.len(),
+                mark("count"),
                 pl.lit(int(c.recent_days)),
-                "examples",
+                mark("first_two"),
             ),
-            json_column(examples=pl.col("examples")),
+            {"examples": pl.col("examples")},
         )
 
     def _moods(
@@ -262,7 +265,7 @@ class Watchlist:
                 genre_text,
                 pl.lit(c.liked_rating),
                 "loved",
-                pl.col("items").list.len(),
+                mark("count"),
             ),
-            json_column(genres=genre_text, loved=pl.col("loved")),
+            {"genres": genre_text, "loved": pl.col("loved")},
         )

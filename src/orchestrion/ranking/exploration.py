@@ -25,7 +25,8 @@ Every candidate not chosen gets a reason, and a sentence with the numbers:
 * ``redundant`` — it overlaps (item Jaccard ≥ ``redundancy``, or a second cart from one shop) a
   better-scored goal of the same user and day, which was kept;
 * ``policy`` — riskier than ``max_risk``, or swapped out by exploration;
-* ``budget`` — the user's ``budget`` slots went to higher-scored goals (or were already used);
+* ``budget`` — the user's ``budget`` slots went to other goals, named with their scores (an
+  exploration pick among them says so), or were already used;
 * ``score`` — below ``min_score``, or below the day's cut-off when a ``volume`` is set.
 
 Everything is numpy over all candidates at once: sorting, per-user ranks, one random draw per
@@ -101,6 +102,10 @@ class GreedySet:
     cut: float  # the lowest greedy score (the day's cut-off), nan when none
     user_greedy: npt.NDArray[np.int64]  # per candidate: the user's goals in the greedy set (m)
     user_pool: npt.NDArray[np.int64]  # per candidate: the user's goals in the pool (n)
+
+
+NEW_FOR_YOU: Final = "something new we're trying for you"
+"""How a not-chosen reason names an exploration pick that took the place (plain words, no internals)."""
 
 
 def greedy_set(
@@ -254,6 +259,30 @@ def choose(
             "_eligible": g.eligible,
         }
     )
+    # What took each person's places, named in the reasons of the goals that missed them: never "went to
+    # ones that looked more useful" when a lower-scored exploration pick took one.
+    title = pl.col("title").cast(pl.String) if "title" in frame.columns else pl.lit("another one")
+    named = pl.format("'{}'", "_title")
+    takers = (
+        frame.select(pl.col("user_id"), title.alias("_title"))
+        .with_columns(pl.Series("_c", chosen), pl.Series("_g", g.greedy), pl.Series("_slot", slot))
+        .filter(pl.col("_c"))
+        .sort("user_id", "_slot")
+        .group_by("user_id", maintain_order=True)
+        .agg(
+            pl.when(pl.col("_g"))
+            .then(named)
+            .otherwise(pl.format("{} ({})", named, pl.lit(NEW_FOR_YOU)))
+            .str.join(", ")
+            .alias("_takers"),
+            named.filter(~pl.col("_g")).str.join(", ").alias("_explorers"),
+        )
+    )
+    facts = (
+        pl.concat([frame.select("user_id"), facts], how="horizontal")
+        .join(takers, on="user_id", how="left", maintain_order="left")
+        .drop("user_id")
+    )
     days = (-7.0 * pl.col("fatigue_kind").clip(1e-12).log(2)).round(1)
     reason = (
         pl.when(pl.col("_chosen"))
@@ -300,17 +329,27 @@ def choose(
         .when(pl.col("_dropped"))
         .then(
             pl.format(
-                "it was among your best for the day, but its place went to something new tried for you "
-                "(about one place in {} is)",
+                "it was among your best for the day, but its place went to {}, {} (about one place in {} is)",
+                pl.col("_explorers").fill_null("another one"),
+                pl.lit(NEW_FOR_YOU),
                 pl.lit(f"{round(1 / eps) if eps > 0 else 0:g}"),
             )
         )
         .when(pl.col("_left") <= 0)
         .then(pl.lit(f"you already had your {config.budget} for the day"))
+        .when(~pl.col("_within") & pl.col("_takers").is_not_null())
+        .then(
+            pl.format(
+                "it came #{} for you, and the day's {} place(s) went to {}",
+                "_rank",
+                "_left",
+                "_takers",
+            )
+        )
         .when(~pl.col("_within"))
         .then(
             pl.format(
-                "it came #{} for you, and the day's {} place(s) went to ones that looked more useful",
+                "it came #{} for you, behind {} that were not sent either; nothing was sent to you today",
                 "_rank",
                 "_left",
             )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +27,16 @@ from orchestrion.ranking.offpolicy import Z_PROMOTE, Estimate, difference_lower,
 from orchestrion.ranking.prior import prior_score
 from orchestrion.ranking.ranker import GoalRanker, RankerConfig
 
-__all__ = ["RetrainOutcome", "ScoreFunction", "Scorer", "decide", "retrain", "send_threshold"]
+__all__ = [
+    "EXPLORATION_NOTE",
+    "RetrainOutcome",
+    "ScoreFunction",
+    "Scorer",
+    "decide",
+    "retrain",
+    "send_threshold",
+    "with_notes",
+]
 
 
 class ScoreFunction(Protocol):
@@ -70,7 +79,59 @@ def decide(
     """Features, scores and the choice for one day's candidates; adds ``policy``."""
     features = goal_features(candidates, history, as_of, activity)
     chosen = choose(features, scorer(features), config, rng=rng, used=used)
-    return chosen.with_columns(pl.lit(f"{scorer.name} ε={config.epsilon:g}").alias("policy"))
+    learns = getattr(scorer, "ranker", None) is not None  # the prior never reads a thumb
+    return with_notes(chosen, history, as_of, thumbs=learns).with_columns(
+        pl.lit(f"{scorer.name} ε={config.epsilon:g}").alias("policy")
+    )
+
+
+EXPLORATION_NOTE: Final = "A new suggestion we're trying for you"
+NOUNS: Final = {"reorder": "reorder carts", "watchlist": "movie lists", "digest": "digests", "playlist": "mixes"}
+
+
+def with_notes(decided: pl.DataFrame, history: pl.DataFrame, as_of: datetime, *, thumbs: bool) -> pl.DataFrame:
+    """``decided`` with, for each chosen goal, a note of how it was chosen in ``reason_detail`` (a
+    chosen goal has no reason): an exploration pick says so; with ``thumbs`` (a ranker, which reads
+    them), a goal of a template the person thumbed says how their thumbs went — "Because you liked 3
+    of the 4 digests you rated" or "You told us less of reorder carts: 3 of the 4 you rated got a
+    thumbs down". The counts are the person's latest thumbs on their deliverables of the template
+    received before ``as_of``, the ones the ranker's features saw.
+
+    >>> from orchestrion.ranking.features import empty_history
+    >>> d = pl.DataFrame({"user_id": ["u"], "template": ["digest"], "status": ["chosen"], "greedy": [False],
+    ...     "reason_detail": [None]}, schema_overrides={"reason_detail": pl.String})
+    >>> with_notes(d, empty_history(), datetime(2024, 1, 1), thumbs=True).item(0, "reason_detail")
+    "A new suggestion we're trying for you"
+    """
+    thumbed = history.filter(
+        (pl.col("sent_at") < as_of) & pl.col("thumb").is_not_null() & (pl.col("revealed_at") <= as_of)
+    )
+    counts = thumbed.group_by("user_id", "template").agg(
+        pl.col("thumb").cast(pl.Int64).sum().alias("_ups"), pl.len().cast(pl.Int64).alias("_rated")
+    )
+    noun = pl.col("template").replace_strict(NOUNS, default=pl.format("{} suggestions", "template"))
+    liked = pl.format("Because you liked {} of the {} {} you rated", "_ups", "_rated", noun)
+    less = pl.format(
+        "You told us less of {}: {} of the {} you rated got a thumbs down", noun, pl.col("_rated") - pl.col("_ups"),
+        "_rated",
+    )
+    thumb_note = (
+        pl.when(~pl.lit(thumbs) | pl.col("_rated").is_null())
+        .then(None)
+        .when(pl.col("_ups") * 2 >= pl.col("_rated"))
+        .then(liked)
+        .otherwise(less)
+    )
+    explored = pl.when(pl.col("greedy").not_()).then(pl.lit(EXPLORATION_NOTE))
+    note = pl.concat_str([explored, thumb_note], separator=". ", ignore_nulls=True)
+    note = pl.when(note == "").then(None).otherwise(note)
+    return (
+        decided.join(counts, on=["user_id", "template"], how="left", maintain_order="left")
+        .with_columns(
+            pl.when(pl.col("status") == "chosen").then(note).otherwise(pl.col("reason_detail")).alias("reason_detail")
+        )
+        .drop("_ups", "_rated")
+    )
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,8 @@ class GoalRecord:
     details: Mapping[str, Any]
     why: str
     cost: float = 0.0
+    note: str | None = None
+    """How it was chosen, when that is worth saying (an exploration pick, the person's thumbs)."""
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ class Declined:
     template: str
     reason: str | None
     reason_detail: str | None
+    why: str | None = None
 
 
 @dataclass
@@ -182,7 +183,7 @@ def _thumbs(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, tup
 
 _CARD_SQL = """
 SELECT d.deliverable_id, d.user_id, d.date, d.template, d.title, d.status, d.error, d.items, d.summary, d.content,
-       g.why, g.details
+       coalesce(d.why, g.why) AS why, g.details
 FROM deliverables d LEFT JOIN goals g USING (goal_id)
 """
 
@@ -249,10 +250,10 @@ def day_feed(con: duckdb.DuckDBPyConnection, user_id: str, day: dt.date) -> Day:
     rows = _rows(con, _CARD_SQL + "WHERE d.user_id = ? AND d.date = ? ORDER BY g.slot NULLS LAST, d.deliverable_id",
                  [user_id, day])
     declined = [
-        Declined(r["title"], r["template"], r["reason"], r["reason_detail"])
+        Declined(r["title"], r["template"], r["reason"], r["reason_detail"], r["why"])
         for r in _rows(
             con,
-            "SELECT title, template, reason, reason_detail FROM goals "
+            "SELECT title, template, reason, reason_detail, why FROM goals "
             "WHERE user_id = ? AND date = ? AND status = 'not_chosen' ORDER BY score DESC, goal_id",
             [user_id, day],
         )

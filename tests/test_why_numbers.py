@@ -1,0 +1,404 @@
+"""Every sentence true (issue 16, point 4): each number of every "why this" and title of a real day
+holds for the deliverable as finally delivered.
+
+A real day of online-retail, movielens-100k and deskdrop (and the demo) runs through the whole
+daily pipeline (propose → rank → plan → execute → deliver, offline planner, the default policy's
+£150 order cap). Then every sentence is read back with a parser written here, independently of the
+templates, and every number in it is recomputed from the store's events as of the day (D 00:00
+UTC) and from the deliverable's final content — item counts against the final lines, purchase days,
+median gaps and days since from the purchases, totals from the lines, ratings and readers from the
+events. The not-chosen goals' sentences are checked against their own items the same way. A sentence
+the parser does not know is a failure too. Subsets (a documented number of each day's active users)
+keep each dataset under about a minute.
+
+Numbers taken as given, not recomputed: the topic of a digest ("N articles on <topic> (P% of your
+reading)") comes from a fitted clustering that the store does not hold; its P is checked to be N
+÷ the reads recomputed, and its N to be at most them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import dataset_path
+from orchestrion.config import Settings
+from orchestrion.daily import run_daily
+from orchestrion.datasets import load_dataset
+from orchestrion.demo import DEMO_DAY, run_demo
+from orchestrion.proposals import active_users, day_start
+from orchestrion.store import Store
+
+pytestmark = [pytest.mark.datasets, pytest.mark.slow]
+
+NOT_LIKING = ("return", "skip", "tag", "identify", "dislike", "remove_from_cart")  # they are no sign of liking
+R = r"(\d+)(?:–(\d+))?"  # "4" or "2–9": a range from the smallest to the largest value
+NOTE = re.compile(
+    r"^(?:(?P<explore>A new suggestion we're trying for you)\. )?"
+    r"(?:(?:Because you liked (?P<ups>\d+) of the (?P<rated>\d+) [\w ]+ you rated"
+    r"|You told us less of [\w ]+: (?P<downs>\d+) of the (?P<rated2>\d+) you rated got a thumbs down)\. )?"
+)
+
+
+@dataclass
+class Tally:
+    """Numbers checked and mismatches found (each mismatch says where and what)."""
+
+    checked: int = 0
+    sentences: int = 0
+    mismatches: list[str] = field(default_factory=list)
+
+    def same(self, where: str, what: str, stated: object, actual: object) -> None:
+        self.checked += 1
+        if stated != actual:
+            self.mismatches.append(f"{where}: {what} stated {stated!r}, actually {actual!r}")
+
+
+    def rounded(self, where: str, what: str, stated: float, actual: float, step: float) -> None:
+        """``stated`` is ``actual`` rounded to ``step`` (either way on an exact tie)."""
+        self.checked += 1
+        if abs(stated - actual) > step / 2 + 1e-9:
+            self.mismatches.append(f"{where}: {what} stated {stated!r}, actually {actual!r}")
+
+
+def span(match: re.Match[str], group: int) -> tuple[int, int]:
+    low = int(match[group])
+    high = match[group + 1]
+    return low, int(high) if high is not None else low
+
+
+class Facts:
+    """The store's events as of D 00:00 UTC, read once, for recomputing."""
+
+    def __init__(self, store: Store, day: date) -> None:
+        self.as_of = day_start(day)
+        rows = store.con.execute(
+            "SELECT user_id, item_id, type, ts, value, domain FROM events WHERE ts < ? AND item_id IS NOT NULL",
+            [self.as_of],
+        ).fetchall()
+        self.purchases: dict[tuple[str, str], dict[date, datetime]] = defaultdict(dict)
+        self.user_last_purchase: dict[str, datetime] = {}
+        self.ratings: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        self.reads: dict[str, dict[str, datetime]] = defaultdict(dict)
+        self.item_first: dict[str, datetime] = {}
+        self.item_users: dict[str, set[str]] = defaultdict(set)
+        self.recent_users: dict[int, dict[str, set[str]]] = {}
+        self.events: list[tuple[str, str, str, datetime, float | None, str]] = rows
+        for user, item, kind, ts, value, domain in rows:
+            self.item_first[item] = min(ts, self.item_first.get(item, ts))
+            self.item_users[item].add(user)
+            if kind == "purchase":
+                days = self.purchases[(user, item)]
+                days[ts.date()] = max(ts, days.get(ts.date(), ts))
+                self.user_last_purchase[user] = max(ts, self.user_last_purchase.get(user, ts))
+            if kind not in NOT_LIKING and domain == "movies":
+                self.ratings[user][item].append(float(value if value is not None else 1.0))
+            if kind not in NOT_LIKING:
+                first = self.reads[user].get(item)
+                self.reads[user][item] = ts if first is None else min(first, ts)
+        self.titles = dict(store.con.execute("SELECT item_id, coalesce(title, item_id) FROM items").fetchall())
+
+    def days(self, ts: datetime) -> float:
+        return (self.as_of - ts).total_seconds() / 86400.0
+
+    def occasions(self, user: str, item: str) -> list[datetime]:
+        return sorted(self.purchases.get((user, item), {}).values())
+
+    def recent(self, days: int) -> dict[str, set[str]]:
+        if days not in self.recent_users:
+            start = self.as_of - timedelta(days=days)
+            found: dict[str, set[str]] = defaultdict(set)
+            for user, item, kind, ts, _value, _domain in self.events:
+                if ts >= start and kind not in NOT_LIKING:
+                    found[item].add(user)
+            self.recent_users[days] = found
+        return self.recent_users[days]
+
+
+def check_cart(t: Tally, where: str, facts: Facts, user: str, variant: str, title: str, why: str,
+               lines: list[Mapping[str, Any]], total: float | None) -> None:
+    items = [str(line["item_id"]) for line in lines]
+    n = len(items)
+    m = re.fullmatch(
+        r"(?:Reorder|Reorder your staples|Repeat your last order): (\d+) items?(?: due)? "
+        r"\(£(\d{1,3}(?:,\d{3})*\.\d\d)\)",
+        title,
+    )
+    if m is None:
+        t.mismatches.append(f"{where}: title not understood: {title!r}")
+        return
+    t.same(where, "title item count", int(m[1]), n)
+    summed = round(sum(float(line["line_total"]) for line in lines), 2)
+    t.same(where, "title total", float(m[2].replace(",", "")), summed)
+    if total is not None:
+        t.same(where, "content total", round(float(total), 2), summed)
+    occasions = {i: facts.occasions(user, i) for i in items}
+    times = [len(o) for o in occasions.values()]
+    since = [math.floor(facts.days(o[-1])) for o in occasions.values()]
+    count = r"(?:each of these (\d+) items|this item)"
+    if variant == "due":
+        m = re.fullmatch(
+            r"[Yy]ou bought " + count + r" on " + R + r" separate days(?:, usually every " + R
+            + r" days)?; the last time was " + R + r" days ago", why,
+        )
+        if m is None:
+            t.mismatches.append(f"{where}: due reason not understood: {why!r}")
+            return
+        t.same(where, "item count", int(m[1]) if m[1] else 1, n)
+        t.same(where, "purchase days", span(m, 2), (min(times), max(times)))
+        gaps = [math.floor(statistics.median(
+            [(b - a).total_seconds() / 86400.0 for a, b in itertools.pairwise(o)])) for o in occasions.values()]
+        if m[4] is not None:
+            t.same(where, "usual gap", span(m, 4), (min(gaps), max(gaps)))
+        t.same(where, "days since", span(m, 6), (min(since), max(since)))
+    elif variant == "staples":
+        m = re.fullmatch(r"[Yy]ou bought " + count + r" on " + R + r" separate days since (\d{4}-\d\d-\d\d)", why)
+        if m is None:
+            t.mismatches.append(f"{where}: staples reason not understood: {why!r}")
+            return
+        t.same(where, "item count", int(m[1]) if m[1] else 1, n)
+        t.same(where, "purchase days", span(m, 2), (min(times), max(times)))
+        t.same(where, "first purchase", m[4], min(o[0].date() for o in occasions.values()).isoformat())
+    else:
+        m = re.fullmatch(r"(?:[Tt]hese (\d+) items were|[Tt]his item was) in your last order, (\d+) days ago; "
+                         r"you had bought (\d+) of them before", why)
+        if m is None:
+            t.mismatches.append(f"{where}: last-order reason not understood: {why!r}")
+            return
+        last = facts.user_last_purchase[user]
+        t.same(where, "item count", int(m[1]) if m[1] else 1, n)
+        t.same(where, "days since the last order", int(m[2]), math.floor(facts.days(last)))
+        t.same(where, "items bought before", int(m[3]), sum(1 for x in times if x >= 2))
+        t.same(where, "items in the last order", n, sum(1 for o in occasions.values()
+                                                         if abs((o[-1] - last).total_seconds()) < 86400))
+
+
+def lead_title(facts: Facts, items: list[str], titled: Mapping[str, str]) -> str:
+    for item in items:
+        title = titled.get(item)
+        if title and title != item:
+            return f"“{title}”"
+    return "an article without a catalog entry"
+
+
+def check_list(t: Tally, where: str, facts: Facts, user: str, template: str, why: str, items: list[str],
+               titled: Mapping[str, str]) -> None:
+    n = len(items)
+    first_two = " and ".join(titled.get(i, i) for i in items[:2])
+    rated = facts.ratings.get(user, {})
+    means = {i: statistics.fmean(v) for i, v in rated.items()}
+    if template == "watchlist":
+        for item in items:
+            t.same(where, f"{item} unseen", item in rated, False)
+        if m := re.fullmatch(r"you rated (\d+) movies \(mean ([\d.]+)★\); (?:these|this) (\d+) unseen ones? "
+                             r"(?:are|is) the closest to your taste, starting with (.+)", why):
+            t.same(where, "movies rated", int(m[1]), len(rated))
+            t.rounded(where, "mean rating", float(m[2]), statistics.fmean(means.values()), 0.1)
+            t.same(where, "item count", int(m[3]), n)
+            t.same(where, "first titles", m[4], first_two)
+        elif m := re.fullmatch(r"(\d+)% of the movies you rated are among the 100 most watched; (?:these|this) "
+                               r"(\d+) (?:were|was) watched most in the last (\d+) days and (?:are|is) the closest to "
+                               r"your taste, starting with (.+)", why):
+            top = sorted(facts.item_users, key=lambda i: (-len(facts.item_users[i]), i))[:100]
+            share = sum(1 for i in rated if i in set(top)) / len(rated)
+            t.rounded(where, "mainstream %", int(m[1]), share * 100, 1)
+            t.same(where, "item count", int(m[2]), n)
+            recent = facts.recent(int(m[3]))
+            t.same(where, "watched in the last days", all(i in recent for i in items), True)
+            t.same(where, "first titles", m[4], first_two)
+        elif m := re.fullmatch(r"you rated (\d+) ([\w-]+) movies \((.+)\) ([\d.]+)★ or more, e.g\. (.+); "
+                               r"(?:these|this) (\d+) (?:are|is) the closest you have not seen", why):
+            genres = {g.strip() for g in m[3].split(",")}
+            tags = dict(_tags_of(facts, rated))
+            liked = [i for i, v in means.items() if v >= float(m[4]) and genres & {g.lower() for g in tags.get(i, ())}]
+            t.same(where, "liked in mood", int(m[1]), len(liked))
+            t.same(where, "item count", int(m[6]), n)
+        else:
+            t.mismatches.append(f"{where}: watchlist reason not understood: {why!r}")
+        return
+    reads = facts.reads.get(user, {})
+    lead = lead_title(facts, items, titled)
+    if m := re.fullmatch(r"you read (\d+) articles; (?:these|this) (\d+) fresh ones? (?:are|is) the closest to "
+                         r"them, starting with (.+)", why):
+        t.same(where, "articles read", int(m[1]), len(reads))
+        t.same(where, "item count", int(m[2]), n)
+        t.same(where, "lead", m[3], lead)
+    elif m := re.fullmatch(r"the most read fresh article was read by (\d+) people in the last (\d+) days; (\d+)% of "
+                           r"your reads are of articles in their first week; (\d+) trending ones? ranked for you, "
+                           r"starting with (.+)", why):
+        recent = facts.recent(int(m[2]))
+        fresh = [i for i in recent if facts.item_first[i] >= facts.as_of - timedelta(days=_FRESH_DAYS)]
+        t.same(where, "readers of the most read", int(m[1]), max(len(recent[i]) for i in fresh))
+        early = [1.0 if (ts - facts.item_first[i]) <= timedelta(days=7) else 0.0 for i, ts in reads.items()]
+        t.rounded(where, "first-week share", int(m[3]), statistics.fmean(early) * 100 if early else 0.0, 1)
+        t.same(where, "item count", int(m[4]), n)
+        t.same(where, "lead", m[5], lead)
+    elif m := re.fullmatch(r"you read (\d+) articles on (.+) \((\d+)% of your reading\); (\d+) fresh ones? from the "
+                           r"last (\d+) days, ranked for you, starting with (.+)", why):
+        t.same(where, "topic reads within reads", int(m[1]) <= len(reads), True)
+        t.rounded(where, "topic share", int(m[3]), int(m[1]) / len(reads) * 100, 1)
+        t.same(where, "item count", int(m[4]), n)
+        for item in items:
+            t.same(where, f"{item} fresh", facts.item_first[item] >= facts.as_of - timedelta(days=int(m[5])), True)
+        t.same(where, "lead", m[6], lead)
+    else:
+        t.mismatches.append(f"{where}: digest reason not understood: {why!r}")
+
+
+_FRESH_DAYS = 14
+_TAGS: dict[int, dict[str, tuple[str, ...]]] = {}
+
+
+def _tags_of(facts: Facts, rated: Mapping[str, Any]) -> Iterator[tuple[str, tuple[str, ...]]]:
+    tags = _TAGS.get(id(facts), {})
+    for item in rated:
+        yield item, tags.get(item, ())
+
+
+def check_day(store: Store, day: date) -> Tally:
+    """Every chosen goal's deliverable (final content) and every other goal of ``day``, read and recomputed."""
+    t = Tally()
+    facts = Facts(store, day)
+    _TAGS[id(facts)] = {str(i): tuple(tags or ()) for i, tags in
+                        store.con.execute("SELECT item_id, tags FROM items").fetchall()}
+    feedback = _thumb_counts(store, day)
+    rows = store.con.execute(
+        "SELECT g.goal_id, g.user_id, g.template, g.variant, g.status, g.title, g.why, g.items, g.details, "
+        "d.deliverable_id, d.title, coalesce(d.why, g.why), d.items, d.content, d.status, g.reason, g.reason_detail, "
+        "g.policy FROM goals g LEFT JOIN deliverables d USING (goal_id) WHERE g.date = ?",
+        [day],
+    ).fetchall()
+    for (goal, user, template, variant, status, g_title, g_why, g_items, details, d_id, d_title, d_why, d_items,
+         content, d_status, _reason, _detail, policy) in rows:
+        details = json.loads(details or "{}")
+        content = json.loads(content) if content else None
+        if status == "chosen" and content and content.get("items"):
+            where, title, why = f"{d_id} ({template}/{variant})", d_title, d_why
+            built = content["items"]
+            t.same(where, "deliverable items = final content", list(d_items), [str(i["item_id"]) for i in built])
+            items = [str(i["item_id"]) for i in built]
+            titled = {str(i["item_id"]): str(i.get("title") or i["item_id"]) for i in built}
+            lines = built
+            total = content.get("total")
+        else:
+            if status == "chosen" and d_status not in ("cancelled", "failed", "proposed"):
+                t.mismatches.append(f"{d_id}: delivered without content")
+            where, title, why = f"{goal} ({template}/{variant}, {status})", g_title, g_why
+            items = list(g_items)
+            titled = {i: facts.titles.get(i, i) for i in items}
+            lines = details.get("lines") or []
+            total = details.get("total")
+        t.sentences += 1
+        note = NOTE.match(why)
+        assert note is not None
+        body = why[note.end():]
+        if note["explore"]:
+            t.same(where, "exploration pick is chosen", status, "chosen")
+        if note["ups"] or note["downs"]:
+            ups, rated = feedback.get((user, template), (0, 0))
+            stated_rated = int(note["rated"] or note["rated2"])
+            t.same(where, "thumbs rated", stated_rated, rated)
+            t.same(where, "thumbs up" if note["ups"] else "thumbs down",
+                   int(note["ups"] or note["downs"]), ups if note["ups"] else rated - ups)
+        if status == "chosen" and "ranker" not in policy:
+            t.same(where, "a note of thumbs only from a ranker", bool(note["ups"] or note["downs"]), False)
+        body = body[:1].lower() + body[1:] if not body.startswith(("These", "This")) else body
+        if template == "reorder":
+            check_cart(t, where, facts, user, variant, title, body, lines, total)
+        else:
+            check_list(t, where, facts, user, template, body, items, titled)
+    return t
+
+
+def _thumb_counts(store: Store, day: date) -> dict[tuple[str, str], tuple[int, int]]:
+    """Per (user, template): thumbs up and thumbs in all on deliverables before ``day`` (the latest thumb each)."""
+    rows = store.con.execute(
+        "SELECT d.user_id, d.template, count(*) FILTER (WHERE f.thumb = 'up'), count(*) FROM deliverables d JOIN ("
+        "SELECT deliverable_id, arg_max(thumb, feedback_id) AS thumb FROM feedback WHERE thumb IS NOT NULL "
+        "GROUP BY 1) f USING (deliverable_id) WHERE d.date < ? GROUP BY 1, 2",
+        [day],
+    ).fetchall()
+    return {(str(u), str(t)): (int(up), int(n)) for u, t, up, n in rows}
+
+
+DAYS: dict[str, tuple[date | None, int | None]] = {
+    # the day, and how many of its active users (sorted ids, the first N) are served
+    "online-retail": (date(2011, 11, 1), 400),
+    "movielens-100k": (None, None),
+    "deskdrop": (None, 400),
+}
+
+
+def run_day(store: Store, settings: Settings, name: str) -> date:
+    day, limit = DAYS[name]
+    if day is None:
+        last = store.con.execute("SELECT max(ts) FROM events").fetchall()[0][0]
+        day = (last - timedelta(days=20)).date()
+    users = active_users(store, day_start(day), 30)
+    report = run_daily(
+        store, settings, day, users=users[:limit] if limit else users,
+        clock=lambda: datetime.combine(day, datetime.min.time()) + timedelta(hours=7),
+    )
+    assert report.run is not None and report.run.status == "succeeded", report.run
+    return day
+
+
+def cut(store: Store) -> int:
+    """Deliverables finally holding fewer items than their goal proposed (the cap, exclusions, ...)."""
+    return int(store.scalar(
+        "SELECT count(*) FROM deliverables d JOIN goals g USING (goal_id) "
+        "WHERE d.content IS NOT NULL AND len(d.items) < len(g.items)"
+    ) or 0)
+
+
+def report(name: str, store: Store, tally: Tally) -> None:
+    delivered = store.scalar("SELECT count(*) FROM deliverables WHERE content IS NOT NULL")
+    kinds = store.con.execute(
+        "SELECT template || '/' || variant, count(*) FROM goals GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    print(f"{name}: {tally.sentences} sentences ({delivered} deliverables, {cut(store)} of them cut from the goal's "
+          f"items; goals {dict(kinds)}), {tally.checked} numbers checked, {len(tally.mismatches)} mismatches")
+    kinds: dict[str, int] = defaultdict(int)
+    for line in tally.mismatches:
+        kinds[re.sub(r"^\S+ ", "", line).split(":")[1]] += 1
+    print("  ", dict(kinds))
+    for line in tally.mismatches[:12]:
+        print("  ", line)
+
+
+@pytest.mark.parametrize("name", sorted(DAYS))
+def test_every_number_of_a_real_day_holds(name: str, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, delivery_batch_users=500)
+    with Store.open(":memory:") as store:
+        load_dataset(store, name, dataset_path(name), now=datetime(2024, 1, 1))
+        day = run_day(store, settings, name)
+        tally = check_day(store, day)
+        report(name, store, tally)
+        assert tally.sentences > 100
+        assert tally.checked > 5 * tally.sentences
+        if name == "online-retail":
+            assert cut(store) > 0  # carts cut to the £150 cap are among those checked
+        assert tally.mismatches == []
+
+
+def test_every_number_of_the_demo_holds(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    run_demo(settings, now=datetime(2026, 12, 2, 9))
+    with Store.open(settings.database_path) as store:
+        tally = check_day(store, DEMO_DAY)
+        report("demo", store, tally)
+        assert tally.sentences > 50
+        assert cut(store) > 0
+        assert tally.mismatches == []
+
