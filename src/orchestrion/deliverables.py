@@ -38,7 +38,10 @@ from orchestrion.errors import (
 from orchestrion.policies import ActionClass, Policy, check, load_policy, webhook_origin
 from orchestrion.store import Store, transaction
 
-__all__ = ["Decision", "decide", "feed", "get_deliverable", "pending_actions", "run_due_actions", "sweep_claims"]
+__all__ = [
+    "Decision", "decide", "feed", "first_deliverables", "get_deliverable", "pending_actions", "run_due_actions",
+    "sweep_claims",
+]
 
 Decision = Literal["approve", "reject", "cancel"]
 _JSON: Final = ("content", "plan", "trace", "review")
@@ -114,6 +117,17 @@ def feed(con: Any, user_id: str, day: date) -> list[dict[str, Any]]:
     for record in found:
         record["actions"] = [a for a in actions if a["deliverable_id"] == record["deliverable_id"]]
     return found
+
+
+def first_deliverables(con: Any, day: date, users: list[str] | None) -> list[dict[str, Any]]:
+    """The first 20 deliverables of ``day`` (of ``users``, else everyone's) by user: what
+    ``orchestrion deliver`` lists after a day (and ``POST /v1/deliver`` answers)."""
+    rows = con.execute(
+        "SELECT user_id, deliverable_id, template, status, title FROM deliverables WHERE date = ? "
+        "AND (? IS NULL OR list_contains(?, user_id)) ORDER BY user_id, deliverable_id LIMIT 20",
+        [day, users or None, users or None],
+    ).fetchall()
+    return [dict(zip(("user_id", "deliverable_id", "template", "status", "title"), row, strict=True)) for row in rows]
 
 
 def _execute(
