@@ -24,7 +24,7 @@ from orchestrion import runs
 from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext, IsoDate
 from orchestrion.api.receipts import ApiError, Refusal
-from orchestrion.errors import NotFoundError, RunInProgressError, UsageError
+from orchestrion.errors import NotFoundError, RetryableError, RunInProgressError, UsageError
 from orchestrion.scheduler import RunRequest, RunService
 from orchestrion.store import Store, utcnow
 
@@ -163,10 +163,23 @@ def build_router(ctx: ApiContext, service: RunService) -> APIRouter:
         store = Store(ctx.store.cursor(), None)  # path None: closing it leaves the server's store alone
         try:
             return work(store)
+        except NotFoundError as exc:
+            raise ApiError(404, str(exc)) from exc
+        except UsageError as exc:
+            raise ApiError(400, str(exc)) from exc
+        except RetryableError as exc:
+            raise ApiError(503, str(exc), {"Retry-After": "1"}) from exc
         finally:
             store.con.close()
 
-    @router.post("/v1/deliver", dependencies=[*documented, admin], responses=refusals)
+    work_refusals: dict[int | str, dict[str, Any]] = {
+        **refusals,
+        400: {"model": Refusal, "description": "An unusable request (the message says why)."},
+        404: {"model": Refusal, "description": "Something the request names does not exist."},
+        503: {"model": Refusal, "description": "Busy or briefly unavailable: send it again."},
+    }
+
+    @router.post("/v1/deliver", dependencies=[*documented, admin], responses=work_refusals)
     async def deliver_day(body: DeliverBody) -> Any:
         """Deliver a day, as ``orchestrion deliver`` does; answers with its summary and the first 20
         deliverables of the day once done (admin). Running a day again does nothing new."""
@@ -185,7 +198,7 @@ def build_router(ctx: ApiContext, service: RunService) -> APIRouter:
 
         return json.loads(json.dumps(await run_in_threadpool(own_store, work), default=str))
 
-    @router.post("/v1/train/ranker", dependencies=[*documented, admin], responses=refusals)
+    @router.post("/v1/train/ranker", dependencies=[*documented, admin], responses=work_refusals)
     async def train_ranker(body: RankerBody) -> Any:
         """Fit a goal ranker on all feedback and promote it only if it beats the current policy
         off-policy, as ``orchestrion train ranker`` does (admin)."""
