@@ -9,9 +9,6 @@ STAMP  := $(VENV)/.installed
 
 # the dev loop: everything but the real datasets, the browser, the processes and the slow files
 FAST   := not slow and not browser and not datasets and not processes
-# pytest-xdist workers for `make test`; loadgroup keeps tests sharing a module or session fixture
-# (the evaluation notebook's run) on one worker (tests/conftest.py), so nothing runs twice
-WORKERS ?= auto
 
 .PHONY: install demo test test-fast lint docs bench clean
 
@@ -29,7 +26,7 @@ demo: install
 	$(BIN)/orchestrion demo
 
 test: install
-	$(BIN)/python -m pytest -q --durations=25 -n $(WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "$(FAST)" --durations=10

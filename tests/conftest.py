@@ -15,7 +15,6 @@ test file lands in the right tier without marking itself:
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from collections.abc import Iterator
@@ -54,32 +53,10 @@ def _tiers(item: pytest.Item) -> set[str]:
     return tiers
 
 
-_TESTS = Path(__file__).resolve().parent
-
-
-def _xdist_group(item: pytest.Item) -> str | None:
-    """The worker group of a test under ``pytest -n N --dist loadgroup``: tests sharing a session
-    fixture (the evaluation notebook's run) go to one worker, and so do a file's tests sharing a
-    module fixture, so no fixture is built twice; every other test is spread one by one."""
-    info = getattr(item, "_fixtureinfo", None)
-    shared = [] if info is None else [
-        (defs[-1].scope, name) for name, defs in info.name2fixturedefs.items()
-        if defs and defs[-1].scope in ("session", "package", "module", "class")
-        and Path(inspect.getfile(defs[-1].func)).parent == _TESTS  # ours, not pytest's tmp_path_factory
-    ]
-    for scope, name in sorted(shared):
-        if scope == "session":
-            return f"session:{name}"
-    return f"file:{item.path.name}" if shared else None
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         for tier in sorted(_tiers(item)):
             item.add_marker(getattr(pytest.mark, tier))
-        group = _xdist_group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 DATASET_FOLDERS = {
