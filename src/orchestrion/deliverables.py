@@ -53,6 +53,7 @@ __all__ = [
     "decide",
     "drop_items",
     "feed",
+    "first_deliverables",
     "get_deliverable",
     "pending_actions",
     "refresh_outbox",
@@ -137,6 +138,29 @@ def feed(con: Any, user_id: str, day: date) -> list[dict[str, Any]]:
     for record in found:
         record["actions"] = [a for a in actions if a["deliverable_id"] == record["deliverable_id"]]
     return found
+
+
+def first_deliverables(con: Any, day: date, users: list[str] | None) -> list[dict[str, Any]]:
+    """The first 20 deliverables of ``day`` (of ``users``, else everyone's) by user: what
+    ``orchestrion deliver`` lists after a day (and ``POST /v1/deliver`` answers)."""
+    rows = con.execute(
+        "SELECT user_id, deliverable_id, template, status, title, error, content FROM deliverables WHERE date = ? "
+        "AND (? IS NULL OR list_contains(?, user_id)) ORDER BY user_id, deliverable_id LIMIT 20",
+        [day, users or None, users or None],
+    ).fetchall()
+    return [
+        {
+            "user_id": user_id,
+            "deliverable_id": deliverable_id,
+            "template": template,
+            "status": status,
+            "status_text": status_text(
+                status, error, main_action({"template": template, "content": json.loads(content) if content else None})
+            ),
+            "title": title,
+        }
+        for user_id, deliverable_id, template, status, title, error, content in rows
+    ]
 
 
 def _execute(

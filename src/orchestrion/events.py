@@ -12,11 +12,12 @@ acknowledges each request only after that commit.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import duckdb
 import msgspec
@@ -36,6 +37,7 @@ __all__ = [
     "nesting_error",
     "rejections_table",
     "to_utc",
+    "validate_events",
     "write_events",
 ]
 
@@ -74,6 +76,11 @@ CONTROL_PATTERN: Final = r"[\x00-\x1f\x7f-\x9f]"
 _CONTROL: Final = re.compile(CONTROL_PATTERN)
 # A JSON string (an unterminated one runs to the end, so scanning stays linear) or a structural byte.
 _JSON_TOKENS: Final = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\Z)|[\[\]{},]', re.DOTALL)
+_JSON_STRING: Final = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\Z)', re.DOTALL)  # as in _JSON_TOKENS
+# Openers to "(", closers to ")", every other byte deleted: what the depth count sees, outside strings.
+_BRACKETS: Final = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_TYPE_LENGTH: Final = f'type must be 1 to {MAX_TYPE_CHARS} characters, e.g. "play"'
 _EARLIEST: Final = datetime(1900, 1, 1)
 _EARLIEST_UTC: Final = _EARLIEST.replace(tzinfo=UTC)
 _FUTURE_SLACK: Final = timedelta(days=1)
@@ -181,7 +188,7 @@ def control_error(text: str | None, name: str) -> str | None:
 def nesting_error(raw: bytes, limit: int = MAX_JSON_DEPTH) -> str | None:
     """Why the JSON value ``raw`` nests deeper than ``limit`` levels (naming the top-level field
     that does), or None. Linear, and free for the usual event (fewer openers than the limit)."""
-    if raw.count(b"[") + raw.count(b"{") <= limit:
+    if raw.count(b"[") + raw.count(b"{") <= limit or _shallow(raw, limit):
         return None
     depth = 0
     field: bytes | None = None
@@ -203,6 +210,21 @@ def nesting_error(raw: bytes, limit: int = MAX_JSON_DEPTH) -> str | None:
         elif first in (0x5D, 0x7D):
             depth -= 1
     return None
+
+
+def _shallow(raw: bytes, limit: int) -> bool:
+    """True when ``raw`` surely nests no deeper than ``limit`` (False: count it exactly).
+
+    The brackets outside strings, with each innermost pair removed per round: an opener still
+    there after ``limit`` rounds is unmatched or sits under more than ``limit`` levels. Done in C
+    (a regex, a translation and replaces), ~10x faster than the token loop for an order of 50 lines.
+    """
+    brackets = _JSON_STRING.sub(b"", raw).translate(_BRACKETS, _NOT_BRACKETS)
+    for _ in range(limit):
+        if b"(" not in brackets:
+            return True
+        brackets = brackets.replace(b"()", b"")
+    return b"(" not in brackets
 
 
 def _text_id(value: str | int | None, name: str, *, required: bool) -> str | None:
@@ -346,7 +368,7 @@ def decode_native(
                 raise ValueError("properties must be a JSON object")
             event_type = event.type.strip()
             if not event_type or len(event_type) > MAX_TYPE_CHARS:
-                raise ValueError(f"type must be 1 to {MAX_TYPE_CHARS} characters, e.g. \"play\"")
+                raise ValueError(_TYPE_LENGTH)
             event_id = event.event_id
             if event_id is not None:
                 event_id = event_id.strip() if type(event_id) is str else str(event_id).strip()
@@ -396,12 +418,130 @@ def decode_native(
         values.append(event.value)
         properties.append(props_text)
     columns = [event_ids, user_ids, types, item_ids, domains, stamps, received_at, values, properties, source]
+    return EventBatch(_table(columns), rejected)
+
+
+def _table(columns: list[Any]) -> pa.Table:
+    """The :data:`EVENT_SCHEMA` table of per-event lists (``received_at`` and ``source``: one value)."""
+    rows = len(columns[0])
     arrays = [
-        pa.array(column, type=f.type) if isinstance(column, list)
-        else pa.repeat(pa.scalar(column, type=f.type), len(stamps))
+        pa.array(column, type=f.type) if isinstance(column, list) else pa.repeat(pa.scalar(column, type=f.type), rows)
         for column, f in zip(columns, EVENT_SCHEMA, strict=True)
     ]
-    return EventBatch(pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA), rejected)
+    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+
+def validate_events(
+    events: list[dict[str, Any] | bytes],
+    *,
+    received_at: datetime,
+    default_domain: str | None = None,
+    source: str | None = None,
+) -> EventBatch:
+    """:func:`decode_native` for events built in Python (the Segment mapping's): the same columns
+    and the same rejections, without encoding each event to JSON and decoding it again.
+
+    An event is a dict of :class:`NativeEvent`'s fields, ``ts`` a naive UTC datetime and
+    ``properties`` a dict or None, or its JSON when the caller cannot vouch for its depth. A dict
+    is taken as it is only when nothing in it needs a second look (ids of 1 to 256 printable
+    characters, a type of 1 to 64, a plausible ``ts``, a finite ``value``); anything else, and
+    every bytes event, goes through :func:`decode_native` itself, so a rejection reads the same
+    on both paths. There is no size limit: the caller measured what was sent.
+
+    The Segment mapping's events share their user, type, time and domain per message, so those
+    are checked once per distinct object.
+    """
+    event_ids: list[str | None] = []
+    user_ids: list[str | None] = []
+    types: list[str] = []
+    item_ids: list[str | None] = []
+    domains: list[str | None] = []
+    stamps: list[datetime] = []
+    values: list[float | None] = []
+    properties: list[str | None] = []
+    columns: tuple[list[Any], ...] = (event_ids, user_ids, types, item_ids, domains, stamps, values, properties)
+    rejected: list[Rejection] = []
+    latest = received_at + _FUTURE_SLACK
+    encode = msgspec.json.encode
+    control = _CONTROL.search
+    shared: tuple[Any, ...] = ()  # (user_id, type, ts, domain) last checked, as objects
+    fine: tuple[str, str, str | None] | None = None  # what they came to, or None if they need a second look
+    for index, event in enumerate(events):
+        if type(event) is dict:
+            event_id = event.get("event_id")
+            item_id = event.get("item_id")
+            value = event.get("value")
+            props = event.get("properties")
+            now: tuple[Any, ...] = (event.get("user_id"), event.get("type"), event.get("ts"), event.get("domain"))
+            if now != shared:  # the same message: compared by identity first
+                shared, fine = now, _shared_fields(*now, latest=latest)
+            if fine is not None and event.keys() <= _NATIVE_FIELDS:
+                if type(event_id) is str:
+                    event_id = event_id.strip()
+                elif type(event_id) is int:
+                    event_id = str(event_id)
+                elif event_id is not None:
+                    event_id = ""
+                if type(item_id) is str:
+                    item_id = item_id.strip()
+                elif type(item_id) is int:
+                    item_id = str(item_id)
+                elif item_id is not None:
+                    item_id = ""
+                if (
+                    (event_id is None or 0 < len(event_id) <= MAX_ID_CHARS)
+                    and (item_id is None or 0 < len(item_id) <= MAX_ID_CHARS)
+                    and (value is None or (type(value) is float and math.isfinite(value)))
+                    and (props is None or type(props) is dict)
+                    and (event_id is None or control(event_id) is None)
+                    and (item_id is None or control(item_id) is None)
+                ):
+                    event_ids.append(event_id)
+                    user_ids.append(fine[0])
+                    types.append(fine[1])
+                    item_ids.append(item_id)
+                    domains.append(fine[2] or default_domain)
+                    stamps.append(now[2])  # a naive datetime: _shared_fields checked it
+                    values.append(value)
+                    properties.append(None if props is None else encode(props).decode())
+                    continue
+        one = decode_native(
+            [event if isinstance(event, bytes) else encode(event)],
+            received_at=received_at,
+            max_event_bytes=2**31,
+            default_domain=default_domain,
+            source=source,
+        )
+        if one.rejected:
+            rejected.append(dataclasses.replace(one.rejected[0], index=index))
+        else:
+            row = one.table.to_pylist()[0]
+            for column, name in zip(columns, _FIELD_ORDER, strict=True):
+                column.append(row[name])
+    return EventBatch(_table([*columns[:6], received_at, *columns[6:], source]), rejected)
+
+
+_NATIVE_FIELDS: Final = frozenset(NativeEvent.__struct_fields__)
+_FIELD_ORDER: Final = ("event_id", "user_id", "type", "item_id", "domain", "ts", "value", "properties")
+
+
+def _shared_fields(
+    user_id: Any, event_type: Any, ts: Any, domain: Any, *, latest: datetime
+) -> tuple[str, str, str | None] | None:
+    """The stored user_id, type and domain when these need no second look, else None."""
+    if type(user_id) is not str or type(event_type) is not str or type(ts) is not datetime:
+        return None
+    if domain is not None and type(domain) is not str:
+        return None
+    user_id, event_type = user_id.strip(), event_type.strip()
+    if not (0 < len(user_id) <= MAX_ID_CHARS and 0 < len(event_type) <= MAX_TYPE_CHARS):
+        return None
+    if ts.tzinfo is not None or ts < _EARLIEST or ts > latest:
+        return None
+    if _CONTROL.search(f"{user_id}{event_type}{domain or ''}"):
+        return None
+    return user_id, event_type, domain
+
 
 
 def write_events(

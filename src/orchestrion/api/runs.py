@@ -3,10 +3,15 @@
 ``POST /v1/runs`` claims the run before answering (``202`` with the run; ``200`` when the key
 is already done; ``409`` when it is running) and does the work in a background thread of the
 server, which holds the database; the CLI follows it with ``GET /v1/runs/{run_id}``.
+
+``POST /v1/deliver`` and ``POST /v1/train/ranker`` do what ``orchestrion deliver`` and
+``orchestrion train ranker`` do, answering when done: the CLI sends them while the server holds
+the database.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -19,10 +24,11 @@ from orchestrion import runs
 from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext, IsoDate
 from orchestrion.api.receipts import ApiError, Refusal
-from orchestrion.errors import NotFoundError, RunInProgressError, UsageError
+from orchestrion.errors import NotFoundError, RetryableError, RunInProgressError, UsageError
 from orchestrion.scheduler import RunRequest, RunService
+from orchestrion.store import Store, utcnow
 
-__all__ = ["RunBody", "build_router"]
+__all__ = ["DeliverBody", "RankerBody", "RunBody", "build_router"]
 
 
 class RunBody(BaseModel):
@@ -36,6 +42,26 @@ class RunBody(BaseModel):
         None, min_length=1, description="daily only: just these users (their own shard of the key)."
     )
     force: bool = Field(False, strict=True, description="Start a new attempt of a key that already succeeded.")
+
+
+class DeliverBody(BaseModel):
+    """The day to deliver (``orchestrion deliver``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    date: IsoDate
+    users: list[Annotated[str, Field(pattern=r"\S")]] | None = Field(
+        None, min_length=1, description="Only these users (default: every active user)."
+    )
+    llm: bool = Field(True, strict=True, description="Plan with the configured LLM endpoint when there is one.")
+
+
+class RankerBody(BaseModel):
+    """The goal ranker to fit (``orchestrion train ranker``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Literal["logistic", "hgb"] = "logistic"
 
 
 class RunInfo(BaseModel):
@@ -133,4 +159,57 @@ def build_router(ctx: ApiContext, service: RunService) -> APIRouter:
         fresh = run.status == "running" and run.heartbeat_at >= started
         return JSONResponse(_aware(run), status_code=202 if fresh else 200)
 
+    def own_store(work: Any) -> Any:
+        store = Store(ctx.store.cursor(), None)  # path None: closing it leaves the server's store alone
+        try:
+            return work(store)
+        except NotFoundError as exc:
+            raise ApiError(404, str(exc)) from exc
+        except UsageError as exc:
+            raise ApiError(400, str(exc)) from exc
+        except RetryableError as exc:
+            raise ApiError(503, str(exc), {"Retry-After": "1"}) from exc
+        finally:
+            store.con.close()
+
+    work_refusals: dict[int | str, dict[str, Any]] = {
+        **refusals,
+        400: {"model": Refusal, "description": "An unusable request (the message says why)."},
+        404: {"model": Refusal, "description": "Something the request names does not exist."},
+        503: {"model": Refusal, "description": "Busy or briefly unavailable: send it again."},
+    }
+
+    @router.post("/v1/deliver", dependencies=[*documented, admin], responses=work_refusals)
+    async def deliver_day(body: DeliverBody) -> Any:
+        """Deliver a day, as ``orchestrion deliver`` does; answers with its summary and the first 20
+        deliverables of the day once done (admin). Running a day again does nothing new."""
+        from orchestrion.deliverables import first_deliverables
+        from orchestrion.delivery import deliver
+        from orchestrion.planning.llm import planning_for
+
+        def work(store: Store) -> dict[str, Any]:
+            planning = planning_for(ctx.settings, "deliver", llm=body.llm)
+            try:
+                result = deliver(store, ctx.settings, body.date, body.users, now=utcnow(), planner=planning.planner,
+                                 concurrency=planning.concurrency, critic=planning.critic)
+            finally:
+                planning.close()
+            return {"summary": result.as_dict(), "deliverables": first_deliverables(store.con, body.date, body.users)}
+
+        return json.loads(json.dumps(await run_in_threadpool(own_store, work), default=str))
+
+    @router.post("/v1/train/ranker", dependencies=[*documented, admin], responses=work_refusals)
+    async def train_ranker(body: RankerBody) -> Any:
+        """Fit a goal ranker on all feedback and promote it only if it beats the current policy
+        off-policy, as ``orchestrion train ranker`` does (admin)."""
+        from orchestrion.feedback import train_ranker as fit
+        from orchestrion.ranking import RankerConfig
+
+        def work(store: Store) -> dict[str, Any]:
+            config = RankerConfig.model_validate({"model": body.model})
+            return fit(store, ctx.settings.models_path, now=utcnow(), config=config).as_dict()
+
+        return json.loads(json.dumps(await run_in_threadpool(own_store, work), default=str))
+
     return router
+

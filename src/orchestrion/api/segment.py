@@ -11,8 +11,9 @@ Other fields (``integrations``, ``version``, ...) are accepted and ignored. Then
 specs (E-commerce v2, Video) and the ``[[mappings]]`` tables turn each message into canonical
 events and catalog rows (:mod:`orchestrion.segment_spec`).
 
-Each message becomes a native event and then goes through the same validation as
-``POST /v1/events``; a rejection points at the message's index and keeps it as it was sent.
+Each message becomes native events that go through the same validation as ``POST /v1/events``
+(:func:`orchestrion.events.validate_events`, without a JSON round trip); a rejection points at the
+message's index and keeps it as it was sent.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from orchestrion.events import (
     EventBatch,
     Rejection,
     control_error,
-    decode_native,
     member_span,
     nesting_error,
     split_body,
+    validate_events,
 )
 from orchestrion.mappings import MappingRule
 from orchestrion.segment_spec import Catalog, catalog_rows, expand
@@ -155,7 +156,7 @@ class Origin:
 
 def _to_native(
     message: _Message, kind: str, body: SegmentBody, received_at: datetime, origin: Origin
-) -> tuple[list[bytes], Catalog]:
+) -> tuple[list[dict[str, Any] | bytes], Catalog]:
     properties = dict(message.properties or {})
     if kind == "track":
         if not message.event:
@@ -174,12 +175,16 @@ def _to_native(
         "user_id": _text(message.userId) or _text(message.anonymousId),
         "type": event_type,
         "item_id": item,
-        "ts": _event_time(message, body.sent_at, received_at).isoformat() + "Z",
+        "ts": _event_time(message, body.sent_at, received_at),
         "properties": properties or None,
     }
     events, items = expand(event_type, kind, native, message.properties or {}, context, rules=origin.rules,
                            default_domain=origin.domain, source=origin.source)
-    return [msgspec.json.encode(event) for event in events], items
+    # The message was no deeper than MAX_JSON_DEPTH, so its events are not either, unless the
+    # context they carry in their properties (one level further down) reaches the limit.
+    if context is not None and nesting_error(msgspec.json.encode(context), MAX_JSON_DEPTH - 2) is not None:
+        return [msgspec.json.encode(event) for event in events], items
+    return list(events), items
 
 
 def _traits(message: _Message, user_id: str) -> UserTraits:
@@ -201,7 +206,7 @@ def map_messages(
 ) -> SegmentWrite:
     """Map and validate every message; nothing is dropped silently."""
     where_from = sender or Origin()
-    natives: list[bytes] = []
+    natives: list[dict[str, Any] | bytes] = []
     origin: list[int] = []
     rows: list[tuple[int, Catalog]] = []
     users: list[UserTraits] = []
@@ -241,9 +246,9 @@ def map_messages(
         except (msgspec.DecodeError, ValueError, TypeError, OverflowError) as exc:
             reason = str(exc).replace("`", "'")
             rejected.append(Rejection(index, message_id, reason, raw.decode(errors="replace")))
-    # The native limit is lifted: the message itself was measured above, its mapping may be longer.
-    decoded = decode_native(natives, received_at=received_at, max_event_bytes=2**31,
-                            default_domain=where_from.domain, source=where_from.source or where_from.route)
+    # No size limit: the message itself was measured above, its mapping may be longer.
+    decoded = validate_events(natives, received_at=received_at, default_domain=where_from.domain,
+                              source=where_from.source or where_from.route)
     for rejection in decoded.rejected:
         index = origin[rejection.index]
         rejected.append(

@@ -73,8 +73,18 @@ def demo(
         "", help="Events file to load; default the shipped Online Retail sample under data/."
     ),
 ) -> None:
-    """The main job: load the shipped sample, retrain, run the daily pipeline, show deliverables."""
+    """The main job: load the shipped sample, retrain, run the daily pipeline, show deliverables.
+
+    It needs the store to itself: while `orchestrion serve` holds it, it says so and exits 2."""
     from orchestrion.demo import DEMO_DAY, run_demo
+    from orchestrion.errors import UsageError
+
+    url = _server_url()
+    if url is not None:
+        raise UsageError(
+            f"the demo loads a sample and runs a day in the store, which the server at {url} holds: "
+            "stop the server (Ctrl-C), run `orchestrion demo`, then `orchestrion serve` again"
+        )
 
     outcome = run_demo(settings(), sample or None)
     _print_stats(outcome["stats"])

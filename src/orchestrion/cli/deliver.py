@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from contextlib import nullcontext
 from datetime import date as Date
+from pathlib import Path
+from typing import Any
 
 import typer
 
 from orchestrion.cli.context import open_store, settings
+from orchestrion.cli.keys import ADMIN_KEY, _call, _server_url
 
 __all__ = ["deliver"]
 
@@ -20,16 +23,16 @@ def deliver(
         True, help="Plan with the configured LLM endpoint when there is one (--no-llm: always offline)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary instead of a table."),
+    admin_key: str = ADMIN_KEY,
 ) -> None:
     """Deliver a day: propose goals, plan them (offline by default), review, run allowed side effects.
 
     Actions the policy sends to a person wait in the feed (approve/reject/cancel); refused ones are
     recorded and never run. Running a day again does nothing new: every effect is in the ledger.
+    While `orchestrion serve` holds the store, the server does it (`POST /v1/deliver`, admin key).
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from orchestrion.cli.progress import progress_bar
+    from orchestrion.deliverables import first_deliverables
     from orchestrion.delivery import deliver as run
     from orchestrion.store import utcnow
 
@@ -38,8 +41,16 @@ def deliver(
     except ValueError:
         raise typer.BadParameter(f"--date takes YYYY-MM-DD, got {date!r}") from None
     config = settings()
+    url = _server_url()
+    if url is not None:
+        done = _call(url, "POST", "/v1/deliver", admin_key, {"date": day.isoformat(), "users": users or None,
+                                                              "llm": llm}, timeout=None)
+        if as_json:
+            typer.echo(json.dumps(done["summary"]))
+            return
+        _print(day, done["deliverables"], done["summary"], config.outbox_path)
+        return
     from orchestrion.planning.llm import planning_for
-    from orchestrion.rendering import main_action, status_text
 
     planning = planning_for(config, "deliver", llm=llm)
     bar = nullcontext(None) if as_json else progress_bar("delivering", unit="users")
@@ -62,22 +73,23 @@ def deliver(
         if as_json:
             typer.echo(json.dumps(result.as_dict()))
             return
-        rows = store.con.execute(
-            "SELECT user_id, deliverable_id, template, status, title, error, content FROM deliverables WHERE date = ? "
-            "AND (? IS NULL OR list_contains(?, user_id)) ORDER BY user_id, deliverable_id LIMIT 20",
-            [day, users or None, users or None],
-        ).fetchall()
+        rows = first_deliverables(store.con, day, users or None)
+    _print(day, rows, result.as_dict(), config.outbox_path)
+
+
+def _print(day: Date, rows: list[dict[str, Any]], summary: dict[str, Any], outbox: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     table = Table(title=f"Deliverables of {day.isoformat()} (first 20)")
     for column in ("user", "deliverable", "template", "status", "title"):
         table.add_column(column)
-    for user_id, deliverable_id, template, status, title, error, content in rows:
-        shown = {"template": template, "content": json.loads(content) if content else None}
-        table.add_row(user_id, deliverable_id, template, status_text(status, error, main_action(shown)), str(title))
+    for row in rows:
+        table.add_row(*(str(row[k]) for k in ("user_id", "deliverable_id", "template", "status_text", "title")))
     console.print(table)
-    summary = result.as_dict()
     console.print(
         f"{summary['deliverables']} deliverables for {summary['users']} users in {summary['seconds']}s: "
         f"{summary['statuses']}; {summary['effects']} effects run, {summary['pending_actions']} waiting for a "
-        f"person, {summary['refused']} refused by policy. Files: {config.outbox_path}"
+        f"person, {summary['refused']} refused by policy. Files: {outbox}"
     )

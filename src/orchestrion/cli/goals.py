@@ -99,16 +99,24 @@ def show(
 def train_ranker(
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
     model: str = typer.Option("logistic", help="logistic or hgb."),
+    admin_key: str | None = None,
 ) -> None:
-    """Fit a goal ranker on all feedback; promote it only if it beats the current policy off-policy."""
+    """Fit a goal ranker on all feedback; promote it only if it beats the current policy off-policy.
+
+    While `orchestrion serve` holds the store, the server fits it (`POST /v1/train/ranker`, admin key)."""
+    from orchestrion.cli.keys import _call, _server_url
     from orchestrion.feedback import train_ranker as run
     from orchestrion.ranking import RankerConfig
     from orchestrion.store import utcnow
 
     config = settings()
-    with open_store(config) as store:
-        result = run(store, config.models_path, now=utcnow(), config=RankerConfig.model_validate({"model": model}))
-    summary = result.as_dict()
+    url = _server_url()
+    if url is not None:
+        summary = _call(url, "POST", "/v1/train/ranker", admin_key, {"model": model}, timeout=None)
+    else:
+        with open_store(config) as store:
+            ranker = RankerConfig.model_validate({"model": model})
+            summary = run(store, config.models_path, now=utcnow(), config=ranker).as_dict()
     if as_json:
         typer.echo(json.dumps(summary, default=str))
         return

@@ -31,12 +31,14 @@ def _server_url() -> str | None:
     return None if holder is None else holder.url
 
 
-def _call(url: str, method: str, path: str, admin_key: str | None, body: Any = None) -> Any:
+def _call(url: str, method: str, path: str, admin_key: str | None, body: Any = None,
+          timeout: float | None = 30) -> Any:
+    """Ask the running server; ``timeout`` None waits for work that takes as long as it takes."""
     import httpx
 
     headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
     try:
-        response = httpx.request(method, url + path, json=body, headers=headers, timeout=30)
+        response = httpx.request(method, url + path, json=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         raise RetryableError(f"cannot reach the server at {url} ({exc}); is it still running?") from exc
     if response.status_code == 404:

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from orchestrion.cli.context import open_store, settings
+from orchestrion.cli.keys import ADMIN_KEY
 
 __all__ = ["app", "register"]
 
@@ -40,8 +41,12 @@ def train(
     sets: list[str] = typer.Option([], "--set", help="A config value, KEY=VALUE (JSON values), repeatable."),
     promote: bool = typer.Option(False, help="Promote the new version (the first version always is)."),
     as_json: bool = typer.Option(False, "--json", help="Print the saved version as JSON."),
+    admin_key: str = ADMIN_KEY,
 ) -> None:
-    """Train a model from the store and save a new version in the registry."""
+    """Train a model from the store and save a new version in the registry.
+
+    While `orchestrion serve` holds the store, the ranker is fitted by the server (admin key); the
+    recommenders are trained by its nightly retrain (`orchestrion run retrain`)."""
     from orchestrion.store import utcnow
     from orchestrion.training import train_recommender, train_repurchase
 
@@ -50,7 +55,7 @@ def train(
     if model == "ranker":
         from orchestrion.cli.goals import train_ranker
 
-        train_ranker(as_json=as_json, model=str(_parse_sets(sets).get("model", "logistic")))
+        train_ranker(as_json=as_json, model=str(_parse_sets(sets).get("model", "logistic")), admin_key=admin_key)
         return
     config = settings()
     now = utcnow()
