@@ -5,7 +5,7 @@
 For each scale k: loads ``online-retail`` into a DuckDB file in a temporary folder, copies every
 customer's events k-1 times under new ids (``<user>~i``: a load test, not new information) and
 trains the repurchase model before the day (none of this timed). Then a fresh process (so its
-peak memory is the run's own) opens the file and times :func:`orchestrion.daily.run_daily` for
+peak memory is the run's own) opens the file and times :func:`orchestrion.runs.daily.run_daily` for
 the day: per item purchase figures once, then per batch of ``--batch`` users read the batch's
 events and purchase statistics, propose, rank, choose, plan, review, carry out (one outbox HTML
 file per published deliverable) and deliver, with the run ledger. The modules are imported
@@ -14,7 +14,7 @@ RSS and the RSS after each batch (flat when memory follows the batch size, risin
 follows the number of users), and writes the scaling chart to ``docs/img/daily_run_scaling.png``.
 
 Baseline, measured in the same process at each scale: the bare propose step alone for the same
-users in the same batches (:func:`orchestrion.proposals.propose` with one day context, no ledger,
+users in the same batches (:func:`orchestrion.proposals.day.propose` with one day context, no ledger,
 no read-ahead, no planning or delivery). One call for every user, as before, ran out of DuckDB
 memory at 32x under a 400 MB cap.
 
@@ -53,7 +53,7 @@ from typing import Any
 from orchestrion.config import Settings
 from orchestrion.datasets import load_dataset
 from orchestrion.store import Store, utcnow
-from orchestrion.training import train_repurchase
+from orchestrion.training.fits import train_repurchase
 
 
 @dataclass(frozen=True)
@@ -150,9 +150,9 @@ def measure(home: str, day: date, batch: int, memory_limit: str | None) -> Measu
     # repurchase model loaded, 1.3 s once per process, not per run).
     import sklearn.ensemble  # noqa: F401
 
-    import orchestrion.delivery  # noqa: F401
-    from orchestrion.daily import run_daily
-    from orchestrion.proposals import active_users, day_context, day_start, propose
+    import orchestrion.delivery.stage  # noqa: F401
+    from orchestrion.proposals.day import active_users, day_context, day_start, propose
+    from orchestrion.runs.daily import run_daily
 
     settings = Settings(home=Path(home), delivery_batch_users=batch, duckdb_memory_limit=memory_limit)
     with Store.open(settings.database_path, memory_limit=settings.duckdb_memory_limit) as store:

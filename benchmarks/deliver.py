@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from openai_server import OpenAIServer, planning_responder
 from orchestrion.config import load_settings
-from orchestrion.execution import Executor
+from orchestrion.planning.executor import Executor
 from orchestrion.planning.llm import LLMPlanner, plan_many
 from orchestrion.planning.llm_client import ChatClient
 from orchestrion.store import Store
@@ -52,8 +52,8 @@ def offline() -> None:
     import tempfile
 
     from orchestrion.datasets import load_dataset
-    from orchestrion.delivery import execute
-    from orchestrion.proposals import active_users, day_context, day_start, propose
+    from orchestrion.delivery.stage import execute
+    from orchestrion.proposals.day import active_users, day_context, day_start, propose
 
     day, now = date(2011, 11, 19), datetime(2011, 11, 19, 7)
     root = Path(os.environ.get("ORCHESTRION_DATASETS", "../shared/datasets"))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from orchestrion.bulk import WAL_AUTOCHECKPOINT, ingest_event_files
+from orchestrion.ingest.bulk import WAL_AUTOCHECKPOINT, ingest_event_files
 from orchestrion.store import Store, utcnow
 
 

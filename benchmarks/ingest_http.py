@@ -6,7 +6,7 @@ Three figures from one run, on the same kind of events (1,000 distinct events pe
    dir); ``--clients`` keep-alive clients in a separate process post bodies back to back for
    ``--seconds``. Each request counts only once its receipt arrived, i.e. after the commit.
 2. **In-process limit**: the same events, already decoded, Arrow-appended into the same ``events``
-   table (primary key on ``event_id``) with :func:`orchestrion.events.write_events`, in
+   table (primary key on ``event_id``) with :func:`orchestrion.ingest.events.write_events`, in
    transactions of ``commit_max_events`` rows, with the server's DuckDB settings; measured before
    and after the HTTP run (the mean is the limit), because other work on a shared machine
    varies. Decoding cost is printed beside it.
@@ -154,7 +154,7 @@ def prepare_limit(n_events: int) -> dict[str, Any]:
     import pyarrow as pa
 
     from orchestrion.config import load_settings
-    from orchestrion.events import decode_native, split_body
+    from orchestrion.ingest.events import decode_native, split_body
     from orchestrion.store import utcnow
 
     bodies = [make_body(c, r) for r in range(n_events // BATCH // 8 + 1) for c in range(8)]
@@ -173,8 +173,8 @@ def prepare_limit(n_events: int) -> dict[str, Any]:
 
 def run_limit(path: Path, prepared: dict[str, Any]) -> float:
     """Events/s of write_events appending the prepared tables into a fresh file, as the server does."""
-    from orchestrion.api.server import WAL_AUTOCHECKPOINT
-    from orchestrion.events import EventBatch, write_events
+    from orchestrion.app import WAL_AUTOCHECKPOINT
+    from orchestrion.ingest.events import EventBatch, write_events
     from orchestrion.store import Store
 
     with Store.open(path) as store:
@@ -195,7 +195,7 @@ def run_naive(home: Path, seconds: float) -> dict[str, Any]:
     sql = ("INSERT INTO events (event_id, user_id, type, item_id, domain, ts, received_at, value, "
            "properties) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
     events = 0
-    from orchestrion.api.server import WAL_AUTOCHECKPOINT
+    from orchestrion.app import WAL_AUTOCHECKPOINT
 
     with Store.open(home / "naive.duckdb") as store:
         store.con.execute(f"SET wal_autocheckpoint = '{WAL_AUTOCHECKPOINT}'")

@@ -15,7 +15,7 @@ Segment message (32 KB, roughly 250 lines here; the SDK refuses them) are left o
    same clients as the native run: the server's Segment path alone, without the SDK's own CPU
    (its per-message JSON encoding runs in this process, on the same cores as the server).
 3. **Native**: a fresh server and key; the same canonical events, as
-   :func:`orchestrion.segment_spec.expand` makes them (ids, types, items, values, properties),
+   :func:`orchestrion.ingest.segment_spec.expand` makes them (ids, types, items, values, properties),
    posted to ``/v1/events`` in bodies of 1,000 by as many keep-alive clients as the SDK has
    consumer threads. Timed from the first request to the last receipt.
 
@@ -45,7 +45,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test harness starts servers
 from launcher import Server, cli, serve
-from orchestrion.segment_spec import expand
+from orchestrion.ingest.segment_spec import expand
 from retail_orders import Order, invoice_lines, invoice_orders
 
 

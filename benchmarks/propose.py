@@ -4,7 +4,7 @@
 
 Loads ``online-retail`` (406,829 events, 4,372 customers: the largest of the real datasets) into
 an in-memory store and trains the repurchase model on cut-offs before the day (neither timed).
-Then times :func:`orchestrion.proposals.propose` for *every* customer: read the events before
+Then times :func:`orchestrion.proposals.day.propose` for *every* customer: read the events before
 the day, run ``purchase_stats.sql``, score every (customer, item) pair with the repurchase model,
 build the reorder carts, compute the ranker's features from the deliverable history, score,
 choose within the budget with exploration, and write every candidate and deliverable to DuckDB.
@@ -26,11 +26,11 @@ from datetime import time as clock
 from pathlib import Path
 
 from orchestrion.datasets import load_dataset
-from orchestrion.features import purchase_features
-from orchestrion.proposals import ProposalConfig, propose
-from orchestrion.repurchase import RepurchaseModel
+from orchestrion.proposals.day import ProposalConfig, propose
+from orchestrion.recommenders.repurchase import RepurchaseModel
 from orchestrion.store import Store, utcnow
-from orchestrion.training import train_repurchase
+from orchestrion.training.fits import train_repurchase
+from orchestrion.training.pipelines import purchase_features
 
 
 def main() -> None:

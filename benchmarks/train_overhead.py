@@ -24,10 +24,10 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from orchestrion.datasets import load_dataset
-from orchestrion.features import interaction_arrays
 from orchestrion.recommenders import RECOMMENDERS, ALSConfig, Interactions, Vocabulary, make_recommender
 from orchestrion.store import Store
-from orchestrion.training import train_recommender
+from orchestrion.training.fits import train_recommender
+from orchestrion.training.pipelines import interaction_arrays
 
 AS_OF = datetime(2030, 1, 1)
 DOMAINS = {"online-retail": "retail", "lastfm-hetrec-2k": "music", "movielens-100k": "movies", "deskdrop": "news"}

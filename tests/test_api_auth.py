@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from launcher import cli, serve
-from orchestrion.keys import hash_key, list_keys
+from orchestrion.access.keys import hash_key, list_keys
 
 EVENTS = json.dumps([{"event_id": "e1", "user_id": "u1", "type": "play"}])
 

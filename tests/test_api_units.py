@@ -12,12 +12,13 @@ from types import ModuleType
 import duckdb
 import pytest
 
-from orchestrion import keys, users, writer
+from orchestrion.access import keys
 from orchestrion.api.segment import SegmentBody, decode_batch_body, map_messages
 from orchestrion.errors import NotFoundError, RetryableError, UsageError
-from orchestrion.events import EventBatch, decode_native
+from orchestrion.ingest import users, writer
+from orchestrion.ingest.events import EventBatch, decode_native
+from orchestrion.ingest.writer import EventWrite, Writer, write_event_groups
 from orchestrion.store import Store, utcnow
-from orchestrion.writer import EventWrite, Writer, write_event_groups
 
 NOW = datetime(2024, 5, 1, 12, 0, 0)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from orchestrion.bulk import file_format, ingest_event_files, ingest_item_files
 from orchestrion.errors import IngestError
+from orchestrion.ingest.bulk import file_format, ingest_event_files, ingest_item_files
 from orchestrion.store import Store
 
 NOW = datetime(2024, 6, 1, 12, 0, 0)

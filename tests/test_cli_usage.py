@@ -12,7 +12,7 @@ import pytest
 import typer
 
 from orchestrion.cli import app, main
-from orchestrion.runs import RunKey, claim_run, finish_run
+from orchestrion.runs.records import RunKey, claim_run, finish_run
 from orchestrion.store import Store
 
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from launcher import cli, serve
-from orchestrion.demo import DEMO_DAY
+from orchestrion.runs.demo import DEMO_DAY
 
 USER = "online-retail:12362"  # a customer of the shipped sample
 

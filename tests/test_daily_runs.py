@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from orchestrion.config import Settings
-from orchestrion.daily import backfill_daily, run_daily
 from orchestrion.datasets import load_dataset
 from orchestrion.errors import RunInProgressError, UsageError
-from orchestrion.retrain import run_retrain
-from orchestrion.runs import RunKey, claim_run, get_run, list_runs, recover_dead_runs
+from orchestrion.runs.daily import backfill_daily, run_daily
+from orchestrion.runs.records import RunKey, claim_run, get_run, list_runs, recover_dead_runs
+from orchestrion.runs.retrain import run_retrain
 from orchestrion.store import Store
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "online-retail-sample.csv.gz"

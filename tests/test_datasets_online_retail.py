@@ -13,8 +13,8 @@ import pytest
 from conftest import dataset_path
 from orchestrion.config import load_settings
 from orchestrion.datasets import LoadResult, load_dataset
-from orchestrion.demo import run_demo
 from orchestrion.errors import DatasetNotFoundError
+from orchestrion.runs.demo import run_demo
 from orchestrion.store import Store
 
 NOW = datetime(2024, 6, 1, 12, 0)

@@ -19,12 +19,12 @@ from fastapi.testclient import TestClient
 from orchestrion.api import create_app
 from orchestrion.config import Settings, load_settings
 from orchestrion.datasets import load_dataset
-from orchestrion.deliverables import decide, feed, get_deliverable, run_due_actions
-from orchestrion.delivery import deliver
-from orchestrion.demo import sample_path
+from orchestrion.delivery.deliverables import decide, feed, get_deliverable, run_due_actions
+from orchestrion.delivery.stage import deliver
 from orchestrion.errors import ConfigError, PermissionDeniedError, UsageError
-from orchestrion.policies import Policy
+from orchestrion.runs.demo import sample_path
 from orchestrion.store import Store
+from orchestrion.tools.policies import Policy
 
 DAY = date(2011, 11, 1)
 NOW = datetime(2011, 11, 1, 9)

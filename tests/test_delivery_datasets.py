@@ -14,7 +14,7 @@ import pytest
 from conftest import dataset_path
 from orchestrion.config import load_settings
 from orchestrion.datasets import load_dataset
-from orchestrion.delivery import deliver
+from orchestrion.delivery.stage import deliver
 from orchestrion.store import Store
 
 KINDS = {"movielens-100k": "watchlist", "deskdrop": "digest", "online-retail": "cart"}

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from orchestrion.config import Settings
-from orchestrion.daily import backfill_daily, propose_step, run_daily
 from orchestrion.datasets import load_dataset
-from orchestrion.proposals import active_users
-from orchestrion.scheduler import RunService, Scheduler, zone_groups
+from orchestrion.ingest.users import UserTraits, upsert_users
+from orchestrion.proposals.day import active_users
+from orchestrion.runs.daily import backfill_daily, propose_step, run_daily
+from orchestrion.runs.scheduler import RunService, Scheduler, zone_groups
 from orchestrion.store import Store
-from orchestrion.users import UserTraits, upsert_users
 from test_slate import outside_window
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "online-retail-sample.csv.gz"
@@ -46,7 +46,7 @@ def test_catching_up_years_later_sends_nothing_and_says_so(
     settings = Settings(home=tmp_path, catch_up_days=2)
     with Store.open(":memory:") as store:
         loaded(store)
-        caplog.set_level(logging.INFO, logger="orchestrion.scheduler")
+        caplog.set_level(logging.INFO, logger="orchestrion.runs.scheduler")
         done = scheduler(store, settings, datetime(2026, 12, 2, 23, 30)).catch_up()
         # Bounded: at most catch_up_days + 1 days per zone.
         assert 0 < len(done) <= 3 * (settings.catch_up_days + 1)
@@ -54,7 +54,7 @@ def test_catching_up_years_later_sends_nothing_and_says_so(
         assert store.scalar("SELECT sum(users_total) FROM runs") == 0
         lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("catch-up: daily")]
         assert len(lines) == len(done) and all("0 active users, 0 deliverables" in line for line in lines)
-        others = [r.getMessage() for r in caplog.records if r.name == "orchestrion.scheduler"]
+        others = [r.getMessage() for r in caplog.records if r.name == "orchestrion.runs.scheduler"]
         assert len(others) == len(lines), "one line per catch-up run, nothing else"
 
 

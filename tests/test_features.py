@@ -5,8 +5,8 @@ from datetime import datetime
 import pytest
 
 from orchestrion.errors import NotFoundError, UsageError
-from orchestrion.features import interaction_arrays, pipeline_names, run_pipeline
 from orchestrion.store import Store
+from orchestrion.training.pipelines import interaction_arrays, pipeline_names, run_pipeline
 
 AS_OF = datetime(2024, 3, 1)
 

@@ -14,17 +14,17 @@ import typer
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from orchestrion import keys
+from orchestrion.access import keys
 from orchestrion.api import create_app
 from orchestrion.cli import feedback as feedback_cli
 from orchestrion.cli import goals as goals_cli
 from orchestrion.config import load_settings
+from orchestrion.delivery.feedback import Feedback, import_feedback, labelled_log, record_feedback, train_ranker
 from orchestrion.errors import NotFoundError, UsageError
-from orchestrion.feedback import Feedback, import_feedback, labelled_log, record_feedback, train_ranker
-from orchestrion.proposals import ProposalConfig, propose, show_goals
+from orchestrion.proposals.day import ProposalConfig, propose, show_goals
 from orchestrion.ranking import ChoiceConfig, choose, empty_history, goal_features, prior_score
-from orchestrion.registry import model_version
 from orchestrion.store import Store
+from orchestrion.training.versions import model_version
 from test_goals_contract import AS_OF, load_tiny, tiny  # noqa: F401  (the fixture)
 
 DAY = AS_OF.date()
@@ -229,7 +229,7 @@ def test_record_goals_adds_only_what_is_not_stored(store: Store) -> None:
     """Recording a day again (a batch done twice, a goal a trigger recorded first) adds only the
     goals not stored yet, with a deliverable for each chosen one, and leaves stored rows as they
     were; a goal twice in one frame is stored once; another day's goals are their own."""
-    from orchestrion.proposals import record_goals
+    from orchestrion.proposals.day import record_goals
 
     rng = np.random.default_rng(3)
     rules = ChoiceConfig(budget=1, epsilon=0.0, fatigue_days=0)
@@ -257,7 +257,7 @@ def test_train_ranker_saves_both_estimates(store: Store, tmp_path: Path) -> None
     barely weighs): the new ranker beats the prior off-policy and is promoted."""
     rng = np.random.default_rng(7)
     rules = ChoiceConfig(budget=1, epsilon=0.3, fatigue_days=0)
-    from orchestrion.proposals import record_goals
+    from orchestrion.proposals.day import record_goals
 
     for d in range(6):
         day = date(2024, 1, 1) + timedelta(days=7 * d)
@@ -283,7 +283,7 @@ def test_train_ranker_saves_both_estimates(store: Store, tmp_path: Path) -> None
     meta = model_version(tmp_path, "ranker").metadata["metrics"]["offpolicy"]
     assert meta["candidate_estimate"]["snips"] > meta["current_estimate"]["snips"]
     assert meta["current"] == "prior"
-    from orchestrion.proposals import current_scorer
+    from orchestrion.proposals.day import current_scorer
 
     scorer = current_scorer(tmp_path)
     assert scorer.name == f"ranker:{result.version.version}"

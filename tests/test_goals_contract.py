@@ -21,11 +21,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-from orchestrion.catalog import normalize_items, upsert_items
 from orchestrion.goals import CANDIDATE_SCHEMA, GoalContext, GoalTemplate, candidate_frame, templates
 from orchestrion.goals.base import empty_candidates, json_column
 from orchestrion.goals.registry import PluginWarning, discover_plugins
-from orchestrion.proposals import build_context
+from orchestrion.ingest.catalog import normalize_items, upsert_items
+from orchestrion.proposals.day import build_context
 from orchestrion.store import Store
 
 AS_OF = datetime(2024, 3, 1)

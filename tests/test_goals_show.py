@@ -19,11 +19,11 @@ import httpx
 import pytest
 
 from launcher import Server, cli, serve
+from orchestrion.access.keys import create_key
 from orchestrion.config import load_settings
-from orchestrion.daily import run_daily
 from orchestrion.datasets import load_dataset
-from orchestrion.demo import DEMO_DAY
-from orchestrion.keys import create_key
+from orchestrion.runs.daily import run_daily
+from orchestrion.runs.demo import DEMO_DAY
 from orchestrion.store import Store
 
 pytestmark = [pytest.mark.processes]

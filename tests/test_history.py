@@ -16,8 +16,8 @@ import polars as pl
 from conftest import dataset_path
 from orchestrion.datasets import load_dataset
 from orchestrion.goals import GoalContext, propose_candidates
-from orchestrion.history import StoreHistory
-from orchestrion.proposals import active_users, build_context, day_context, day_start, read_exclusions
+from orchestrion.proposals.day import active_users, build_context, day_context, day_start, read_exclusions
+from orchestrion.proposals.history import StoreHistory
 from orchestrion.store import Store
 from test_goals_contract import load_tiny
 

@@ -59,11 +59,11 @@ from openai_server import (
     tool_calls,
 )
 from orchestrion.config import Settings, load_settings
-from orchestrion.daily import run_daily
 from orchestrion.datasets import load_dataset
-from orchestrion.policies import UserOverrides
-from orchestrion.proposals import active_users, day_start
+from orchestrion.proposals.day import active_users, day_start
+from orchestrion.runs.daily import run_daily
 from orchestrion.store import Store
+from orchestrion.tools.policies import UserOverrides
 
 pytestmark = [pytest.mark.processes, pytest.mark.datasets, pytest.mark.slow]
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from launcher import Server, serve
-from orchestrion.events import MAX_JSON_DEPTH
+from orchestrion.ingest.events import MAX_JSON_DEPTH
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 GZIP_NDJSON = {"Content-Encoding": "gzip", **NDJSON}

@@ -26,10 +26,10 @@ import pytest
 
 from conftest import dataset_path
 from launcher import Server, serve
+from orchestrion.access.keys import create_key
 from orchestrion.config import load_settings
 from orchestrion.datasets import load_dataset
-from orchestrion.keys import create_key
-from orchestrion.proposals import current_scorer
+from orchestrion.proposals.day import current_scorer
 from orchestrion.store import Store
 from test_why_numbers import check_day
 

@@ -18,8 +18,8 @@ import pytest
 
 from openai_server import OpenAIServer, error, message, planning_responder, tool_calls
 from orchestrion.config import Settings, load_settings
-from orchestrion.execution import Executor
 from orchestrion.planning.critique import critique
+from orchestrion.planning.executor import Executor
 from orchestrion.planning.llm import FINISH, LLMPlanner, plan_many
 from orchestrion.planning.llm_client import ChatClient
 from orchestrion.store import Store

@@ -18,15 +18,15 @@ import httpx
 import pytest
 
 from launcher import cli, serve
+from orchestrion.access.keys import create_key
 from orchestrion.config import load_settings
 from orchestrion.datasets import load_dataset
-from orchestrion.deliverables import decide
-from orchestrion.delivery import execute
-from orchestrion.demo import sample_path
-from orchestrion.keys import create_key
-from orchestrion.policies import Policy, UserOverrides
-from orchestrion.rendering import status_text
+from orchestrion.delivery.deliverables import decide
+from orchestrion.delivery.rendering import status_text
+from orchestrion.delivery.stage import execute
+from orchestrion.runs.demo import sample_path
 from orchestrion.store import Store, utcnow
+from orchestrion.tools.policies import Policy, UserOverrides
 from test_trust_guards import DAY as SMALL_DAY
 from test_trust_guards import NOW as SMALL_NOW
 from test_trust_guards import cart, plant, settings_for

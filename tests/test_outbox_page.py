@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from launcher import cli, serve
-from orchestrion.rendering import render_html, render_markdown
+from orchestrion.delivery.rendering import render_html, render_markdown
 from orchestrion.store import Store
 
 BASE = "https://orchestrion.example"

@@ -43,12 +43,12 @@ import pytest
 from http_recorder import Recorder
 from openai_server import OpenAIServer, Reply, goal_of, last_tool_results, tool_calls
 from orchestrion.config import load_settings
-from orchestrion.delivery import execute
-from orchestrion.effects import Effector
+from orchestrion.delivery.channels import Effector
+from orchestrion.delivery.stage import execute
 from orchestrion.planning.llm import FINISH, LLMPlanner
 from orchestrion.planning.llm_client import ChatClient
-from orchestrion.policies import Policy
 from orchestrion.store import Store
+from orchestrion.tools.policies import Policy
 
 DAY = date(2024, 5, 2)
 NOW = datetime(2024, 5, 2, 9, 0)

@@ -15,7 +15,7 @@ from orchestrion.goals.words import final_words
 from orchestrion.ranking import ChoiceConfig, choose
 from orchestrion.ranking.exploration import NEW_FOR_YOU
 from orchestrion.ranking.features import HISTORY_SCHEMA
-from orchestrion.ranking.policy import EXPLORATION_NOTE, with_notes
+from orchestrion.ranking.scoring import EXPLORATION_NOTE, with_notes
 
 
 def goals(user: str, scores: list[float]) -> pl.DataFrame:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from orchestrion.errors import NotFoundError
-from orchestrion.registry import fingerprint, list_versions, model_version, promote, save_version
+from orchestrion.training.versions import fingerprint, list_versions, model_version, promote, save_version
 
 NOW = datetime(2024, 1, 2, 3, 4, 5)
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from conftest import dataset_path
-from orchestrion.replay import POLICIES, ReplayResult, replay
+from orchestrion.evaluation.replay import POLICIES, ReplayResult, replay
 
 _RUNS: dict[str, ReplayResult] = {}
 

@@ -7,7 +7,14 @@ import polars as pl
 import pytest
 
 from orchestrion.errors import UsageError
-from orchestrion.repurchase import FEATURES, RepurchaseConfig, RepurchaseModel, last_basket, top_frequency, top_n
+from orchestrion.recommenders.repurchase import (
+    FEATURES,
+    RepurchaseConfig,
+    RepurchaseModel,
+    last_basket,
+    top_frequency,
+    top_n,
+)
 
 
 def frame(n: int, seed: int) -> pl.DataFrame:

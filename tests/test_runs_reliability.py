@@ -16,7 +16,7 @@ import pytest
 
 from launcher import CLI, cli, start_server
 from orchestrion.config import load_settings
-from orchestrion.scheduler import missed_daily_runs
+from orchestrion.runs.scheduler import missed_daily_runs
 from orchestrion.store import Store
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "online-retail-sample.csv.gz"

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from orchestrion.catalog import normalize_items, upsert_items
-from orchestrion.feedback import Feedback, record_feedback, train_ranker
-from orchestrion.proposals import current_scorer, propose
+from orchestrion.delivery.feedback import Feedback, record_feedback, train_ranker
+from orchestrion.ingest.catalog import normalize_items, upsert_items
+from orchestrion.proposals.day import current_scorer, propose
 from orchestrion.ranking import Estimate, should_promote
 from orchestrion.ranking.ranker import TEMPLATE_PROXIES
-from orchestrion.registry import model_version
 from orchestrion.store import Store
+from orchestrion.training.versions import model_version
 
 DAY1 = date(2024, 3, 1)
 WALL = datetime(2026, 12, 2, 9)  # when the thumbs "arrive": long after the days they are about

@@ -17,13 +17,13 @@ import pytest
 
 from conftest import dataset_path
 from orchestrion.config import Settings, TriggerRule
-from orchestrion.daily import backfill_daily, propose_step
 from orchestrion.datasets import load_dataset
-from orchestrion.events import decode_native, write_events
+from orchestrion.ingest.events import decode_native, write_events
 from orchestrion.ranking import ChoiceConfig, choose
 from orchestrion.ranking.slate import recent_overlaps, suppressed
+from orchestrion.runs.daily import backfill_daily, propose_step
+from orchestrion.runs.triggers import fire
 from orchestrion.store import Store
-from orchestrion.triggers import fire
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "online-retail-sample.csv.gz"
 

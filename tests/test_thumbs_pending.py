@@ -18,7 +18,7 @@ import pytest
 
 from http_recorder import Recorder
 from launcher import cli, serve
-from orchestrion.keys import create_key
+from orchestrion.access.keys import create_key
 from orchestrion.money import format_money
 from orchestrion.store import Store
 from test_not_done import _home

@@ -8,7 +8,7 @@ from datetime import date, datetime
 import pytest
 
 from orchestrion.errors import PolicyViolation, ToolError
-from orchestrion.execution import Executor
+from orchestrion.planning.executor import Executor
 from orchestrion.store import Store
 from orchestrion.tools import TEMPLATE_TOOLS, TOOLS, CatalogItem, GoalRecord, IntendedEffect, Tool, ToolContext
 

@@ -10,12 +10,12 @@ from typer.testing import CliRunner
 from orchestrion.cli import app
 from orchestrion.config import load_settings
 from orchestrion.datasets import load_dataset
-from orchestrion.demo import sample_path
 from orchestrion.recommenders import load_recommender
-from orchestrion.registry import model_version
-from orchestrion.repurchase import RepurchaseModel
+from orchestrion.recommenders.repurchase import RepurchaseModel
+from orchestrion.runs.demo import sample_path
 from orchestrion.store import Store
-from orchestrion.training import train_recommender, train_repurchase
+from orchestrion.training.fits import train_recommender, train_repurchase
+from orchestrion.training.versions import model_version
 
 NOW = datetime(2026, 1, 1)
 runner = CliRunner()

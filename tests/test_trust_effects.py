@@ -31,20 +31,20 @@ from http_recorder import Recorder, Request
 from launcher import CLI, serve
 from openai_server import OpenAIServer, Reply, goal_of, last_tool_results, tool_calls
 from orchestrion.config import Settings, load_settings
-from orchestrion.daily import run_daily, runs_to_retry
 from orchestrion.datasets import load_dataset
-from orchestrion.deliverables import decide, sweep_claims
-from orchestrion.delivery import deliver
-from orchestrion.demo import sample_path
-from orchestrion.effects import Effector
+from orchestrion.delivery.channels import Effector
+from orchestrion.delivery.deliverables import decide, sweep_claims
+from orchestrion.delivery.stage import deliver
 from orchestrion.errors import AlreadyDecidedError, RetryableError
-from orchestrion.execution import Executor
+from orchestrion.planning.executor import Executor
 from orchestrion.planning.llm import FINISH, LLMPlanner
 from orchestrion.planning.llm_client import ChatClient
-from orchestrion.policies import Policy, webhook_origin
-from orchestrion.proposals import active_users, day_start, propose
+from orchestrion.proposals.day import active_users, day_start, propose
+from orchestrion.runs.daily import run_daily, runs_to_retry
+from orchestrion.runs.demo import sample_path
 from orchestrion.store import Store
 from orchestrion.tools import TEMPLATE_TOOLS, CatalogItem, GoalRecord, ToolContext
+from orchestrion.tools.policies import Policy, webhook_origin
 
 DAY = date(2011, 11, 1)
 NOW = datetime(2011, 11, 1, 9)

@@ -20,21 +20,21 @@ import pytest
 from http_recorder import Recorder
 from openai_server import OpenAIServer, Reply, goal_of, last_tool_results, message, planning_reply, tool_calls
 from orchestrion.config import Settings, load_settings
-from orchestrion.daily import run_daily
 from orchestrion.datasets import load_dataset
-from orchestrion.delivery import execute, load_user_rules
-from orchestrion.effects import Effector
+from orchestrion.delivery.channels import Effector
+from orchestrion.delivery.rendering import render_markdown
+from orchestrion.delivery.stage import execute, load_user_rules
 from orchestrion.errors import TerminalError
-from orchestrion.execution import Executor
 from orchestrion.planning.critique import critique
+from orchestrion.planning.executor import Executor
 from orchestrion.planning.llm import LLMPlanner, planning_for
 from orchestrion.planning.llm_client import ChatClient
-from orchestrion.policies import Policy, check
-from orchestrion.proposals import active_users, day_start
-from orchestrion.rendering import render_markdown
-from orchestrion.scheduler import RunRequest, RunService
+from orchestrion.proposals.day import active_users, day_start
+from orchestrion.runs.daily import run_daily
+from orchestrion.runs.scheduler import RunRequest, RunService
 from orchestrion.store import Store
 from orchestrion.tools import GoalRecord, ToolContext, allowed_tools
+from orchestrion.tools.policies import Policy, check
 
 DAY = date(2024, 5, 2)
 NOW = datetime(2024, 5, 2, 9, 0)
@@ -453,7 +453,7 @@ def test_the_run_daily_command_plans_with_the_configured_endpoint(tmp_path: Path
 
 def test_a_trigger_plans_with_the_configured_llm(tmp_path: Path, retail: tuple[Store, list[str]]) -> None:
     from orchestrion.config import TriggerRule
-    from orchestrion.triggers import fire
+    from orchestrion.runs.triggers import fire
 
     store = retail[0]
     user, item = store.con.execute(

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrion.events import decode_native, validate_events
+from orchestrion.ingest.events import decode_native, validate_events
 
 NOW = datetime(2024, 5, 1, 12, 0, 0)
 

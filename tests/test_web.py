@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 
+from orchestrion.access.keys import create_key
 from orchestrion.config import Settings, load_settings
-from orchestrion.delivery import deliver
-from orchestrion.keys import create_key
-from orchestrion.registry import save_version
-from orchestrion.runs import RunKey, claim_run, finish_run
+from orchestrion.delivery.stage import deliver
+from orchestrion.runs.records import RunKey, claim_run, finish_run
 from orchestrion.store import Store, utcnow
+from orchestrion.training.versions import save_version
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -487,7 +487,7 @@ LONG_TITLE = "REORDER-" + "LUNCHBOX" * 16
 
 def _seed_long(site: Site) -> str:
     """A user with a 110-character id and a waiting cart whose titles have no place to break."""
-    from orchestrion.effects import Effector
+    from orchestrion.delivery.channels import Effector
 
     con = site.store.cursor()
     try:

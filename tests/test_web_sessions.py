@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from launcher import Server, cli, serve
+from orchestrion.access.keys import create_key
 from orchestrion.config import load_settings
-from orchestrion.keys import create_key
 from orchestrion.store import Store, utcnow
 from test_web import _seed, _seed_carol
 

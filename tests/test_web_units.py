@@ -9,11 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrion.config import load_settings
-from orchestrion.errors import PermissionDeniedError, UsageError
-from orchestrion.keys import create_key, revoke_key
-from orchestrion.policies import Policy
-from orchestrion.sessions import (
+from orchestrion.access.keys import create_key, revoke_key
+from orchestrion.access.sessions import (
     end_session,
     end_sessions,
     find_session,
@@ -23,7 +20,10 @@ from orchestrion.sessions import (
     start_session,
     touch_session,
 )
+from orchestrion.config import load_settings
+from orchestrion.errors import PermissionDeniedError, UsageError
 from orchestrion.store import Store
+from orchestrion.tools.policies import Policy
 from orchestrion.web.context import iso_day, safe_next
 from orchestrion.web.controls import parse_overrides
 from orchestrion.web.session import Session, Signer, web_secret

@@ -34,10 +34,10 @@ import pytest
 
 from conftest import dataset_path
 from orchestrion.config import Settings
-from orchestrion.daily import run_daily
 from orchestrion.datasets import load_dataset
-from orchestrion.demo import DEMO_DAY, run_demo
-from orchestrion.proposals import active_users, day_start
+from orchestrion.proposals.day import active_users, day_start
+from orchestrion.runs.daily import run_daily
+from orchestrion.runs.demo import DEMO_DAY, run_demo
 from orchestrion.store import Store
 
 pytestmark = [pytest.mark.datasets, pytest.mark.slow]

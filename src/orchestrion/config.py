@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from orchestrion.delivery.rendering import Format
 from orchestrion.errors import ConfigError
-from orchestrion.mappings import MappingRule
-from orchestrion.rendering import Format
+from orchestrion.ingest.mappings import MappingRule
 
 __all__ = ["ENV_PREFIX", "RunPath", "Settings", "TriggerRule", "load_settings"]
 
@@ -36,7 +36,7 @@ RunPath = Literal["deliver", "daily", "backfill", "schedule", "trigger"]
 
 class TriggerRule(BaseModel):
     """An event-driven trigger: events of ``event_type`` whose properties match ``conditions``
-    propose a goal of ``template`` for the event's user at once (see ``orchestrion.triggers``).
+    propose a goal of ``template`` for the event's user at once (see ``orchestrion.runs.triggers``).
 
     A condition is ``{"property": value}`` (equal) or ``{"property": {"lt": 3}}`` with one of
     ``eq, ne, lt, le, gt, ge, in``.
@@ -163,7 +163,9 @@ class Settings(BaseModel):
         default_factory=_default_triggers, description="Event-driven trigger rules (TOML [[triggers]] tables)."
     )
     mappings: tuple[MappingRule, ...] = Field(
-        (), description="Event names mapped to canonical events (TOML [[mappings]] tables; see orchestrion.mappings)."
+        (),
+        description="Event names mapped to canonical events (TOML [[mappings]] tables; "
+        "see orchestrion.ingest.mappings).",
     )
 
     @field_validator("locale")

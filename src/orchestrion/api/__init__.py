@@ -1,7 +1,7 @@
 """The HTTP API: events, Segment, items, keys and stats over one group-commit writer.
 
 ``create_app(store, settings)`` builds the app for an open store; ``orchestrion serve`` (see
-:mod:`orchestrion.api.server`) runs it under uvicorn. Everything the routes need is passed in,
+:mod:`orchestrion.app`) runs it under uvicorn. Everything the routes need is passed in,
 so tests and benchmarks can build as many apps as they like.
 """
 
@@ -23,8 +23,8 @@ from orchestrion.api.auth import Authenticator
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import ApiError, refusal_response
 from orchestrion.config import Settings
+from orchestrion.ingest.writer import Writer
 from orchestrion.store import Store, utcnow
-from orchestrion.writer import Writer
 
 __all__ = ["create_app"]
 

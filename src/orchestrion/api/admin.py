@@ -17,12 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from orchestrion import keys, sessions
+from orchestrion.access import keys, sessions
 from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import Refusal
-from orchestrion.segment_spec import known_types
-from orchestrion.stats import store_stats
+from orchestrion.ingest.segment_spec import known_types
+from orchestrion.ingest.stats import store_stats
 from orchestrion.store import utcnow
 
 __all__ = ["build_router"]

@@ -24,8 +24,8 @@ from fastapi.security.base import SecurityBase
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from orchestrion.access.keys import ApiKey, auth_required, hash_key, verify_key
 from orchestrion.api.receipts import ApiError
-from orchestrion.keys import ApiKey, auth_required, hash_key, verify_key
 from orchestrion.store import Store
 
 __all__ = ["CHALLENGE", "Authenticator", "BasicDoc", "BearerDoc"]

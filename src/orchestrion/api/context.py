@@ -15,9 +15,9 @@ from orchestrion.api.auth import Authenticator
 from orchestrion.api.receipts import ApiError
 from orchestrion.config import Settings
 from orchestrion.errors import NotFoundError, RetryableError, UsageError
-from orchestrion.events import WriteResult
+from orchestrion.ingest.events import WriteResult
+from orchestrion.ingest.writer import EventWrite, Writer
 from orchestrion.store import Store, utcnow
-from orchestrion.writer import EventWrite, Writer
 
 __all__ = ["FIRST_DAY", "LAST_DAY", "ApiContext", "IsoDate"]
 

@@ -16,14 +16,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from orchestrion.access.keys import ApiKey
 from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext, IsoDate
 from orchestrion.api.receipts import ApiError, Refusal
-from orchestrion.deliverables import decide, feed, get_deliverable
+from orchestrion.delivery.deliverables import decide, feed, get_deliverable
+from orchestrion.delivery.rendering import MEDIA_TYPES, Format, render
 from orchestrion.encoding import to_json_bytes
 from orchestrion.errors import AlreadyDecidedError, NotFoundError, PermissionDeniedError, RetryableError, UsageError
-from orchestrion.keys import ApiKey
-from orchestrion.rendering import MEDIA_TYPES, Format, render
 from orchestrion.store import Store, utcnow
 
 __all__ = ["build_router"]
@@ -43,7 +43,7 @@ def _viewer(key: ApiKey | None, user_id: str | None = None) -> str | None:
 
 
 def _day_goals(ctx: ApiContext, user_id: str, day: date) -> dict[str, Any]:
-    from orchestrion.proposals import day_goals  # polars and the models: loaded on first use
+    from orchestrion.proposals.day import day_goals  # polars and the models: loaded on first use
 
     cursor = ctx.store.cursor()
     try:

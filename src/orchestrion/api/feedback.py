@@ -22,9 +22,9 @@ from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.bodies import read_body
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import ApiError, Refusal
-from orchestrion.deliverables import drop_items
+from orchestrion.delivery.deliverables import drop_items
+from orchestrion.delivery.feedback import Feedback, FeedbackReceipt, deliverable_owner, record_feedback
 from orchestrion.errors import NotFoundError
-from orchestrion.feedback import Feedback, FeedbackReceipt, deliverable_owner, record_feedback
 from orchestrion.store import utcnow
 
 __all__ = ["FeedbackAnswer", "build_router"]

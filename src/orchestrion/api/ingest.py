@@ -16,13 +16,14 @@ from fastapi import APIRouter, Depends, Security
 from starlette.requests import Request
 from starlette.responses import Response
 
+from orchestrion.access.keys import ApiKey
 from orchestrion.api import bodies
 from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import ApiError, Receipt, Refusal, receipt_response
 from orchestrion.api.segment import Origin, SegmentBody, decode_batch_body, decode_message_body, map_messages
-from orchestrion.catalog import merge_items
-from orchestrion.events import (
+from orchestrion.ingest.catalog import merge_items
+from orchestrion.ingest.events import (
     EVENT_SCHEMA,
     MAX_ID_CHARS,
     EventBatch,
@@ -34,10 +35,9 @@ from orchestrion.events import (
     split_body,
     write_events,
 )
-from orchestrion.keys import ApiKey
+from orchestrion.ingest.users import upsert_users
+from orchestrion.ingest.writer import EventWrite
 from orchestrion.store import utcnow
-from orchestrion.users import upsert_users
-from orchestrion.writer import EventWrite
 
 __all__ = ["RESPONSES", "build_router"]
 
@@ -196,7 +196,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         """Insert or replace items by item_id; repeated ids in one body count as duplicates (last wins)."""
         import polars as pl
 
-        from orchestrion.catalog import ITEM_COLUMNS, normalize_items, upsert_items
+        from orchestrion.ingest.catalog import ITEM_COLUMNS, normalize_items, upsert_items
 
         body = await bodies.read_body(request, settings.max_body_bytes)
         received_at = utcnow()

@@ -19,7 +19,7 @@ import orjson
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from orchestrion.events import Rejection, WriteResult
+from orchestrion.ingest.events import Rejection, WriteResult
 
 __all__ = [
     "ApiError",

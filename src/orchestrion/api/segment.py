@@ -9,10 +9,10 @@ clock is off by an hour still lands at the right time. ``identify`` merges ``tra
 ``users`` (a ``timezone`` trait, else ``context.timezone``, sets the user's timezone).
 Other fields (``integrations``, ``version``, ...) are accepted and ignored. Then the published
 specs (E-commerce v2, Video) and the ``[[mappings]]`` tables turn each message into canonical
-events and catalog rows (:mod:`orchestrion.segment_spec`).
+events and catalog rows (:mod:`orchestrion.ingest.segment_spec`).
 
 Each message becomes native events that go through the same validation as ``POST /v1/events``
-(:func:`orchestrion.events.validate_events`, without a JSON round trip); a rejection points at the
+(:func:`orchestrion.ingest.events.validate_events`, without a JSON round trip); a rejection points at the
 message's index and keeps it as it was sent.
 """
 
@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import msgspec
 
-from orchestrion.events import (
+from orchestrion.ingest.events import (
     MAX_JSON_DEPTH,
     EventBatch,
     Rejection,
@@ -35,9 +35,9 @@ from orchestrion.events import (
     split_body,
     validate_events,
 )
-from orchestrion.mappings import MappingRule
-from orchestrion.segment_spec import Catalog, catalog_rows, expand
-from orchestrion.users import UserTraits, valid_timezone
+from orchestrion.ingest.mappings import MappingRule
+from orchestrion.ingest.segment_spec import Catalog, catalog_rows, expand
+from orchestrion.ingest.users import UserTraits, valid_timezone
 
 __all__ = ["Origin", "SegmentBody", "decode_batch_body", "decode_message_body", "map_messages"]
 

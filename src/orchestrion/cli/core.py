@@ -30,8 +30,8 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print one JSON obj
     no goal can use (unmapped).
 
     While `orchestrion serve` holds the store, asks it (`GET /v1/stats`, admin key)."""
-    from orchestrion.segment_spec import known_types
-    from orchestrion.stats import store_stats
+    from orchestrion.ingest.segment_spec import known_types
+    from orchestrion.ingest.stats import store_stats
 
     url = _server_url()
     if url is not None:
@@ -76,8 +76,8 @@ def demo(
     """The main job: load the shipped sample, retrain, run the daily pipeline, show deliverables.
 
     It needs the store to itself: while `orchestrion serve` holds it, it says so and exits 2."""
-    from orchestrion.demo import DEMO_DAY, run_demo
     from orchestrion.errors import UsageError
+    from orchestrion.runs.demo import DEMO_DAY, run_demo
 
     url = _server_url()
     if url is not None:

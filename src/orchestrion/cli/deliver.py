@@ -32,8 +32,8 @@ def deliver(
     While `orchestrion serve` holds the store, the server does it (`POST /v1/deliver`, admin key).
     """
     from orchestrion.cli.progress import progress_bar
-    from orchestrion.deliverables import first_deliverables
-    from orchestrion.delivery import deliver as run
+    from orchestrion.delivery.deliverables import first_deliverables
+    from orchestrion.delivery.stage import deliver as run
     from orchestrion.store import utcnow
 
     try:

@@ -20,7 +20,7 @@ def import_file(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary."),
 ) -> None:
     """Import feedback rows; bad rows are reported with their line number, the rest are stored."""
-    from orchestrion.feedback import import_feedback
+    from orchestrion.delivery.feedback import import_feedback
     from orchestrion.store import utcnow
 
     with open_store(settings()) as store:

@@ -35,8 +35,8 @@ def propose(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary."),
 ) -> None:
     """Propose, rank and choose the day's goals; record every candidate (chosen or not, with why)."""
-    from orchestrion.proposals import ProposalConfig
-    from orchestrion.proposals import propose as run
+    from orchestrion.proposals.day import ProposalConfig
+    from orchestrion.proposals.day import propose as run
     from orchestrion.ranking import ChoiceConfig
     from orchestrion.store import utcnow
 
@@ -72,7 +72,7 @@ def show(
     if url is not None:
         shown = _call(url, "GET", f"/v1/users/{quote(user, safe='')}/goals?date={day.isoformat()}", admin_key)
     else:
-        from orchestrion.proposals import day_goals
+        from orchestrion.proposals.day import day_goals
 
         with open_store(read_only=True) as store:
             shown = day_goals(store, user, day)
@@ -105,7 +105,7 @@ def train_ranker(
 
     While `orchestrion serve` holds the store, the server fits it (`POST /v1/train/ranker`, admin key)."""
     from orchestrion.cli.keys import _call, _server_url
-    from orchestrion.feedback import train_ranker as run
+    from orchestrion.delivery.feedback import train_ranker as run
     from orchestrion.ranking import RankerConfig
     from orchestrion.store import utcnow
 

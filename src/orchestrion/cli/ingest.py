@@ -24,7 +24,7 @@ AS_JSON = typer.Option(False, "--json", help="Print the summary as one JSON obje
 def _summary(kind: str, result: object, as_json: bool) -> None:
     from dataclasses import asdict
 
-    from orchestrion.bulk import BulkResult
+    from orchestrion.ingest.bulk import BulkResult
 
     assert isinstance(result, BulkResult)
     figures = {**asdict(result), "rows_per_second": round(result.rows_per_second)}
@@ -41,7 +41,7 @@ def _summary(kind: str, result: object, as_json: bool) -> None:
 @app.command()
 def events(files: list[Path] = FILES, as_json: bool = AS_JSON) -> None:
     """Load events; columns other than the event fields go into properties. Re-running is safe."""
-    from orchestrion.bulk import ingest_event_files
+    from orchestrion.ingest.bulk import ingest_event_files
     from orchestrion.store import utcnow
 
     config = settings()
@@ -56,7 +56,7 @@ def events(files: list[Path] = FILES, as_json: bool = AS_JSON) -> None:
 @app.command()
 def items(files: list[Path] = FILES, as_json: bool = AS_JSON) -> None:
     """Upsert catalog items by item_id (item_id, domain, title, creator, price, currency, ...)."""
-    from orchestrion.bulk import ingest_item_files
+    from orchestrion.ingest.bulk import ingest_item_files
     from orchestrion.store import utcnow
 
     config = settings()

@@ -64,7 +64,7 @@ def create(
                     {"role": role, "user_id": user_id, "source": source, "domain": domain})
         key_id, key, created = new["key_id"], new["key"], new["created_at"]
     else:
-        from orchestrion.keys import create_key
+        from orchestrion.access.keys import create_key
 
         with open_store() as store:
             made = create_key(store.con, role, user_id=user_id, source=source, domain=domain)
@@ -83,7 +83,7 @@ def list_(admin_key: str = ADMIN_KEY) -> None:
     if url is not None:
         rows = _call(url, "GET", "/v1/keys", admin_key)
     else:
-        from orchestrion.keys import list_keys
+        from orchestrion.access.keys import list_keys
 
         with open_store(read_only=True) as store:
             rows = [
@@ -114,7 +114,7 @@ def update(
     if url is not None:
         row = _call(url, "PATCH", f"/v1/keys/{key_id}", admin_key, changes)
     else:
-        from orchestrion.keys import set_source
+        from orchestrion.access.keys import set_source
 
         with open_store() as store:
             updated = set_source(store.con, key_id, changes)
@@ -130,7 +130,7 @@ def revoke(key_id: str = typer.Argument(..., help="The key_id shown by `keys lis
     if url is not None:
         _call(url, "DELETE", f"/v1/keys/{key_id}", admin_key)
     else:
-        from orchestrion.keys import revoke_key
+        from orchestrion.access.keys import revoke_key
 
         with open_store() as store:
             revoke_key(store.con, key_id)

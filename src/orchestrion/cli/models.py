@@ -48,7 +48,7 @@ def train(
     While `orchestrion serve` holds the store, the ranker is fitted by the server (admin key); the
     recommenders are trained by its nightly retrain (`orchestrion run retrain`)."""
     from orchestrion.store import utcnow
-    from orchestrion.training import train_recommender, train_repurchase
+    from orchestrion.training.fits import train_recommender, train_repurchase
 
     if model not in TRAINABLE:
         raise typer.BadParameter(f"unknown model {model!r}; choose one of {', '.join(TRAINABLE)}")
@@ -88,7 +88,7 @@ def list_models(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Every saved model version; * marks the promoted one."""
-    from orchestrion.registry import list_versions
+    from orchestrion.training.versions import list_versions
 
     versions = list_versions(settings().models_path, kind)
     if as_json:
@@ -108,7 +108,7 @@ def show(
     version: str = typer.Argument(None, help="The version (default: the promoted one)."),
 ) -> None:
     """A version's metadata: config, dataset, fingerprint, metrics, library versions."""
-    from orchestrion.registry import model_version
+    from orchestrion.training.versions import model_version
 
     found = model_version(settings().models_path, kind, version)
     typer.echo(json.dumps({**found.metadata, "path": str(found.path), "promoted": found.promoted}, indent=2))
@@ -120,7 +120,7 @@ def promote(
     version: str = typer.Argument(..., help="The version to promote, e.g. v0002."),
 ) -> None:
     """Make a version the one the rest of the system uses."""
-    from orchestrion.registry import promote as promote_version
+    from orchestrion.training.versions import promote as promote_version
 
     found = promote_version(settings().models_path, kind, version)
     typer.echo(f"{found.kind} {found.version} is now promoted")

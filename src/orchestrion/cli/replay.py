@@ -25,8 +25,8 @@ def replay(
     ),
 ) -> None:
     """Replay prior, learned, best-template and random goal policies step by step on a real dataset."""
-    from orchestrion.replay import DATASET_DEFAULTS, ReplayConfig
-    from orchestrion.replay import replay as run
+    from orchestrion.evaluation.replay import DATASET_DEFAULTS, ReplayConfig
+    from orchestrion.evaluation.replay import replay as run
 
     values = dict(DATASET_DEFAULTS.get(dataset, {}))
     if max_users is not None:

@@ -116,7 +116,7 @@ def _summary(rows: list[dict[str, Any]], title: str) -> None:
 
 def _run_local_daily(day: Date, users: list[str] | None, force: bool, trigger: str) -> dict[str, Any]:
     from orchestrion.cli.progress import progress_bar
-    from orchestrion.daily import run_daily
+    from orchestrion.runs.daily import run_daily
 
     config = settings()
     with _key_lock(f"daily_{day.isoformat()}"), open_store(config) as store, \
@@ -139,7 +139,7 @@ def daily(
     day = _day(date)
     url = _server_url()
     if dry_run:
-        from orchestrion.daily import run_daily
+        from orchestrion.runs.daily import run_daily
 
         if url is not None:
             raise typer.BadParameter("--dry-run reads the database; stop the server or drop --dry-run")
@@ -187,7 +187,7 @@ def retrain(
         run = _follow(url, run, admin_key, as_json)
         models = run.get("counts", {}).get("models", {})
     else:
-        from orchestrion.retrain import run_retrain
+        from orchestrion.runs.retrain import run_retrain
 
         config = settings()
         with _key_lock(f"retrain_{day.isoformat()}"), open_store(config) as store:
@@ -256,7 +256,7 @@ def list_(
     admin_key: str = ADMIN_KEY,
 ) -> None:
     """The latest runs: status, progress, speed and counts."""
-    from orchestrion.runs import list_runs
+    from orchestrion.runs.records import list_runs
 
     query = "&".join(f"{k}={v}" for k, v in (("pipeline", pipeline), ("status", status), ("limit", limit)) if v)
     rows = _read_runs(admin_key, f"/v1/runs?{query}", lambda store: [] if store is None else [
@@ -274,7 +274,7 @@ def show(run_id: str = typer.Argument(..., help="The run id, e.g. daily-2011-11-
          admin_key: str = ADMIN_KEY) -> None:
     """One run in full: key, attempt, owner, timings, counts, error."""
     from orchestrion.errors import NotFoundError
-    from orchestrion.runs import get_run
+    from orchestrion.runs.records import get_run
 
     def local(store: Any) -> Any:
         if store is None:

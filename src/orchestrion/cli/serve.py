@@ -1,4 +1,4 @@
-"""``orchestrion serve``: the HTTP API (see :mod:`orchestrion.api.server`)."""
+"""``orchestrion serve``: the HTTP API (see :mod:`orchestrion.app`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def serve(
                              help="Port; 0 picks a free one; default ORCHESTRION_PORT or 8000."),
 ) -> None:
     """Run the HTTP API, holding the database until stopped (SIGTERM or Ctrl-C)."""
-    from orchestrion.api.server import run_server
+    from orchestrion.app import run_server
 
     config = settings()
     run_server(config, host or config.host, config.port if port is None else port)

@@ -33,7 +33,7 @@ def link(
     config = settings()
     holder = running_server(config.database_path)
     if holder is None:
-        from orchestrion.users import known_user
+        from orchestrion.ingest.users import known_user
 
         try:
             with open_store(config, read_only=True) as store:

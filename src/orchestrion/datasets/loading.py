@@ -22,9 +22,9 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from orchestrion.catalog import normalize_items, upsert_items
 from orchestrion.errors import DatasetNotFoundError
-from orchestrion.events import EVENT_SCHEMA, EventBatch, WriteResult, write_events, write_failed
+from orchestrion.ingest.catalog import normalize_items, upsert_items
+from orchestrion.ingest.events import EVENT_SCHEMA, EventBatch, WriteResult, write_events, write_failed
 from orchestrion.store import Store
 
 __all__ = [
@@ -50,9 +50,9 @@ _FAILED_COLUMNS: Final = ["event_id", "reason", "payload"]
 class DatasetFrames:
     """What a dataset module reads from the published files, ready to be written.
 
-    ``events`` has the :data:`~orchestrion.events.EVENT_SCHEMA` columns except ``received_at``
+    ``events`` has the :data:`~orchestrion.ingest.events.EVENT_SCHEMA` columns except ``received_at``
     and ``source`` (the writer stamps them); ``failed`` has ``event_id, reason, payload``; ``items`` has any of
-    :data:`~orchestrion.catalog.ITEM_COLUMNS`; ``users`` has ``user_id`` and ``traits`` (JSON text
+    :data:`~orchestrion.ingest.catalog.ITEM_COLUMNS`; ``users`` has ``user_id`` and ``traits`` (JSON text
     or null). ``duplicates`` counts rows the module dropped as repeats of another row.
     """
 

@@ -9,7 +9,7 @@ Retail) or ``Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer I
   cancellation (InvoiceNo starting with ``C``), ``return`` with value = the units returned
   (``abs(Quantity)``; the file writes them negative). Properties: ``order_id`` (the InvoiceNo),
   ``unit_price``, ``currency`` (GBP) and ``country`` — the canonical purchase line, as an
-  E-commerce ``Order Completed`` sent through the Segment API gives (:mod:`orchestrion.segment_spec`).
+  E-commerce ``Order Completed`` sent through the Segment API gives (:mod:`orchestrion.ingest.segment_spec`).
 * InvoiceDate is UK local time (``YYYY-MM-DD HH:MM[:SS]`` or ``M/D/YYYY H:MM``) and is stored as
   UTC; in the repeated autumn hour the earlier (summer-time) reading is taken.
 * Lines without CustomerID (guest orders, stock adjustments) cannot be an event, which needs a

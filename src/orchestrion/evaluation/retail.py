@@ -31,11 +31,11 @@ import scipy.sparse as sp
 
 from orchestrion.errors import UsageError
 from orchestrion.evaluation.metrics import per_user_metrics
-from orchestrion.features import interaction_arrays, purchase_features, purchases_between
 from orchestrion.recommenders import Interactions, Vocabulary, make_recommender
-from orchestrion.repurchase import RepurchaseConfig, RepurchaseModel, last_basket, top_frequency, top_n
+from orchestrion.recommenders.repurchase import RepurchaseConfig, RepurchaseModel, last_basket, top_frequency, top_n
 from orchestrion.store import Store
-from orchestrion.training import repurchase_examples
+from orchestrion.training.fits import repurchase_examples
+from orchestrion.training.pipelines import interaction_arrays, purchase_features, purchases_between
 
 __all__ = ["RETAIL_GRIDS", "RetailProtocol", "evaluate_retail"]
 

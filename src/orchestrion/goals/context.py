@@ -1,6 +1,6 @@
 """What templates see: one day's history as frames, plus models fitted on it, shared and cached.
 
-The caller (:mod:`orchestrion.proposals`, the replay) builds one :class:`GoalContext` per day from
+The caller (:mod:`orchestrion.proposals.day`, the replay) builds one :class:`GoalContext` per day from
 the store; templates never open the database. Several templates need the same derived data (a
 domain's interaction matrix, a recommender fitted on it, item embeddings and their clusters), so
 the context computes each once, on first use, and keeps it. Models can also be handed in ready
@@ -10,7 +10,7 @@ Everything is computed from events strictly before ``as_of``: the context drops 
 itself, so a caller cannot leak the future into a proposal by accident.
 
 Where the events come from is a :class:`History`: a frame held in memory (:class:`FrameHistory`,
-the replay and the tests), or the store read on demand (:class:`orchestrion.history.StoreHistory`,
+the replay and the tests), or the store read on demand (:class:`orchestrion.proposals.history.StoreHistory`,
 the daily run), where a batch reads only its own users' events and every user's events of a
 domain are read only when a model of that domain has to be fitted. Purchase statistics are
 either one frame or a function giving a batch's rows, so a day's run holds one batch's rows at
@@ -38,7 +38,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.recommenders import Interactions, Recommender, Vocabulary, make_recommender
-from orchestrion.repurchase import RepurchaseModel
+from orchestrion.recommenders.repurchase import RepurchaseModel
 
 __all__ = ["EVENT_COLUMNS", "NEGATIVE_TYPES", "ContextConfig", "FrameHistory", "GoalContext", "History", "as_events"]
 

@@ -7,7 +7,7 @@ items you buy most often" would no longer hold. So each template keeps, in the g
 what its sentence is written from (a cart's per-line facts; a list's sentence with the marks of
 :data:`orchestrion.goals.base.MARKS`), and :func:`final_words` writes the title and "why this" again
 for the final content. A chosen goal's note (an exploration pick, the person's own thumbs; see
-:func:`orchestrion.ranking.policy.with_notes`) leads the sentence.
+:func:`orchestrion.ranking.scoring.with_notes`) leads the sentence.
 
 >>> content = {"kind": "watchlist", "items": [{"item_id": "m2", "title": "Brazil"}]}
 >>> details = {"words": "these {count} are the closest, starting with {first_two}"}

@@ -1,6 +1,6 @@
 -- Web sessions, stored so that they can be ended: signing out, revoking the API key or the
 -- sign-in link a session came from, or signing a user out everywhere ends it at the next request.
--- Owned by orchestrion.sessions. All timestamps are UTC.
+-- Owned by orchestrion.access.sessions. All timestamps are UTC.
 
 CREATE TABLE web_sessions (
     session_hash VARCHAR   PRIMARY KEY,   -- sha256 of the cookie's random token; the token is never stored

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from orchestrion.planning.plan import Plan
 
 if TYPE_CHECKING:
-    from orchestrion.execution import Executor
+    from orchestrion.planning.executor import Executor
     from orchestrion.tools import GoalRecord
 
 __all__ = ["PlanOutcome", "Planner"]

@@ -1,4 +1,4 @@
-"""The LLM critique of a deliverable, for :func:`orchestrion.review.review` when an endpoint is configured.
+"""The LLM critique of a deliverable, for :func:`orchestrion.planning.review.review` when an endpoint is configured.
 
 The critic reads the deliverable (title, summary, content, "why") and answers with a ``verdict``
 tool call (or the same JSON as plain content): ``ok`` and short ``notes``. A critic that cannot
@@ -81,7 +81,7 @@ def critique(
 
 
 def critic(client: ChatClient, *, budget: Budget | None = None) -> Callable[[Mapping[str, Any]], tuple[bool, str]]:
-    """:func:`critique` bound to ``client``, in the shape :func:`orchestrion.review.review` takes."""
+    """:func:`critique` bound to ``client``, in the shape :func:`orchestrion.planning.review.review` takes."""
 
     def judge(deliverable: Mapping[str, Any]) -> tuple[bool, str]:
         return critique(client, deliverable, budget=budget)

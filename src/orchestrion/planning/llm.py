@@ -2,7 +2,7 @@
 
 The model sees the goal, its "why", the candidate items and the template's tools (plus
 ``finish``), and answers with tool calls. Each call goes through the
-:class:`~orchestrion.execution.Executor`, which validates the arguments and checks policy; a
+:class:`~orchestrion.planning.executor.Executor`, which validates the arguments and checks policy; a
 validation or tool error goes back to the model as the tool's answer, to correct — at most
 ``llm_max_repairs`` turns with errors. The plan ends when the model calls ``finish`` (title,
 summary, or "nothing worth doing" with a reason).
@@ -37,8 +37,8 @@ from orchestrion.planning.plan import Plan
 from orchestrion.tools import GoalRecord, openai_tool_specs, summarize
 
 if TYPE_CHECKING:
-    from orchestrion.execution import Executor
     from orchestrion.planning.base import Planner, PlanOutcome
+    from orchestrion.planning.executor import Executor
 
 __all__ = ["FINISH", "LLMPlanner", "Planning", "plan_many", "planning_for"]
 

@@ -15,7 +15,7 @@ from orchestrion.planning.base import PlanOutcome
 from orchestrion.planning.plan import Plan
 
 if TYPE_CHECKING:
-    from orchestrion.execution import Executor
+    from orchestrion.planning.executor import Executor
     from orchestrion.tools import GoalRecord
 
 __all__ = ["OfflinePlanner", "summary_of"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 from orchestrion.ranking.exploration import ChoiceConfig, choose, greedy_set, inclusion_propensity
 from orchestrion.ranking.features import FEATURES, HISTORY_SCHEMA, empty_history, goal_features
 from orchestrion.ranking.offpolicy import Estimate, estimate, ips, should_promote, snips
-from orchestrion.ranking.policy import RetrainOutcome, ScoreFunction, Scorer, decide, retrain
 from orchestrion.ranking.prior import PRIOR_WEIGHTS, prior_score
 from orchestrion.ranking.ranker import GoalRanker, RankerConfig
+from orchestrion.ranking.scoring import RetrainOutcome, ScoreFunction, Scorer, decide, retrain
 
 __all__ = [
     "FEATURES",

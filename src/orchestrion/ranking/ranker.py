@@ -8,7 +8,7 @@ replays it was as good as or better than boosting with the few thousand thumbs a
 learns from, and its coefficients can be read) and histogram gradient boosting (for when
 feature interactions matter and there are many more thumbs).
 
-Saved layout (through :func:`orchestrion.registry.save_version`, kind ``ranker``):
+Saved layout (through :func:`orchestrion.training.versions.save_version`, kind ``ranker``):
 ``config.json``, ``vocabulary.json`` (templates and variants in column order) and ``model.pkl``
 (scikit-learn's own pickle; load only folders this installation wrote).
 """

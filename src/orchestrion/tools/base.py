@@ -29,7 +29,7 @@ import duckdb
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from orchestrion.errors import ToolError, UsageError
-from orchestrion.policies import ActionClass
+from orchestrion.tools.policies import ActionClass
 
 __all__ = [
     "CatalogItem",
@@ -88,7 +88,7 @@ class IntendedEffect:
     effect: Mapping[str, Any]
     amount: float | None = None
     origin: str | None = None
-    """A webhook's origin, ``scheme://host:port`` (:func:`orchestrion.policies.webhook_origin`)."""
+    """A webhook's origin, ``scheme://host:port`` (:func:`orchestrion.tools.policies.webhook_origin`)."""
 
 
 @dataclass

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from orchestrion.errors import ToolError
-from orchestrion.policies import webhook_origin
 from orchestrion.tools.base import IntendedEffect, ToolContext, tool
+from orchestrion.tools.policies import webhook_origin
 
 __all__ = ["place_order", "publish"]
 

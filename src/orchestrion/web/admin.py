@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from orchestrion.registry import ModelVersion, list_versions
-from orchestrion.runs import Run, list_runs
+from orchestrion.runs.records import Run, list_runs
+from orchestrion.training.versions import ModelVersion, list_versions
 from orchestrion.web.chart import line_chart
 from orchestrion.web.context import WebContext
 

@@ -19,10 +19,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from orchestrion.access.sessions import find_session, touch_session
 from orchestrion.api.context import FIRST_DAY, LAST_DAY, ApiContext
 from orchestrion.errors import UsageError
 from orchestrion.money import format_money
-from orchestrion.sessions import find_session, touch_session
 from orchestrion.web.session import COOKIE, Session, Signer
 
 __all__ = ["WebContext", "form_lists", "iso_day", "read_form", "safe_next", "static_folder", "today_for"]

@@ -1,8 +1,8 @@
 """A person's controls: the actions waiting for them, and their control panel.
 
-The control panel edits the user's row of ``user_policies`` (a :class:`~orchestrion.policies.
+The control panel edits the user's row of ``user_policies`` (a :class:`~orchestrion.tools.policies.
 UserOverrides` and the pause switch), their ``users.timezone`` and their ``item_exclusions``. The
-next run reads them (:func:`orchestrion.delivery.load_user_rules`); overrides can only narrow the
+next run reads them (:func:`orchestrion.delivery.stage.load_user_rules`); overrides can only narrow the
 operator's policy, and the page says so by offering only the stricter choices.
 """
 
@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from orchestrion.errors import UsageError
 from orchestrion.goals.registry import BUILT_IN
-from orchestrion.policies import ACTION_CLASSES, TIERS, Policy, UserOverrides, effective_policy
-from orchestrion.users import UserTraits, upsert_users, valid_timezone
+from orchestrion.ingest.users import UserTraits, upsert_users, valid_timezone
+from orchestrion.tools.policies import ACTION_CLASSES, TIERS, Policy, UserOverrides, effective_policy
 
 __all__ = ["Panel", "Waiting", "read_panel", "save_panel", "waiting_actions"]
 

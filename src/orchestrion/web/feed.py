@@ -16,8 +16,8 @@ from typing import Any
 
 import duckdb
 
+from orchestrion.delivery.rendering import main_action, status_text
 from orchestrion.errors import NotFoundError
-from orchestrion.rendering import main_action, status_text
 
 __all__ = ["Card", "Day", "Declined", "Item", "card", "day_feed", "history", "latest_day", "read_card_user"]
 

@@ -10,9 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from orchestrion.deliverables import Decision, decide
+from orchestrion.delivery.deliverables import Decision, decide
 from orchestrion.errors import NotFoundError, OrchestrionError, PermissionDeniedError, RetryableError, UsageError
-from orchestrion.policies import ACTION_CLASSES, load_policy
+from orchestrion.tools.policies import ACTION_CLASSES, load_policy
 from orchestrion.web.context import WebContext, form_lists
 from orchestrion.web.controls import ACTION_NAMES, TIER_NAMES, read_panel, save_panel, waiting_actions
 from orchestrion.web.controls import parse_overrides as parse_panel

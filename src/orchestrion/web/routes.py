@@ -21,11 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from orchestrion.deliverables import drop_items
-from orchestrion.errors import NotFoundError, PermissionDeniedError, UsageError
-from orchestrion.feedback import Feedback, ItemThumb, record_feedback
-from orchestrion.keys import KEY_PREFIX, verify_key
-from orchestrion.sessions import (
+from orchestrion.access.keys import KEY_PREFIX, verify_key
+from orchestrion.access.sessions import (
     StoredSession,
     end_session,
     end_sessions,
@@ -33,6 +30,9 @@ from orchestrion.sessions import (
     sign_out_user,
     start_session,
 )
+from orchestrion.delivery.deliverables import drop_items
+from orchestrion.delivery.feedback import Feedback, ItemThumb, record_feedback
+from orchestrion.errors import NotFoundError, PermissionDeniedError, UsageError
 from orchestrion.web.context import WebContext, iso_day, read_form, safe_next, today_for
 from orchestrion.web.feed import Card, Day, card, day_feed, latest_day
 from orchestrion.web.session import COOKIE, SIGNIN_COOKIE, Session

@@ -7,7 +7,7 @@ for the operator — with an ``admin`` API key. Credentials travel only in POST 
 sign-in page posts it.
 
 The session is a random token in a cookie (HttpOnly, SameSite=Lax, Secure over https), looked up
-in the store on every request (see :mod:`orchestrion.sessions`), so signing out, revoking the key
+in the store on every request (see :mod:`orchestrion.access.sessions`), so signing out, revoking the key
 or link it came from, or signing the user out everywhere ends it at once. Forms carry the
 session's form token back; the sign-in form, which has no session yet, carries a token bound to a
 pre-session cookie (double submit, signed): another site can make a browser post neither.
@@ -39,9 +39,9 @@ from typing import Final
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from orchestrion.access.sessions import Kind, StoredSession
 from orchestrion.config import Settings
 from orchestrion.errors import PermissionDeniedError
-from orchestrion.sessions import Kind, StoredSession
 
 __all__ = ["COOKIE", "SIGNIN_COOKIE", "Link", "Session", "Signer", "same_token", "web_secret"]
 

@@ -1,7 +1,7 @@
 """Bulk ingestion of event and item files: Parquet, CSV and NDJSON, optionally gzipped.
 
 Files are streamed in chunks (``Settings.bulk_chunk_rows``), each chunk validated with polars
-expressions and written in its own transaction through :func:`orchestrion.events.write_events`,
+expressions and written in its own transaction through :func:`orchestrion.ingest.events.write_events`,
 so the dedupe and ``failed_events`` rules are the HTTP ones. A chunk is all-or-nothing: a crash
 leaves whole chunks, and re-running the same file stores nothing twice (event ids dedupe).
 
@@ -33,9 +33,9 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from orchestrion.catalog import normalize_items, upsert_items
 from orchestrion.errors import IngestError, NotFoundError
-from orchestrion.events import (
+from orchestrion.ingest.catalog import normalize_items, upsert_items
+from orchestrion.ingest.events import (
     CONTROL_PATTERN,
     EVENT_SCHEMA,
     EventBatch,

@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orchestrion.errors import RetryableError
-from orchestrion.events import EventBatch, WriteResult, rejections_table, write_events, write_failed
+from orchestrion.ingest.events import EventBatch, WriteResult, rejections_table, write_events, write_failed
 from orchestrion.store import Store
 
 __all__ = ["EventWrite", "SeenBefore", "Writer", "WriterStats", "write_event_groups"]
@@ -97,7 +97,7 @@ def write_event_groups(
 
     Runs inside the caller's transaction. With ``assume_new`` the insert is a plain ``INSERT``
     (fast) that raises :class:`SeenBefore` if any event was stored before. A request whose batch
-    has events without ``event_id`` goes through :func:`orchestrion.events.write_events` (which
+    has events without ``event_id`` goes through :func:`orchestrion.ingest.events.write_events` (which
     derives the id in SQL) instead.
     """
     results: dict[int, WriteResult] = {}

@@ -34,7 +34,6 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.errors import NotFoundError
-from orchestrion.features import purchase_features
 from orchestrion.goals import (
     Candidate,
     ContextConfig,
@@ -46,13 +45,14 @@ from orchestrion.goals import (
     templates,
 )
 from orchestrion.goals.context import PurchaseStats
-from orchestrion.history import DayPurchaseStats, ReadAhead, StoreHistory, has_purchases
+from orchestrion.proposals.history import DayPurchaseStats, ReadAhead, StoreHistory, has_purchases
 from orchestrion.ranking import FEATURES, ChoiceConfig, GoalRanker, Scorer, decide
 from orchestrion.ranking.features import HISTORY_SCHEMA
 from orchestrion.ranking.slate import DEFAULT_REDUNDANCY, recent_overlaps
-from orchestrion.registry import model_version
-from orchestrion.repurchase import RepurchaseModel
+from orchestrion.recommenders.repurchase import RepurchaseModel
 from orchestrion.store import Store
+from orchestrion.training.pipelines import purchase_features
+from orchestrion.training.versions import model_version
 
 __all__ = [
     "ProposalConfig",
@@ -372,7 +372,7 @@ def day_context(
 
     It holds the catalog and the promoted repurchase model; events are read per batch (and per
     domain when a domain's model is fitted) and purchase statistics are computed per batch from
-    the batch's purchases and the day's per item figures (:mod:`orchestrion.history`), so the
+    the batch's purchases and the day's per item figures (:mod:`orchestrion.proposals.history`), so the
     memory a run needs follows the batch, not the history. ``shared.prefetch(next_users)`` starts
     the next batch's reads on a worker thread while this batch works; leaving the context stops it.
     """

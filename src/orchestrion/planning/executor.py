@@ -6,7 +6,7 @@ code-filled :class:`~orchestrion.tools.ToolContext`, and answers with a :class:`
 an error is a message for the planner to correct, never an exception that ends the run (whatever
 a tool raises, ``ValueError`` or a bug included, becomes such a message). Side-effect
 tools are checked against the policy at once (so the model hears "refused" and why) and queued;
-:mod:`orchestrion.delivery` runs the queue after review, checking the policy again immediately
+:mod:`orchestrion.delivery.stage` runs the queue after review, checking the policy again immediately
 before each effect and going through the ledger.
 
 >>> from datetime import date, datetime

@@ -20,7 +20,7 @@ Completed                     heartbeats of one playback are duplicates of its f
 page / screen calls           ``view`` of ``properties.item_id`` (else product_id) when one is
                               named, else ``page`` / ``screen``
 any other name                stored as sent (type = the name) unless a ``[[mappings]]`` table
-                              maps it (:mod:`orchestrion.mappings`, which wins over the spec)
+                              maps it (:mod:`orchestrion.ingest.mappings`, which wins over the spec)
 ============================  ============================================================
 
 Order lines get deterministic ids, ``[SOURCE:]order:ORDER_ID:PRODUCT:N`` (N counts the repeats of
@@ -45,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from orchestrion.mappings import MappingRule, lookup
+from orchestrion.ingest.mappings import MappingRule, lookup
 
 __all__ = ["CANONICAL_TYPES", "SPEC_EVENTS", "Catalog", "catalog_rows", "expand", "known_types"]
 
@@ -201,7 +201,7 @@ def catalog_rows(catalog: Catalog) -> list[dict[str, Any]]:
     """One catalog row per item from what the events said, in order: the latest says it last.
 
     A field the latest message leaves out keeps an earlier message's value (and, in the store,
-    the stored one: see :func:`orchestrion.catalog.merge_items`).
+    the stored one: see :func:`orchestrion.ingest.catalog.merge_items`).
     """
     merged: dict[str, tuple[dict[str, Any], Any, str | None]] = {}
     for item_id, fields, currency, domain in catalog:

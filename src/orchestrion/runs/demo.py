@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from orchestrion.config import Settings
-from orchestrion.effects import Effector
+from orchestrion.delivery.channels import Effector
+from orchestrion.delivery.rendering import main_action, status_text
 from orchestrion.errors import NotFoundError
-from orchestrion.rendering import main_action, status_text
-from orchestrion.stats import store_stats
+from orchestrion.ingest.stats import store_stats
 from orchestrion.store import Store, utcnow
 
 __all__ = ["DEMO_DAY", "SAMPLE_NAME", "demo_deliverables", "run_demo", "sample_path"]
@@ -32,7 +32,7 @@ def sample_path(settings: Settings) -> Path:
     """The shipped sample: under ``HOME/data/samples`` (an installed copy) or in this checkout."""
     candidates = [
         settings.home / "data" / "samples" / SAMPLE_NAME,
-        Path(__file__).resolve().parents[2] / "data" / "samples" / SAMPLE_NAME,
+        Path(__file__).resolve().parents[3] / "data" / "samples" / SAMPLE_NAME,
     ]
     for candidate in candidates:
         if candidate.is_file():
@@ -67,9 +67,9 @@ def run_demo(
 ) -> dict[str, Any]:
     """Load ``sample`` (default the shipped one), retrain, run the daily pipeline for ``day``, and
     return ``{"stats", "runs", "deliverables"}``."""
-    from orchestrion.daily import run_daily
     from orchestrion.datasets import load_dataset
-    from orchestrion.retrain import run_retrain
+    from orchestrion.runs.daily import run_daily
+    from orchestrion.runs.retrain import run_retrain
 
     path = Path(sample) if sample else sample_path(settings)
     def clock() -> datetime:

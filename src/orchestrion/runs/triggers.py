@@ -114,7 +114,7 @@ def fire(
 ) -> Fired:
     """Propose, record and deliver one goal of ``rule.template`` per user of ``hits`` (today)."""
     from orchestrion.goals import propose_candidates, templates
-    from orchestrion.proposals import (
+    from orchestrion.proposals.day import (
         ProposalConfig,
         _promoted_repurchase,
         active_users,
@@ -158,7 +158,7 @@ def fire(
     record_goals(store, chosen, now=now)
     added = int(store.scalar("SELECT count(*) FROM goals") or 0) - int(before or 0)  # type: ignore[call-overload]
     if added:
-        from orchestrion.delivery import execute
+        from orchestrion.delivery.stage import execute
         from orchestrion.planning.llm import planning_for
 
         planning = planning_for(settings, "trigger")  # the LLM plans it when configured, as every path

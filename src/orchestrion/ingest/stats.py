@@ -12,7 +12,7 @@ __all__ = ["store_stats"]
 
 def store_stats(con: duckdb.DuckDBPyConnection, known_types: Collection[str] | None = None) -> dict[str, Any]:
     """Totals and breakdowns by domain and type; with ``known_types`` (see
-    :func:`orchestrion.segment_spec.known_types`), also the events of other types, which no goal
+    :func:`orchestrion.ingest.segment_spec.known_types`), also the events of other types, which no goal
     reads (``unmapped``: a ``[[mappings]]`` table can turn them into canonical events).
 
     >>> from orchestrion.store import Store

@@ -31,9 +31,9 @@ from typing import Any, Final
 import duckdb
 import polars as pl
 
-from orchestrion.features import pipeline_frame
 from orchestrion.goals.context import as_events
 from orchestrion.store import Store
+from orchestrion.training.pipelines import pipeline_frame
 
 __all__ = ["DayPurchaseStats", "ReadAhead", "StoreHistory", "has_purchases"]
 

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from orchestrion.access.keys import auth_required
 from orchestrion.config import Settings
 from orchestrion.errors import ConfigError
-from orchestrion.keys import auth_required
 from orchestrion.store import Store
 
 __all__ = ["WAL_AUTOCHECKPOINT", "is_loopback", "run_server"]
@@ -79,15 +79,15 @@ def _start_background(app: Any, store: Store, settings: Settings) -> Callable[[]
     Returns the function that stops them (daily runs stop after their batch and resume later).
     """
     from orchestrion.api import runs as runs_api
-    from orchestrion.scheduler import RunService, Scheduler
-    from orchestrion.triggers import TriggerWatcher
+    from orchestrion.runs.scheduler import RunService, Scheduler
+    from orchestrion.runs.triggers import TriggerWatcher
 
     service = RunService(store, settings)
     app.include_router(runs_api.build_router(app.state.ctx, service))
-    from orchestrion.daily import runs_to_retry
-    from orchestrion.deliverables import run_due_actions, sweep_claims
+    from orchestrion.delivery.deliverables import run_due_actions, sweep_claims
     from orchestrion.errors import RunInProgressError
-    from orchestrion.scheduler import RunRequest
+    from orchestrion.runs.daily import runs_to_retry
+    from orchestrion.runs.scheduler import RunRequest
 
     def due_actions(now: Any) -> object:
         """Run the ``notify`` actions whose cancel window has ended; reconcile stale ledger claims;

@@ -42,16 +42,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
-from orchestrion import ledger
 from orchestrion.config import Settings
-from orchestrion.effects import Effector
+from orchestrion.delivery import ledger
+from orchestrion.delivery.channels import Effector
+from orchestrion.delivery.rendering import main_action
 from orchestrion.encoding import to_json
 from orchestrion.errors import OrchestrionError, PolicyViolation, RetryableError
-from orchestrion.execution import Executor
 from orchestrion.goals.words import final_words
 from orchestrion.money import format_money
 from orchestrion.planning import OfflinePlanner, Planner, PlanOutcome
-from orchestrion.policies import (
+from orchestrion.planning.executor import Executor
+from orchestrion.planning.review import Critic, Review, review
+from orchestrion.proposals.day import ProposalResult, day_context, propose
+from orchestrion.store import Store, transaction
+from orchestrion.tools import CatalogItem, GoalRecord, IntendedEffect, ToolContext, allowed_tools
+from orchestrion.tools.policies import (
     Policy,
     UserOverrides,
     Verdict,
@@ -60,11 +65,6 @@ from orchestrion.policies import (
     load_policy,
     webhook_origin,
 )
-from orchestrion.proposals import ProposalResult, day_context, propose
-from orchestrion.rendering import main_action
-from orchestrion.review import Critic, Review, review
-from orchestrion.store import Store, transaction
-from orchestrion.tools import CatalogItem, GoalRecord, IntendedEffect, ToolContext, allowed_tools
 
 __all__ = ["DeliveryResult", "UserRules", "deliver", "execute", "load_user_rules"]
 
@@ -158,7 +158,7 @@ class UserRules:
         spent: float | None = None,
     ) -> str:
         """Why the policy refused ``effect``, in plain words for the person it is for: no rule names,
-        no ids (:func:`orchestrion.rendering.status_text` puts "Not ordered:" before it).
+        no ids (:func:`orchestrion.delivery.rendering.status_text` puts "Not ordered:" before it).
 
         >>> rules = UserRules(Policy(max_monthly_spend=100.0), False, frozenset(), ZoneInfo("UTC"))
         >>> rules.refusal_text("money_per_month", {"total": 30.0, "currency": "GBP"}, "d", now=datetime(2024, 5, 2),
@@ -1052,7 +1052,7 @@ def deliver(
     total = DeliveryResult(day)
     wanted = list(users) if users is not None else None
     if wanted is None:
-        from orchestrion.proposals import active_users, day_start
+        from orchestrion.proposals.day import active_users, day_start
 
         wanted = active_users(store, day_start(day), 30)
     left = _waiting_users(store, day, wanted if users is not None else None, settings.delivery_max_attempts)

@@ -33,9 +33,9 @@ from typing import Final, Literal, cast, get_args
 
 import duckdb
 
+from orchestrion.access.sessions import end_sessions
 from orchestrion.errors import NotFoundError, UsageError
-from orchestrion.events import CONTROL_PATTERN
-from orchestrion.sessions import end_sessions
+from orchestrion.ingest.events import CONTROL_PATTERN
 from orchestrion.store import utcnow
 
 __all__ = [

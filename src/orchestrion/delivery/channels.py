@@ -9,7 +9,7 @@ Only a 2xx answer is success: a redirect is not followed and fails the effect (t
 be configured with its final URL), a 4xx is refused, a 5xx or no answer leaves the outcome unknown.
 Whatever goes wrong, :meth:`Effector.perform` and :meth:`Effector.reconcile` raise only
 RetryableError (outcome unknown: reconcile later) or TerminalError (certainly not done). A webhook
-carries the published deliverable only (:func:`orchestrion.rendering.published`), never its plan,
+carries the published deliverable only (:func:`orchestrion.delivery.rendering.published`), never its plan,
 trace, review, tokens or cost.
 
 Reconciling: an outbox file or order file that exists is done; an order provider is asked
@@ -30,10 +30,10 @@ from typing import Any
 import httpx
 
 from orchestrion.config import Settings
+from orchestrion.delivery.rendering import Format, published, render
 from orchestrion.encoding import to_json_bytes
 from orchestrion.errors import PolicyViolation, RetryableError, TerminalError
-from orchestrion.policies import webhook_origin
-from orchestrion.rendering import Format, published, render
+from orchestrion.tools.policies import webhook_origin
 
 __all__ = ["Effector", "file_part", "sign"]
 

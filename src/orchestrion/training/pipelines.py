@@ -36,7 +36,7 @@ __all__ = [
     "run_pipeline",
 ]
 
-PIPELINES_DIR: Final = Path(__file__).resolve().parents[2] / "pipelines"
+PIPELINES_DIR: Final = Path(__file__).resolve().parents[3] / "pipelines"
 """The repository's ``pipelines/`` folder (orchestrion is installed from its checkout)."""
 
 Weighting = Literal["binary", "count", "value", "log_value", "decayed"]

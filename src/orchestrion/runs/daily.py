@@ -7,7 +7,7 @@ goals and, with the orchestrator, planning, executing, reviewing and delivering 
 a parameter (:data:`Step`), so the pipeline does not care which stages exist. While a batch
 works, the next batch's event and purchase reads run on a worker thread (``shared.prefetch``).
 
-The run is recorded in the ledger (:mod:`orchestrion.runs`) under the key (``daily``, D[, shard]):
+The run is recorded in the ledger (:mod:`orchestrion.runs.records`) under the key (``daily``, D[, shard]):
 its users are fixed in sorted batches of ``settings.delivery_batch_users`` when it starts, each
 batch is marked done after the step committed it, and a killed run resumes with the batches
 left. Every stage is idempotent per user (goal and deliverable ids hash the user and the day, the
@@ -19,7 +19,7 @@ nonsense) is marked ``failed`` by the step and the batch goes on; the run ends `
 ``counts["failed_deliverables"]`` and says so in its error, and running the day again (or the
 scheduler's catch-up) resumes it: the failed deliverables with attempts left are tried again
 (``settings.delivery_max_attempts``), and ledger claims left open are reconciled
-(:func:`orchestrion.deliverables.sweep_claims`). Only an exception from the step itself (the
+(:func:`orchestrion.delivery.deliverables.sweep_claims`). Only an exception from the step itself (the
 store failing) fails the run.
 
 >>> from datetime import datetime, date
@@ -42,12 +42,12 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from orchestrion.config import RunPath, Settings
-from orchestrion.deliverables import sweep_claims
+from orchestrion.delivery.deliverables import sweep_claims
 from orchestrion.errors import UsageError
 from orchestrion.goals import GoalContext
 from orchestrion.planning.llm import Planning, planning_for
-from orchestrion.proposals import ProposalConfig, active_users, day_context, day_start, propose
-from orchestrion.runs import (
+from orchestrion.proposals.day import ProposalConfig, active_users, day_context, day_start, propose
+from orchestrion.runs.records import (
     Claim,
     Run,
     RunKey,
@@ -108,7 +108,7 @@ def deliver_step(
     """The whole day for the batch: propose, then plan (with ``planning``: the run's planner and
     critic, see :func:`orchestrion.planning.llm.planning_for`; offline without), review, carry out
     and deliver."""
-    from orchestrion.delivery import execute
+    from orchestrion.delivery.stage import execute
 
     counts = propose_step(store, settings, day, users, now=now, shared=shared)
     planning = planning or Planning()
@@ -325,7 +325,7 @@ def _retry_failed(
     """Try again the failed deliverables (attempts left) of the run's users not worked on by this
     call: the retry of a resumed ``partial`` run, planned as the run plans. Returns counts prefixed
     ``retry_``."""
-    from orchestrion.delivery import execute
+    from orchestrion.delivery.stage import execute
 
     rows = store.con.execute(
         "SELECT DISTINCT d.user_id FROM deliverables d JOIN run_users r ON r.user_id = d.user_id AND r.run_id = ? "

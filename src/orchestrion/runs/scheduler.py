@@ -33,10 +33,10 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from orchestrion.config import Settings
-from orchestrion.daily import DailyReport, Step, run_daily
 from orchestrion.errors import RunInProgressError, UsageError
-from orchestrion.retrain import run_retrain
-from orchestrion.runs import Run, RunKey, claim_run, latest_run, recover_dead_runs
+from orchestrion.runs.daily import DailyReport, Step, run_daily
+from orchestrion.runs.records import Run, RunKey, claim_run, latest_run, recover_dead_runs
+from orchestrion.runs.retrain import run_retrain
 from orchestrion.store import Store, utcnow
 
 __all__ = ["RunRequest", "RunService", "Scheduler", "ZoneGroup", "missed_daily_runs", "zone_groups"]
@@ -139,7 +139,7 @@ class RunService:
         try:
             key = RunKey(request.pipeline, request.day, request.shard or "")
             if request.pipeline == "daily" and request.users is not None and request.shard is None:
-                from orchestrion.daily import users_shard
+                from orchestrion.runs.daily import users_shard
 
                 if not request.users:
                     raise UsageError("users was given without any user id; name at least one or leave it out")

@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrion.errors import IngestError, NotFoundError, UsageError
 from orchestrion.ranking import FEATURES, ChoiceConfig, RankerConfig, retrain
-from orchestrion.registry import ModelVersion, fingerprint, save_version
 from orchestrion.store import Store
+from orchestrion.training.versions import ModelVersion, fingerprint, save_version
 
 __all__ = [
     "Feedback",
@@ -263,7 +263,7 @@ def train_ranker(
     choice: ChoiceConfig | None = None,
 ) -> TrainRankerResult:
     """Fit a ranker on all feedback; save it; promote it only if it beats the current policy off-policy."""
-    from orchestrion.proposals import current_scorer
+    from orchestrion.proposals.day import current_scorer
 
     config = config or RankerConfig()
     epsilon = (choice or ChoiceConfig()).epsilon

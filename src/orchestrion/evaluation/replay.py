@@ -63,11 +63,11 @@ from orchestrion.datasets import DATASETS, load_dataset
 from orchestrion.errors import NotFoundError, UsageError
 from orchestrion.goals import propose_candidates, templates
 from orchestrion.goals.context import NEGATIVE_TYPES
-from orchestrion.proposals import build_context, read_items, with_goal_ids
+from orchestrion.proposals.day import build_context, read_items, with_goal_ids
 from orchestrion.ranking import ChoiceConfig, RankerConfig, Scorer, decide, empty_history, retrain
 from orchestrion.ranking.exploration import greedy_set
 from orchestrion.ranking.features import HISTORY_SCHEMA
-from orchestrion.repurchase import RepurchaseConfig, RepurchaseModel
+from orchestrion.recommenders.repurchase import RepurchaseConfig, RepurchaseModel
 from orchestrion.store import Store
 
 __all__ = [
@@ -541,7 +541,7 @@ def _best_template(
 
 def _fit_repurchase(store: Store, at: datetime) -> RepurchaseModel | None:
     """A repurchase model for the reorder thumb's 14-day horizon, from cut-offs ending before ``at``."""
-    from orchestrion.training import repurchase_examples
+    from orchestrion.training.fits import repurchase_examples
 
     config = RepurchaseConfig(
         horizon_days=OUTCOMES["reorder"].days, training_cutoffs=3, cutoff_step_days=14, max_iter=60, negative_share=0.3

@@ -1,7 +1,7 @@
 """The repurchase model: will this user buy this item again within the next H days?
 
 Input is the per (user, item) frame of ``pipelines/purchase_stats.sql`` (see
-:func:`orchestrion.features.purchase_features`); the model never sees a database. Training
+:func:`orchestrion.training.pipelines.purchase_features`); the model never sees a database. Training
 examples come from several past cut-offs, each labelled with what was bought in the H days after
 it, so the model learns purchase rhythms rather than one moment. A gradient-boosted classifier
 (scikit-learn's histogram GBM, which takes missing values natively: one purchase has no interval)

@@ -16,9 +16,9 @@ from typing import Any
 import polars as pl
 
 from orchestrion.errors import UsageError
-from orchestrion.features import Weighting, interaction_arrays, purchase_features, purchases_between
-from orchestrion.registry import ModelVersion, fingerprint, save_version
 from orchestrion.store import Store
+from orchestrion.training.pipelines import Weighting, interaction_arrays, purchase_features, purchases_between
+from orchestrion.training.versions import ModelVersion, fingerprint, save_version
 
 __all__ = ["TrainResult", "default_domain", "repurchase_examples", "train_recommender", "train_repurchase"]
 
@@ -122,7 +122,7 @@ def train_repurchase(
     promote: bool = False,
 ) -> TrainResult:
     """Fit the repurchase model on labelled cut-offs before ``as_of`` and save it (kind ``repurchase``)."""
-    from orchestrion.repurchase import RepurchaseConfig, RepurchaseModel
+    from orchestrion.recommenders.repurchase import RepurchaseConfig, RepurchaseModel
 
     cfg = RepurchaseConfig.model_validate(config or {})
     timings: dict[str, float] = {}

@@ -3,7 +3,7 @@
 Lifecycle: ``proposed → planned → awaiting_approval → delivered | not_done | cancelled | rejected |
 failed``. ``not_done``: the deliverable's own action (its order; for others, publishing it) was
 refused by the policy and none of it happened; its ``error`` holds the plain reason, which
-:func:`orchestrion.rendering.status_text` shows as "Not ordered: <reason>" / "Not sent: <reason>".
+:func:`orchestrion.delivery.rendering.status_text` shows as "Not ordered: <reason>" / "Not sent: <reason>".
 :func:`get_deliverable` and :func:`feed` read records (with "why this" as written for the final
 content — the goal's until it is planned —, the pending actions
 and the feedback); :func:`decide` carries out a person's approve / reject / cancel; and
@@ -30,9 +30,10 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal
 
-from orchestrion import ledger
 from orchestrion.config import Settings
-from orchestrion.effects import Effector
+from orchestrion.delivery import ledger
+from orchestrion.delivery.channels import Effector
+from orchestrion.delivery.rendering import main_action, status_text
 from orchestrion.errors import (
     AlreadyDecidedError,
     NotFoundError,
@@ -44,9 +45,8 @@ from orchestrion.errors import (
 )
 from orchestrion.goals.words import final_words
 from orchestrion.money import format_money
-from orchestrion.policies import ActionClass, Policy, check, load_policy, webhook_origin
-from orchestrion.rendering import main_action, status_text
 from orchestrion.store import Store, transaction
+from orchestrion.tools.policies import ActionClass, Policy, check, load_policy, webhook_origin
 
 __all__ = [
     "Decision",
@@ -173,7 +173,7 @@ def _execute(
     now: datetime,
 ) -> str:
     """Run one approved or due action: policy now, ledger, perform. Returns its new status."""
-    from orchestrion.delivery import load_user_rules
+    from orchestrion.delivery.stage import load_user_rules
 
     rules = load_user_rules(con, policy, [record["user_id"]], now, locale=effector.settings.locale)[record["user_id"]]
     args = action["arguments"]
@@ -547,7 +547,7 @@ def _drop(
     con: Any, deliverable_id: str, gone: set[str], policy: Policy, now: datetime, locale: str | None = None
 ) -> str | None:
     """:func:`drop_items` for one deliverable, under its lock; its new status, or None (unchanged)."""
-    from orchestrion.delivery import load_user_rules
+    from orchestrion.delivery.stage import load_user_rules
     from orchestrion.planning.offline import summary_of
 
     record = get_deliverable(con, deliverable_id)

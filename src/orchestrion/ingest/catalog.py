@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from orchestrion.events import CONTROL_PATTERN
+from orchestrion.ingest.events import CONTROL_PATTERN
 
 __all__ = ["ITEM_COLUMNS", "merge_items", "normalize_items", "upsert_items"]
 

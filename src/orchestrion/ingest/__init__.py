@@ -1,0 +1,1 @@
+"""Ingestion: events, items and users in, over HTTP, in bulk files or from datasets."""

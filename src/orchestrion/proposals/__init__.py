@@ -1,0 +1,1 @@
+"""Proposals: the day's goals, proposed with every template, ranked, chosen and recorded."""

@@ -1,0 +1,1 @@
+"""Runs: the run records, the daily pipeline, the retrain, the scheduler and triggers."""

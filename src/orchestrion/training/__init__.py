@@ -1,0 +1,1 @@
+"""Training: feature pipelines, model fits and the versioned model registry."""
