@@ -34,6 +34,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy --strict src
+	$(BIN)/lint-imports --no-logo
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 docs: install
