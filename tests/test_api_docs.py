@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from orchestrion.api import create_app
+from orchestrion.app import create_app
 from orchestrion.config import load_settings
 from orchestrion.store import Store
 

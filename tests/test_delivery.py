@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from orchestrion.api import create_app
+from orchestrion.app import create_app
 from orchestrion.config import Settings, load_settings
 from orchestrion.datasets import load_dataset
 from orchestrion.delivery.deliverables import decide, feed, get_deliverable, run_due_actions

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from orchestrion.access import keys
-from orchestrion.api import create_app
+from orchestrion.app import create_app
 from orchestrion.cli import feedback as feedback_cli
 from orchestrion.cli import goals as goals_cli
 from orchestrion.config import load_settings

@@ -165,7 +165,7 @@ def _seed_carol(store: Store, settings: Settings, now: datetime) -> None:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     import uvicorn
 
-    from orchestrion.api import create_app
+    from orchestrion.app import create_app
 
     home = tmp_path_factory.mktemp("web")
     settings = load_settings({"ORCHESTRION_HOME": str(home)})

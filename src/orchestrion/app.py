@@ -1,4 +1,7 @@
-"""``orchestrion serve``: own the database, announce it, and run the API under uvicorn.
+"""The one app: the API and the web pages assembled (:func:`create_app`), and ``orchestrion serve``.
+
+``orchestrion serve`` owns the database, announces it, and runs the app under uvicorn with the run
+service, the schedules and the trigger watcher beside it.
 
 The server holds the only write handle on the DuckDB file while it runs and says so in
 ``<db>.server.json`` (pid and URL), so that other processes are told where to send their work.
@@ -18,15 +21,20 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
+from fastapi import FastAPI
+
 from orchestrion.access.keys import auth_required
+from orchestrion.api import create_api
 from orchestrion.config import Settings
 from orchestrion.errors import ConfigError
-from orchestrion.store import Store
+from orchestrion.store import Store, utcnow
+from orchestrion.web import mount_web
 
-__all__ = ["WAL_AUTOCHECKPOINT", "is_loopback", "run_server"]
+__all__ = ["WAL_AUTOCHECKPOINT", "create_app", "is_loopback", "run_server"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,12 @@ log = logging.getLogger(__name__)
 # stalls. At 256 MB it sustained ~300k events/s with 30 ms worst commits (benchmarks/ingest_http.py).
 # The price: a restart after a crash replays up to 256 MB of WAL, and closing checkpoints it.
 WAL_AUTOCHECKPOINT = "256MB"
+
+
+def create_app(store: Store, settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    """The API under ``/v1`` and the web page for people at ``/``, over ``store``. ``clock`` is
+    what "now" is for the web pages."""
+    return create_api(store, settings, clock=clock, pages=mount_web)
 
 
 class _Stopped(Exception):
@@ -128,8 +142,6 @@ def _start_background(app: Any, store: Store, settings: Settings) -> Callable[[]
 def run_server(settings: Settings, host: str, port: int) -> None:
     """Serve the API on ``host:port`` (0 = any free port) until SIGTERM or SIGINT."""
     import uvicorn
-
-    from orchestrion.api import create_app
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     store: Store | None = None

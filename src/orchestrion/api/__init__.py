@@ -1,8 +1,8 @@
 """The HTTP API: events, Segment, items, keys and stats over one group-commit writer.
 
-``create_app(store, settings)`` builds the app for an open store; ``orchestrion serve`` (see
-:mod:`orchestrion.app`) runs it under uvicorn. Everything the routes need is passed in,
-so tests and benchmarks can build as many apps as they like.
+``create_api(store, settings)`` builds the API for an open store; :func:`orchestrion.app.create_app`
+adds the web pages to it and ``orchestrion serve`` (:mod:`orchestrion.app`) runs it under uvicorn.
+Everything the routes need is passed in, so tests and benchmarks can build as many apps as they like.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from orchestrion.config import Settings
 from orchestrion.ingest.writer import Writer
 from orchestrion.store import Store, utcnow
 
-__all__ = ["create_app"]
+__all__ = ["create_api"]
 
 DESCRIPTION = """\
 Every 200 is a **receipt** (`accepted`, `duplicates`, `rejected`, `errors` by index), sent only
@@ -35,9 +35,15 @@ after the transaction holding the events committed. Every other status is a **re
 """
 
 
-def create_app(store: Store, settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+def create_api(
+    store: Store,
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    pages: Callable[[FastAPI, ApiContext], object] | None = None,
+) -> FastAPI:
     """The API over ``store``; its writer thread runs between the app's startup and shutdown.
-    ``clock`` is what "now" is for the web pages."""
+    ``clock`` is what "now" is for the pages that ``pages`` mounts after the API's routes."""
     from orchestrion import __version__
 
     writer = Writer(store, max_events=settings.commit_max_events, max_delay_ms=settings.commit_max_delay_ms)
@@ -61,10 +67,8 @@ def create_app(store: Store, settings: Settings, *, clock: Callable[[], datetime
     app.include_router(admin.build_router(ctx))
     app.include_router(feedback.build_router(ctx))
     app.include_router(deliverables.build_router(ctx))
-    # the web page for people at / (after the API routes, which all live under /v1)
-    from orchestrion.web import mount_web
-
-    mount_web(app, ctx)
+    if pages is not None:  # the web page for people at / (after the API routes, which all live under /v1)
+        pages(app, ctx)
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)

@@ -62,7 +62,7 @@ class Refusal(BaseModel):
 
 
 class ApiError(Exception):
-    """Raised inside a route to answer with a :class:`Refusal` (see ``api.create_app``)."""
+    """Raised inside a route to answer with a :class:`Refusal` (see ``api.create_api``)."""
 
     def __init__(self, status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
