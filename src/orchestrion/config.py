@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrion.delivery.rendering import Format
 from orchestrion.errors import ConfigError
-from orchestrion.ingest.mappings import MappingRule
 
-__all__ = ["ENV_PREFIX", "RunPath", "Settings", "TriggerRule", "load_settings"]
+__all__ = ["ENV_PREFIX", "Format", "MappingRule", "RunPath", "Settings", "TriggerRule", "load_settings"]
 
 ENV_PREFIX = "ORCHESTRION_"
 
@@ -32,6 +31,47 @@ ENV_PREFIX = "ORCHESTRION_"
 RunPath = Literal["deliver", "daily", "backfill", "schedule", "trigger"]
 """The ways a day's deliverables get planned: ``orchestrion deliver``, ``run daily`` (CLI or API),
 ``backfill``, the scheduler (and its catch-up), an event trigger."""
+
+
+Format = Literal["html", "json", "md"]
+"""The forms a deliverable is rendered in (:mod:`orchestrion.delivery.rendering`): ``outbox_formats``
+and the API's ``?format=``."""
+
+_PATH: Final = re.compile(r"^(properties|context)(\.[^.\s]+)+$")
+_PATH_HELP: Final = "a path such as properties.track_id or context.page.path (properties.… or context.…)"
+
+
+class MappingRule(BaseModel):
+    """One ``[[mappings]]`` table: an event name → a canonical type, item, value and domain."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event: str = Field(min_length=1, max_length=256, description="The event name as sent (track's event).")
+    type: str = Field(min_length=1, max_length=64, description="The canonical type, e.g. play or purchase.")
+    item: str | None = Field(None, description="Path to the item id, e.g. properties.track_id.")
+    value: str | float | None = Field(None, description="Path to the value, or a constant number.")
+    domain: str | None = Field(None, min_length=1, max_length=64, description="The domain, e.g. music.")
+
+    @field_validator("event", "type")
+    @classmethod
+    def _printable(cls, text: str) -> str:
+        if text != text.strip() or not text.isprintable():
+            raise ValueError(f"{text!r} must be printable text without surrounding spaces")
+        return text
+
+    @field_validator("item")
+    @classmethod
+    def _item_path(cls, path: str | None) -> str | None:
+        if path is not None and not _PATH.match(path):
+            raise ValueError(f"{path!r} is not {_PATH_HELP}")
+        return path
+
+    @field_validator("value")
+    @classmethod
+    def _value_path(cls, value: str | float | None) -> str | float | None:
+        if isinstance(value, str) and not _PATH.match(value):
+            raise ValueError(f"{value!r} is neither a number nor {_PATH_HELP}")
+        return value
 
 
 class TriggerRule(BaseModel):

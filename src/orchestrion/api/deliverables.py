@@ -20,8 +20,9 @@ from orchestrion.access.keys import ApiKey
 from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext, IsoDate
 from orchestrion.api.receipts import ApiError, Refusal
+from orchestrion.config import Format
 from orchestrion.delivery.deliverables import decide, feed, get_deliverable
-from orchestrion.delivery.rendering import MEDIA_TYPES, Format, render
+from orchestrion.delivery.rendering import MEDIA_TYPES, render
 from orchestrion.encoding import to_json_bytes
 from orchestrion.errors import AlreadyDecidedError, NotFoundError, PermissionDeniedError, RetryableError, UsageError
 from orchestrion.store import Store, utcnow

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import msgspec
 
+from orchestrion.config import MappingRule
 from orchestrion.ingest.events import (
     MAX_JSON_DEPTH,
     EventBatch,
@@ -35,7 +36,6 @@ from orchestrion.ingest.events import (
     split_body,
     validate_events,
 )
-from orchestrion.ingest.mappings import MappingRule
 from orchestrion.ingest.segment_spec import Catalog, catalog_rows, expand
 from orchestrion.ingest.users import UserTraits, valid_timezone
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import httpx
 
-from orchestrion.config import Settings
-from orchestrion.delivery.rendering import Format, published, render
+from orchestrion.config import Format, Settings
+from orchestrion.delivery.rendering import published, render
 from orchestrion.encoding import to_json_bytes
 from orchestrion.errors import PolicyViolation, RetryableError, TerminalError
 from orchestrion.tools.policies import webhook_origin

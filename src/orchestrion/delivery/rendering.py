@@ -31,18 +31,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from html import escape
-from typing import Any, Final, Literal
+from typing import Any, Final
 from urllib.parse import quote
 
+from orchestrion.config import Format
 from orchestrion.encoding import to_json, to_json_bytes
 from orchestrion.money import format_money
 
 __all__ = [
-    "MEDIA_TYPES", "PUBLISHED", "Format", "main_action", "published", "render", "render_html", "render_markdown",
-    "status_text",
+    "MEDIA_TYPES", "PUBLISHED", "main_action", "published", "render", "render_html", "render_markdown", "status_text",
 ]
-
-Format = Literal["html", "json", "md"]
 
 MEDIA_TYPES: Final[dict[str, str]] = {
     "html": "text/html; charset=utf-8",

@@ -13,9 +13,10 @@ into a canonical event instead::
 
 Paths start at ``properties`` or ``context`` and go down objects by key. A mapping for an event
 name of a published spec (``Order Completed``, ``Video Content Completed``, ...) replaces the
-spec's mapping. The rules are checked when the settings are read: a bad one stops the start with
-the table and the field named.
+spec's mapping. The rules (:class:`~orchestrion.config.MappingRule`) are checked when the settings
+are read: a bad one stops the start with the table and the field named.
 
+>>> from orchestrion.config import MappingRule
 >>> rule = MappingRule(event="Song Played", type="play", item="properties.track.id", value=1)
 >>> lookup({"properties": {"track": {"id": "t9"}}}, rule.item)
 't9'
@@ -23,49 +24,10 @@ the table and the field named.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-__all__ = ["MappingRule", "lookup"]
-
-_PATH: Final = re.compile(r"^(properties|context)(\.[^.\s]+)+$")
-_PATH_HELP: Final = "a path such as properties.track_id or context.page.path (properties.… or context.…)"
-
-
-class MappingRule(BaseModel):
-    """One ``[[mappings]]`` table: an event name → a canonical type, item, value and domain."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    event: str = Field(min_length=1, max_length=256, description="The event name as sent (track's event).")
-    type: str = Field(min_length=1, max_length=64, description="The canonical type, e.g. play or purchase.")
-    item: str | None = Field(None, description="Path to the item id, e.g. properties.track_id.")
-    value: str | float | None = Field(None, description="Path to the value, or a constant number.")
-    domain: str | None = Field(None, min_length=1, max_length=64, description="The domain, e.g. music.")
-
-    @field_validator("event", "type")
-    @classmethod
-    def _printable(cls, text: str) -> str:
-        if text != text.strip() or not text.isprintable():
-            raise ValueError(f"{text!r} must be printable text without surrounding spaces")
-        return text
-
-    @field_validator("item")
-    @classmethod
-    def _item_path(cls, path: str | None) -> str | None:
-        if path is not None and not _PATH.match(path):
-            raise ValueError(f"{path!r} is not {_PATH_HELP}")
-        return path
-
-    @field_validator("value")
-    @classmethod
-    def _value_path(cls, value: str | float | None) -> str | float | None:
-        if isinstance(value, str) and not _PATH.match(value):
-            raise ValueError(f"{value!r} is neither a number nor {_PATH_HELP}")
-        return value
+__all__ = ["lookup"]
 
 
 def lookup(message: Mapping[str, Any], path: str | None) -> Any:

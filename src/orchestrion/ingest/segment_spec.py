@@ -45,7 +45,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from orchestrion.ingest.mappings import MappingRule, lookup
+from orchestrion.config import MappingRule
+from orchestrion.ingest.mappings import lookup
 
 __all__ = ["CANONICAL_TYPES", "SPEC_EVENTS", "Catalog", "catalog_rows", "expand", "known_types"]
 
