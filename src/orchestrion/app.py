@@ -29,8 +29,13 @@ from fastapi import FastAPI
 
 from orchestrion.access.keys import auth_required
 from orchestrion.api import create_api
+from orchestrion.api import runs as runs_api
 from orchestrion.config import Settings
-from orchestrion.errors import ConfigError
+from orchestrion.delivery.deliverables import run_due_actions, sweep_claims
+from orchestrion.errors import ConfigError, RunInProgressError
+from orchestrion.runs.daily import runs_to_retry
+from orchestrion.runs.scheduler import RunRequest, RunService, Scheduler
+from orchestrion.runs.triggers import TriggerWatcher
 from orchestrion.store import Store, utcnow
 from orchestrion.web import mount_web
 
@@ -92,16 +97,8 @@ def _start_background(app: Any, store: Store, settings: Settings) -> Callable[[]
 
     Returns the function that stops them (daily runs stop after their batch and resume later).
     """
-    from orchestrion.api import runs as runs_api
-    from orchestrion.runs.scheduler import RunService, Scheduler
-    from orchestrion.runs.triggers import TriggerWatcher
-
     service = RunService(store, settings)
     app.include_router(runs_api.build_router(app.state.ctx, service))
-    from orchestrion.delivery.deliverables import run_due_actions, sweep_claims
-    from orchestrion.errors import RunInProgressError
-    from orchestrion.runs.daily import runs_to_retry
-    from orchestrion.runs.scheduler import RunRequest
 
     def due_actions(now: Any) -> object:
         """Run the ``notify`` actions whose cancel window has ended; reconcile stale ledger claims;

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
+from orchestrion import __version__
 from orchestrion.api import admin, deliverables, feedback, ingest
 from orchestrion.api.auth import Authenticator
 from orchestrion.api.context import ApiContext
@@ -44,8 +45,6 @@ def create_api(
 ) -> FastAPI:
     """The API over ``store``; its writer thread runs between the app's startup and shutdown.
     ``clock`` is what "now" is for the pages that ``pages`` mounts after the API's routes."""
-    from orchestrion import __version__
-
     writer = Writer(store, max_events=settings.commit_max_events, max_delay_ms=settings.commit_max_delay_ms)
     ctx = ApiContext(store=store, settings=settings, writer=writer, auth=Authenticator(store), clock=clock)
 

@@ -22,7 +22,7 @@ from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import ApiError, Receipt, Refusal, receipt_response
 from orchestrion.api.segment import Origin, SegmentBody, decode_batch_body, decode_message_body, map_messages
-from orchestrion.ingest.catalog import merge_items
+from orchestrion.ingest.catalog import ITEM_COLUMNS, merge_items, normalize_items, upsert_items
 from orchestrion.ingest.events import (
     EVENT_SCHEMA,
     MAX_ID_CHARS,
@@ -195,8 +195,6 @@ def build_router(ctx: ApiContext) -> APIRouter:
     async def post_items(request: Request) -> Response:
         """Insert or replace items by item_id; repeated ids in one body count as duplicates (last wins)."""
         import polars as pl
-
-        from orchestrion.ingest.catalog import ITEM_COLUMNS, normalize_items, upsert_items
 
         body = await bodies.read_body(request, settings.max_body_bytes)
         received_at = utcnow()

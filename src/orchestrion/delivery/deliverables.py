@@ -34,6 +34,7 @@ from orchestrion.config import Settings
 from orchestrion.delivery import ledger
 from orchestrion.delivery.channels import Effector
 from orchestrion.delivery.rendering import main_action, status_text
+from orchestrion.delivery.stage import load_user_rules
 from orchestrion.errors import (
     AlreadyDecidedError,
     NotFoundError,
@@ -173,8 +174,6 @@ def _execute(
     now: datetime,
 ) -> str:
     """Run one approved or due action: policy now, ledger, perform. Returns its new status."""
-    from orchestrion.delivery.stage import load_user_rules
-
     rules = load_user_rules(con, policy, [record["user_id"]], now, locale=effector.settings.locale)[record["user_id"]]
     args = action["arguments"]
     action_class: ActionClass = (

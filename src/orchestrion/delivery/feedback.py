@@ -25,6 +25,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrion.errors import IngestError, NotFoundError, UsageError
+from orchestrion.proposals.day import current_scorer
 from orchestrion.ranking import FEATURES, ChoiceConfig, RankerConfig, retrain
 from orchestrion.store import Store
 from orchestrion.training.versions import ModelVersion, fingerprint, save_version
@@ -263,8 +264,6 @@ def train_ranker(
     choice: ChoiceConfig | None = None,
 ) -> TrainRankerResult:
     """Fit a ranker on all feedback; save it; promote it only if it beats the current policy off-policy."""
-    from orchestrion.proposals.day import current_scorer
-
     config = config or RankerConfig()
     epsilon = (choice or ChoiceConfig()).epsilon
     log = labelled_log(store)

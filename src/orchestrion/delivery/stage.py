@@ -53,7 +53,7 @@ from orchestrion.money import format_money
 from orchestrion.planning import OfflinePlanner, Planner, PlanOutcome
 from orchestrion.planning.executor import Executor
 from orchestrion.planning.review import Critic, Review, review
-from orchestrion.proposals.day import ProposalResult, day_context, propose
+from orchestrion.proposals.day import ProposalResult, active_users, day_context, day_start, propose
 from orchestrion.store import Store, transaction
 from orchestrion.tools import CatalogItem, GoalRecord, IntendedEffect, ToolContext, allowed_tools
 from orchestrion.tools.policies import (
@@ -1052,8 +1052,6 @@ def deliver(
     total = DeliveryResult(day)
     wanted = list(users) if users is not None else None
     if wanted is None:
-        from orchestrion.proposals.day import active_users, day_start
-
         wanted = active_users(store, day_start(day), 30)
     left = _waiting_users(store, day, wanted if users is not None else None, settings.delivery_max_attempts)
     wanted = sorted(set(wanted) | set(left))

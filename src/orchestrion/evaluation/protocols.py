@@ -16,7 +16,10 @@ from typing import Any, Final
 
 import polars as pl
 
+from orchestrion.datasets import load_dataset
 from orchestrion.errors import UsageError
+from orchestrion.evaluation.offline import evaluate_topn
+from orchestrion.evaluation.retail import RetailProtocol, evaluate_retail
 from orchestrion.store import Store
 
 __all__ = ["PROTOCOL_DATASETS", "run_protocol"]
@@ -46,8 +49,6 @@ def run_protocol(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Load the protocol's dataset (from ``path`` or ``datasets_root``) and evaluate it."""
-    from orchestrion.datasets import load_dataset
-
     if name not in PROTOCOL_DATASETS:
         raise UsageError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOL_DATASETS)}")
     dataset, event_type = PROTOCOL_DATASETS[name]
@@ -57,13 +58,9 @@ def run_protocol(
         say(f"loading {dataset}")
         loaded = load_dataset(store, dataset, path, datasets_root=datasets_root, now=now)
         if name == "online-retail":
-            from orchestrion.evaluation.retail import RetailProtocol, evaluate_retail
-
             protocol = RetailProtocol() if models is None else RetailProtocol(recommenders=tuple(models))
             report = evaluate_retail(store, protocol, progress=say)
         else:
-            from orchestrion.evaluation.offline import evaluate_topn
-
             say(f"running the {name} protocol")
             result = evaluate_topn(_interactions(store, event_type), name, models=models)
             report = {

@@ -69,6 +69,7 @@ from orchestrion.ranking.exploration import greedy_set
 from orchestrion.ranking.features import HISTORY_SCHEMA
 from orchestrion.recommenders.repurchase import RepurchaseConfig, RepurchaseModel
 from orchestrion.store import Store
+from orchestrion.training.fits import repurchase_examples
 
 __all__ = [
     "DATASET_DEFAULTS",
@@ -541,8 +542,6 @@ def _best_template(
 
 def _fit_repurchase(store: Store, at: datetime) -> RepurchaseModel | None:
     """A repurchase model for the reorder thumb's 14-day horizon, from cut-offs ending before ``at``."""
-    from orchestrion.training.fits import repurchase_examples
-
     config = RepurchaseConfig(
         horizon_days=OUTCOMES["reorder"].days, training_cutoffs=3, cutoff_step_days=14, max_iter=60, negative_share=0.3
     )

@@ -31,13 +31,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrion.config import RunPath, Settings
 from orchestrion.errors import LLMBudgetError, LLMRequestError, LLMUnavailableError, OrchestrionError
+from orchestrion.planning.base import Planner, PlanOutcome
 from orchestrion.planning.budget import Budget, Caps
+from orchestrion.planning.critique import critic
 from orchestrion.planning.llm_client import ChatClient
+from orchestrion.planning.offline import OfflinePlanner
 from orchestrion.planning.plan import Plan
 from orchestrion.tools import GoalRecord, openai_tool_specs, summarize
 
 if TYPE_CHECKING:
-    from orchestrion.planning.base import Planner, PlanOutcome
     from orchestrion.planning.executor import Executor
 
 __all__ = ["FINISH", "LLMPlanner", "Planning", "plan_many", "planning_for"]
@@ -103,8 +105,6 @@ class LLMPlanner:
         run_budget: Budget | None = None,
     ) -> None:
         if fallback is None:
-            from orchestrion.planning.offline import OfflinePlanner
-
             fallback = OfflinePlanner()
         self.client = client
         self.fallback = fallback
@@ -124,8 +124,6 @@ class LLMPlanner:
 
     def plan(self, goal: GoalRecord, executor: Executor, *, feedback: str | None = None) -> PlanOutcome:
         """Plan ``goal`` with the model through ``executor``; the fallback planner takes over on failure."""
-        from orchestrion.planning.base import PlanOutcome
-
         budget = self.run_budget.child(self.deliverable_caps)
         try:
             plan = self._converse(goal, executor, feedback, budget)
@@ -260,8 +258,6 @@ def planning_for(settings: Settings, path: RunPath, *, llm: bool = True) -> Plan
     """
     if not llm or not settings.llm_configured or path in settings.llm_offline_paths:
         return Planning()
-    from orchestrion.planning.critique import critic
-
     planner = LLMPlanner.from_settings(settings)
     return Planning(planner, critic(planner.client, budget=planner.run_budget), planner.concurrency)
 

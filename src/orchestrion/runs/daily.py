@@ -43,6 +43,7 @@ from typing import Any, Literal, Protocol
 
 from orchestrion.config import RunPath, Settings
 from orchestrion.delivery.deliverables import sweep_claims
+from orchestrion.delivery.stage import execute
 from orchestrion.errors import UsageError
 from orchestrion.goals import GoalContext
 from orchestrion.planning.llm import Planning, planning_for
@@ -108,8 +109,6 @@ def deliver_step(
     """The whole day for the batch: propose, then plan (with ``planning``: the run's planner and
     critic, see :func:`orchestrion.planning.llm.planning_for`; offline without), review, carry out
     and deliver."""
-    from orchestrion.delivery.stage import execute
-
     counts = propose_step(store, settings, day, users, now=now, shared=shared)
     planning = planning or Planning()
     done = execute(
@@ -325,8 +324,6 @@ def _retry_failed(
     """Try again the failed deliverables (attempts left) of the run's users not worked on by this
     call: the retry of a resumed ``partial`` run, planned as the run plans. Returns counts prefixed
     ``retry_``."""
-    from orchestrion.delivery.stage import execute
-
     rows = store.con.execute(
         "SELECT DISTINCT d.user_id FROM deliverables d JOIN run_users r ON r.user_id = d.user_id AND r.run_id = ? "
         "WHERE d.date = ? AND d.status = 'failed' AND coalesce(d.failures, 0) < ? ORDER BY 1",

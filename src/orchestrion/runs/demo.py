@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from orchestrion.config import Settings
+from orchestrion.datasets import load_dataset
 from orchestrion.delivery.channels import Effector
 from orchestrion.delivery.rendering import main_action, status_text
 from orchestrion.errors import NotFoundError
 from orchestrion.ingest.stats import store_stats
+from orchestrion.runs.daily import run_daily
+from orchestrion.runs.retrain import run_retrain
 from orchestrion.store import Store, utcnow
 
 __all__ = ["DEMO_DAY", "SAMPLE_NAME", "demo_deliverables", "run_demo", "sample_path"]
@@ -67,10 +70,6 @@ def run_demo(
 ) -> dict[str, Any]:
     """Load ``sample`` (default the shipped one), retrain, run the daily pipeline for ``day``, and
     return ``{"stats", "runs", "deliverables"}``."""
-    from orchestrion.datasets import load_dataset
-    from orchestrion.runs.daily import run_daily
-    from orchestrion.runs.retrain import run_retrain
-
     path = Path(sample) if sample else sample_path(settings)
     def clock() -> datetime:
         return now if now is not None else utcnow()

@@ -23,11 +23,13 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 from orchestrion.config import Settings
+from orchestrion.delivery.feedback import train_ranker
 from orchestrion.errors import OrchestrionError
 from orchestrion.goals import ContextConfig
 from orchestrion.proposals.day import day_start
 from orchestrion.runs.records import Claim, Run, RunKey, claim_run, finish_run
 from orchestrion.store import Store, utcnow
+from orchestrion.training.fits import train_recommender, train_repurchase
 
 __all__ = ["RetrainReport", "run_retrain", "train_all"]
 
@@ -54,9 +56,6 @@ def _domains(store: Store, as_of: datetime) -> list[str]:
 
 def train_all(store: Store, settings: Settings, day: date, *, now: datetime) -> dict[str, Any]:
     """Train every model for ``day`` (see the module docstring); returns what each one did."""
-    from orchestrion.delivery.feedback import train_ranker
-    from orchestrion.training.fits import train_recommender, train_repurchase
-
     as_of = day_start(day)
     context = ContextConfig()
     outcome: dict[str, Any] = {}

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 from orchestrion.config import Settings
 from orchestrion.errors import RunInProgressError, UsageError
-from orchestrion.runs.daily import DailyReport, Step, run_daily
+from orchestrion.runs.daily import DailyReport, Step, run_daily, users_shard
 from orchestrion.runs.records import Run, RunKey, claim_run, latest_run, recover_dead_runs
 from orchestrion.runs.retrain import run_retrain
 from orchestrion.store import Store, utcnow
@@ -139,8 +139,6 @@ class RunService:
         try:
             key = RunKey(request.pipeline, request.day, request.shard or "")
             if request.pipeline == "daily" and request.users is not None and request.shard is None:
-                from orchestrion.runs.daily import users_shard
-
                 if not request.users:
                     raise UsageError("users was given without any user id; name at least one or leave it out")
                 key = RunKey("daily", request.day, users_shard(request.users))

@@ -35,7 +35,22 @@ import numpy as np
 import polars as pl
 
 from orchestrion.config import Settings, TriggerRule
+from orchestrion.delivery.stage import execute
 from orchestrion.errors import ConfigError
+from orchestrion.goals import propose_candidates, templates
+from orchestrion.planning.llm import planning_for
+from orchestrion.proposals.day import (
+    ProposalConfig,
+    _promoted_repurchase,
+    active_users,
+    build_context,
+    current_scorer,
+    read_history,
+    record_goals,
+    slate_columns,
+    with_goal_ids,
+)
+from orchestrion.ranking import ChoiceConfig, decide
 from orchestrion.store import Store, utcnow
 
 __all__ = ["Fired", "TriggerWatcher", "fire", "matches", "new_matches"]
@@ -113,20 +128,6 @@ def fire(
     store: Store, settings: Settings, rule: TriggerRule, hits: Sequence[tuple[str, str, str | None]], *, now: datetime
 ) -> Fired:
     """Propose, record and deliver one goal of ``rule.template`` per user of ``hits`` (today)."""
-    from orchestrion.goals import propose_candidates, templates
-    from orchestrion.proposals.day import (
-        ProposalConfig,
-        _promoted_repurchase,
-        active_users,
-        build_context,
-        current_scorer,
-        read_history,
-        record_goals,
-        slate_columns,
-        with_goal_ids,
-    )
-    from orchestrion.ranking import ChoiceConfig, decide
-
     config = ProposalConfig()
     # Only people active lately, as in the daily run (a second past now: the event itself counts).
     users = active_users(store, now + timedelta(seconds=1), config.active_days, {user for _, user, _ in hits})
@@ -158,9 +159,6 @@ def fire(
     record_goals(store, chosen, now=now)
     added = int(store.scalar("SELECT count(*) FROM goals") or 0) - int(before or 0)  # type: ignore[call-overload]
     if added:
-        from orchestrion.delivery.stage import execute
-        from orchestrion.planning.llm import planning_for
-
         planning = planning_for(settings, "trigger")  # the LLM plans it when configured, as every path
         try:
             execute(

@@ -16,6 +16,8 @@ from typing import Any
 import polars as pl
 
 from orchestrion.errors import UsageError
+from orchestrion.recommenders import Interactions, Vocabulary, make_recommender
+from orchestrion.recommenders.repurchase import RepurchaseConfig, RepurchaseModel
 from orchestrion.store import Store
 from orchestrion.training.pipelines import Weighting, interaction_arrays, purchase_features, purchases_between
 from orchestrion.training.versions import ModelVersion, fingerprint, save_version
@@ -58,8 +60,6 @@ def train_recommender(
     The model's kind in the registry is ``<name>-<domain>`` (e.g. ``als-music``), so each
     domain has its own promoted version.
     """
-    from orchestrion.recommenders import Interactions, Vocabulary, make_recommender
-
     timings: dict[str, float] = {}
     started = time.perf_counter()
     domain = domain if domain is not None else default_domain(store)
@@ -122,8 +122,6 @@ def train_repurchase(
     promote: bool = False,
 ) -> TrainResult:
     """Fit the repurchase model on labelled cut-offs before ``as_of`` and save it (kind ``repurchase``)."""
-    from orchestrion.recommenders.repurchase import RepurchaseConfig, RepurchaseModel
-
     cfg = RepurchaseConfig.model_validate(config or {})
     timings: dict[str, float] = {}
     started = time.perf_counter()
