@@ -15,6 +15,7 @@ model's metadata.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -39,6 +40,7 @@ __all__ = [
     "deliverable_owner",
     "import_feedback",
     "labelled_log",
+    "lift_exclusions",
     "record_feedback",
     "train_ranker",
 ]
@@ -126,9 +128,17 @@ def record_feedback(
             "INSERT INTO item_exclusions VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [user_id, item_id, deliverable_id, now],
         )
-    if up:
-        con.execute("DELETE FROM item_exclusions WHERE user_id = ? AND list_contains(?, item_id)", [user_id, up])
+    lift_exclusions(con, user_id, up)
     return FeedbackReceipt(deliverable_id, user_id, feedback.thumb, down, up)
+
+
+def lift_exclusions(con: duckdb.DuckDBPyConnection, user_id: str, items: Sequence[str]) -> None:
+    """Let ``items`` back into the user's goals (inside the caller's transaction): a thumb up on an
+    item, or the control panel's "restore"."""
+    if items:
+        con.execute(
+            "DELETE FROM item_exclusions WHERE user_id = ? AND list_contains(?, item_id)", [user_id, list(items)]
+        )
 
 
 @dataclass

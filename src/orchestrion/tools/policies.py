@@ -57,6 +57,7 @@ __all__ = [
     "check",
     "effective_policy",
     "load_policy",
+    "save_user_policy",
     "webhook_origin",
 ]
 
@@ -367,3 +368,14 @@ def load_policy(path: Path | None) -> Policy:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid policy in {path}: {problems}") from exc
+
+
+def save_user_policy(con: Any, user_id: str, overrides: UserOverrides, *, paused: bool, now: datetime) -> None:
+    """Store a person's overrides and pause switch (their row of ``user_policies``, which this module
+    owns) inside the caller's transaction; the next run applies them."""
+    con.execute(
+        "INSERT INTO user_policies (user_id, overrides, paused, updated_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (user_id) DO UPDATE SET overrides = excluded.overrides, paused = excluded.paused, "
+        "updated_at = excluded.updated_at",
+        [user_id, overrides.model_dump_json(), paused, now],
+    )

@@ -18,10 +18,11 @@ from typing import Any
 import duckdb
 from pydantic import ValidationError
 
+from orchestrion.delivery.feedback import lift_exclusions
 from orchestrion.errors import UsageError
 from orchestrion.goals.registry import BUILT_IN
 from orchestrion.ingest.users import UserTraits, upsert_users, valid_timezone
-from orchestrion.tools.policies import ACTION_CLASSES, TIERS, Policy, UserOverrides, effective_policy
+from orchestrion.tools.policies import ACTION_CLASSES, TIERS, Policy, UserOverrides, effective_policy, save_user_policy
 
 __all__ = ["Panel", "Waiting", "read_panel", "save_panel", "waiting_actions"]
 
@@ -167,17 +168,9 @@ def save_panel(
     now: datetime,
 ) -> None:
     """Store the user's settings (inside the caller's transaction); they apply to the next run."""
-    con.execute(
-        "INSERT INTO user_policies (user_id, overrides, paused, updated_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (user_id) DO UPDATE SET overrides = excluded.overrides, paused = excluded.paused, "
-        "updated_at = excluded.updated_at",
-        [user_id, overrides.model_dump_json(), paused, now],
-    )
+    save_user_policy(con, user_id, overrides, paused=paused, now=now)
     upsert_users(con, [UserTraits(user_id, {}, timezone)], now=now)
-    if restore:
-        con.execute(
-            "DELETE FROM item_exclusions WHERE user_id = ? AND list_contains(?, item_id)", [user_id, list(restore)]
-        )
+    lift_exclusions(con, user_id, restore)
 
 
 def waiting_actions(con: duckdb.DuckDBPyConnection, user_id: str, *, recent: int = 20) -> list[Waiting]:
