@@ -19,11 +19,12 @@ from orchestrion.app import create_app
 from orchestrion.cli import feedback as feedback_cli
 from orchestrion.cli import goals as goals_cli
 from orchestrion.config import load_settings
-from orchestrion.delivery.feedback import Feedback, import_feedback, labelled_log, record_feedback, train_ranker
+from orchestrion.delivery.feedback import Feedback, import_feedback, record_feedback
 from orchestrion.errors import NotFoundError, UsageError
 from orchestrion.proposals.day import ProposalConfig, propose, show_goals
 from orchestrion.ranking import ChoiceConfig, choose, empty_history, goal_features, prior_score
 from orchestrion.store import Store
+from orchestrion.training.fits import labelled_log, train_ranker
 from orchestrion.training.versions import model_version
 from test_goals_contract import AS_OF, load_tiny, tiny  # noqa: F401  (the fixture)
 
@@ -283,7 +284,7 @@ def test_train_ranker_saves_both_estimates(store: Store, tmp_path: Path) -> None
     meta = model_version(tmp_path, "ranker").metadata["metrics"]["offpolicy"]
     assert meta["candidate_estimate"]["snips"] > meta["current_estimate"]["snips"]
     assert meta["current"] == "prior"
-    from orchestrion.proposals.day import current_scorer
+    from orchestrion.training.promoted import current_scorer
 
     scorer = current_scorer(tmp_path)
     assert scorer.name == f"ranker:{result.version.version}"

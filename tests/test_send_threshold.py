@@ -22,12 +22,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from orchestrion.delivery.feedback import Feedback, record_feedback, train_ranker
+from orchestrion.delivery.feedback import Feedback, record_feedback
 from orchestrion.ingest.catalog import normalize_items, upsert_items
-from orchestrion.proposals.day import current_scorer, propose
+from orchestrion.proposals.day import propose
 from orchestrion.ranking import Estimate, should_promote
 from orchestrion.ranking.ranker import TEMPLATE_PROXIES
 from orchestrion.store import Store
+from orchestrion.training.fits import train_ranker
+from orchestrion.training.promoted import current_scorer
 from orchestrion.training.versions import model_version
 
 DAY1 = date(2024, 3, 1)

@@ -23,10 +23,15 @@ from starlette.responses import JSONResponse
 from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext, IsoDate
 from orchestrion.api.receipts import ApiError, Refusal
+from orchestrion.delivery.deliverables import first_deliverables
+from orchestrion.delivery.stage import deliver
 from orchestrion.errors import NotFoundError, RetryableError, RunInProgressError, UsageError
+from orchestrion.planning.llm import planning_for
+from orchestrion.ranking import RankerConfig
 from orchestrion.runs import records as runs
 from orchestrion.runs.scheduler import RunRequest, RunService
 from orchestrion.store import Store, utcnow
+from orchestrion.training.fits import train_ranker as fit
 
 __all__ = ["DeliverBody", "RankerBody", "RunBody", "build_router"]
 
@@ -183,10 +188,6 @@ def build_router(ctx: ApiContext, service: RunService) -> APIRouter:
     async def deliver_day(body: DeliverBody) -> Any:
         """Deliver a day, as ``orchestrion deliver`` does; answers with its summary and the first 20
         deliverables of the day once done (admin). Running a day again does nothing new."""
-        from orchestrion.delivery.deliverables import first_deliverables
-        from orchestrion.delivery.stage import deliver
-        from orchestrion.planning.llm import planning_for
-
         def work(store: Store) -> dict[str, Any]:
             planning = planning_for(ctx.settings, "deliver", llm=body.llm)
             try:
@@ -202,9 +203,6 @@ def build_router(ctx: ApiContext, service: RunService) -> APIRouter:
     async def train_ranker(body: RankerBody) -> Any:
         """Fit a goal ranker on all feedback and promote it only if it beats the current policy
         off-policy, as ``orchestrion train ranker`` does (admin)."""
-        from orchestrion.delivery.feedback import train_ranker as fit
-        from orchestrion.ranking import RankerConfig
-
         def work(store: Store) -> dict[str, Any]:
             config = RankerConfig.model_validate({"model": body.model})
             return fit(store, ctx.settings.models_path, now=utcnow(), config=config).as_dict()

@@ -105,9 +105,9 @@ def train_ranker(
 
     While `orchestrion serve` holds the store, the server fits it (`POST /v1/train/ranker`, admin key)."""
     from orchestrion.cli.keys import _call, _server_url
-    from orchestrion.delivery.feedback import train_ranker as run
     from orchestrion.ranking import RankerConfig
     from orchestrion.store import utcnow
+    from orchestrion.training.fits import train_ranker as run
 
     config = settings()
     url = _server_url()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -46,13 +46,13 @@ from orchestrion.goals import (
 )
 from orchestrion.goals.context import PurchaseStats
 from orchestrion.proposals.history import DayPurchaseStats, ReadAhead, StoreHistory, has_purchases
-from orchestrion.ranking import FEATURES, ChoiceConfig, GoalRanker, Scorer, decide
+from orchestrion.ranking import FEATURES, ChoiceConfig, Scorer, decide
 from orchestrion.ranking.features import HISTORY_SCHEMA
 from orchestrion.ranking.slate import DEFAULT_REDUNDANCY, recent_overlaps
 from orchestrion.recommenders.repurchase import RepurchaseModel
 from orchestrion.store import Store
 from orchestrion.training.pipelines import purchase_features
-from orchestrion.training.versions import model_version
+from orchestrion.training.promoted import current_scorer, promoted_repurchase
 
 __all__ = [
     "ProposalConfig",
@@ -60,7 +60,6 @@ __all__ = [
     "active_users",
     "build_context",
     "choice_for",
-    "current_scorer",
     "day_context",
     "day_goals",
     "propose",
@@ -71,9 +70,6 @@ __all__ = [
     "slate_columns",
     "with_shop",
 ]
-
-RANKER_KIND: Final = "ranker"
-
 
 class ProposalConfig(BaseModel):
     """How a day is proposed: the chooser's rules, who counts as active, the templates' models."""
@@ -262,30 +258,6 @@ def read_history(store: Store, before: datetime, users: Sequence[str] | None = N
     return frame if users is None else frame.filter(pl.col("user_id").is_in(list(users)))
 
 
-def current_scorer(models_root: Path) -> Scorer:
-    """The promoted ranker, or the prior when none has been promoted yet."""
-    try:
-        version = model_version(models_root, RANKER_KIND)
-    except NotFoundError:
-        return Scorer()
-    until = version.metadata.get("trained_until")
-    threshold = version.metadata.get("send_threshold")
-    return Scorer(
-        GoalRanker.load(version.path / "model"),
-        version.version,
-        date.fromisoformat(until) if until else None,
-        float(threshold) if threshold is not None else None,
-    )
-
-
-def _promoted_repurchase(models_root: Path) -> RepurchaseModel | None:
-    try:
-        version = model_version(models_root, "repurchase")
-    except NotFoundError:
-        return None
-    return RepurchaseModel.load(version.path)
-
-
 def with_goal_ids(candidates: pl.DataFrame, day: date) -> pl.DataFrame:
     """``candidates`` with their stable ``goal_id`` and the ``date``."""
     ids = goal_ids(
@@ -386,7 +358,7 @@ def day_context(
             StoreHistory(store, as_of, ahead=ahead),
             read_items(store),
             purchase_stats=DayPurchaseStats(store, as_of, ahead=ahead) if has_purchases(store, as_of) else None,
-            repurchase=_promoted_repurchase(models_root),
+            repurchase=promoted_repurchase(models_root),
             config=config.context,
         )
     finally:
@@ -426,7 +398,7 @@ def propose(
     if shared is not None:  # one day's shared context (see day_context): only this batch's work is new
         ctx = shared.for_users(batch, exclusions=read_exclusions(store, batch))
     else:
-        ctx = build_context(store, as_of, batch, repurchase=_promoted_repurchase(models_root), config=config.context)
+        ctx = build_context(store, as_of, batch, repurchase=promoted_repurchase(models_root), config=config.context)
     candidates = propose_candidates(ctx, templates)
     if candidates.height == 0:
         return ProposalResult(day, len(batch), len(done), 0, 0, scorer.name, time.perf_counter() - started)

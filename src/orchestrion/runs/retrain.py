@@ -7,7 +7,7 @@ For partition D everything trains on events (and feedback) before D 00:00 UTC:
   configuration refitted on newer data;
 * the repurchase model when the store has purchases, promoted likewise;
 * the goal ranker on all feedback, promoted **only** when its off-policy estimate beats the
-  current policy's (the rule of :func:`orchestrion.delivery.feedback.train_ranker`).
+  current policy's (the rule of :func:`orchestrion.training.fits.train_ranker`).
 
 The run key is (``retrain``, D): a second call for the same night does nothing, ``force`` trains
 again. A failure in one model is recorded in the run's counts and does not stop the others; the
@@ -23,13 +23,12 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 from orchestrion.config import Settings
-from orchestrion.delivery.feedback import train_ranker
 from orchestrion.errors import OrchestrionError
 from orchestrion.goals import ContextConfig
 from orchestrion.proposals.day import day_start
 from orchestrion.runs.records import Claim, Run, RunKey, claim_run, finish_run
 from orchestrion.store import Store, utcnow
-from orchestrion.training.fits import train_recommender, train_repurchase
+from orchestrion.training.fits import train_ranker, train_recommender, train_repurchase
 
 __all__ = ["RetrainReport", "run_retrain", "train_all"]
 

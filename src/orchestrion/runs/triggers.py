@@ -41,10 +41,8 @@ from orchestrion.goals import propose_candidates, templates
 from orchestrion.planning.llm import planning_for
 from orchestrion.proposals.day import (
     ProposalConfig,
-    _promoted_repurchase,
     active_users,
     build_context,
-    current_scorer,
     read_history,
     record_goals,
     slate_columns,
@@ -52,6 +50,7 @@ from orchestrion.proposals.day import (
 )
 from orchestrion.ranking import ChoiceConfig, decide
 from orchestrion.store import Store, utcnow
+from orchestrion.training.promoted import current_scorer, promoted_repurchase
 
 __all__ = ["Fired", "TriggerWatcher", "fire", "matches", "new_matches"]
 
@@ -135,7 +134,7 @@ def fire(
         return Fired(rule.name, len(hits), 0, 0)
     wanted = {(user, item) for _, user, item in hits if item is not None}
     day = now.date()
-    ctx = build_context(store, now, users, repurchase=_promoted_repurchase(settings.models_path))
+    ctx = build_context(store, now, users, repurchase=promoted_repurchase(settings.models_path))
     candidates = propose_candidates(ctx, templates([rule.template]).values())
     if candidates.height == 0:
         return Fired(rule.name, len(hits), len(users), 0)

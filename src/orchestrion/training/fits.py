@@ -2,27 +2,45 @@
 
 Reads the store through the feature pipelines, hands arrays to the model (models never see the
 database), saves the artifact with its metadata (config, dataset, data fingerprint, timings),
-and returns the saved version. Loading elsewhere never retrains.
+and returns the saved version. Loading elsewhere never retrains (:mod:`orchestrion.training.promoted`).
+
+:func:`train_ranker` fits a new goal ranker on every labelled goal (the latest thumb on its
+deliverable) and promotes it only if its off-policy estimate on the logged days beats the
+current policy's with a margin the evidence supports (its SNIPS lower bound above the current
+estimate, see :func:`orchestrion.ranking.retrain`); both estimates, the ranker's coefficients and
+its send threshold (the P(thumb up) below which the chooser declines a goal) are saved in the
+model's metadata.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from orchestrion.errors import UsageError
+from orchestrion.ranking import FEATURES, ChoiceConfig, RankerConfig, retrain
 from orchestrion.recommenders import Interactions, Vocabulary, make_recommender
 from orchestrion.recommenders.repurchase import RepurchaseConfig, RepurchaseModel
 from orchestrion.store import Store
 from orchestrion.training.pipelines import Weighting, interaction_arrays, purchase_features, purchases_between
+from orchestrion.training.promoted import current_scorer
 from orchestrion.training.versions import ModelVersion, fingerprint, save_version
 
-__all__ = ["TrainResult", "default_domain", "repurchase_examples", "train_recommender", "train_repurchase"]
+__all__ = [
+    "TrainRankerResult",
+    "TrainResult",
+    "default_domain",
+    "labelled_log",
+    "repurchase_examples",
+    "train_ranker",
+    "train_recommender",
+    "train_repurchase",
+]
 
 
 @dataclass(frozen=True)
@@ -146,3 +164,101 @@ def train_repurchase(
     version = save_version(models_root, "repurchase", model.save, metadata, now=now, promote_it=promote)
     timings["save"] = time.perf_counter() - started
     return TrainResult(version, timings)
+
+
+def labelled_log(store: Store) -> pl.DataFrame:
+    """Every logged goal with its features as scored and, for chosen goals, the latest thumb as
+    ``reward`` (1 up, 0 down, null none): the ranker's training and off-policy data."""
+    frame: pl.DataFrame = store.con.sql(
+        """
+        SELECT g.goal_id, g.user_id, g.date, g.template, g.variant, g.kind, g.items, g.features, g.score,
+               g.status, g.reason, g.slot, g.propensity,
+               CASE f.thumb WHEN 'up' THEN 1 WHEN 'down' THEN 0 END AS reward
+        FROM goals g
+        LEFT JOIN deliverables d USING (goal_id)
+        LEFT JOIN (
+            SELECT deliverable_id, arg_max(thumb, feedback_id) AS thumb
+            FROM feedback WHERE thumb IS NOT NULL GROUP BY deliverable_id
+        ) f USING (deliverable_id)
+        ORDER BY g.date, g.user_id, g.goal_id
+        """
+    ).pl()
+    if frame.height == 0:
+        return frame.with_columns([pl.lit(None, pl.Float64).alias(n) for n in FEATURES])
+    schema = pl.Struct({n: pl.Float64 for n in FEATURES})
+    decoded = frame.get_column("features").str.json_decode(schema)
+    return frame.with_columns(decoded.struct.unnest()).drop("features")
+
+
+def _day_after(labelled: pl.DataFrame) -> str | None:
+    last = labelled.get_column("date").max()
+    return (last + timedelta(days=1)).isoformat() if isinstance(last, date) else None
+
+
+@dataclass(frozen=True)
+class TrainRankerResult:
+    """A saved ranker version (None when there was too little feedback), promoted or not, and why."""
+
+    version: ModelVersion | None
+    promoted: bool
+    outcome: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": None if self.version is None else self.version.version,
+            "promoted": self.promoted,
+            **self.outcome,
+        }
+
+
+def train_ranker(
+    store: Store,
+    models_root: Path,
+    *,
+    now: datetime,
+    config: RankerConfig | None = None,
+    choice: ChoiceConfig | None = None,
+) -> TrainRankerResult:
+    """Fit a ranker on all feedback; save it; promote it only if it beats the current policy off-policy."""
+    config = config or RankerConfig()
+    epsilon = (choice or ChoiceConfig()).epsilon
+    log = labelled_log(store)
+    current = current_scorer(models_root)
+    outcome = retrain(
+        log, current, config=config, choice=choice or ChoiceConfig(), trained_until=current.trained_until, decline=True
+    )
+    summary = {"current": current.name, **outcome.as_dict()}
+    if outcome.ranker is None:
+        return TrainRankerResult(None, False, summary)
+    labelled = log.filter(pl.col("reward").is_not_null())
+    ranker = outcome.ranker
+    metadata = {
+        "config": config.model_dump(mode="json"),
+        "dataset": {
+            "labelled_goals": labelled.height,
+            "logged_goals": log.height,
+            "ups": int(labelled.get_column("reward").sum()),
+        },
+        "data_fingerprint": fingerprint(
+            labelled.get_column("goal_id").to_numpy(), labelled.get_column("reward").to_numpy()
+        ),
+        "metrics": {"offpolicy": summary},
+        "epsilon": epsilon,
+        # The first day the ranker's training data does not cover: the next retraining evaluates
+        # it only on later days, where it has not seen the thumbs.
+        "trained_until": _day_after(labelled),
+        # Below this predicted P(thumb up) the chooser declines a goal while this ranker is promoted.
+        "send_threshold": outcome.threshold,
+        "coefficients": ranker.coefficients(),
+    }
+    version = save_version(
+        models_root,
+        "ranker",
+        lambda folder: ranker.save(folder / "model"),
+        metadata,
+        now=now,
+        promote_it=outcome.promote,
+        auto_promote_first=False,
+    )
+    promoted = version.promoted
+    return TrainRankerResult(version, promoted, summary)
