@@ -22,6 +22,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrion.errors import ConfigError
+from orchestrion.money import check_locale
 
 __all__ = ["ENV_PREFIX", "Format", "MappingRule", "RunPath", "Settings", "TriggerRule", "load_settings"]
 
@@ -211,8 +212,6 @@ class Settings(BaseModel):
     @field_validator("locale")
     @classmethod
     def _known_locale(cls, value: str | None) -> str | None:
-        from orchestrion.money import check_locale
-
         return check_locale(value) if value else None
 
     @field_validator("mappings")

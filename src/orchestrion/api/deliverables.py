@@ -25,6 +25,7 @@ from orchestrion.delivery.deliverables import decide, feed, get_deliverable
 from orchestrion.delivery.rendering import MEDIA_TYPES, render
 from orchestrion.encoding import to_json_bytes
 from orchestrion.errors import AlreadyDecidedError, NotFoundError, PermissionDeniedError, RetryableError, UsageError
+from orchestrion.proposals.day import day_goals
 from orchestrion.store import Store, utcnow
 
 __all__ = ["build_router"]
@@ -44,8 +45,6 @@ def _viewer(key: ApiKey | None, user_id: str | None = None) -> str | None:
 
 
 def _day_goals(ctx: ApiContext, user_id: str, day: date) -> dict[str, Any]:
-    from orchestrion.proposals.day import day_goals  # polars and the models: loaded on first use
-
     cursor = ctx.store.cursor()
     try:
         return day_goals(Store(cursor, None), user_id, day)

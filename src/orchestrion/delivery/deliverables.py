@@ -46,6 +46,7 @@ from orchestrion.errors import (
 )
 from orchestrion.goals.words import final_words
 from orchestrion.money import format_money
+from orchestrion.planning.offline import summary_of
 from orchestrion.store import Store, transaction
 from orchestrion.tools.policies import ActionClass, Policy, check, load_policy, webhook_origin
 
@@ -546,9 +547,6 @@ def _drop(
     con: Any, deliverable_id: str, gone: set[str], policy: Policy, now: datetime, locale: str | None = None
 ) -> str | None:
     """:func:`drop_items` for one deliverable, under its lock; its new status, or None (unchanged)."""
-    from orchestrion.delivery.stage import load_user_rules
-    from orchestrion.planning.offline import summary_of
-
     record = get_deliverable(con, deliverable_id)
     orders = [a for a in record["actions"] if a["status"] == "waiting" and a["action"] == "place_order"]
     content = record["content"] if isinstance(record["content"], dict) else {}
