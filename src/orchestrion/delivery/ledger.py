@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -80,8 +80,19 @@ class Effect:
     """The effect's :func:`canonical` form, when already made."""
 
 
-def claim(con: duckdb.DuckDBPyConnection, effects: Sequence[Effect], *, now: datetime) -> dict[str, ClaimState]:
-    """Claim ``effects`` (one committed transaction) and say, per key, what state each was in."""
+def claim(
+    con: duckdb.DuckDBPyConnection,
+    effects: Sequence[Effect],
+    *,
+    now: datetime,
+    along: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+) -> dict[str, ClaimState]:
+    """Claim ``effects`` (one committed transaction) and say, per key, what state each was in.
+
+    ``along`` writes what must be committed with the claims or not at all (the actions of the same
+    deliverables left waiting for a person: a crash between the two would keep the one and lose the
+    other).
+    """
     if not effects:
         return {}
     effects = list({e.key: e for e in effects}.values())  # one effect per key, whatever the plan repeated
@@ -104,6 +115,8 @@ def claim(con: duckdb.DuckDBPyConnection, effects: Sequence[Effect], *, now: dat
                 "status = CASE side_effects.status WHEN 'failed' THEN 'claimed' ELSE side_effects.status END",
                 {"now": now},
             )
+        if along is not None:
+            along(con)
     states: dict[str, ClaimState] = {}
     for key in keys:
         status = before.get(key)

@@ -324,6 +324,20 @@ _PENDING = (
     "created_at",
     "detail",
 )
+
+
+def _insert_pending(con: Any, rows: list[list[Any]]) -> None:
+    """Write actions left waiting (approve, notify); a row already there is kept."""
+    if not rows:
+        return
+    with ledger.registered(con, rows, _PENDING) as name:
+        con.execute(
+            f"INSERT INTO pending_actions ({', '.join(_PENDING)}) SELECT action_id, deliverable_id, "
+            "user_id, action, arguments, tier, status, CAST(due_at AS TIMESTAMP), "
+            f"CAST(created_at AS TIMESTAMP), detail FROM {name} ON CONFLICT DO NOTHING"
+        )
+
+
 _REFUSALS = ("deliverable_id", "user_id", "action", "rule", "detail", "arguments", "created_at")
 
 
@@ -811,14 +825,11 @@ def _carry_out(
         # The deliverables as planned are committed before any of their effects is claimed, so a
         # crash after a claim finds the content the effect was made from (and resumes it).
         first = {d_id: "proposed" if d_id in claimers else s for d_id, s in status.items()}
+        # A deliverable with effects to claim gets its waiting actions in the claims' transaction: a
+        # crash after the first commit leaves it `proposed` with nothing of it committed (planned
+        # again), never with its waiting actions and without its claims (never published).
         with transaction(con):
-            if pending:
-                with ledger.registered(con, pending, _PENDING) as name:
-                    con.execute(
-                        f"INSERT INTO pending_actions ({', '.join(_PENDING)}) SELECT action_id, deliverable_id, "
-                        "user_id, action, arguments, tier, status, CAST(due_at AS TIMESTAMP), "
-                        f"CAST(created_at AS TIMESTAMP), detail FROM {name} ON CONFLICT DO NOTHING"
-                    )
+            _insert_pending(con, [row for row in pending if row[1] not in claimers])
             if refusals:
                 with ledger.registered(con, refusals, _REFUSALS) as name:
                     con.execute(
@@ -830,7 +841,8 @@ def _carry_out(
         if not claims:
             _count(result, records, status, {}, pending, refusals)
             return
-        states = ledger.claim(con, [c[0] for c in claims], now=now)
+        later = [row for row in pending if row[1] in claimers]
+        states = ledger.claim(con, [c[0] for c in claims], now=now, along=lambda c: _insert_pending(c, later))
         done = ledger.results(con, [k for k, s in states.items() if s == "completed"])
         outcomes: dict[str, dict[str, Any]] = {}
         failed: dict[str, str] = {}
