@@ -9,7 +9,7 @@ one does, so that ids cannot be probed. While no key exists (loopback only) the 
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Security
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +31,12 @@ from orchestrion.store import Store, utcnow
 __all__ = ["build_router"]
 
 _HOW = "use that user's key (`orchestrion users token USER`) or an admin key"
+
+
+DeliveryDay = Annotated[
+    IsoDate | None, Query(alias="date", description="The delivery day, YYYY-MM-DD (default today, UTC).")
+]
+"""The ``?date=`` of a user's feed and goals."""
 
 
 def _viewer(key: ApiKey | None, user_id: str | None = None) -> str | None:
@@ -102,9 +108,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
     async def get_feed(
         user_id: str,
         request: Request,
-        day: IsoDate | None = Query(
-            None, alias="date", description="The delivery day, YYYY-MM-DD (default today, UTC)."
-        ),
+        day: DeliveryDay = None,
     ) -> Any:
         """A user's deliverables of a day, with their actions and "why this"."""
         key = await ctx.auth.authenticate(request)
@@ -120,9 +124,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
     async def get_goals(
         user_id: str,
         request: Request,
-        day: IsoDate | None = Query(
-            None, alias="date", description="The delivery day, YYYY-MM-DD (default today, UTC)."
-        ),
+        day: DeliveryDay = None,
     ) -> Any:
         """A user's goals of a day for people: the chosen ones with "why this" (as written for what was
         finally delivered) and how they were chosen, then what was not chosen and why."""
