@@ -18,7 +18,7 @@ from orchestrion.access import keys
 from orchestrion.app import create_app
 from orchestrion.cli import feedback as feedback_cli
 from orchestrion.cli import goals as goals_cli
-from orchestrion.config import load_settings
+from orchestrion.config import Settings, load_settings
 from orchestrion.delivery.feedback import Feedback, import_feedback, record_feedback
 from orchestrion.errors import NotFoundError, UsageError
 from orchestrion.proposals.day import ProposalConfig, propose, show_goals
@@ -110,7 +110,7 @@ def test_import_ndjson_and_csv_with_bad_rows(tiny: Store, tmp_path: Path) -> Non
     ]
     ndjson = tmp_path / "thumbs.ndjson"
     ndjson.write_text("\n".join(json.dumps(line) for line in lines))
-    result = import_feedback(tiny, ndjson, now=AS_OF)
+    result = import_feedback(tiny, Settings(home=tmp_path), ndjson, now=AS_OF)
     assert (result.rows, result.stored, result.excluded_items) == (5, 2, 1)
     assert [e["line"] for e in result.errors] == [2, 3, 4]
     assert "another user" in result.errors[2]["reason"] and "d_missing" in result.errors[0]["reason"]
@@ -124,7 +124,7 @@ def test_import_ndjson_and_csv_with_bad_rows(tiny: Store, tmp_path: Path) -> Non
             "items": ['[{"item_id": "x", "thumb": "up"}]'],
         }
     ).write_csv(csv)
-    assert import_feedback(tiny, csv, now=AS_OF).stored == 1
+    assert import_feedback(tiny, Settings(home=tmp_path), csv, now=AS_OF).stored == 1
     assert tiny.scalar("SELECT count(*) FROM feedback WHERE source = 'import'") == 3
 
 

@@ -128,3 +128,34 @@ def test_a_cart_cut_to_the_cap_is_described_as_delivered() -> None:
     assert why == (
         f"{EXPLORATION_NOTE}. These 5 items were in your last order, 3 days ago; you had bought 5 of them before"
     )
+
+
+def test_a_redundant_goal_names_the_one_kept_or_says_it_was_not_sent_either() -> None:
+    """Two users, each with three goals: ``a`` and ``b`` overlap (``b`` gives way to the better ``a``),
+    ``c`` stands alone. With a budget of one and ``c`` scored best, ``a`` loses the budget: ``b`` must
+    not say ``a`` "was kept for the day", and must name what took the place. With ``a`` best, it does."""
+    frame = pl.DataFrame(
+        {
+            "user_id": ["u"] * 3,
+            "template": ["digest"] * 3,
+            "kind": ["a", "b", "c"],
+            "title": ["goal a", "goal b", "goal c"],
+            "items": [["x", "y"], ["x", "y", "z"], ["q"]],
+            "fatigue_kind": [0.0] * 3,
+            "risk": [0.1] * 3,
+            "cost": [0.0] * 3,
+        }
+    )
+    rules = ChoiceConfig(budget=1, epsilon=0.0, redundancy=0.5)
+    lost = choose(frame, np.array([0.8, 0.7, 0.9]), rules, rng=np.random.default_rng(0))
+    b = lost.row(1, named=True)
+    assert (b["status"], b["reason"]) == ("not_chosen", "redundant")
+    assert b["reason_detail"] == (
+        "it repeats much of 'goal a', which looked more useful to you but was not sent either; "
+        "the day's place(s) went to 'goal c'"
+    )
+    kept = choose(frame, np.array([0.9, 0.7, 0.8]), rules, rng=np.random.default_rng(0))
+    assert kept.row(1, named=True)["reason_detail"] == (
+        "it repeats much of 'goal a', which looked more useful to you and was kept for the day"
+    )
+    assert kept.row(0, named=True)["status"] == "chosen"

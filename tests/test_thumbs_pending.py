@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,9 @@ import pytest
 from http_recorder import Recorder
 from launcher import cli, serve
 from orchestrion.access.keys import create_key
+from orchestrion.config import load_settings
+from orchestrion.delivery.deliverables import decide, get_deliverable
+from orchestrion.errors import AlreadyDecidedError
 from orchestrion.money import format_money
 from orchestrion.store import Store
 from test_not_done import _home
@@ -110,5 +113,66 @@ def test_a_thumbed_down_item_leaves_waiting_carts_and_an_emptied_cart_is_cancell
         orders = [o["order"] for o in shop.orders.values()]
         assert len(orders) == 1, "one order: the trimmed cart; nothing for the emptied one"
         assert orders[0]["deliverable_id"] == d_trim
+        assert [line[0] for line in orders[0]["lines"]] == [i["item_id"] for i in shown["content"]["items"]]
+        assert orders[0]["total"] == shown["content"]["total"], "the cart shown is the cart ordered"
+
+
+def test_a_bulk_import_trims_waiting_carts_as_a_thumb_through_the_api_does(tmp_path: Path) -> None:
+    """``orchestrion feedback import`` goes through the same step as the API's thumb
+    (:func:`orchestrion.delivery.feedback.trim_pending`): the thumbed-down item leaves the waiting
+    cart (re-priced, its order's lines and outbox page with it), a cart thumbed down item by item
+    to nothing is cancelled with the reason, and approving the trimmed cart orders what is shown."""
+    with Recorder() as shop:
+        database = _home(tmp_path, policy="", toml=f'order_url = "{shop.url}/orders"\n')
+        done = cli(tmp_path, "deliver", "--date", DAY.isoformat(), "--json")
+        assert done.returncode == 0, done.stderr[-2000:]
+        carts = _waiting_carts(database)
+        with Store.open(database) as store:  # a user whose other carts of the day name the kept one
+            named = {str(r[0]) for r in store.con.execute(
+                "SELECT DISTINCT user_id FROM goals WHERE date = ? AND reason = 'redundant'", [DAY]).fetchall()}
+        trimmed = next(u for u, (_, items) in carts.items() if len(items) >= 3 and u in named)
+        emptied = next(u for u, (_, items) in carts.items() if len(items) >= 3 and u != trimmed)
+        (d_trim, items), (d_empty, every) = carts[trimmed], carts[emptied]
+        dropped = items[1]
+        rows = [
+            {"deliverable_id": d_trim, "items": [{"item_id": dropped, "thumb": "down"}]},
+            *({"deliverable_id": d_empty, "items": [{"item_id": i, "thumb": "down"}]} for i in every),
+        ]
+        thumbs = tmp_path / "thumbs.ndjson"
+        thumbs.write_text("\n".join(json.dumps(row) for row in rows))
+        imported = cli(tmp_path, "feedback", "import", str(thumbs), "--json")
+        assert imported.returncode == 0, imported.stderr[-2000:]
+        summary = json.loads(imported.stdout)
+        assert (summary["stored"], summary["rejected"]) == (len(rows), 0)
+        assert summary["carts_changed"] == {d_trim: "awaiting_approval", d_empty: "cancelled"}
+
+        settings = load_settings({"ORCHESTRION_HOME": str(tmp_path)})
+        with Store.open(database) as store:
+            shown = get_deliverable(store.con, d_trim)
+            gone = get_deliverable(store.con, d_empty)
+            assert shown["status"] == "awaiting_approval"
+            assert [i["item_id"] for i in shown["content"]["items"]] == [i for i in items if i != dropped]
+            assert shown["content"]["total"] == round(sum(i["line_total"] for i in shown["content"]["items"]), 2)
+            assert dropped not in shown["items"] and dropped not in json.dumps(shown["actions"][0]["arguments"])
+            assert gone["status"] == "cancelled" and gone["content"]["items"] == []
+            assert gone["error"] and "thumbed down" in gone["error"]
+            # the carts not chosen for being like the kept one name it by its title as it is now
+            reasons = [str(r[0]) for r in store.con.execute(
+                "SELECT reason_detail FROM goals WHERE user_id = ? AND date = ? AND reason = 'redundant'",
+                [trimmed, DAY]).fetchall()]
+            assert reasons and all(f"'{shown['title']}'" in r for r in reasons), (shown["title"], reasons)
+            outbox = tmp_path / "data" / "outbox"
+            page = next(outbox.rglob(f"*--{d_trim}.html")).read_text()
+            embedded = re.search(r'id="orchestrion-deliverable">(.*?)</script>', page)
+            assert embedded is not None and json.loads(embedded[1])["content"]["items"] == shown["content"]["items"]
+            page = next(outbox.rglob(f"*--{d_empty}.html")).read_text()
+            assert "Cancelled: you thumbed down every item" in page and "Waiting for your approval" not in page
+            now = datetime(2011, 11, 1, 12)
+            approved = decide(store, settings, d_trim, "approve", by="test", viewer=None, now=now)
+            assert approved["status"] == "delivered"
+            with pytest.raises(AlreadyDecidedError):
+                decide(store, settings, d_empty, "approve", by="test", viewer=None, now=now)
+        orders = [o["order"] for o in shop.orders.values()]
+        assert len(orders) == 1 and orders[0]["deliverable_id"] == d_trim
         assert [line[0] for line in orders[0]["lines"]] == [i["item_id"] for i in shown["content"]["items"]]
         assert orders[0]["total"] == shown["content"]["total"], "the cart shown is the cart ordered"

@@ -36,6 +36,7 @@ from conftest import dataset_path
 from orchestrion.config import Settings
 from orchestrion.datasets import load_dataset
 from orchestrion.proposals.day import active_users, day_start
+from orchestrion.ranking.exploration import NEW_FOR_YOU
 from orchestrion.runs.daily import run_daily
 from orchestrion.runs.demo import DEMO_DAY, run_demo
 from orchestrion.store import Store
@@ -108,6 +109,8 @@ class Facts:
                 first = self.reads[user].get(item)
                 self.reads[user][item] = ts if first is None else min(first, ts)
         self.titles = dict(store.con.execute("SELECT item_id, coalesce(title, item_id) FROM items").fetchall())
+        self.shown = {str(r[0]) for r in store.con.execute(  # items a person can be shown: with a title
+            "SELECT item_id FROM items WHERE coalesce(trim(title), '') <> ''").fetchall()}
 
     def days(self, ts: datetime) -> float:
         return (self.as_of - ts).total_seconds() / 86400.0
@@ -195,6 +198,8 @@ def lead_title(facts: Facts, items: list[str], titled: Mapping[str, str]) -> str
 def check_list(t: Tally, where: str, facts: Facts, user: str, template: str, why: str, items: list[str],
                titled: Mapping[str, str]) -> None:
     n = len(items)
+    for item in items:  # a goal proposes only items a person can be shown with a title
+        t.same(where, f"{item} in the catalog with a title", item in facts.shown, True)
     first_two = " and ".join(titled.get(i, i) for i in items[:2])
     rated = facts.ratings.get(user, {})
     means = {i: statistics.fmean(v) for i, v in rated.items()}
@@ -233,12 +238,16 @@ def check_list(t: Tally, where: str, facts: Facts, user: str, template: str, why
                          r"them, starting with (.+)", why):
         t.same(where, "articles read", int(m[1]), len(reads))
         t.same(where, "item count", int(m[2]), n)
+        for item in items:
+            t.same(where, f"{item} fresh", facts.item_first[item] >= facts.as_of - timedelta(days=_FRESH_DAYS), True)
         t.same(where, "lead", m[3], lead)
     elif m := re.fullmatch(r"the most read fresh article was read by (\d+) people in the last (\d+) days; (\d+)% of "
                            r"your reads are of articles in their first week; (\d+) trending ones? ranked for you, "
                            r"starting with (.+)", why):
         recent = facts.recent(int(m[2]))
         fresh = [i for i in recent if facts.item_first[i] >= facts.as_of - timedelta(days=_FRESH_DAYS)]
+        for item in items:
+            t.same(where, f"{item} fresh and trending", item in fresh, True)
         t.same(where, "readers of the most read", int(m[1]), max(len(recent[i]) for i in fresh))
         early = [1.0 if (ts - facts.item_first[i]) <= timedelta(days=7) else 0.0 for i, ts in reads.items()]
         t.rounded(where, "first-week share", int(m[3]), statistics.fmean(early) * 100 if early else 0.0, 1)
@@ -279,8 +288,14 @@ def check_day(store: Store, day: date) -> Tally:
         "g.policy FROM goals g LEFT JOIN deliverables d USING (goal_id) WHERE g.date = ?",
         [day],
     ).fetchall()
+    kept: dict[str, set[str]] = defaultdict(set)  # user → the final titles of the day's deliverables
+    for row in rows:
+        if row[4] == "chosen" and row[9] is not None:
+            kept[str(row[1])].add(str(row[10]))
     for (goal, user, template, variant, status, g_title, g_why, g_items, details, d_id, d_title, d_why, d_items,
-         content, d_status, _reason, _detail, policy) in rows:
+         content, d_status, reason, detail, policy) in rows:
+        if status != "chosen" and reason in ("redundant", "budget", "policy"):
+            check_taker(t, f"{goal} ({template}/{variant}, {reason})", reason, detail, kept[str(user)])
         details = json.loads(details or "{}")
         content = json.loads(content) if content else None
         if status == "chosen" and content and content.get("items"):
@@ -319,6 +334,29 @@ def check_day(store: Store, day: date) -> Tally:
         else:
             check_list(t, where, facts, user, template, body, items, titled)
     return t
+
+
+def check_taker(t: Tally, where: str, reason: str, detail: str, kept: set[str]) -> None:
+    """A goal not chosen names what took its place by the title that deliverable finally has (after
+    the cap, exclusions, ...), never by the title it was proposed with. (Part of the goal's record,
+    which counts as its sentence.)"""
+    if reason == "redundant":
+        m = re.fullmatch(r"it repeats much of '(.+)', which looked more useful to you and was kept for the day", detail)
+        if m is not None:
+            t.same(where, "the kept deliverable's final title", m[1] in kept, True)
+            return
+        m = re.fullmatch(r"it repeats much of '(.+?)', which looked more useful to you but was not sent either; "
+                         r"(the day's place\(s\) went to .+|nothing was sent to you today)", detail)
+        if m is None:
+            t.mismatches.append(f"{where}: redundant reason not understood: {detail!r}")
+            return
+        t.same(where, "the one it repeats was not sent", m[1] in kept, False)
+        t.same(where, "nothing sent", m[2].startswith("nothing"), not kept)
+    # budget and policy: every quoted title is a final one (what is left once they are taken out has no quote)
+    rest = detail.replace(NEW_FOR_YOU, "").partition("went to ")[2]
+    for title in sorted(kept, key=len, reverse=True):
+        rest = rest.replace(f"'{title}'", "")
+    t.same(where, "the takers' final titles", "'" in rest, False)
 
 
 def _thumb_counts(store: Store, day: date) -> dict[tuple[str, str], tuple[int, int]]:

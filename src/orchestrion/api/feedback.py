@@ -22,8 +22,7 @@ from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.bodies import read_body
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import ApiError, Refusal
-from orchestrion.delivery.deliverables import drop_items
-from orchestrion.delivery.feedback import Feedback, FeedbackReceipt, deliverable_owner, record_feedback
+from orchestrion.delivery.feedback import Feedback, FeedbackReceipt, deliverable_owner, record_feedback, trim_pending
 from orchestrion.errors import NotFoundError
 from orchestrion.store import utcnow
 
@@ -120,7 +119,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
         receipt = await ctx.write(work)
         if receipt.excluded:  # a thumbed-down item leaves the user's carts still waiting for approval
-            await run_in_threadpool(drop_items, ctx.store, ctx.settings, receipt.user_id, receipt.excluded, now=now)
+            await run_in_threadpool(trim_pending, ctx.store, ctx.settings, [receipt], now=now)
         return receipt.as_dict()
 
     return router

@@ -24,14 +24,14 @@ def import_file(
     from orchestrion.store import utcnow
 
     with open_store(settings()) as store:
-        result = import_feedback(store, file, now=utcnow())
+        result = import_feedback(store, settings(), file, now=utcnow())
     summary = result.as_dict()
     if as_json:
         typer.echo(json.dumps(summary))
         return
     typer.echo(
         f"{summary['stored']} of {summary['rows']} rows stored, {summary['rejected']} rejected, "
-        f"{summary['excluded_items']} items excluded"
+        f"{summary['excluded_items']} items excluded, {len(summary['carts_changed'])} waiting carts changed"
     )
     for error in summary["errors"]:
         typer.echo(f"  line {error['line']}: {error['reason']}", err=True)

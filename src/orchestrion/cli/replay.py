@@ -23,16 +23,25 @@ def replay(
         help="Promote a new ranker only when SNIPS(new) - SNIPS(current) minus this many standard errors is above 0: "
         "0 is the protocol's rule, 1.645 production's (one-sided 95 %).",
     ),
+    production: bool = typer.Option(
+        False, "--production",
+        help="The learned policy promotes and declines as production's nightly retrain does: each promoted ranker "
+        "brings its refitted send threshold, promotion needs the confidence bound (--promotion-z, default 1.645).",
+    ),
 ) -> None:
     """Replay prior, learned, best-template and random goal policies step by step on a real dataset."""
     from orchestrion.evaluation.replay import DATASET_DEFAULTS, ReplayConfig
     from orchestrion.evaluation.replay import replay as run
+    from orchestrion.ranking.offpolicy import Z_PROMOTE
 
     values = dict(DATASET_DEFAULTS.get(dataset, {}))
     if max_users is not None:
         values["max_users"] = max_users
     if max_steps is not None:
         values["max_steps"] = max_steps
+    if production:
+        values["chooser"] = "production"
+        values["promotion_z"] = Z_PROMOTE
     if promotion_z is not None:
         values["promotion_z"] = promotion_z
 

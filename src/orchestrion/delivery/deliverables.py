@@ -47,6 +47,7 @@ from orchestrion.errors import (
 from orchestrion.goals.words import final_words
 from orchestrion.money import format_money
 from orchestrion.planning.offline import summary_of
+from orchestrion.proposals.day import retitle_reasons
 from orchestrion.store import Store, transaction
 from orchestrion.tools.policies import ActionClass, Policy, check, load_policy, webhook_origin
 
@@ -626,6 +627,8 @@ def _drop(
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 refusals,
             )
+        day = date.fromisoformat(str(record["date"]))
+        retitle_reasons(con, [(str(record["user_id"]), day, str(record["title"]), str(title))])
         con.execute(
             "UPDATE deliverables SET content = ?, items = ?, title = ?, summary = ?, why = ?, status = ?, error = ?, "
             "updated_at = ? WHERE deliverable_id = ?",

@@ -5,6 +5,9 @@ excludes that item from the user's future goals (a later thumb up on it lifts th
 Feedback rows are appended, never updated: the latest thumb on a deliverable is its label.
 
 The thumbs are the goal ranker's labels: :func:`orchestrion.training.fits.train_ranker` trains on them.
+
+Once feedback has committed, :func:`trim_pending` takes each thumbed-down item out of that user's
+carts still waiting for approval — the one step every path (API, web page, bulk import) calls.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import duckdb
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from orchestrion.config import Settings
+from orchestrion.delivery.deliverables import drop_items
 from orchestrion.errors import IngestError, NotFoundError, UsageError
 from orchestrion.store import Store
 
@@ -32,6 +37,7 @@ __all__ = [
     "import_feedback",
     "lift_exclusions",
     "record_feedback",
+    "trim_pending",
 ]
 
 Thumb = Literal["up", "down"]
@@ -130,6 +136,23 @@ def lift_exclusions(con: duckdb.DuckDBPyConnection, user_id: str, items: Sequenc
         )
 
 
+def trim_pending(
+    store: Store, settings: Settings, receipts: Sequence[FeedbackReceipt], *, now: datetime
+) -> dict[str, str]:
+    """After ``receipts`` have committed: each item they thumbed down leaves its user's carts still
+    waiting for approval (re-priced, re-checked; an emptied cart is cancelled with the reason, see
+    :func:`orchestrion.delivery.deliverables.drop_items`). Returns each changed deliverable's status.
+    """
+    by_user: dict[str, set[str]] = {}
+    for receipt in receipts:
+        if receipt.excluded:
+            by_user.setdefault(receipt.user_id, set()).update(receipt.excluded)
+    changed: dict[str, str] = {}
+    for user_id in sorted(by_user):
+        changed.update(drop_items(store, settings, user_id, sorted(by_user[user_id]), now=now))
+    return changed
+
+
 @dataclass
 class ImportResult:
     """What an import did: rows stored, rows rejected (with line numbers and reasons)."""
@@ -138,6 +161,7 @@ class ImportResult:
     stored: int = 0
     excluded_items: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
+    carts_changed: dict[str, str] = field(default_factory=dict)  # waiting carts trimmed: deliverable → status
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -145,6 +169,7 @@ class ImportResult:
             "stored": self.stored,
             "rejected": len(self.errors),
             "excluded_items": self.excluded_items,
+            "carts_changed": self.carts_changed,
             "errors": self.errors[:100],
         }
 
@@ -170,12 +195,14 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     raise IngestError(f"{path}: feedback files are NDJSON (.ndjson, .jsonl) or CSV (.csv, .tsv)")
 
 
-def import_feedback(store: Store, path: Path, *, now: datetime) -> ImportResult:
+def import_feedback(store: Store, settings: Settings, path: Path, *, now: datetime) -> ImportResult:
     """Import feedback rows (``deliverable_id, thumb, reason, items`` and optionally ``user_id``).
 
     Each valid row is stored as if it came through the API (source ``import``); a row naming an
     unknown deliverable, another user than the deliverable's, or an invalid thumb is rejected
     with its line number and reason, and the rest of the file is still imported (one transaction).
+    Then, as after a thumb through the API, the thumbed-down items leave their users' carts still
+    waiting for approval (:func:`trim_pending`).
     """
     if not path.is_file():
         raise NotFoundError(f"feedback file {path} not found")
@@ -184,6 +211,7 @@ def import_feedback(store: Store, path: Path, *, now: datetime) -> ImportResult:
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, json.JSONDecodeError) as exc:
         raise IngestError(f"{path} cannot be read as feedback: {exc}") from exc
     result = ImportResult(rows=len(rows))
+    receipts: list[FeedbackReceipt] = []
     with store.transaction() as con:
         for line, row in enumerate(rows, start=1):
             row = {k: v for k, v in row.items() if v is not None}
@@ -206,4 +234,6 @@ def import_feedback(store: Store, path: Path, *, now: datetime) -> ImportResult:
                 continue
             result.stored += 1
             result.excluded_items += len(receipt.excluded)
+            receipts.append(receipt)
+    result.carts_changed = trim_pending(store, settings, receipts, now=now)
     return result

@@ -53,7 +53,14 @@ from orchestrion.money import format_money
 from orchestrion.planning import OfflinePlanner, Planner, PlanOutcome
 from orchestrion.planning.executor import Executor
 from orchestrion.planning.review import Critic, Review, review
-from orchestrion.proposals.day import ProposalResult, active_users, day_context, day_start, propose
+from orchestrion.proposals.day import (
+    ProposalResult,
+    active_users,
+    day_context,
+    day_start,
+    propose,
+    retitle_reasons,
+)
 from orchestrion.store import Store, transaction
 from orchestrion.tools import CatalogItem, GoalRecord, IntendedEffect, ToolContext, allowed_tools
 from orchestrion.tools.policies import (
@@ -1018,6 +1025,12 @@ def _write(
     name = f"_orchestrion_delivered_{id(frame)}"
     con.register(name, frame.to_arrow())
     try:
+        # Titles as they were before this write: the not-chosen reasons that name them follow the final ones.
+        retitled = con.execute(
+            f"SELECT d.user_id, d.date, d.title, u.title FROM deliverables d JOIN {name} u USING (deliverable_id) "
+            "WHERE d.date = $day AND u.title IS NOT NULL AND u.title <> d.title",
+            {"day": day},
+        ).fetchall()
         con.execute(
             f"""
             UPDATE deliverables AS d SET
@@ -1031,6 +1044,7 @@ def _write(
             """,
             {"now": now, "day": day},
         )
+        retitle_reasons(con, retitled)
     finally:
         con.unregister(name)
 

@@ -41,6 +41,13 @@ The protocol, fixed before any policy was compared (``orchestrion eval replay``)
 6. Acceptance = thumbs up ÷ goals delivered — the same definition for every policy — per step
    and pooled over the second half of the steps (the learned policy's first half is its learning
    period; its decline threshold is chosen on that half only).
+
+With ``chooser="production"`` (``eval replay --production``) the learned policy promotes and
+declines as the nightly retrain does (:func:`orchestrion.training.fits.train_ranker`): every
+retraining compares the new ranker and the current policy each as it would choose, with its own
+send threshold (:func:`orchestrion.ranking.scoring.send_threshold`, the acceptance of the goals the
+prior sent at full volume), promotion needs the confidence bound of ``promotion_z`` (1.645), and
+a promoted ranker's threshold applies from the day it is promoted — there is no learning period.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -129,6 +136,14 @@ class ReplayConfig(BaseModel):
         description="The learned policy promotes a new ranker when SNIPS(new) − SNIPS(current) minus this many "
         "standard errors of the paired difference is above 0. 0, the protocol's rule (any improvement); the "
         "production rule is 1.645 (one-sided 95 %).",
+    )
+    chooser: Literal["protocol", "production"] = Field(
+        "protocol",
+        description="How the learned policy promotes and declines. 'protocol': the decline threshold is fixed once "
+        "at the end of the learning period (step 5 of the protocol). 'production': as the nightly retrain does — "
+        "every retraining compares the policies as each would choose, with its own send threshold, and a promoted "
+        "ranker brings the threshold refitted with it, which the chooser applies from then on (learning period "
+        "or not). Pair it with ``promotion_z`` 1.645 for production's confidence bound.",
     )
     repurchase_every: int = Field(4, gt=0, description="Steps between refits of the repurchase model.")
     ranker: RankerConfig = Field(default_factory=RankerConfig)
@@ -398,8 +413,11 @@ def _run(
         learned = policies["learned"]
         if index > 0 and index % config.retrain_every == 0 and learned.log:
             _retrain(learned, at, window, config, volumes)
-        if config.decline and index == half:
+        production = config.chooser == "production"
+        if config.decline and index == half and not production:
             threshold = _threshold(learned, at, window, notes)
+        if production:
+            threshold = learned.scorer.threshold  # the promoted ranker's own, as production's chooser reads it
         decided_by: dict[str, pl.DataFrame] = {}
         for name_, policy in policies.items():
             rules = policy.choice.model_copy(update={"volume": volume})
@@ -473,15 +491,21 @@ def _retrain(learned: _Policy, at: datetime, window: int, config: ReplayConfig, 
         return
     log = pl.concat(resolved, how="vertical_relaxed")
     current = learned.scorer
+    production = config.chooser == "production"
     outcome = retrain(
         log, current, choice=learned.choice, config=config.ranker, volumes=volumes, trained_until=current.trained_until,
-        z=config.promotion_z,
+        z=config.promotion_z, decline=production and config.decline,
     )
     if outcome.promote and outcome.ranker is not None:
         last_day = log.get_column("date").max()
         assert isinstance(last_day, date)
-        learned.scorer = Scorer(outcome.ranker, at.date().isoformat(), last_day + timedelta(days=1))
-    learned.notes.append(f"{at.date()}: {outcome.note}")
+        # Production keeps the send threshold learned with the ranker (training.fits.train_ranker).
+        threshold = outcome.threshold if production and config.decline else None
+        learned.scorer = Scorer(outcome.ranker, at.date().isoformat(), last_day + timedelta(days=1), threshold)
+    note = outcome.note
+    if production and outcome.promote and learned.scorer.threshold is not None:
+        note += f"; send threshold {learned.scorer.threshold:.4f}"
+    learned.notes.append(f"{at.date()}: {note}")
 
 
 class _RandomScorer:

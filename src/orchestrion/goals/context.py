@@ -223,6 +223,23 @@ class GoalContext:
             return self.items
         return self.items.filter(pl.col("domain").is_null() | (pl.col("domain") == domain))
 
+    def showable(self, domain: str) -> npt.NDArray[np.str_]:
+        """The item ids of ``domain`` a person can be shown: in the catalog, with a title.
+
+        A goal proposes only these (:meth:`ranked` keeps to them): an article read by someone but
+        missing from the catalog has nothing to show but its id.
+        """
+
+        def build() -> npt.NDArray[np.str_]:
+            catalog = self.catalog(domain)
+            if "title" not in catalog.columns:
+                return np.asarray([], dtype=str)
+            titled = catalog.filter(pl.col("title").is_not_null() & (pl.col("title").str.strip_chars() != ""))
+            return np.unique(titled.get_column("item_id").cast(pl.String).to_numpy().astype(str))
+
+        found: npt.NDArray[np.str_] = self._cached(("showable", domain), build)
+        return found
+
     def positive(self, domain: str) -> pl.DataFrame:
         """Per (user, item) of ``domain``: weight, events, value sum, first and last time.
 
@@ -361,20 +378,21 @@ class GoalContext:
         exclude_seen: bool = True,
         allowed: Iterable[str] | None = None,
     ) -> pl.DataFrame:
-        """``user_id, item_id, score, rank`` from the domain recommender, thumbed-down items removed.
+        """``user_id, item_id, score, rank`` from the domain recommender, thumbed-down items removed,
+        only items a person can be shown (:meth:`showable`).
 
         ``allowed`` restricts the answer to those items (e.g. one genre or the fresh articles);
         more than ``n`` are asked for so that per-user exclusions still leave ``n``.
         """
         model = self.recommender(domain)
-        exclude: npt.NDArray[Any] | None = None
+        keep = self.showable(domain)
         if allowed is not None:
-            keep = np.asarray(list(allowed), dtype=str)
-            exclude = np.setdiff1d(model.items.ids.astype(str), keep)
-            if exclude.size == len(model.items):
-                return pl.DataFrame(
-                    schema={"user_id": pl.String, "item_id": pl.String, "score": pl.Float64, "rank": pl.Int64}
-                )
+            keep = np.intersect1d(keep, np.asarray(list(allowed), dtype=str))
+        exclude: npt.NDArray[Any] = np.setdiff1d(model.items.ids.astype(str), keep)
+        if exclude.size == len(model.items):
+            return pl.DataFrame(
+                schema={"user_id": pl.String, "item_id": pl.String, "score": pl.Float64, "rank": pl.Int64}
+            )
         most = self.exclusions.group_by("user_id").len().get_column("len").max() if self.exclusions.height else 0
         extra = int(most) if isinstance(most, int) else 0
         recs = model.recommend(users, n=n + extra, exclude_seen=exclude_seen, exclude_items=exclude)

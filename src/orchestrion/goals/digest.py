@@ -148,7 +148,11 @@ class Digest:
         if users.size == 0:
             return empty_candidates()
         seen_first = ctx.first_seen(self.domain)
-        fresh = seen_first.filter(pl.col("first_ts") >= ctx.as_of - timedelta(days=c.fresh_days))
+        # Fresh articles a person can be shown: read lately, and in the catalog with a title.
+        fresh = seen_first.filter(
+            (pl.col("first_ts") >= ctx.as_of - timedelta(days=c.fresh_days))
+            & pl.col("item_id").is_in(ctx.showable(self.domain).tolist())
+        )
         if fresh.height == 0:
             return empty_candidates()
         clusters = ctx.item_clusters(self.domain, c.topics)
@@ -293,13 +297,17 @@ class Digest:
         c = self.config
         recent = ctx.recent_popularity(self.domain, c.trending_days)
         first = ctx.first_seen(self.domain).filter(pl.col("first_ts") >= ctx.as_of - timedelta(days=c.fresh_days))
-        pool = recent.join(first.select("item_id"), on="item_id", how="semi").head(c.trending_pool)
+        trending = recent.join(first.select("item_id"), on="item_id", how="semi")
+        # Only articles a person can be shown make the digest; the sentence's "most read fresh
+        # article" is the most read of all, shown or not, as it says.
+        shown = trending.filter(pl.col("item_id").is_in(ctx.showable(self.domain).tolist()))
+        pool = shown.head(c.trending_pool)
         if pool.height < c.min_size:
             return pl.DataFrame()
         ranked = ctx.ranked(self.domain, users, c.size, allowed=pool.get_column("item_id").to_list())  # type: ignore[arg-type]
         if not ranked.height:
             return pl.DataFrame()
-        lead = pool.head(1).select(pl.col("recent_users").alias("lead_users"))
+        lead = trending.head(1).select(pl.col("recent_users").alias("lead_users"))
         people = profile.select("user_id", "early_share").unique("user_id")
         lists = self._lists(ctx, ranked, []).join(people, on="user_id", how="left").join(lead, how="cross")
         return self._shape(

@@ -66,6 +66,7 @@ __all__ = [
     "read_history",
     "recent_deliverables",
     "record_goals",
+    "retitle_reasons",
     "show_goals",
     "slate_columns",
     "with_shop",
@@ -413,6 +414,36 @@ def propose(
     return ProposalResult(
         day, len(batch), len(done), decided.height, chosen, scorer.name, time.perf_counter() - started
     )
+
+
+def retitle_reasons(con: Any, changes: Sequence[tuple[str, date, str, str]]) -> None:
+    """Name the deliverables that took the slots by their titles as they are now (inside the
+    caller's transaction): ``changes`` holds ``(user_id, date, old title, new title)`` of
+    deliverables retitled after the choice (a cart cut to the cap, a thumbed-down item taken out).
+
+    A goal not chosen says which goal kept its place — "it repeats much of '<title>'", "its place
+    went to '<title>'" — with the title it had when chosen; the person is shown the deliverable
+    under its final title, so the quoted title is rewritten in that user's not-chosen reasons of
+    that day. One statement per rank of a user's changes, so that no reason row is matched twice.
+    """
+    rows = [(u, d, f"'{old}'", f"'{new}'") for u, d, old, new in changes if old and new and old != new]
+    if not rows:
+        return
+    frame = pl.DataFrame(rows, schema=["user_id", "date", "old", "new"], orient="row").with_columns(
+        pl.int_range(pl.len()).over("user_id", "date").alias("rank")
+    )
+    name = f"_orchestrion_retitled_{id(frame)}"
+    con.register(name, frame.to_arrow())
+    try:
+        for rank in range(int(frame.get_column("rank").max() or 0) + 1):  # type: ignore[arg-type]
+            con.execute(
+                f"UPDATE goals AS g SET reason_detail = replace(g.reason_detail, c.old, c.new) FROM {name} c "
+                "WHERE c.rank = $rank AND g.user_id = c.user_id AND g.date = c.date AND g.status <> 'chosen' "
+                "AND contains(g.reason_detail, c.old)",
+                {"rank": rank},
+            )
+    finally:
+        con.unregister(name)
 
 
 def show_goals(store: Store, user_id: str, day: date) -> list[Goal]:

@@ -248,6 +248,8 @@ def choose(
             "_redundant": g.redundant_by >= 0,
             "_by_title": pl.Series(by_title, dtype=pl.String),
             "_by_score": np.where(g.redundant_by >= 0, scores[np.maximum(g.redundant_by, 0)], np.nan),
+            # the overlapping goal it gave way to may itself lose its place (budget, volume, an exploration swap)
+            "_by_chosen": (g.redundant_by >= 0) & chosen[np.maximum(g.redundant_by, 0)] if n else np.zeros(0, bool),
             "_risky": g.risky,
             "_dropped": dropped & ~chosen,
             "_within": g.within_budget,
@@ -317,10 +319,27 @@ def choose(
                 pl.lit(f"{config.fatigue_days:g}"),
             )
         )
-        .when(pl.col("_redundant"))
+        .when(pl.col("_redundant") & pl.col("_by_chosen"))
         .then(
             pl.format(
                 "it repeats much of '{}', which looked more useful to you and was kept for the day",
+                pl.col("_by_title").fill_null("another one"),
+            )
+        )
+        .when(pl.col("_redundant") & pl.col("_takers").is_not_null())
+        .then(
+            pl.format(
+                "it repeats much of '{}', which looked more useful to you but was not sent either; the day's "
+                "place(s) went to {}",
+                pl.col("_by_title").fill_null("another one"),
+                "_takers",
+            )
+        )
+        .when(pl.col("_redundant"))
+        .then(
+            pl.format(
+                "it repeats much of '{}', which looked more useful to you but was not sent either; nothing was "
+                "sent to you today",
                 pl.col("_by_title").fill_null("another one"),
             )
         )

@@ -172,7 +172,7 @@ def labelled_log(store: Store) -> pl.DataFrame:
     frame: pl.DataFrame = store.con.sql(
         """
         SELECT g.goal_id, g.user_id, g.date, g.template, g.variant, g.kind, g.items, g.features, g.score,
-               g.status, g.reason, g.slot, g.propensity,
+               g.status, g.reason, g.slot, g.propensity, g.policy,
                CASE f.thumb WHEN 'up' THEN 1 WHEN 'down' THEN 0 END AS reward
         FROM goals g
         LEFT JOIN deliverables d USING (goal_id)

@@ -30,8 +30,7 @@ from orchestrion.access.sessions import (
     sign_out_user,
     start_session,
 )
-from orchestrion.delivery.deliverables import drop_items
-from orchestrion.delivery.feedback import Feedback, ItemThumb, record_feedback
+from orchestrion.delivery.feedback import Feedback, ItemThumb, record_feedback, trim_pending
 from orchestrion.errors import NotFoundError, PermissionDeniedError, UsageError
 from orchestrion.web.context import WebContext, iso_day, read_form, safe_next, today_for
 from orchestrion.web.feed import Card, Day, card, day_feed, latest_day
@@ -218,7 +217,7 @@ def build_router(web: WebContext) -> APIRouter:
         receipt = await web.api.write(lambda con: record_feedback(con, deliverable_id, body, source="web", now=now))
         if receipt.excluded:  # a thumbed-down item leaves the user's carts still waiting for approval
             settings = web.api.settings
-            await run_in_threadpool(drop_items, web.api.store, settings, receipt.user_id, receipt.excluded, now=now)
+            await run_in_threadpool(trim_pending, web.api.store, settings, [receipt], now=now)
         if request.headers.get("hx-request"):
             updated = await _own_card(web, session, deliverable_id)
             assert updated is not None
