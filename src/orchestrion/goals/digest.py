@@ -3,7 +3,9 @@
 Topics are clusters of articles read by the same people (k-means on item embeddings from the
 reading log, see :meth:`GoalContext.item_clusters`), so every article has one, with or without
 text; a topic is named by the commonest words of its titled articles. An article is *fresh* while
-its first reader is at most ``fresh_days`` old.
+its first reader is at most ``fresh_days`` old. Only articles a person can be shown — in the
+catalog, with a title (:meth:`GoalContext.showable`) — are proposed: DeskDrop's reading log names
+far more articles than its catalog holds, and a digest of ids is no digest.
 
 Variants, each at most ``size`` fresh articles the user has not read:
 
