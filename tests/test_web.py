@@ -87,7 +87,7 @@ def _seed(store: Store, now: datetime) -> None:
         ("alice01", "alice", today, "playlist", "Your late-night jazz mix", ["t1", "t2", "t3"],
          {"artists": ["Blue in Green", "So What", "Naima"]}, "chosen", 1, None,
          "you played 41 jazz tracks in the last 14 days, most of them after 22:00"),
-        ("alice02", "alice", today, "reorder", "Reorder your staples: 2 items (£34.8)", ["p1", "p2"],
+        ("alice02", "alice", today, "reorder", "Reorder your staples: 2 items (£34.80)", ["p1", "p2"],
          {"currency": "GBP", "lines": lines, "total": 34.8}, "chosen", 2, None,
          "you buy these 2 items every ~3 weeks; the last time was 24 days ago"),
         ("alice03", "alice", today, "digest", "This week in your topics: rivers, libraries", ["a1", "a2"],
