@@ -29,8 +29,9 @@ To keep it near two minutes on a loaded 2-core machine the days run for a docume
 their active users: every 30th customer active on 2011-11-01 (48 of 1,425, two of them renamed
 to a 230-character ASCII id and an 80-character CJK id) and every 20th DeskDrop reader active on
 2016-06-15 (47 of 929; every 25th, 38, drew no ``exceptions`` attack once digests kept to
-catalogued articles and so came fewer per reader). Each day is run with ``run_daily`` (the code path of ``orchestrion run
-daily``), then again with ``force`` two hours later (stale claims reconciled, failed ones retried).
+catalogued articles and so came fewer per reader). Each day is run with ``run_daily`` (the code
+path of ``orchestrion run daily``), then again with ``force`` two hours later (stale claims
+reconciled, failed ones retried).
 """
 
 from __future__ import annotations
