@@ -27,12 +27,14 @@ import logging
 import threading
 import zlib
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal
 
 from orchestrion.config import Settings
 from orchestrion.delivery import ledger
 from orchestrion.delivery.channels import Effector
+from orchestrion.delivery.record import Deliverable
 from orchestrion.delivery.rendering import main_action, status_text
 from orchestrion.delivery.stage import load_user_rules
 from orchestrion.errors import (
@@ -82,7 +84,7 @@ def _lock(deliverable_id: str) -> threading.Lock:
     return _LOCKS[zlib.crc32(deliverable_id.encode()) % len(_LOCKS)]
 
 
-def _rows(con: Any, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+def _rows(con: Any, where: str, params: dict[str, Any]) -> list[Deliverable]:
     cursor = con.execute(
         f"SELECT {_COLUMNS} FROM deliverables d LEFT JOIN goals g USING (goal_id) WHERE {where} "
         "ORDER BY d.date DESC, g.slot NULLS LAST, d.deliverable_id",
@@ -99,7 +101,7 @@ def _rows(con: Any, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
             record["content"]["effects"] = json.loads(effects)
         record["date"] = record["date"].isoformat()
         record["status_text"] = status_text(record["status"], record["error"], main_action(record))
-        out.append(record)
+        out.append(Deliverable(**record))
     return out
 
 
@@ -118,7 +120,7 @@ def pending_actions(con: Any, *, user_id: str | None = None, deliverable_id: str
     return rows
 
 
-def get_deliverable(con: Any, deliverable_id: str, *, viewer: str | None = None) -> dict[str, Any]:
+def get_deliverable(con: Any, deliverable_id: str, *, viewer: str | None = None) -> Deliverable:
     """One deliverable with its pending actions. ``viewer`` (a user id) must own it; None is an admin.
 
     Raises NotFoundError for an unknown id and PermissionDeniedError for another user's.
@@ -127,19 +129,19 @@ def get_deliverable(con: Any, deliverable_id: str, *, viewer: str | None = None)
     if not found:
         raise NotFoundError(f"no deliverable {deliverable_id!r}; list a user's with GET /v1/users/{{id}}/feed")
     record = found[0]
-    if viewer is not None and record["user_id"] != viewer:
+    if viewer is not None and record.user_id != viewer:
         raise PermissionDeniedError(f"deliverable {deliverable_id!r} belongs to another user")
-    record["actions"] = pending_actions(con, deliverable_id=deliverable_id)
-    return record
+    return replace(record, actions=tuple(pending_actions(con, deliverable_id=deliverable_id)))
 
 
-def feed(con: Any, user_id: str, day: date) -> list[dict[str, Any]]:
+def feed(con: Any, user_id: str, day: date) -> list[Deliverable]:
     """A user's deliverables of ``day`` (no ``proposed`` leftovers), in slot order."""
     found = _rows(con, "d.user_id = $u AND d.date = $day AND d.status <> 'proposed'", {"u": user_id, "day": day})
     actions = pending_actions(con, user_id=user_id)
-    for record in found:
-        record["actions"] = [a for a in actions if a["deliverable_id"] == record["deliverable_id"]]
-    return found
+    return [
+        replace(record, actions=tuple(a for a in actions if a["deliverable_id"] == record.deliverable_id))
+        for record in found
+    ]
 
 
 def first_deliverables(con: Any, day: date, users: list[str] | None) -> list[dict[str, Any]]:
@@ -255,7 +257,7 @@ def decide(
     effector: Effector | None = None,
     policy: Policy | None = None,
     due_before: datetime | None = None,
-) -> dict[str, Any]:
+) -> Deliverable:
     """Approve, reject or cancel a deliverable's waiting actions; returns the updated deliverable.
 
     ``approve`` runs each waiting action once (policy checked again now; ledger); ``reject`` drops
@@ -286,17 +288,17 @@ def _decide(
     effector: Effector,
     policy: Policy,
     due_before: datetime | None,
-) -> dict[str, Any]:
+) -> Deliverable:
     """:func:`decide` under the deliverable's lock."""
     record = get_deliverable(con, deliverable_id)
-    waiting = [a for a in record["actions"] if a["status"] == "waiting"]
+    waiting = [a for a in record.actions if a["status"] == "waiting"]
     if due_before is not None:  # the notify sweep: only actions whose window has ended
         waiting = [a for a in waiting if a["tier"] == "notify" and a["due_at"] and a["due_at"] <= due_before]
     if not waiting:
         raise AlreadyDecidedError(
-            f"deliverable {deliverable_id!r} has no action waiting for a decision (status {record['status']!r}); "
+            f"deliverable {deliverable_id!r} has no action waiting for a decision (status {record.status!r}); "
             "it was decided already",
-            record,
+            record.as_dict(),
         )
     if decision == "cancel" and not any(a["tier"] == "notify" for a in waiting):
         raise UsageError("only `notify` actions can be cancelled; use reject for actions awaiting approval")
@@ -309,15 +311,16 @@ def _decide(
                 f"deliverable {deliverable_id!r} has an approved action still being carried out; approve again "
                 "to finish it (its outcome is reconciled with the provider), it can no longer be "
                 f"{'rejected' if decision == 'reject' else 'cancelled'}",
-                record,
+                record.as_dict(),
             )
+    published = record.as_dict()  # what the channels publish; an action refused or failed notes why in it
     updates: list[tuple[str, str]] = []
     for action in waiting:
         if decision == "approve":
             if action["tier"] == "suggest":
                 updates.append((action["action_id"], "suggested"))
                 continue
-            updates.append((action["action_id"], _execute(store, con, action, record, effector, policy, now)))
+            updates.append((action["action_id"], _execute(store, con, action, published, effector, policy, now)))
         elif decision == "reject":
             updates.append((action["action_id"], "rejected"))
         else:
@@ -326,19 +329,19 @@ def _decide(
     if any(status == "failed" for _, status in updates):
         final = "failed"
     decided = {action_id for action_id, _ in updates}
-    if final != "failed" and any(a["status"] == "waiting" and a["action_id"] not in decided for a in record["actions"]):
+    if final != "failed" and any(a["status"] == "waiting" and a["action_id"] not in decided for a in record.actions):
         final = "awaiting_approval"
-    error = record.get("error") if final == "failed" else None
+    error = published.get("error") if final == "failed" else None
     if final == "delivered":
         # The deliverable's own action refused now (a cap reached, the same order placed since),
         # and none of it done: it says so ("Not ordered: ..."), never "delivered".
-        kinds = {a["action_id"]: a["action"] for a in record["actions"]}
-        main = main_action(record)
+        kinds = {a["action_id"]: a["action"] for a in record.actions}
+        main = main_action(published)
         done = any(
             kinds[a] == main and s in ("executed", "suggested") for a, s in updates
-        ) or any(a["action"] == main and a["status"] == "executed" for a in record["actions"])
+        ) or any(a["action"] == main and a["status"] == "executed" for a in record.actions)
         if not done and any(kinds[a] == main and s == "refused" for a, s in updates):
-            final, error = "not_done", record.get("refused")
+            final, error = "not_done", published.get("refused")
     with transaction(con):
         con.executemany(
             "UPDATE pending_actions SET status = ?, decided_at = ?, decided_by = ? WHERE action_id = ? "
@@ -355,16 +358,16 @@ def _decide(
     return refresh_outbox(con, effector, deliverable_id)
 
 
-def refresh_outbox(con: Any, effector: Effector, deliverable_id: str) -> dict[str, Any]:
+def refresh_outbox(con: Any, effector: Effector, deliverable_id: str) -> Deliverable:
     """The deliverable as it stands now, its outbox files written again to say so (see
     :meth:`Effector.refresh`). Call it after every committed status change, under the
     deliverable's lock where decisions race. A file that cannot be written is logged, never
     undoes the decision; the feed (API and web page) reads the store and is always current."""
     record = get_deliverable(con, deliverable_id)
     try:
-        effector.refresh(record)
+        effector.refresh(record.as_dict())
     except OSError as exc:
-        log.warning("outbox files of %s not refreshed to %r: %s", deliverable_id, record.get("status"), exc)
+        log.warning("outbox files of %s not refreshed to %r: %s", deliverable_id, record.status, exc)
     return record
 
 
@@ -440,7 +443,10 @@ def sweep_claims(
                 if _ledger_states(con, [entry.key]).get(entry.key) != "claimed":
                     continue  # settled meanwhile
                 found = _rows(con, "d.deliverable_id = $id", {"id": entry.deliverable_id})
-                record = found[0] if found else {"deliverable_id": entry.deliverable_id, "user_id": entry.user_id}
+                # the record as stored (the sweep reads no actions), else what the ledger knows of it
+                record: dict[str, Any] = {"deliverable_id": entry.deliverable_id, "user_id": entry.user_id}
+                if found:
+                    record = {k: v for k, v in found[0].as_dict().items() if k != "actions"}
                 counts[_settle_claim(con, settings, entry, record, effector, now)] += 1
     finally:
         con.close()
@@ -548,8 +554,8 @@ def _drop(
 ) -> str | None:
     """:func:`drop_items` for one deliverable, under its lock; its new status, or None (unchanged)."""
     record = get_deliverable(con, deliverable_id)
-    orders = [a for a in record["actions"] if a["status"] == "waiting" and a["action"] == "place_order"]
-    content = record["content"] if isinstance(record["content"], dict) else {}
+    orders = [a for a in record.actions if a["status"] == "waiting" and a["action"] == "place_order"]
+    content = record.content if isinstance(record.content, dict) else {}
     if not orders or any(s != "failed" for s in _ledger_states(con, [a["action_id"] for a in orders]).values()):
         return None  # decided meanwhile, or an approval is placing it now
     kept = [i for i in content.get("items") or [] if str(i.get("item_id")) not in gone]
@@ -558,19 +564,19 @@ def _drop(
         len(lines[a["action_id"]]) == len(a["arguments"].get("lines") or []) for a in orders
     ):
         return None
-    others = any(a["status"] == "waiting" and a["action"] != "place_order" for a in record["actions"])
+    others = any(a["status"] == "waiting" and a["action"] != "place_order" for a in record.actions)
     total = round(sum(float(i.get("line_total") or 0.0) for i in kept), 2)
     currency = content.get("currency") or ""
     new_content = {**{k: v for k, v in content.items() if k != "effects"}, "items": kept, "total": total}
     decided: list[tuple[str, str, str | None]] = []  # action, status, detail
     refusals: list[list[Any]] = []
-    final, reason = record["status"], record.get("error")
+    final, reason = record.status, record.error
     if not kept or not all(lines.values()):
         decided = [(a["action_id"], "cancelled", "every item was thumbed down") for a in orders]
         final = "awaiting_approval" if others else "cancelled"
         reason = None if others else "you thumbed down every item in it, so nothing will be ordered"
     else:
-        rules = load_user_rules(con, policy, [record["user_id"]], now, locale=locale)[record["user_id"]]
+        rules = load_user_rules(con, policy, [record.user_id], now, locale=locale)[record.user_id]
         for action in orders:
             args = {**action["arguments"], "lines": lines[action["action_id"]]}
             args["total"] = round(sum(round(float(q) * float(p), 2) for _, q, p in args["lines"]), 2)
@@ -590,15 +596,15 @@ def _drop(
             shown = {**args, "currency": currency}
             text = rules.refusal_text(verdict.rule, shown, deliverable_id, now=now, spent=spent)
             decided.append((action["action_id"], "refused", text))
-            refusals.append([deliverable_id, record["user_id"], "place_order", verdict.rule, verdict.detail,
+            refusals.append([deliverable_id, record.user_id, "place_order", verdict.rule, verdict.detail,
                              ledger.canonical(args), now])
             if not others:
                 final, reason = "not_done", text
-    title = record["title"]
+    title = record.title
     if kept and str(title).startswith("Reorder:"):  # the offline planner's title states the cart's numbers
         title = f"Reorder: {len(kept)} items ({format_money(total, currency or None, locale)})"
-    summary = summary_of(new_content, locale) if kept else record.get("summary")
-    why = record.get("why")
+    summary = summary_of(new_content, locale) if kept else record.summary
+    why = record.why
     goal = con.execute(
         "SELECT g.template, g.variant, g.why, g.details, g.reason_detail FROM deliverables d JOIN goals g "
         "USING (goal_id) WHERE d.deliverable_id = ?",
