@@ -32,25 +32,24 @@ from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal
 
 from orchestrion.config import Settings
-from orchestrion.delivery import ledger
+from orchestrion.delivery import actions, ledger
+from orchestrion.delivery.actions import Action
 from orchestrion.delivery.channels import Effector
 from orchestrion.delivery.record import Deliverable
 from orchestrion.delivery.rendering import main_action, status_text
-from orchestrion.delivery.stage import load_user_rules
+from orchestrion.delivery.rules import load_user_rules
 from orchestrion.errors import (
     AlreadyDecidedError,
     NotFoundError,
     OrchestrionError,
     PermissionDeniedError,
-    PolicyViolation,
-    RetryableError,
     UsageError,
 )
 from orchestrion.goals.words import final_words
 from orchestrion.money import format_money
 from orchestrion.planning.offline import summary_of
 from orchestrion.store import Store, transaction
-from orchestrion.tools.policies import ActionClass, Policy, check, load_policy, webhook_origin
+from orchestrion.tools.policies import Policy, load_policy
 
 __all__ = [
     "Decision",
@@ -168,81 +167,46 @@ def first_deliverables(con: Any, day: date, users: list[str] | None) -> list[dic
 
 
 def _execute(
-    store: Store,
     con: Any,
-    action: dict[str, Any],
+    action: Action,
     record: dict[str, Any],
     effector: Effector,
     policy: Policy,
     now: datetime,
 ) -> str:
-    """Run one approved or due action: policy now, ledger, perform. Returns its new status."""
-    rules = load_user_rules(con, policy, [record["user_id"]], now, locale=effector.settings.locale)[record["user_id"]]
-    args = action["arguments"]
-    action_class: ActionClass = (
-        "order" if action["action"] == "place_order" else ("webhook" if args.get("channel") == "webhook" else "outbox")
-    )
+    """Run one approved or due action through the one side-effect step (policy now, ledger,
+    reconcile or perform, settle). Returns its new status; a refusal's or a failure's words go to
+    ``record`` (``refused``, ``error``)."""
+    rules = load_user_rules(con, policy, [action.user_id], now, locale=effector.settings.locale)[action.user_id]
     # This action's own amount is never part of the month's spending it is checked against (a
     # claim left by a crash is the same order, under the same key).
-    spent = rules.spent_without(action["action_id"])
-    verdict = check(
-        rules.policy,
-        action_class,
-        amount=float(args.get("total") or 0.0),
-        spent_this_month=spent,
-        origin=_origin(args.get("url")) if action_class == "webhook" else None,
-        local_time=rules.local(now).time(),
-        paused=rules.paused,
-        duplicate_of=rules.duplicate_of(args, record["deliverable_id"], action["created_at"])
-        if action_class == "order"
-        else None,
+    spent = rules.spent_without(action.key)
+    duplicate = (
+        rules.duplicate_of(action.arguments, action.deliverable_id, action.created_at)
+        if action.kind == "order" else None
     )
+    verdict = actions.verdict(rules, action, now, spent=spent, duplicate_of=duplicate)
     if not verdict.allowed:
         with transaction(con):
             con.execute(
                 "INSERT INTO policy_decisions (deliverable_id, user_id, action, rule, detail, arguments, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    record["deliverable_id"],
-                    record["user_id"],
-                    action["action"],
-                    verdict.rule,
-                    verdict.detail,
-                    ledger.canonical(args),
-                    now,
-                ],
+                actions.refusal_row(action, verdict, now),
             )
         # What the person reads: "Not ordered: <this>" (rendering.status_text).
-        record["refused"] = rules.refusal_text(verdict.rule, args, record["deliverable_id"], now=now, spent=spent)
+        record["refused"] = rules.refusal_text(verdict.rule, action.arguments, action.deliverable_id, now=now,
+                                               spent=spent)
         return "refused"
-    key = action["action_id"]
-    fx = ledger.Effect(key, record["user_id"], record["deliverable_id"], action["action"], args)
-    state = ledger.claim(con, [fx], now=now)[key]
-    if state == "completed":
-        return "executed"
-    try:
-        outcome = effector.reconcile(action["action"], args, key, record) if state == "unknown" else None
-        outcome = outcome or effector.perform(action["action"], args, key, record)
-    except RetryableError:
-        raise  # outcome unknown: the claim stays open and the next attempt reconciles it
-    except OrchestrionError as exc:
-        ledger.fail(con, {key: str(exc)}, now=now)
-        record["error"] = f"{action['action']} failed: {exc}"
+    state = ledger.claim(con, [action.effect], now=now)[action.key]
+    outcome = actions.carry(effector, action, state, record)
+    if outcome.retryable and outcome.raised is not None:
+        raise outcome.raised  # outcome unknown: the claim stays open and the next attempt reconciles it
+    with transaction(con):  # a person's approved action that broke is theirs to see, not a claim to reconcile
+        actions.settle(con, [outcome], now, give_up=True)
+    if outcome.state != "done":
+        record["error"] = f"{action.tool} failed: {outcome.error}"
         return "failed"
-    except Exception as exc:  # a malformed URL, a file error: this action fails, never the request
-        ledger.fail(con, {key: f"{type(exc).__name__}: {exc}"}, now=now)
-        record["error"] = f"{action['action']} failed: {type(exc).__name__}: {exc}"
-        return "failed"
-    ledger.complete(con, {key: outcome}, now=now)
     return "executed"
-
-
-def _origin(url: Any) -> str | None:
-    """The webhook's origin, or None (refused by the check) when it is not one plain http(s) origin."""
-    try:
-        return webhook_origin(str(url)) if url else None
-    except PolicyViolation:
-        return None
 
 
 def decide(
@@ -320,7 +284,11 @@ def _decide(
             if action["tier"] == "suggest":
                 updates.append((action["action_id"], "suggested"))
                 continue
-            updates.append((action["action_id"], _execute(store, con, action, published, effector, policy, now)))
+            typed = Action.stored(
+                action["user_id"], action["deliverable_id"], action["action"], action["arguments"],
+                key=action["action_id"], created_at=action["created_at"],
+            )
+            updates.append((action["action_id"], _execute(con, typed, published, effector, policy, now)))
         elif decision == "reject":
             updates.append((action["action_id"], "rejected"))
         else:
@@ -582,15 +550,10 @@ def _drop(
             args["total"] = round(sum(round(float(q) * float(p), 2) for _, q, p in args["lines"]), 2)
             action["arguments"] = args
             spent = rules.spent_without(action["action_id"])
-            verdict = check(
-                rules.policy,
-                "order",
-                amount=float(args["total"]),
-                spent_this_month=spent,
-                local_time=rules.local(now).time(),
-                paused=rules.paused,
-                duplicate_of=rules.duplicate_of(args, deliverable_id, action["created_at"]),
-            )
+            order = Action.stored(record.user_id, deliverable_id, "place_order", args, key=action["action_id"],
+                                  created_at=action["created_at"])
+            verdict = actions.verdict(rules, order, now, spent=spent,
+                                      duplicate_of=rules.duplicate_of(args, deliverable_id, action["created_at"]))
             if verdict.allowed:
                 continue
             shown = {**args, "currency": currency}
