@@ -22,11 +22,11 @@ from orchestrion.api.context import ApiContext, IsoDate
 from orchestrion.api.receipts import ApiError, Refusal
 from orchestrion.config import Format
 from orchestrion.delivery.deliverables import decide, feed, get_deliverable
-from orchestrion.delivery.record import Deliverable
 from orchestrion.delivery.rendering import MEDIA_TYPES, render
 from orchestrion.encoding import to_json_bytes
 from orchestrion.errors import AlreadyDecidedError, NotFoundError, PermissionDeniedError, RetryableError, UsageError
 from orchestrion.proposals.day import day_goals
+from orchestrion.proposals.record import Deliverable
 from orchestrion.store import Store, utcnow
 
 __all__ = ["build_router"]

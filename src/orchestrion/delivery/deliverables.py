@@ -35,7 +35,6 @@ from orchestrion.config import Settings
 from orchestrion.delivery import actions, ledger
 from orchestrion.delivery.actions import Action
 from orchestrion.delivery.channels import Effector
-from orchestrion.delivery.record import Deliverable
 from orchestrion.delivery.rendering import main_action, status_text
 from orchestrion.delivery.rules import load_user_rules
 from orchestrion.errors import (
@@ -48,6 +47,13 @@ from orchestrion.errors import (
 from orchestrion.goals.words import final_words
 from orchestrion.money import format_money
 from orchestrion.planning.offline import summary_of
+from orchestrion.proposals.record import (
+    Deliverable,
+    insert_refusals,
+    write_cart,
+    write_decision,
+    write_reconciled,
+)
 from orchestrion.store import Store, transaction
 from orchestrion.tools.policies import Policy, load_policy
 
@@ -188,11 +194,7 @@ def _execute(
     verdict = actions.verdict(rules, action, now, spent=spent, duplicate_of=duplicate)
     if not verdict.allowed:
         with transaction(con):
-            con.execute(
-                "INSERT INTO policy_decisions (deliverable_id, user_id, action, rule, detail, arguments, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                actions.refusal_row(action, verdict, now),
-            )
+            insert_refusals(con, [actions.refusal_row(action, verdict, now)])
         # What the person reads: "Not ordered: <this>" (rendering.status_text).
         record["refused"] = rules.refusal_text(verdict.rule, action.arguments, action.deliverable_id, now=now,
                                                spent=spent)
@@ -311,18 +313,8 @@ def _decide(
         if not done and any(kinds[a] == main and s == "refused" for a, s in updates):
             final, error = "not_done", published.get("refused")
     with transaction(con):
-        con.executemany(
-            "UPDATE pending_actions SET status = ?, decided_at = ?, decided_by = ? WHERE action_id = ? "
-            "AND status = 'waiting'",
-            [[status, now, by, action_id] for action_id, status in updates],
-        )
-        # A person's approved action that failed is theirs to see, not a run's to try again.
-        con.execute(
-            "UPDATE deliverables SET status = ?, updated_at = ?, error = CASE WHEN ? = 'not_done' THEN ? ELSE "
-            "coalesce(?, error) END, failures = CASE "
-            "WHEN ? = 'failed' THEN greatest(coalesce(failures, 0), ?) ELSE failures END WHERE deliverable_id = ?",
-            [final, now, final, error, error, final, settings.delivery_max_attempts, deliverable_id],
-        )
+        write_decision(con, deliverable_id, updates, final, error, by=by, now=now,
+                       max_attempts=settings.delivery_max_attempts)
     return refresh_outbox(con, effector, deliverable_id)
 
 
@@ -450,16 +442,7 @@ def _settle_claim(
     with transaction(con):
         ledger.settle(con, "completed", {entry.key: ledger.canonical(outcome)}, now)
         if action and action[0][0] == "waiting":
-            con.execute(
-                "UPDATE pending_actions SET status = 'executed', decided_at = ?, decided_by = 'reconciled' "
-                "WHERE action_id = ? AND status = 'waiting'",
-                [now, entry.key],
-            )
-            con.execute(
-                "UPDATE deliverables SET status = 'delivered', updated_at = ? WHERE deliverable_id = ? AND NOT EXISTS "
-                "(SELECT 1 FROM pending_actions WHERE deliverable_id = ? AND status = 'waiting')",
-                [now, entry.deliverable_id, entry.deliverable_id],
-            )
+            write_reconciled(con, entry.key, entry.deliverable_id, now)
     if action and action[0][0] == "waiting" and record.get("status") != "delivered":
         refresh_outbox(con, effector, entry.deliverable_id)
     return "completed"
@@ -578,37 +561,20 @@ def _drop(
             goal[0], goal[1], str(title), str(why or goal[2]), json.loads(goal[3] or "{}"), new_content, note=goal[4]
         )
     with transaction(con):
-        for action in orders:
-            con.execute(
-                "UPDATE pending_actions SET arguments = ? WHERE action_id = ? AND status = 'waiting'",
-                [ledger.canonical(action["arguments"]), action["action_id"]],
-            )
-        for action_id, status, detail in decided:
-            con.execute(
-                "UPDATE pending_actions SET status = ?, decided_at = ?, decided_by = 'thumbs-down', detail = ? "
-                "WHERE action_id = ? AND status = 'waiting'",
-                [status, now, detail, action_id],
-            )
-        if refusals:
-            con.executemany(
-                "INSERT INTO policy_decisions (deliverable_id, user_id, action, rule, detail, arguments, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                refusals,
-            )
-        con.execute(
-            "UPDATE deliverables SET content = ?, items = ?, title = ?, summary = ?, why = ?, status = ?, error = ?, "
-            "updated_at = ? WHERE deliverable_id = ?",
-            [
-                ledger.canonical(new_content),
-                [str(i.get("item_id")) for i in kept],
-                title,
-                summary,
-                why,
-                final,
-                reason,
-                now,
-                deliverable_id,
-            ],
+        write_cart(
+            con,
+            deliverable_id,
+            {a["action_id"]: a["arguments"] for a in orders},
+            decided,
+            refusals,
+            content=new_content,
+            items=[str(i.get("item_id")) for i in kept],
+            title=title,
+            summary=summary,
+            why=why,
+            status=str(final),
+            error=reason,
+            now=now,
         )
     return str(final)
 

@@ -38,21 +38,19 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import polars as pl
-
 from orchestrion.config import Settings
 from orchestrion.delivery import actions, ledger
 from orchestrion.delivery.actions import Action, Outcome
 from orchestrion.delivery.channels import Effector
 from orchestrion.delivery.rendering import main_action
 from orchestrion.delivery.rules import UserRules, load_user_rules, order_lines
-from orchestrion.encoding import to_json
 from orchestrion.errors import OrchestrionError, PolicyViolation
 from orchestrion.goals.words import final_words
 from orchestrion.planning import OfflinePlanner, Planner, PlanOutcome
 from orchestrion.planning.executor import Executor
 from orchestrion.planning.review import Critic, Review, review
 from orchestrion.proposals.day import ProposalResult, active_users, day_context, day_start, propose
+from orchestrion.proposals.record import insert_pending, insert_refusals, write_records
 from orchestrion.store import Store, transaction
 from orchestrion.tools import CatalogItem, GoalRecord, IntendedEffect, ToolContext, allowed_tools
 from orchestrion.tools.policies import Policy, load_policy
@@ -116,35 +114,6 @@ def _guard(
             raise PolicyViolation(verdict.rule or "policy", verdict.detail)
 
     return guard
-
-
-_PENDING = (
-    "action_id",
-    "deliverable_id",
-    "user_id",
-    "action",
-    "arguments",
-    "tier",
-    "status",
-    "due_at",
-    "created_at",
-    "detail",
-)
-
-
-def _insert_pending(con: Any, rows: list[list[Any]]) -> None:
-    """Write actions left waiting (approve, notify); a row already there is kept."""
-    if not rows:
-        return
-    with ledger.registered(con, rows, _PENDING) as name:
-        con.execute(
-            f"INSERT INTO pending_actions ({', '.join(_PENDING)}) SELECT action_id, deliverable_id, "
-            "user_id, action, arguments, tier, status, CAST(due_at AS TIMESTAMP), "
-            f"CAST(created_at AS TIMESTAMP), detail FROM {name} ON CONFLICT DO NOTHING"
-        )
-
-
-_REFUSALS = ("deliverable_id", "user_id", "action", "rule", "detail", "arguments", "created_at")
 
 
 @dataclass
@@ -613,20 +582,17 @@ def _carry_out(
         # crash after the first commit leaves it `proposed` with nothing of it committed (planned
         # again), never with its waiting actions and without its claims (never published).
         with transaction(con):
-            _insert_pending(con, [row for row in pending if row[1] not in claimers])
-            if refusals:
-                with ledger.registered(con, refusals, _REFUSALS) as name:
-                    con.execute(
-                        f"INSERT INTO policy_decisions ({', '.join(_REFUSALS)}) SELECT deliverable_id, user_id, "
-                        f"action, rule, detail, arguments, CAST(created_at AS TIMESTAMP) FROM {name}"
-                    )
+            insert_pending(con, [row for row in pending if row[1] not in claimers])
+            insert_refusals(con, refusals)
             _annotate(first, errors, failures, settings.delivery_max_attempts)
-            _write(con, day, records, first, errors, now)
+            write_records(con, day, records, first, errors, now)
         if not claims:
             _count(result, records, status, 0, pending, refusals)
             return
         later = [row for row in pending if row[1] in claimers]
-        states = ledger.claim(con, [a.effect for a in claims], now=now, along=lambda c: _insert_pending(c, later))
+        states = ledger.claim(
+            con, [a.effect for a in claims], now=now, along=lambda c: insert_pending(c, later)
+        )
         done = ledger.results(con, [k for k, s in states.items() if s == "completed"])
         outcomes: list[Outcome] = []
         paged: dict[str, str] = {}  # deliverable → the status its outbox page was written with
@@ -672,7 +638,9 @@ def _carry_out(
         _annotate(final, errors, failures, settings.delivery_max_attempts)
         with transaction(con):
             actions.settle(con, outcomes, now)
-            _write(con, day, {d_id: records[d_id] for d_id in claimers}, final, errors, now, outcome_only=True)
+            write_records(
+                con, day, {d_id: records[d_id] for d_id in claimers}, final, errors, now, outcome_only=True
+            )
         # A page written before a later effect of its deliverable failed says what it was then: again.
         for d_id, shown_status in paged.items():
             if final[d_id] != shown_status:
@@ -709,106 +677,6 @@ def _count(
     result.effects += performed
     result.pending += len(pending)
     result.refused += len(refusals)
-
-
-def _write(
-    con: Any,
-    day: date,
-    records: Mapping[str, Mapping[str, Any]],
-    status: Mapping[str, str],
-    errors: Mapping[str, str | None],
-    now: datetime,
-    *,
-    outcome_only: bool = False,
-) -> None:
-    """Write ``records`` with their status (inside the caller's transaction); a ``failed`` one counts
-    one more failure. ``outcome_only``: only the status, the error and the effects' results — the
-    content, plan and trace were written before the effects ran (rewriting those large columns of
-    rows updated moments before cost DuckDB seconds per batch)."""
-    if not records:
-        return
-    if outcome_only:
-        rows = [[d_id, status[d_id], errors.get(d_id), to_json(r.get("effects") or {})] for d_id, r in records.items()]
-        with ledger.registered(con, rows, ("d", "s", "e", "x")) as name:
-            con.execute(
-                f"UPDATE deliverables AS d SET status = u.s, error = u.e, effects = u.x, updated_at = $now, "
-                "failures = coalesce(d.failures, 0) + CASE WHEN u.s = 'failed' THEN 1 ELSE 0 END "
-                f"FROM {name} u WHERE d.date = $day AND d.deliverable_id = u.d",
-                {"now": now, "day": day},
-            )
-        return
-
-    def js(value: Any) -> str | None:
-        return None if value is None else to_json(value)
-
-    frame = pl.DataFrame(
-        [
-            {
-                "deliverable_id": d_id,
-                "status": status[d_id],
-                "title": r.get("title"),
-                "summary": r.get("summary"),
-                "content": js(r.get("content")),
-                "effects": js(r.get("effects") or ({} if r.get("content") else None)),
-                "plan": js(r.get("plan")),
-                "trace": js(r.get("trace")),
-                "planner": r.get("planner"),
-                "fallback": r.get("fallback"),
-                "tokens": int(r.get("tokens") or 0),
-                "cost": float(r.get("cost") or 0.0),
-                "review": js(r.get("review")),
-                "attempts": int(r.get("attempts") or 0),
-                "error": errors.get(d_id),
-                "why": r.get("why"),
-                "items": _final_items(r.get("content")),
-            }
-            for d_id, r in records.items()
-        ],
-        schema={
-            "deliverable_id": pl.String,
-            "status": pl.String,
-            "title": pl.String,
-            "summary": pl.String,
-            "content": pl.String,
-            "effects": pl.String,
-            "plan": pl.String,
-            "trace": pl.String,
-            "planner": pl.String,
-            "fallback": pl.String,
-            "tokens": pl.Int64,
-            "cost": pl.Float64,
-            "review": pl.String,
-            "attempts": pl.Int32,
-            "error": pl.String,
-            "why": pl.String,
-            "items": pl.List(pl.String),
-        },
-    )
-    name = f"_orchestrion_delivered_{id(frame)}"
-    con.register(name, frame.to_arrow())
-    try:
-        con.execute(
-            f"""
-            UPDATE deliverables AS d SET
-                status = u.status, title = coalesce(u.title, d.title), summary = u.summary,
-                content = u.content, effects = u.effects, plan = u.plan, trace = u.trace, planner = u.planner,
-                fallback = u.fallback, tokens = u.tokens, cost = u.cost, review = u.review,
-                attempts = u.attempts, error = u.error, updated_at = $now,
-                why = coalesce(u.why, d.why), items = coalesce(u.items, d.items),
-                failures = coalesce(d.failures, 0) + CASE WHEN u.status = 'failed' THEN 1 ELSE 0 END
-            FROM {name} u WHERE d.date = $day AND d.deliverable_id = u.deliverable_id
-            """,
-            {"now": now, "day": day},
-        )
-    finally:
-        con.unregister(name)
-
-
-def _final_items(content: Any) -> list[str] | None:
-    """The item ids of built content (what the deliverable finally holds), None when nothing was built."""
-    if not isinstance(content, Mapping) or not content.get("items"):
-        return None
-    return [str(i.get("item_id")) for i in content["items"] if isinstance(i, Mapping) and i.get("item_id")]
 
 
 def deliver(
