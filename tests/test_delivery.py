@@ -121,8 +121,8 @@ def test_approve_orders_once_even_after_a_crash(home: tuple[Store, Settings], pr
     with pytest.raises(PermissionDeniedError):
         decide(store, settings, d_id, "approve", by="someone", viewer="online-retail:nobody", now=NOW)
     approved = decide(store, settings, d_id, "approve", by="test", viewer=user, now=NOW)
-    assert approved["status"] == "delivered" and len(provider.posts) == 1
-    assert [a["status"] for a in approved["actions"]] == ["executed"]
+    assert approved.status == "delivered" and len(provider.posts) == 1
+    assert [a["status"] for a in approved.actions] == ["executed"]
     with pytest.raises(UsageError, match="no action waiting"):
         decide(store, settings, d_id, "approve", by="test", viewer=user, now=NOW)
 
@@ -131,7 +131,7 @@ def test_approve_orders_once_even_after_a_crash(home: tuple[Store, Settings], pr
     store.con.execute("UPDATE side_effects SET status = 'claimed', result = NULL WHERE action = 'place_order'")
     store.con.execute("UPDATE pending_actions SET status = 'waiting' WHERE deliverable_id = ?", [d_id])
     again = decide(store, settings, d_id, "approve", by="test", viewer=user, now=NOW)
-    assert again["actions"][0]["status"] == "executed"
+    assert again.actions[0]["status"] == "executed"
     assert len(provider.posts) == 1 and len(provider.orders) == 1, "no second order"
     result = store.con.execute("SELECT result FROM side_effects WHERE action = 'place_order'").fetchall()[0][0]
     assert json.loads(result)["reconciled"] is True
@@ -172,9 +172,9 @@ def test_refused_webhook_and_feed_views(home: tuple[Store, Settings]) -> None:
     deliver(store, settings, DAY, now=NOW, policy=Policy(tiers={"outbox": "auto", "order": "approve"}))
     user = store.con.execute("SELECT user_id FROM deliverables WHERE status = 'awaiting_approval' LIMIT 1").fetchall()
     items = feed(store.con, user[0][0], DAY)
-    assert items and all(i["why"] and i["content"]["kind"] == "cart" for i in items)
-    one = get_deliverable(store.con, items[0]["deliverable_id"], viewer=user[0][0])
-    assert one["actions"][0]["tier"] == "approve"
+    assert items and all(i.why and i.content and i.content["kind"] == "cart" for i in items)
+    one = get_deliverable(store.con, items[0].deliverable_id, viewer=user[0][0])
+    assert one.actions[0]["tier"] == "approve"
 
 
 def test_a_torn_outbox_file_is_written_again_after_a_crash(home: tuple[Store, Settings]) -> None:
@@ -236,7 +236,8 @@ def test_outbox_formats_go_to_one_folder_per_day_and_the_html_carries_the_record
         record = json.loads(embedded.group(1))
         assert (record["deliverable_id"], record["user_id"]) == (d_id, user_id)
         stored = get_deliverable(store.con, d_id)
-        assert record["content"]["items"] == stored["content"]["items"] and "trace" not in record
+        assert stored.content is not None
+        assert record["content"]["items"] == stored.content["items"] and "trace" not in record
 
         with TestClient(create_app(store, settings)) as client:
             url = f"/v1/deliverables/{d_id}"

@@ -158,10 +158,10 @@ def test_an_approved_cart_over_the_monthly_cap_by_then_is_not_ordered(tmp_path: 
     execute(store, settings, SMALL_DAY, ["u1"], now=SMALL_NOW, policy=policy)
     later = SMALL_NOW + timedelta(hours=1)
     first = decide(store, settings, "d_a", "approve", by="u1", viewer="u1", now=later, policy=policy)
-    assert first["status"] == "delivered" and first["status_text"] == "Ordered"
+    assert first.status == "delivered" and first.status_text == "Ordered"
     second = decide(store, settings, "d_b", "approve", by="u1", viewer="u1", now=later, policy=policy)
-    assert second["status"] == "not_done", second
-    assert second["status_text"].startswith("Not ordered: this month's spending limit is reached"), second
+    assert second.status == "not_done", second
+    assert second.status_text.startswith("Not ordered: this month's spending limit is reached"), second
     assert store.scalar(
         "SELECT count(*) FROM side_effects WHERE deliverable_id = 'd_b' AND action = 'place_order'"
     ) == 0

@@ -148,8 +148,8 @@ def test_a_bulk_import_trims_waiting_carts_as_a_thumb_through_the_api_does(tmp_p
 
         settings = load_settings({"ORCHESTRION_HOME": str(tmp_path)})
         with Store.open(database) as store:
-            shown = get_deliverable(store.con, d_trim)
-            gone = get_deliverable(store.con, d_empty)
+            shown = get_deliverable(store.con, d_trim).as_dict()
+            gone = get_deliverable(store.con, d_empty).as_dict()
             assert shown["status"] == "awaiting_approval"
             assert [i["item_id"] for i in shown["content"]["items"]] == [i for i in items if i != dropped]
             assert shown["content"]["total"] == round(sum(i["line_total"] for i in shown["content"]["items"]), 2)
@@ -169,7 +169,7 @@ def test_a_bulk_import_trims_waiting_carts_as_a_thumb_through_the_api_does(tmp_p
             assert "Cancelled: you thumbed down every item" in page and "Waiting for your approval" not in page
             now = datetime(2011, 11, 1, 12)
             approved = decide(store, settings, d_trim, "approve", by="test", viewer=None, now=now)
-            assert approved["status"] == "delivered"
+            assert approved.status == "delivered"
             with pytest.raises(AlreadyDecidedError):
                 decide(store, settings, d_empty, "approve", by="test", viewer=None, now=now)
         orders = [o["order"] for o in shop.orders.values()]

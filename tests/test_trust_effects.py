@@ -456,7 +456,7 @@ def test_stale_claims_are_reconciled_by_the_sweep_and_the_next_run(tmp_path: Pat
             assert swept == {"completed": 1, "failed": 1, "open": 0}
             later = NOW + timedelta(hours=1)
             one = decide(store, settings, second, "approve", by="t", viewer=None, now=later, effector=live)
-            assert one["status"] == "delivered"
+            assert one.status == "delivered"
             rows = dict(
                 store.con.execute(
                     "SELECT deliverable_id, status FROM deliverables WHERE deliverable_id IN (?, ?)", [first, second]

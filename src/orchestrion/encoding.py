@@ -10,11 +10,12 @@ scalars and arrays as numbers, non-string keys as strings, anything else as its 
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
 import orjson
 
-__all__ = ["to_json", "to_json_bytes"]
+__all__ = ["canonical", "to_json", "to_json_bytes"]
 
 _OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
@@ -27,3 +28,13 @@ def to_json_bytes(value: Any, *, indent: bool = False) -> bytes:
 def to_json(value: Any, *, indent: bool = False) -> str:
     """``value`` as a JSON string (see :func:`to_json_bytes`)."""
     return to_json_bytes(value, indent=indent).decode()
+
+
+def canonical(value: Any) -> str:
+    """Compact JSON with sorted keys: equal values give equal text (a side effect's identity, a
+    stored action's arguments).
+
+    >>> canonical({"b": 1, "a": [1, "é"]})
+    '{"a":[1,"é"],"b":1}'
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

@@ -13,19 +13,21 @@ import errno
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import duckdb
 
 from orchestrion.errors import ConfigError, DatabaseLockedError, StorageError
 
-__all__ = ["ServerInfo", "Store", "pid_alive", "running_server", "storage_error", "transaction", "utcnow"]
+__all__ = [
+    "ServerInfo", "Store", "pid_alive", "registered", "running_server", "storage_error", "transaction", "utcnow",
+]
 
 MEMORY = ":memory:"
 
@@ -247,3 +249,20 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, rows: Sequence[Sequence[Any]], names: Sequence[str]) -> Iterator[str]:
+    """``rows`` as a temporary relation (all text columns: values as their ``str``, None as NULL)
+    for one set-based statement; its name. Cast columns back in the SQL (``CAST(x AS TIMESTAMP)``)."""
+    import pyarrow as pa  # heavy: loaded by the first set-based write, not by `orchestrion --help`
+
+    frame = pa.table(
+        {n: pa.array([None if r[i] is None else str(r[i]) for r in rows], pa.string()) for i, n in enumerate(names)}
+    )
+    name = f"_orchestrion_rows_{id(frame)}"
+    con.register(name, frame)
+    try:
+        yield name
+    finally:
+        con.unregister(name)

@@ -26,6 +26,7 @@ from orchestrion.delivery.rendering import MEDIA_TYPES, render
 from orchestrion.encoding import to_json_bytes
 from orchestrion.errors import AlreadyDecidedError, NotFoundError, PermissionDeniedError, RetryableError, UsageError
 from orchestrion.proposals.day import day_goals
+from orchestrion.proposals.record import Deliverable
 from orchestrion.store import Store, utcnow
 
 __all__ = ["build_router"]
@@ -117,7 +118,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return {
             "user_id": user_id,
             "date": chosen.isoformat(),
-            "deliverables": await guarded(read, feed, user_id, chosen),
+            "deliverables": [record.as_dict() for record in await guarded(read, feed, user_id, chosen)],
         }
 
     @router.get("/v1/users/{user_id:path}/goals", dependencies=security, responses=refusals)
@@ -155,7 +156,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
     ) -> Any:
         """One deliverable: content, plan, trace, review, actions; or rendered as Markdown or HTML."""
         key = await ctx.auth.authenticate(request)
-        record = await guarded(read, get_deliverable, deliverable_id, viewer=_viewer(key), hidden=deliverable_id)
+        found = await guarded(read, get_deliverable, deliverable_id, viewer=_viewer(key), hidden=deliverable_id)
+        record = found.as_dict()
         if fmt == "json":
             return record
         body, media_type = render(record, fmt, locale=ctx.settings.locale, base_url=ctx.settings.web_url)
@@ -169,9 +171,10 @@ def build_router(ctx: ApiContext) -> APIRouter:
         key = await ctx.auth.authenticate(request)
         viewer = _viewer(key)
         by = f"key:{key.key_id}" if key else "open-api"
-        return await guarded(
+        decided = await guarded(
             decide, ctx.store, ctx.settings, deliverable_id, decision, by=by, viewer=viewer, now=utcnow(),
             hidden=deliverable_id,
         )
+        return decided.as_dict() if isinstance(decided, Deliverable) else decided  # else the 409 answer
 
     return router

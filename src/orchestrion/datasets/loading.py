@@ -25,6 +25,7 @@ import pyarrow as pa
 from orchestrion.errors import DatasetNotFoundError
 from orchestrion.ingest.catalog import normalize_items, upsert_items
 from orchestrion.ingest.events import EVENT_SCHEMA, EventBatch, WriteResult, write_events, write_failed
+from orchestrion.ingest.users import insert_new_users
 from orchestrion.store import Store
 
 __all__ = [
@@ -232,15 +233,7 @@ def _insert_users(con: duckdb.DuckDBPyConnection, users: pl.DataFrame, *, timezo
         pl.lit(timezone).alias("timezone"),
         pl.col("traits").cast(pl.String),
     ).to_arrow()
-    con.register("_orchestrion_users", table)
-    try:
-        con.execute(
-            "INSERT INTO users (user_id, timezone, traits, created_at, updated_at) "
-            "SELECT user_id, timezone, traits, ?, ? FROM _orchestrion_users ON CONFLICT DO NOTHING",
-            [now, now],
-        )
-    finally:
-        con.unregister("_orchestrion_users")
+    insert_new_users(con, table, now=now)
 
 
 def json_object(**fields: pl.Expr) -> pl.Expr:

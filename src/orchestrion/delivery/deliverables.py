@@ -27,29 +27,36 @@ import logging
 import threading
 import zlib
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal
 
 from orchestrion.config import Settings
-from orchestrion.delivery import ledger
+from orchestrion.delivery import actions, ledger
+from orchestrion.delivery.actions import Action
 from orchestrion.delivery.channels import Effector
 from orchestrion.delivery.rendering import main_action, status_text
-from orchestrion.delivery.stage import load_user_rules
+from orchestrion.delivery.rules import load_user_rules
 from orchestrion.errors import (
     AlreadyDecidedError,
     NotFoundError,
     OrchestrionError,
     PermissionDeniedError,
-    PolicyViolation,
-    RetryableError,
     UsageError,
 )
 from orchestrion.goals.words import final_words
 from orchestrion.money import format_money
 from orchestrion.planning.offline import summary_of
 from orchestrion.proposals.day import retitle_reasons
+from orchestrion.proposals.record import (
+    Deliverable,
+    insert_refusals,
+    write_cart,
+    write_decision,
+    write_reconciled,
+)
 from orchestrion.store import Store, transaction
-from orchestrion.tools.policies import ActionClass, Policy, check, load_policy, webhook_origin
+from orchestrion.tools.policies import Policy, load_policy
 
 __all__ = [
     "Decision",
@@ -83,7 +90,7 @@ def _lock(deliverable_id: str) -> threading.Lock:
     return _LOCKS[zlib.crc32(deliverable_id.encode()) % len(_LOCKS)]
 
 
-def _rows(con: Any, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+def _rows(con: Any, where: str, params: dict[str, Any]) -> list[Deliverable]:
     cursor = con.execute(
         f"SELECT {_COLUMNS} FROM deliverables d LEFT JOIN goals g USING (goal_id) WHERE {where} "
         "ORDER BY d.date DESC, g.slot NULLS LAST, d.deliverable_id",
@@ -100,7 +107,7 @@ def _rows(con: Any, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
             record["content"]["effects"] = json.loads(effects)
         record["date"] = record["date"].isoformat()
         record["status_text"] = status_text(record["status"], record["error"], main_action(record))
-        out.append(record)
+        out.append(Deliverable(**record))
     return out
 
 
@@ -119,7 +126,7 @@ def pending_actions(con: Any, *, user_id: str | None = None, deliverable_id: str
     return rows
 
 
-def get_deliverable(con: Any, deliverable_id: str, *, viewer: str | None = None) -> dict[str, Any]:
+def get_deliverable(con: Any, deliverable_id: str, *, viewer: str | None = None) -> Deliverable:
     """One deliverable with its pending actions. ``viewer`` (a user id) must own it; None is an admin.
 
     Raises NotFoundError for an unknown id and PermissionDeniedError for another user's.
@@ -128,19 +135,19 @@ def get_deliverable(con: Any, deliverable_id: str, *, viewer: str | None = None)
     if not found:
         raise NotFoundError(f"no deliverable {deliverable_id!r}; list a user's with GET /v1/users/{{id}}/feed")
     record = found[0]
-    if viewer is not None and record["user_id"] != viewer:
+    if viewer is not None and record.user_id != viewer:
         raise PermissionDeniedError(f"deliverable {deliverable_id!r} belongs to another user")
-    record["actions"] = pending_actions(con, deliverable_id=deliverable_id)
-    return record
+    return replace(record, actions=tuple(pending_actions(con, deliverable_id=deliverable_id)))
 
 
-def feed(con: Any, user_id: str, day: date) -> list[dict[str, Any]]:
+def feed(con: Any, user_id: str, day: date) -> list[Deliverable]:
     """A user's deliverables of ``day`` (no ``proposed`` leftovers), in slot order."""
     found = _rows(con, "d.user_id = $u AND d.date = $day AND d.status <> 'proposed'", {"u": user_id, "day": day})
     actions = pending_actions(con, user_id=user_id)
-    for record in found:
-        record["actions"] = [a for a in actions if a["deliverable_id"] == record["deliverable_id"]]
-    return found
+    return [
+        replace(record, actions=tuple(a for a in actions if a["deliverable_id"] == record.deliverable_id))
+        for record in found
+    ]
 
 
 def first_deliverables(con: Any, day: date, users: list[str] | None) -> list[dict[str, Any]]:
@@ -167,81 +174,42 @@ def first_deliverables(con: Any, day: date, users: list[str] | None) -> list[dic
 
 
 def _execute(
-    store: Store,
     con: Any,
-    action: dict[str, Any],
+    action: Action,
     record: dict[str, Any],
     effector: Effector,
     policy: Policy,
     now: datetime,
 ) -> str:
-    """Run one approved or due action: policy now, ledger, perform. Returns its new status."""
-    rules = load_user_rules(con, policy, [record["user_id"]], now, locale=effector.settings.locale)[record["user_id"]]
-    args = action["arguments"]
-    action_class: ActionClass = (
-        "order" if action["action"] == "place_order" else ("webhook" if args.get("channel") == "webhook" else "outbox")
-    )
+    """Run one approved or due action through the one side-effect step (policy now, ledger,
+    reconcile or perform, settle). Returns its new status; a refusal's or a failure's words go to
+    ``record`` (``refused``, ``error``)."""
+    rules = load_user_rules(con, policy, [action.user_id], now, locale=effector.settings.locale)[action.user_id]
     # This action's own amount is never part of the month's spending it is checked against (a
     # claim left by a crash is the same order, under the same key).
-    spent = rules.spent_without(action["action_id"])
-    verdict = check(
-        rules.policy,
-        action_class,
-        amount=float(args.get("total") or 0.0),
-        spent_this_month=spent,
-        origin=_origin(args.get("url")) if action_class == "webhook" else None,
-        local_time=rules.local(now).time(),
-        paused=rules.paused,
-        duplicate_of=rules.duplicate_of(args, record["deliverable_id"], action["created_at"])
-        if action_class == "order"
-        else None,
+    spent = rules.spent_without(action.key)
+    duplicate = (
+        rules.duplicate_of(action.arguments, action.deliverable_id, action.created_at)
+        if action.kind == "order" else None
     )
+    verdict = actions.verdict(rules, action, now, spent=spent, duplicate_of=duplicate)
     if not verdict.allowed:
         with transaction(con):
-            con.execute(
-                "INSERT INTO policy_decisions (deliverable_id, user_id, action, rule, detail, arguments, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    record["deliverable_id"],
-                    record["user_id"],
-                    action["action"],
-                    verdict.rule,
-                    verdict.detail,
-                    ledger.canonical(args),
-                    now,
-                ],
-            )
+            insert_refusals(con, [actions.refusal_row(action, verdict, now)])
         # What the person reads: "Not ordered: <this>" (rendering.status_text).
-        record["refused"] = rules.refusal_text(verdict.rule, args, record["deliverable_id"], now=now, spent=spent)
+        record["refused"] = rules.refusal_text(verdict.rule, action.arguments, action.deliverable_id, now=now,
+                                               spent=spent)
         return "refused"
-    key = action["action_id"]
-    fx = ledger.Effect(key, record["user_id"], record["deliverable_id"], action["action"], args)
-    state = ledger.claim(con, [fx], now=now)[key]
-    if state == "completed":
-        return "executed"
-    try:
-        outcome = effector.reconcile(action["action"], args, key, record) if state == "unknown" else None
-        outcome = outcome or effector.perform(action["action"], args, key, record)
-    except RetryableError:
-        raise  # outcome unknown: the claim stays open and the next attempt reconciles it
-    except OrchestrionError as exc:
-        ledger.fail(con, {key: str(exc)}, now=now)
-        record["error"] = f"{action['action']} failed: {exc}"
+    state = ledger.claim(con, [action.effect], now=now)[action.key]
+    outcome = actions.carry(effector, action, state, record)
+    if outcome.retryable and outcome.raised is not None:
+        raise outcome.raised  # outcome unknown: the claim stays open and the next attempt reconciles it
+    with transaction(con):  # a person's approved action that broke is theirs to see, not a claim to reconcile
+        actions.settle(con, [outcome], now, give_up=True)
+    if outcome.state != "done":
+        record["error"] = f"{action.tool} failed: {outcome.error}"
         return "failed"
-    except Exception as exc:  # a malformed URL, a file error: this action fails, never the request
-        ledger.fail(con, {key: f"{type(exc).__name__}: {exc}"}, now=now)
-        record["error"] = f"{action['action']} failed: {type(exc).__name__}: {exc}"
-        return "failed"
-    ledger.complete(con, {key: outcome}, now=now)
     return "executed"
-
-
-def _origin(url: Any) -> str | None:
-    """The webhook's origin, or None (refused by the check) when it is not one plain http(s) origin."""
-    try:
-        return webhook_origin(str(url)) if url else None
-    except PolicyViolation:
-        return None
 
 
 def decide(
@@ -256,7 +224,7 @@ def decide(
     effector: Effector | None = None,
     policy: Policy | None = None,
     due_before: datetime | None = None,
-) -> dict[str, Any]:
+) -> Deliverable:
     """Approve, reject or cancel a deliverable's waiting actions; returns the updated deliverable.
 
     ``approve`` runs each waiting action once (policy checked again now; ledger); ``reject`` drops
@@ -287,17 +255,17 @@ def _decide(
     effector: Effector,
     policy: Policy,
     due_before: datetime | None,
-) -> dict[str, Any]:
+) -> Deliverable:
     """:func:`decide` under the deliverable's lock."""
     record = get_deliverable(con, deliverable_id)
-    waiting = [a for a in record["actions"] if a["status"] == "waiting"]
+    waiting = [a for a in record.actions if a["status"] == "waiting"]
     if due_before is not None:  # the notify sweep: only actions whose window has ended
         waiting = [a for a in waiting if a["tier"] == "notify" and a["due_at"] and a["due_at"] <= due_before]
     if not waiting:
         raise AlreadyDecidedError(
-            f"deliverable {deliverable_id!r} has no action waiting for a decision (status {record['status']!r}); "
+            f"deliverable {deliverable_id!r} has no action waiting for a decision (status {record.status!r}); "
             "it was decided already",
-            record,
+            record.as_dict(),
         )
     if decision == "cancel" and not any(a["tier"] == "notify" for a in waiting):
         raise UsageError("only `notify` actions can be cancelled; use reject for actions awaiting approval")
@@ -310,15 +278,20 @@ def _decide(
                 f"deliverable {deliverable_id!r} has an approved action still being carried out; approve again "
                 "to finish it (its outcome is reconciled with the provider), it can no longer be "
                 f"{'rejected' if decision == 'reject' else 'cancelled'}",
-                record,
+                record.as_dict(),
             )
+    published = record.as_dict()  # what the channels publish; an action refused or failed notes why in it
     updates: list[tuple[str, str]] = []
     for action in waiting:
         if decision == "approve":
             if action["tier"] == "suggest":
                 updates.append((action["action_id"], "suggested"))
                 continue
-            updates.append((action["action_id"], _execute(store, con, action, record, effector, policy, now)))
+            typed = Action.stored(
+                action["user_id"], action["deliverable_id"], action["action"], action["arguments"],
+                key=action["action_id"], created_at=action["created_at"],
+            )
+            updates.append((action["action_id"], _execute(con, typed, published, effector, policy, now)))
         elif decision == "reject":
             updates.append((action["action_id"], "rejected"))
         else:
@@ -327,45 +300,35 @@ def _decide(
     if any(status == "failed" for _, status in updates):
         final = "failed"
     decided = {action_id for action_id, _ in updates}
-    if final != "failed" and any(a["status"] == "waiting" and a["action_id"] not in decided for a in record["actions"]):
+    if final != "failed" and any(a["status"] == "waiting" and a["action_id"] not in decided for a in record.actions):
         final = "awaiting_approval"
-    error = record.get("error") if final == "failed" else None
+    error = published.get("error") if final == "failed" else None
     if final == "delivered":
         # The deliverable's own action refused now (a cap reached, the same order placed since),
         # and none of it done: it says so ("Not ordered: ..."), never "delivered".
-        kinds = {a["action_id"]: a["action"] for a in record["actions"]}
-        main = main_action(record)
+        kinds = {a["action_id"]: a["action"] for a in record.actions}
+        main = main_action(published)
         done = any(
             kinds[a] == main and s in ("executed", "suggested") for a, s in updates
-        ) or any(a["action"] == main and a["status"] == "executed" for a in record["actions"])
+        ) or any(a["action"] == main and a["status"] == "executed" for a in record.actions)
         if not done and any(kinds[a] == main and s == "refused" for a, s in updates):
-            final, error = "not_done", record.get("refused")
+            final, error = "not_done", published.get("refused")
     with transaction(con):
-        con.executemany(
-            "UPDATE pending_actions SET status = ?, decided_at = ?, decided_by = ? WHERE action_id = ? "
-            "AND status = 'waiting'",
-            [[status, now, by, action_id] for action_id, status in updates],
-        )
-        # A person's approved action that failed is theirs to see, not a run's to try again.
-        con.execute(
-            "UPDATE deliverables SET status = ?, updated_at = ?, error = CASE WHEN ? = 'not_done' THEN ? ELSE "
-            "coalesce(?, error) END, failures = CASE "
-            "WHEN ? = 'failed' THEN greatest(coalesce(failures, 0), ?) ELSE failures END WHERE deliverable_id = ?",
-            [final, now, final, error, error, final, settings.delivery_max_attempts, deliverable_id],
-        )
+        write_decision(con, deliverable_id, updates, final, error, by=by, now=now,
+                       max_attempts=settings.delivery_max_attempts)
     return refresh_outbox(con, effector, deliverable_id)
 
 
-def refresh_outbox(con: Any, effector: Effector, deliverable_id: str) -> dict[str, Any]:
+def refresh_outbox(con: Any, effector: Effector, deliverable_id: str) -> Deliverable:
     """The deliverable as it stands now, its outbox files written again to say so (see
     :meth:`Effector.refresh`). Call it after every committed status change, under the
     deliverable's lock where decisions race. A file that cannot be written is logged, never
     undoes the decision; the feed (API and web page) reads the store and is always current."""
     record = get_deliverable(con, deliverable_id)
     try:
-        effector.refresh(record)
+        effector.refresh(record.as_dict())
     except OSError as exc:
-        log.warning("outbox files of %s not refreshed to %r: %s", deliverable_id, record.get("status"), exc)
+        log.warning("outbox files of %s not refreshed to %r: %s", deliverable_id, record.status, exc)
     return record
 
 
@@ -441,7 +404,10 @@ def sweep_claims(
                 if _ledger_states(con, [entry.key]).get(entry.key) != "claimed":
                     continue  # settled meanwhile
                 found = _rows(con, "d.deliverable_id = $id", {"id": entry.deliverable_id})
-                record = found[0] if found else {"deliverable_id": entry.deliverable_id, "user_id": entry.user_id}
+                # the record as stored (the sweep reads no actions), else what the ledger knows of it
+                record: dict[str, Any] = {"deliverable_id": entry.deliverable_id, "user_id": entry.user_id}
+                if found:
+                    record = {k: v for k, v in found[0].as_dict().items() if k != "actions"}
                 counts[_settle_claim(con, settings, entry, record, effector, now)] += 1
     finally:
         con.close()
@@ -477,16 +443,7 @@ def _settle_claim(
     with transaction(con):
         ledger.settle(con, "completed", {entry.key: ledger.canonical(outcome)}, now)
         if action and action[0][0] == "waiting":
-            con.execute(
-                "UPDATE pending_actions SET status = 'executed', decided_at = ?, decided_by = 'reconciled' "
-                "WHERE action_id = ? AND status = 'waiting'",
-                [now, entry.key],
-            )
-            con.execute(
-                "UPDATE deliverables SET status = 'delivered', updated_at = ? WHERE deliverable_id = ? AND NOT EXISTS "
-                "(SELECT 1 FROM pending_actions WHERE deliverable_id = ? AND status = 'waiting')",
-                [now, entry.deliverable_id, entry.deliverable_id],
-            )
+            write_reconciled(con, entry.key, entry.deliverable_id, now)
     if action and action[0][0] == "waiting" and record.get("status") != "delivered":
         refresh_outbox(con, effector, entry.deliverable_id)
     return "completed"
@@ -549,8 +506,8 @@ def _drop(
 ) -> str | None:
     """:func:`drop_items` for one deliverable, under its lock; its new status, or None (unchanged)."""
     record = get_deliverable(con, deliverable_id)
-    orders = [a for a in record["actions"] if a["status"] == "waiting" and a["action"] == "place_order"]
-    content = record["content"] if isinstance(record["content"], dict) else {}
+    orders = [a for a in record.actions if a["status"] == "waiting" and a["action"] == "place_order"]
+    content = record.content if isinstance(record.content, dict) else {}
     if not orders or any(s != "failed" for s in _ledger_states(con, [a["action_id"] for a in orders]).values()):
         return None  # decided meanwhile, or an approval is placing it now
     kept = [i for i in content.get("items") or [] if str(i.get("item_id")) not in gone]
@@ -559,47 +516,42 @@ def _drop(
         len(lines[a["action_id"]]) == len(a["arguments"].get("lines") or []) for a in orders
     ):
         return None
-    others = any(a["status"] == "waiting" and a["action"] != "place_order" for a in record["actions"])
+    others = any(a["status"] == "waiting" and a["action"] != "place_order" for a in record.actions)
     total = round(sum(float(i.get("line_total") or 0.0) for i in kept), 2)
     currency = content.get("currency") or ""
     new_content = {**{k: v for k, v in content.items() if k != "effects"}, "items": kept, "total": total}
     decided: list[tuple[str, str, str | None]] = []  # action, status, detail
     refusals: list[list[Any]] = []
-    final, reason = record["status"], record.get("error")
+    final, reason = record.status, record.error
     if not kept or not all(lines.values()):
         decided = [(a["action_id"], "cancelled", "every item was thumbed down") for a in orders]
         final = "awaiting_approval" if others else "cancelled"
         reason = None if others else "you thumbed down every item in it, so nothing will be ordered"
     else:
-        rules = load_user_rules(con, policy, [record["user_id"]], now, locale=locale)[record["user_id"]]
+        rules = load_user_rules(con, policy, [record.user_id], now, locale=locale)[record.user_id]
         for action in orders:
             args = {**action["arguments"], "lines": lines[action["action_id"]]}
             args["total"] = round(sum(round(float(q) * float(p), 2) for _, q, p in args["lines"]), 2)
             action["arguments"] = args
             spent = rules.spent_without(action["action_id"])
-            verdict = check(
-                rules.policy,
-                "order",
-                amount=float(args["total"]),
-                spent_this_month=spent,
-                local_time=rules.local(now).time(),
-                paused=rules.paused,
-                duplicate_of=rules.duplicate_of(args, deliverable_id, action["created_at"]),
-            )
+            order = Action.stored(record.user_id, deliverable_id, "place_order", args, key=action["action_id"],
+                                  created_at=action["created_at"])
+            verdict = actions.verdict(rules, order, now, spent=spent,
+                                      duplicate_of=rules.duplicate_of(args, deliverable_id, action["created_at"]))
             if verdict.allowed:
                 continue
             shown = {**args, "currency": currency}
             text = rules.refusal_text(verdict.rule, shown, deliverable_id, now=now, spent=spent)
             decided.append((action["action_id"], "refused", text))
-            refusals.append([deliverable_id, record["user_id"], "place_order", verdict.rule, verdict.detail,
+            refusals.append([deliverable_id, record.user_id, "place_order", verdict.rule, verdict.detail,
                              ledger.canonical(args), now])
             if not others:
                 final, reason = "not_done", text
-    title = record["title"]
+    title = record.title
     if kept and str(title).startswith("Reorder:"):  # the offline planner's title states the cart's numbers
         title = f"Reorder: {len(kept)} items ({format_money(total, currency or None, locale)})"
-    summary = summary_of(new_content, locale) if kept else record.get("summary")
-    why = record.get("why")
+    summary = summary_of(new_content, locale) if kept else record.summary
+    why = record.why
     goal = con.execute(
         "SELECT g.template, g.variant, g.why, g.details, g.reason_detail FROM deliverables d JOIN goals g "
         "USING (goal_id) WHERE d.deliverable_id = ?",
@@ -610,39 +562,22 @@ def _drop(
             goal[0], goal[1], str(title), str(why or goal[2]), json.loads(goal[3] or "{}"), new_content, note=goal[4]
         )
     with transaction(con):
-        for action in orders:
-            con.execute(
-                "UPDATE pending_actions SET arguments = ? WHERE action_id = ? AND status = 'waiting'",
-                [ledger.canonical(action["arguments"]), action["action_id"]],
-            )
-        for action_id, status, detail in decided:
-            con.execute(
-                "UPDATE pending_actions SET status = ?, decided_at = ?, decided_by = 'thumbs-down', detail = ? "
-                "WHERE action_id = ? AND status = 'waiting'",
-                [status, now, detail, action_id],
-            )
-        if refusals:
-            con.executemany(
-                "INSERT INTO policy_decisions (deliverable_id, user_id, action, rule, detail, arguments, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                refusals,
-            )
-        day = date.fromisoformat(str(record["date"]))
-        retitle_reasons(con, [(str(record["user_id"]), day, str(record["title"]), str(title))])
-        con.execute(
-            "UPDATE deliverables SET content = ?, items = ?, title = ?, summary = ?, why = ?, status = ?, error = ?, "
-            "updated_at = ? WHERE deliverable_id = ?",
-            [
-                ledger.canonical(new_content),
-                [str(i.get("item_id")) for i in kept],
-                title,
-                summary,
-                why,
-                final,
-                reason,
-                now,
-                deliverable_id,
-            ],
+        day = date.fromisoformat(record.date)
+        retitle_reasons(con, [(record.user_id, day, str(record.title), str(title))])
+        write_cart(
+            con,
+            deliverable_id,
+            {a["action_id"]: a["arguments"] for a in orders},
+            decided,
+            refusals,
+            content=new_content,
+            items=[str(i.get("item_id")) for i in kept],
+            title=title,
+            summary=summary,
+            why=why,
+            status=str(final),
+            error=reason,
+            now=now,
         )
     return str(final)
 

@@ -34,9 +34,12 @@ __all__ = [
     "ImportResult",
     "ItemThumb",
     "deliverable_owner",
+    "excluded_items",
     "import_feedback",
     "lift_exclusions",
     "record_feedback",
+    "thumb_rows",
+    "thumbs_per_day",
     "trim_pending",
 ]
 
@@ -237,3 +240,40 @@ def import_feedback(store: Store, settings: Settings, path: Path, *, now: dateti
             receipts.append(receipt)
     result.carts_changed = trim_pending(store, settings, receipts, now=now)
     return result
+
+
+def thumb_rows(con: duckdb.DuckDBPyConnection, deliverable_ids: list[str]) -> list[tuple[str, str | None, str | None]]:
+    """Every feedback on ``deliverable_ids`` in the order it came: deliverable, thumb, item thumbs (JSON)."""
+    rows = con.execute(
+        "SELECT deliverable_id, thumb, items FROM feedback WHERE list_contains(?, deliverable_id) ORDER BY feedback_id",
+        [list(deliverable_ids)],
+    ).fetchall()
+    return [(str(d), t, i) for d, t, i in rows]
+
+
+def thumbs_per_day(con: duckdb.DuckDBPyConnection, days: int) -> list[tuple[Any, int, int, int]]:
+    """Per delivery day, newest first (the last ``days`` with deliverables): deliverables, and how
+    many got a thumb up or down (their latest)."""
+    rows = con.execute(
+        """
+        WITH latest AS (
+            SELECT deliverable_id, arg_max(thumb, feedback_id) AS thumb
+            FROM feedback WHERE thumb IS NOT NULL GROUP BY deliverable_id
+        )
+        SELECT d.date, count(*), count(*) FILTER (l.thumb = 'up'), count(*) FILTER (l.thumb = 'down')
+        FROM deliverables d LEFT JOIN latest l USING (deliverable_id)
+        GROUP BY d.date ORDER BY d.date DESC LIMIT ?
+        """,
+        [days],
+    ).fetchall()
+    return [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+
+def excluded_items(con: duckdb.DuckDBPyConnection, user_id: str) -> list[tuple[str, str]]:
+    """The items ``user_id`` thumbed down (excluded), newest first: id and title (the id when unknown)."""
+    rows = con.execute(
+        "SELECT e.item_id, coalesce(i.title, e.item_id) FROM item_exclusions e LEFT JOIN items i USING (item_id) "
+        "WHERE e.user_id = ? ORDER BY e.created_at DESC, e.item_id",
+        [user_id],
+    ).fetchall()
+    return [(str(i), str(t)) for i, t in rows]

@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import duckdb
-import pyarrow as pa
 
-from orchestrion.store import transaction
+from orchestrion.encoding import canonical
+from orchestrion.store import registered, transaction
 
 __all__ = [
     "ClaimState",
@@ -52,11 +51,6 @@ __all__ = [
 ]
 
 ClaimState = Literal["new", "completed", "unknown"]
-
-
-def canonical(value: Any) -> str:
-    """Compact JSON with sorted keys: equal effects give equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def effect_key(deliverable_id: str, action: str, channel: str) -> str:
@@ -139,21 +133,6 @@ def fail(con: duckdb.DuckDBPyConnection, errors: Mapping[str, str], *, now: date
         return
     with transaction(con):
         settle(con, "failed", {key: canonical({"error": error}) for key, error in errors.items()}, now)
-
-
-@contextmanager
-def registered(con: duckdb.DuckDBPyConnection, rows: Sequence[Sequence[Any]], names: Sequence[str]) -> Iterator[str]:
-    """``rows`` as a temporary relation (all text columns: values as their ``str``, None as NULL)
-    for one set-based statement; its name. Cast columns back in the SQL (``CAST(x AS TIMESTAMP)``)."""
-    frame = pa.table(
-        {n: pa.array([None if r[i] is None else str(r[i]) for r in rows], pa.string()) for i, n in enumerate(names)}
-    )
-    name = f"_orchestrion_rows_{id(frame)}"
-    con.register(name, frame)
-    try:
-        yield name
-    finally:
-        con.unregister(name)
 
 
 def settle(con: duckdb.DuckDBPyConnection, status: str, results: Mapping[str, str], now: datetime) -> None:

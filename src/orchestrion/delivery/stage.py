@@ -35,21 +35,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
+from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import polars as pl
 
 from orchestrion.config import Settings
-from orchestrion.delivery import ledger
+from orchestrion.delivery import actions, ledger
+from orchestrion.delivery.actions import Action, Outcome
 from orchestrion.delivery.channels import Effector
 from orchestrion.delivery.rendering import main_action
-from orchestrion.encoding import to_json
-from orchestrion.errors import OrchestrionError, PolicyViolation, RetryableError
+from orchestrion.delivery.rules import UserRules, load_user_rules, order_lines
+from orchestrion.errors import OrchestrionError, PolicyViolation
 from orchestrion.goals.words import final_words
-from orchestrion.money import format_money
 from orchestrion.planning import OfflinePlanner, Planner, PlanOutcome
 from orchestrion.planning.executor import Executor
 from orchestrion.planning.review import Critic, Review, review
@@ -61,17 +57,10 @@ from orchestrion.proposals.day import (
     propose,
     retitle_reasons,
 )
+from orchestrion.proposals.record import insert_pending, insert_refusals, write_records
 from orchestrion.store import Store, transaction
 from orchestrion.tools import CatalogItem, GoalRecord, IntendedEffect, ToolContext, allowed_tools
-from orchestrion.tools.policies import (
-    Policy,
-    UserOverrides,
-    Verdict,
-    check,
-    effective_policy,
-    load_policy,
-    webhook_origin,
-)
+from orchestrion.tools.policies import Policy, load_policy
 
 __all__ = ["DeliveryResult", "UserRules", "deliver", "execute", "load_user_rules"]
 
@@ -115,191 +104,6 @@ class DeliveryResult:
         }
 
 
-@dataclass(frozen=True)
-class UserRules:
-    """One user's effective policy and what the guard needs to apply it.
-
-    ``orders`` are this month's orders that count toward the monthly spend (completed, or claimed
-    within ``policy.in_flight_minutes``), by ledger key; ``recent_orders`` the orders placed or
-    awaiting approval within ``policy.duplicate_order_days``, by their lines (:func:`order_lines`).
-    """
-
-    policy: Policy
-    paused: bool
-    excluded_templates: frozenset[str]
-    timezone: ZoneInfo
-    orders: Mapping[str, float] = field(default_factory=dict)
-    recent_orders: Mapping[str, tuple[tuple[str, datetime, bool], ...]] = field(default_factory=dict)
-    locale: str | None = None
-    """Where money is written in refusal texts (``ORCHESTRION_LOCALE``; None = the currency's own)."""
-
-    def local(self, now: datetime) -> datetime:
-        return _in_zone(now, self.timezone)
-
-    @property
-    def spent_this_month(self) -> float:
-        return self.spent_without(None)
-
-    def spent_without(self, key: str | None) -> float:
-        """The month's spend, without the order of ledger ``key`` (that order itself is being checked:
-        a re-claim or an approval after a crash must not count it twice)."""
-        return float(sum(amount for k, amount in self.orders.items() if k != key))
-
-    def duplicate_of(
-        self, effect: Mapping[str, Any], deliverable_id: str, created: datetime | None = None
-    ) -> str | None:
-        """The deliverable of a recent order with the same lines as ``effect`` (another deliverable's),
-        or None. An order waiting for approval counts only when it was made before ``created``."""
-        for other, at, placed in self.recent_orders.get(order_lines(effect), ()):
-            if other != deliverable_id and (placed or created is None or at < created):
-                return other
-        return None
-
-    def refusal_text(
-        self,
-        rule: str | None,
-        effect: Mapping[str, Any],
-        deliverable_id: str,
-        *,
-        now: datetime,
-        spent: float | None = None,
-    ) -> str:
-        """Why the policy refused ``effect``, in plain words for the person it is for: no rule names,
-        no ids (:func:`orchestrion.delivery.rendering.status_text` puts "Not ordered:" before it).
-
-        >>> rules = UserRules(Policy(max_monthly_spend=100.0), False, frozenset(), ZoneInfo("UTC"))
-        >>> rules.refusal_text("money_per_month", {"total": 30.0, "currency": "GBP"}, "d", now=datetime(2024, 5, 2),
-        ...                    spent=80.0)
-        "this month's spending limit is reached (£100.00 a month: £80.00 spent, this order £30.00)"
-        """
-        currency = str(effect.get("currency") or "") or None
-
-        def money(value: float) -> str:
-            return format_money(value, currency, self.locale)
-
-        total = effect.get("total")
-        if rule == "duplicate":
-            when = [
-                (at, placed)
-                for other, at, placed in self.recent_orders.get(order_lines(effect), ())
-                if other != deliverable_id
-            ]
-            at, placed = min(when, key=lambda w: (not w[1], w[0])) if when else (now, True)
-            day = f"{at.day} {at:%b}"
-            if placed:
-                return f"the same items were ordered on {day}"
-            return f"the same items are already waiting for your approval (since {day})"
-        if rule == "money_per_month":
-            cap = money(self.policy.max_monthly_spend)
-            if spent is None or total is None:
-                return f"this month's spending limit of {cap} is reached"
-            return (
-                f"this month's spending limit is reached ({cap} a month: {money(spent)} spent, this order "
-                f"{money(float(total))})"
-            )
-        if rule == "money_per_order":
-            cap = money(self.policy.max_order_amount)
-            return f"the order is over the limit of {cap} per order" + (f" ({money(float(total))})" if total else "")
-        if rule == "paused":
-            return "you paused everything in your settings"
-        if rule in ("webhook_host", "webhook_url"):
-            return "the address it was to be sent to is not one you allowed"
-        return "a safety rule did not allow it"
-
-
-def order_lines(effect: Mapping[str, Any]) -> str:
-    """An order's lines as text, whatever their order: item and quantity (prices may move)."""
-    lines = sorted((str(line[0]), int(line[1])) for line in effect.get("lines") or [])
-    return ledger.canonical(lines)
-
-
-@lru_cache(maxsize=1024)
-def _in_zone(now: datetime, zone: ZoneInfo) -> datetime:
-    """UTC ``now`` as wall-clock time in ``zone`` (a batch asks it once per effect, for few zones)."""
-    return now.replace(tzinfo=UTC).astimezone(zone).replace(tzinfo=None)
-
-
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
-def load_user_rules(
-    con: Any, policy: Policy, users: Sequence[str], now: datetime, *, locale: str | None = None
-) -> dict[str, UserRules]:
-    """Effective policies for ``users``: overrides, pause switch, time zone, this month's orders
-    (completed, or in flight: claimed within ``policy.in_flight_minutes``; never a cart awaiting
-    approval nor a claim left stale) and the recent orders the duplicate guard compares against."""
-    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    rows = con.execute(
-        """
-        SELECT u.user_id, p.overrides, coalesce(p.paused, false), t.timezone
-        FROM (SELECT unnest($users) AS user_id) u
-        LEFT JOIN user_policies p USING (user_id)
-        LEFT JOIN users t USING (user_id)
-        """,
-        {"users": list(users)},
-    ).fetchall()
-    orders: dict[str, dict[str, float]] = defaultdict(dict)
-    for user_id, key, total in con.execute(
-        """
-        SELECT user_id, idempotency_key, coalesce(CAST(json_extract(effect, '$.total') AS DOUBLE), 0)
-        FROM side_effects
-        WHERE action = 'place_order' AND user_id IN (SELECT unnest($users))
-          AND ((status = 'completed' AND coalesce(completed_at, claimed_at) >= $month)
-               OR (status = 'claimed' AND claimed_at >= $month AND claimed_at >= $fresh))
-        """,
-        {"users": list(users), "month": month, "fresh": now - timedelta(minutes=policy.in_flight_minutes)},
-    ).fetchall():
-        orders[str(user_id)][str(key)] = float(total)
-    recent: dict[str, dict[str, list[tuple[str, datetime, bool]]]] = defaultdict(lambda: defaultdict(list))
-    if policy.duplicate_order_days > 0:
-        # Placed: completed or claimed (even a stale claim may have reached the provider).
-        for user_id, d_id, effect, at, placed in con.execute(
-            """
-            SELECT user_id, deliverable_id, effect, claimed_at, true FROM side_effects
-            WHERE action = 'place_order' AND status IN ('claimed', 'completed') AND claimed_at >= $since
-              AND user_id IN (SELECT unnest($users))
-            UNION ALL
-            SELECT user_id, deliverable_id, arguments, created_at, false FROM pending_actions
-            WHERE action = 'place_order' AND status = 'waiting' AND created_at >= $since
-              AND user_id IN (SELECT unnest($users))
-            """,
-            {"users": list(users), "since": now - timedelta(days=policy.duplicate_order_days)},
-        ).fetchall():
-            recent[str(user_id)][order_lines(json.loads(effect))].append((str(d_id), at, bool(placed)))
-    rules = {}
-    for user_id, overrides, paused, tz in rows:
-        parsed = UserOverrides.model_validate_json(overrides) if overrides else None
-        rules[str(user_id)] = UserRules(
-            effective_policy(policy, parsed),
-            bool(paused),
-            frozenset(parsed.excluded_templates) if parsed else frozenset(),
-            _zone(tz),
-            orders.get(str(user_id), {}),
-            {k: tuple(v) for k, v in recent.get(str(user_id), {}).items()},
-            locale,
-        )
-    return rules
-
-
-def _verdict(
-    rules: UserRules, effect: IntendedEffect, now: datetime, spent: float, duplicate_of: str | None = None
-) -> Verdict:
-    return check(
-        rules.policy,
-        effect.action,
-        amount=effect.amount,
-        spent_this_month=spent,
-        origin=effect.origin,
-        local_time=rules.local(now).time(),
-        paused=rules.paused,
-        duplicate_of=duplicate_of,
-    )
-
-
 def _guard(
     rules: UserRules, now: datetime, goal: GoalRecord, said: list[tuple[str, str]]
 ) -> Callable[[IntendedEffect], None]:
@@ -307,45 +111,16 @@ def _guard(
     as ``(tool, reason)`` (the deliverable's status says it when its action never happens)."""
 
     def guard(effect: IntendedEffect) -> None:
-        key = ledger.effect_key(goal.deliverable_id, effect.tool, effect.action)
-        duplicate = rules.duplicate_of(effect.effect, goal.deliverable_id) if effect.action == "order" else None
-        spent = rules.spent_without(key)
-        verdict = _verdict(rules, effect, now, spent, duplicate)
+        action = Action.planned(goal.user_id, goal.deliverable_id, effect)
+        duplicate = rules.duplicate_of(effect.effect, goal.deliverable_id) if action.kind == "order" else None
+        spent = rules.spent_without(action.key)
+        verdict = actions.verdict(rules, action, now, spent=spent, duplicate_of=duplicate)
         if not verdict.allowed:
             text = rules.refusal_text(verdict.rule, effect.effect, goal.deliverable_id, now=now, spent=spent)
             said.append((effect.tool, text))
             raise PolicyViolation(verdict.rule or "policy", verdict.detail)
 
     return guard
-
-
-_PENDING = (
-    "action_id",
-    "deliverable_id",
-    "user_id",
-    "action",
-    "arguments",
-    "tier",
-    "status",
-    "due_at",
-    "created_at",
-    "detail",
-)
-
-
-def _insert_pending(con: Any, rows: list[list[Any]]) -> None:
-    """Write actions left waiting (approve, notify); a row already there is kept."""
-    if not rows:
-        return
-    with ledger.registered(con, rows, _PENDING) as name:
-        con.execute(
-            f"INSERT INTO pending_actions ({', '.join(_PENDING)}) SELECT action_id, deliverable_id, "
-            "user_id, action, arguments, tier, status, CAST(due_at AS TIMESTAMP), "
-            f"CAST(created_at AS TIMESTAMP), detail FROM {name} ON CONFLICT DO NOTHING"
-        )
-
-
-_REFUSALS = ("deliverable_id", "user_id", "action", "rule", "detail", "arguments", "created_at")
 
 
 @dataclass
@@ -683,26 +458,6 @@ def execute(
     return result
 
 
-def _channel(action: str, effect: Mapping[str, Any]) -> str:
-    """The channel of a ledger entry: ``order`` for orders, else the publish channel."""
-    return "order" if action == "place_order" else str(effect.get("channel") or "outbox")
-
-
-def _intended(entry: ledger.Entry) -> IntendedEffect:
-    """A ledger entry as the intended effect it was claimed for (to check the policy again). A
-    webhook URL that is no longer one plain origin keeps no origin, which the policy refuses."""
-    url = entry.effect.get("url")
-    origin = None
-    if url:
-        with suppress(PolicyViolation):
-            origin = webhook_origin(str(url))
-    total = entry.effect.get("total")
-    action: Any = _channel(entry.action, entry.effect)
-    return IntendedEffect(
-        entry.action, action, entry.effect, amount=float(total) if total is not None else None, origin=origin
-    )
-
-
 def _carry_out(
     store: Store,
     day: date,
@@ -714,11 +469,12 @@ def _carry_out(
     settings: Settings,
 ) -> None:
     """Steps 2 and 3: policy immediately before each effect, ledger, perform (``concurrency``
-    deliverables at once), write."""
+    deliverables at once), write. Each effect is an :class:`~orchestrion.delivery.actions.Action`
+    through the one side-effect step (:mod:`orchestrion.delivery.actions`)."""
     records: dict[str, dict[str, Any]] = {}
     status: dict[str, str] = {}
     errors: dict[str, str | None] = {}
-    claims: list[tuple[ledger.Effect, str]] = []
+    claims: list[Action] = []
     pending: list[list[Any]] = []
     refusals: list[list[Any]] = []
     spent: dict[str, float] = defaultdict(float)  # orders claimed in this batch, per user
@@ -738,23 +494,19 @@ def _carry_out(
                     records[d_id].setdefault("effects", {})[entry.action] = entry.result or {}
                     went.add(entry.action)
                     continue
+                again = Action.of_entry(entry)
                 if entry.status == "failed":
-                    intended = _intended(entry)
                     user_spent = job.rules.spent_without(entry.key) + spent[goal.user_id]
-                    duplicate = (
-                        job.rules.duplicate_of(entry.effect, d_id) if intended.action == "order" else None
-                    )
-                    verdict = _verdict(job.rules, intended, now, user_spent, duplicate)
+                    duplicate = job.rules.duplicate_of(entry.effect, d_id) if again.kind == "order" else None
+                    verdict = actions.verdict(job.rules, again, now, spent=user_spent, duplicate_of=duplicate)
                     if not verdict.allowed:
-                        args = ledger.canonical(entry.effect)
-                        refusals.append([d_id, goal.user_id, entry.action, verdict.rule, verdict.detail, args, now])
+                        refusals.append(actions.refusal_row(again, verdict, now))
                         text = job.rules.refusal_text(verdict.rule, entry.effect, d_id, now=now, spent=user_spent)
                         job.said.append((entry.action, text))
                         continue
-                    spent[goal.user_id] += intended.amount or 0.0
+                    spent[goal.user_id] += again.amount or 0.0
                 went.add(entry.action)
-                again = ledger.Effect(entry.key, entry.user_id, d_id, entry.action, entry.effect)
-                claims.append((again, _channel(entry.action, entry.effect)))
+                claims.append(again)
             for tool, rule in job.refused_before.items():
                 if tool not in went:
                     job.said.append((tool, job.rules.refusal_text(rule, {}, d_id, now=now)))
@@ -781,32 +533,32 @@ def _carry_out(
             result.fallbacks += 1
         # One effect per deliverable, action and channel: a call repeated in the plan is the same
         # effect (the last one asked for stands, where it was first asked for).
-        unique: dict[str, IntendedEffect] = {}
+        unique: dict[str, Action] = {}
         for effect in job.executor.ctx.effects:
-            unique[ledger.effect_key(d_id, effect.tool, effect.action)] = effect
+            action = Action.planned(goal.user_id, d_id, effect, ledger.canonical(effect.effect))
+            unique[action.key] = action
         waiting = False
         went = set()
-        for key, effect in unique.items():
-            args = ledger.canonical(effect.effect)
-            user_spent = job.rules.spent_without(key) + spent[goal.user_id]
+        for action in unique.values():
+            user_spent = job.rules.spent_without(action.key) + spent[goal.user_id]
             duplicate = None
             lines = ""
-            if effect.action == "order":
-                lines = order_lines(effect.effect)
+            if action.kind == "order":
+                lines = order_lines(action.arguments)
                 earlier = ordered[goal.user_id].get(lines)
-                duplicate = job.rules.duplicate_of(effect.effect, d_id) or (earlier if earlier != d_id else None)
-            verdict = _verdict(job.rules, effect, now, user_spent, duplicate)
+                duplicate = job.rules.duplicate_of(action.arguments, d_id) or (earlier if earlier != d_id else None)
+            verdict = actions.verdict(job.rules, action, now, spent=user_spent, duplicate_of=duplicate)
             if not verdict.allowed:
-                refusals.append([d_id, goal.user_id, effect.tool, verdict.rule, verdict.detail, args, now])
-                job.said.append((effect.tool, job.rules.refusal_text(verdict.rule, effect.effect, d_id, now=now,
+                refusals.append(actions.refusal_row(action, verdict, now))
+                job.said.append((action.tool, job.rules.refusal_text(verdict.rule, action.arguments, d_id, now=now,
                                                                      spent=user_spent)))
                 continue
-            went.add(effect.tool)
-            if effect.action == "order":
+            went.add(action.tool)
+            if action.kind == "order":
                 ordered[goal.user_id].setdefault(lines, d_id)
             if verdict.tier == "auto" and not verdict.defer_quiet:
-                spent[goal.user_id] += effect.amount or 0.0  # in flight from here on; a waiting cart is not
-                claims.append((ledger.Effect(key, goal.user_id, d_id, effect.tool, effect.effect, args), effect.action))
+                spent[goal.user_id] += action.amount or 0.0  # in flight from here on; a waiting cart is not
+                claims.append(action)
                 continue
             tier = "notify" if verdict.defer_quiet else verdict.tier
             due = None
@@ -815,7 +567,8 @@ def _carry_out(
                 wait = timedelta(minutes=job.rules.policy.notify_window_minutes)
                 due = now + (job.rules.policy.quiet_until(local) - local if verdict.defer_quiet else wait)
             detail = "deferred by quiet hours" if verdict.defer_quiet else None
-            pending.append([key, d_id, goal.user_id, effect.tool, args, tier, "waiting", due, now, detail])
+            pending.append([action.key, d_id, goal.user_id, action.tool, action.text, tier, "waiting", due, now,
+                            detail])
             waiting = waiting or tier in ("approve", "notify")
         reason = _not_done(records[d_id], went, job.said)
         status[d_id] = "not_done" if reason else "awaiting_approval" if waiting else "delivered"
@@ -826,7 +579,7 @@ def _carry_out(
         errors[goal.deliverable_id] = reason
 
     failures = {job.goal.deliverable_id: job.failures for job in jobs}
-    claimers = {fx.deliverable_id for fx, _ in claims}
+    claimers = {a.deliverable_id for a in claims}
     con = store.cursor()
     try:
         # The deliverables as planned are committed before any of their effects is claimed, so a
@@ -836,66 +589,49 @@ def _carry_out(
         # crash after the first commit leaves it `proposed` with nothing of it committed (planned
         # again), never with its waiting actions and without its claims (never published).
         with transaction(con):
-            _insert_pending(con, [row for row in pending if row[1] not in claimers])
-            if refusals:
-                with ledger.registered(con, refusals, _REFUSALS) as name:
-                    con.execute(
-                        f"INSERT INTO policy_decisions ({', '.join(_REFUSALS)}) SELECT deliverable_id, user_id, "
-                        f"action, rule, detail, arguments, CAST(created_at AS TIMESTAMP) FROM {name}"
-                    )
+            insert_pending(con, [row for row in pending if row[1] not in claimers])
+            insert_refusals(con, refusals)
             _annotate(first, errors, failures, settings.delivery_max_attempts)
-            _write(con, day, records, first, errors, now)
+            retitle_reasons(con, write_records(con, day, records, first, errors, now))
         if not claims:
-            _count(result, records, status, {}, pending, refusals)
+            _count(result, records, status, 0, pending, refusals)
             return
         later = [row for row in pending if row[1] in claimers]
-        states = ledger.claim(con, [c[0] for c in claims], now=now, along=lambda c: _insert_pending(c, later))
+        states = ledger.claim(
+            con, [a.effect for a in claims], now=now, along=lambda c: insert_pending(c, later)
+        )
         done = ledger.results(con, [k for k, s in states.items() if s == "completed"])
-        outcomes: dict[str, dict[str, Any]] = {}
-        failed: dict[str, str] = {}
+        outcomes: list[Outcome] = []
         paged: dict[str, str] = {}  # deliverable → the status its outbox page was written with
 
-        def carry(d_id: str, mine: list[tuple[ledger.Effect, str]]) -> None:
+        def carry(d_id: str, mine: list[Action]) -> None:
             # One deliverable's effects in order (the outbox file shows the effects before it);
-            # each task touches only its own deliverable's entries. The first failure stops the
-            # rest: they are marked failed (certainly not done) and tried again with it.
+            # each task touches only its own deliverable's entries. The first that does not happen
+            # stops the rest: they are marked failed (certainly not done) and tried again with it.
             problem: str | None = None
-            for fx, channel in mine:
+            for action in mine:
                 if problem is not None:
-                    failed[fx.key] = f"not attempted: {problem}"
+                    outcomes.append(actions.skipped(action, problem))
                     continue
                 shown = {**records[d_id], "status": status[d_id], "error": errors.get(d_id)}
-                what = f"{fx.action} ({channel})"
-                try:
-                    if states[fx.key] == "completed":
-                        records[d_id].setdefault("effects", {})[fx.action] = done.get(fx.key, {})
-                        continue
-                    outcome = None
-                    if states[fx.key] == "unknown":
-                        outcome = effector.reconcile(fx.action, fx.effect, fx.key, shown)
-                    if outcome is None:
-                        outcome = effector.perform(fx.action, fx.effect, fx.key, shown)
-                    outcomes[fx.key] = outcome
-                    records[d_id].setdefault("effects", {})[fx.action] = outcome
-                    if channel == "outbox":
+                outcome = actions.carry(effector, action, states[action.key], shown, completed=done.get(action.key))
+                outcomes.append(outcome)
+                if outcome.state == "done":
+                    records[d_id].setdefault("effects", {})[action.tool] = outcome.result
+                    if outcome.performed and action.kind == "outbox":
                         paged[d_id] = shown["status"]
-                except RetryableError as exc:
-                    # Outcome unknown: the claim stays open; the next attempt reconciles it.
-                    problem = f"{what}: {exc}"
-                except OrchestrionError as exc:
-                    failed[fx.key] = str(exc)
-                    problem = f"{what} failed: {exc}"
-                except Exception as exc:  # a file error (ENOSPC, ENAMETOOLONG), a malformed URL, ...
-                    # Whether it partly happened is unknown: the claim stays open and is reconciled.
-                    problem = f"{what} failed: {type(exc).__name__}: {exc}"
-                if problem is not None:
-                    status[d_id] = "failed"
-                    errors[d_id] = problem
+                    continue
+                what = f"{action.tool} ({action.kind})"
+                # Outcome unknown (no answer, or an error part-way): the claim stays open and the
+                # next attempt reconciles it; a provider's refusal: certainly not done.
+                problem = f"{what}: {outcome.error}" if outcome.retryable else f"{what} failed: {outcome.error}"
+                status[d_id] = "failed"
+                errors[d_id] = problem
 
-        by_deliverable: dict[str, list[tuple[ledger.Effect, str]]] = defaultdict(list)
-        for claimed in claims:
-            by_deliverable[claimed[0].deliverable_id].append(claimed)
-        remote = {d_id: mine for d_id, mine in by_deliverable.items() if any(c != "outbox" for _, c in mine)}
+        by_deliverable: dict[str, list[Action]] = defaultdict(list)
+        for action in claims:
+            by_deliverable[action.deliverable_id].append(action)
+        remote = {d_id: mine for d_id, mine in by_deliverable.items() if any(a.kind != "outbox" for a in mine)}
         # Orders and webhooks wait on the network: a few deliverables at once hide that wait.
         # Outbox files go to one folder, whose lock serialises file creation anyway: threads
         # only spun on it (measured: 2-3x the kernel time on ext4), so they are written here.
@@ -908,9 +644,10 @@ def _carry_out(
         final = {d_id: status[d_id] for d_id in claimers}
         _annotate(final, errors, failures, settings.delivery_max_attempts)
         with transaction(con):
-            ledger.settle(con, "failed", {k: ledger.canonical({"error": e}) for k, e in failed.items()}, now)
-            ledger.settle(con, "completed", {k: ledger.canonical(r) for k, r in outcomes.items()}, now)
-            _write(con, day, {d_id: records[d_id] for d_id in claimers}, final, errors, now, outcome_only=True)
+            actions.settle(con, outcomes, now)
+            write_records(  # the outcome only: no title changes here
+                con, day, {d_id: records[d_id] for d_id in claimers}, final, errors, now, outcome_only=True
+            )
         # A page written before a later effect of its deliverable failed says what it was then: again.
         for d_id, shown_status in paged.items():
             if final[d_id] != shown_status:
@@ -918,7 +655,7 @@ def _carry_out(
                     effector.refresh({**records[d_id], "status": final[d_id], "error": errors.get(d_id)})
     finally:
         con.close()
-    _count(result, records, status, outcomes, pending, refusals)
+    _count(result, records, status, sum(1 for o in outcomes if o.performed), pending, refusals)
 
 
 def _annotate(
@@ -937,123 +674,16 @@ def _count(
     result: DeliveryResult,
     records: Mapping[str, Any],
     status: Mapping[str, str],
-    outcomes: Mapping[str, Any],
+    performed: int,
     pending: Sequence[Any],
     refusals: Sequence[Any],
 ) -> None:
     result.deliverables += len(records)
     for s in status.values():
         result.statuses[s] = result.statuses.get(s, 0) + 1
-    result.effects += len(outcomes)
+    result.effects += performed
     result.pending += len(pending)
     result.refused += len(refusals)
-
-
-def _write(
-    con: Any,
-    day: date,
-    records: Mapping[str, Mapping[str, Any]],
-    status: Mapping[str, str],
-    errors: Mapping[str, str | None],
-    now: datetime,
-    *,
-    outcome_only: bool = False,
-) -> None:
-    """Write ``records`` with their status (inside the caller's transaction); a ``failed`` one counts
-    one more failure. ``outcome_only``: only the status, the error and the effects' results — the
-    content, plan and trace were written before the effects ran (rewriting those large columns of
-    rows updated moments before cost DuckDB seconds per batch)."""
-    if not records:
-        return
-    if outcome_only:
-        rows = [[d_id, status[d_id], errors.get(d_id), to_json(r.get("effects") or {})] for d_id, r in records.items()]
-        with ledger.registered(con, rows, ("d", "s", "e", "x")) as name:
-            con.execute(
-                f"UPDATE deliverables AS d SET status = u.s, error = u.e, effects = u.x, updated_at = $now, "
-                "failures = coalesce(d.failures, 0) + CASE WHEN u.s = 'failed' THEN 1 ELSE 0 END "
-                f"FROM {name} u WHERE d.date = $day AND d.deliverable_id = u.d",
-                {"now": now, "day": day},
-            )
-        return
-
-    def js(value: Any) -> str | None:
-        return None if value is None else to_json(value)
-
-    frame = pl.DataFrame(
-        [
-            {
-                "deliverable_id": d_id,
-                "status": status[d_id],
-                "title": r.get("title"),
-                "summary": r.get("summary"),
-                "content": js(r.get("content")),
-                "effects": js(r.get("effects") or ({} if r.get("content") else None)),
-                "plan": js(r.get("plan")),
-                "trace": js(r.get("trace")),
-                "planner": r.get("planner"),
-                "fallback": r.get("fallback"),
-                "tokens": int(r.get("tokens") or 0),
-                "cost": float(r.get("cost") or 0.0),
-                "review": js(r.get("review")),
-                "attempts": int(r.get("attempts") or 0),
-                "error": errors.get(d_id),
-                "why": r.get("why"),
-                "items": _final_items(r.get("content")),
-            }
-            for d_id, r in records.items()
-        ],
-        schema={
-            "deliverable_id": pl.String,
-            "status": pl.String,
-            "title": pl.String,
-            "summary": pl.String,
-            "content": pl.String,
-            "effects": pl.String,
-            "plan": pl.String,
-            "trace": pl.String,
-            "planner": pl.String,
-            "fallback": pl.String,
-            "tokens": pl.Int64,
-            "cost": pl.Float64,
-            "review": pl.String,
-            "attempts": pl.Int32,
-            "error": pl.String,
-            "why": pl.String,
-            "items": pl.List(pl.String),
-        },
-    )
-    name = f"_orchestrion_delivered_{id(frame)}"
-    con.register(name, frame.to_arrow())
-    try:
-        # Titles as they were before this write: the not-chosen reasons that name them follow the final ones.
-        retitled = con.execute(
-            f"SELECT d.user_id, d.date, d.title, u.title FROM deliverables d JOIN {name} u USING (deliverable_id) "
-            "WHERE d.date = $day AND u.title IS NOT NULL AND u.title <> d.title",
-            {"day": day},
-        ).fetchall()
-        con.execute(
-            f"""
-            UPDATE deliverables AS d SET
-                status = u.status, title = coalesce(u.title, d.title), summary = u.summary,
-                content = u.content, effects = u.effects, plan = u.plan, trace = u.trace, planner = u.planner,
-                fallback = u.fallback, tokens = u.tokens, cost = u.cost, review = u.review,
-                attempts = u.attempts, error = u.error, updated_at = $now,
-                why = coalesce(u.why, d.why), items = coalesce(u.items, d.items),
-                failures = coalesce(d.failures, 0) + CASE WHEN u.status = 'failed' THEN 1 ELSE 0 END
-            FROM {name} u WHERE d.date = $day AND d.deliverable_id = u.deliverable_id
-            """,
-            {"now": now, "day": day},
-        )
-        retitle_reasons(con, retitled)
-    finally:
-        con.unregister(name)
-
-
-def _final_items(content: Any) -> list[str] | None:
-    """The item ids of built content (what the deliverable finally holds), None when nothing was built."""
-    if not isinstance(content, Mapping) or not content.get("items"):
-        return None
-    return [str(i.get("item_id")) for i in content["items"] if isinstance(i, Mapping) and i.get("item_id")]
 
 
 def deliver(

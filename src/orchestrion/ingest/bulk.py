@@ -41,6 +41,7 @@ from orchestrion.ingest.events import (
     EventBatch,
     WriteResult,
     decode_native,
+    insert_registered,
     write_events,
     write_failed,
 )
@@ -449,7 +450,7 @@ def _write_frame_chunk(
         store.con.register("_orchestrion_bulk", fresh.to_arrow().cast(EVENT_SCHEMA))
         try:
             with store.transaction() as con:
-                con.execute("INSERT INTO events SELECT * FROM _orchestrion_bulk")
+                insert_registered(con, "_orchestrion_bulk")
                 if rejected.height:
                     write_failed(con, rejected.to_arrow())
             return WriteResult(fresh.height, valid.height - fresh.height, rejected.height), True

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from orchestrion.ingest.events import CONTROL_PATTERN
 
-__all__ = ["ITEM_COLUMNS", "merge_items", "normalize_items", "upsert_items"]
+__all__ = ["ITEM_COLUMNS", "item_entries", "item_titles", "merge_items", "normalize_items", "upsert_items"]
 
 ITEM_COLUMNS: Final[dict[str, pl.DataType]] = {
     "item_id": pl.String(),
@@ -131,3 +131,20 @@ def merge_items(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, Any]
     finally:
         con.unregister("_orchestrion_merge")
     return int(table.num_rows)
+
+
+def item_entries(con: duckdb.DuckDBPyConnection, item_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """``item_id, title, creator, text`` of the catalog's items among ``item_ids``, by id."""
+    if not item_ids:
+        return {}
+    cursor = con.execute(
+        "SELECT item_id, title, creator, text FROM items WHERE list_contains(?, item_id)", [sorted(item_ids)]
+    )
+    names = [d[0] for d in cursor.description or []]
+    return {str(r[0]): dict(zip(names, r, strict=True)) for r in cursor.fetchall()}
+
+
+def item_titles(con: duckdb.DuckDBPyConnection, item_ids: list[str]) -> dict[str, str]:
+    """The titles of the catalog's items among ``item_ids``, by id."""
+    rows = con.execute("SELECT item_id, title FROM items WHERE list_contains(?, item_id)", [item_ids]).fetchall()
+    return dict(rows)

@@ -33,6 +33,7 @@ __all__ = [
     "WriteResult",
     "control_error",
     "decode_native",
+    "insert_registered",
     "member_span",
     "nesting_error",
     "rejections_table",
@@ -586,3 +587,16 @@ def write_failed(con: duckdb.DuckDBPyConnection, failed: pa.Table) -> None:
         )
     finally:
         con.unregister("_orchestrion_failed")
+
+
+def insert_registered(con: duckdb.DuckDBPyConnection, name: str, *, skip_seen: bool = False) -> list[str] | None:
+    """Insert the events of the registered relation ``name`` (in :data:`EVENT_SCHEMA`'s columns)
+    inside the caller's transaction: the one statement besides :func:`write_events` that writes
+    ``events`` (group commit, bulk files). ``skip_seen``: ids stored already are skipped and the ids
+    inserted are returned; else a stored id raises DuckDB's ``ConstraintException``."""
+    if skip_seen:
+        return [str(row[0]) for row in con.execute(
+            f"INSERT INTO events SELECT * FROM {name} ON CONFLICT DO NOTHING RETURNING event_id"
+        ).fetchall()]
+    con.execute(f"INSERT INTO events SELECT * FROM {name}").fetchall()
+    return None

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from orchestrion.store import utcnow
 
-__all__ = ["UserTraits", "known_user", "upsert_users", "valid_timezone"]
+__all__ = ["UserTraits", "insert_new_users", "known_user", "timezone_of", "upsert_users", "valid_timezone"]
 
 _UPSERT: Final = """
 INSERT INTO users (user_id, timezone, traits, created_at, updated_at)
@@ -59,6 +59,26 @@ def known_user(con: duckdb.DuckDBPyConnection, user_id: str) -> bool:
         {"u": user_id},
     ).fetchone()
     return bool(row and row[0])
+
+
+def timezone_of(con: duckdb.DuckDBPyConnection, user_id: str) -> str | None:
+    """The user's stored IANA timezone, or None (no row, or none stored)."""
+    rows = con.execute("SELECT timezone FROM users WHERE user_id = ?", [user_id]).fetchall()
+    return str(rows[0][0]) if rows and rows[0][0] else None
+
+
+def insert_new_users(con: duckdb.DuckDBPyConnection, table: pa.Table, *, now: datetime) -> None:
+    """Insert a dataset's users (``user_id, timezone, traits``), keeping every user already stored
+    (inside the caller's transaction): a bulk load never overwrites what an identify said."""
+    con.register("_orchestrion_users", table)
+    try:
+        con.execute(
+            "INSERT INTO users (user_id, timezone, traits, created_at, updated_at) "
+            "SELECT user_id, timezone, traits, ?, ? FROM _orchestrion_users ON CONFLICT DO NOTHING",
+            [now, now],
+        )
+    finally:
+        con.unregister("_orchestrion_users")
 
 
 def valid_timezone(name: str) -> bool:

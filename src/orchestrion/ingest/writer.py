@@ -50,7 +50,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orchestrion.errors import RetryableError
-from orchestrion.ingest.events import EventBatch, WriteResult, rejections_table, write_events, write_failed
+from orchestrion.ingest.events import (
+    EventBatch,
+    WriteResult,
+    insert_registered,
+    rejections_table,
+    write_events,
+    write_failed,
+)
 from orchestrion.store import Store
 
 __all__ = ["EventWrite", "SeenBefore", "Writer", "WriterStats", "write_event_groups"]
@@ -77,8 +84,6 @@ class _Job:
     events: EventWrite | None = None
 
 
-_INSERT_NEW: Final = "INSERT INTO events SELECT * FROM _orchestrion_group"
-_INSERT_GROUP: Final = _INSERT_NEW + " ON CONFLICT DO NOTHING RETURNING event_id"
 _PLAIN_BACKOFF: Final = 8
 
 
@@ -125,12 +130,12 @@ def write_event_groups(
         try:
             if assume_new:
                 try:
-                    con.execute(_INSERT_NEW).fetchall()
+                    insert_registered(con, "_orchestrion_group")
                 except duckdb.ConstraintException as exc:
                     raise SeenBefore(str(exc)) from exc
                 new = first
             else:
-                inserted = [row[0] for row in con.execute(_INSERT_GROUP).fetchall()]
+                inserted = insert_registered(con, "_orchestrion_group", skip_seen=True) or []
                 value_set = pa.array(inserted, pa.string())
                 new = first & np.asarray(pc.is_in(group.column("event_id"), value_set=value_set))
         finally:

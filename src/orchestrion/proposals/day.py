@@ -46,6 +46,7 @@ from orchestrion.goals import (
 )
 from orchestrion.goals.context import PurchaseStats
 from orchestrion.proposals.history import DayPurchaseStats, ReadAhead, StoreHistory, has_purchases
+from orchestrion.proposals.record import open_proposed
 from orchestrion.ranking import FEATURES, ChoiceConfig, Scorer, decide
 from orchestrion.ranking.features import HISTORY_SCHEMA
 from orchestrion.ranking.slate import DEFAULT_REDUNDANCY, recent_overlaps
@@ -62,6 +63,7 @@ __all__ = [
     "choice_for",
     "day_context",
     "day_goals",
+    "declined_goals",
     "propose",
     "read_history",
     "recent_deliverables",
@@ -328,13 +330,7 @@ def _insert_new_goals(con: duckdb.DuckDBPyConnection, day: date) -> None:
         "(SELECT goal_id FROM goals WHERE date = $day)",
         {"day": day},
     )
-    con.execute(
-        "INSERT INTO deliverables (deliverable_id, goal_id, user_id, date, template, title, items, status, "
-        "created_at) SELECT 'd_' || substr(goal_id, 3), goal_id, user_id, date, template, title, items, "
-        "'proposed', created_at FROM _orchestrion_goals n WHERE n.date = $day AND n.status = 'chosen' "
-        "AND n.goal_id NOT IN (SELECT goal_id FROM deliverables WHERE date = $day)",
-        {"day": day},
-    )
+    open_proposed(con, day, "_orchestrion_goals")
 
 
 @contextmanager
@@ -542,3 +538,14 @@ def day_goals(store: Store, user_id: str, day: date) -> dict[str, Any]:
                 }
             )
     return {"user_id": user_id, "date": day.isoformat(), "chosen": chosen, "not_chosen": others}
+
+
+def declined_goals(con: duckdb.DuckDBPyConnection, user_id: str, day: date) -> list[tuple[str, str, Any, Any, Any]]:
+    """The goals of ``user_id`` on ``day`` that were not chosen, best first: title, template, reason,
+    reason in words, "why" it would have been."""
+    rows = con.execute(
+        "SELECT title, template, reason, reason_detail, why FROM goals "
+        "WHERE user_id = ? AND date = ? AND status = 'not_chosen' ORDER BY score DESC, goal_id",
+        [user_id, day],
+    ).fetchall()
+    return [(str(r[0]), str(r[1]), r[2], r[3], r[4]) for r in rows]

@@ -58,6 +58,7 @@ __all__ = [
     "effective_policy",
     "load_policy",
     "save_user_policy",
+    "stored_policy",
     "webhook_origin",
 ]
 
@@ -379,3 +380,13 @@ def save_user_policy(con: Any, user_id: str, overrides: UserOverrides, *, paused
         "updated_at = excluded.updated_at",
         [user_id, overrides.model_dump_json(), paused, now],
     )
+
+
+def stored_policy(con: Any, user_id: str) -> tuple[UserOverrides, bool, datetime | None] | None:
+    """A person's stored overrides, pause switch and when they were saved; None when they saved none."""
+    rows = con.execute(
+        "SELECT overrides, paused, updated_at FROM user_policies WHERE user_id = ?", [user_id]
+    ).fetchall()
+    if not rows:
+        return None
+    return UserOverrides.model_validate_json(rows[0][0]), bool(rows[0][1]), rows[0][2]

@@ -12,6 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from orchestrion.delivery.feedback import thumbs_per_day
+from orchestrion.proposals.record import busiest_users
 from orchestrion.runs.records import Run, list_runs
 from orchestrion.training.versions import ModelVersion, list_versions
 from orchestrion.web.chart import line_chart
@@ -40,19 +42,7 @@ class FeedbackDay:
 
 def feedback_rates(con: duckdb.DuckDBPyConnection, *, days: int = 60) -> list[FeedbackDay]:
     """Per delivery day (the last ``days`` that had deliverables): delivered, thumbed up, thumbed down."""
-    rows = con.execute(
-        """
-        WITH latest AS (
-            SELECT deliverable_id, arg_max(thumb, feedback_id) AS thumb
-            FROM feedback WHERE thumb IS NOT NULL GROUP BY deliverable_id
-        )
-        SELECT d.date, count(*), count(*) FILTER (l.thumb = 'up'), count(*) FILTER (l.thumb = 'down')
-        FROM deliverables d LEFT JOIN latest l USING (deliverable_id)
-        GROUP BY d.date ORDER BY d.date DESC LIMIT ?
-        """,
-        [days],
-    ).fetchall()
-    return [FeedbackDay(r[0], int(r[1]), int(r[2]), int(r[3])) for r in reversed(rows)]
+    return [FeedbackDay(*row) for row in reversed(thumbs_per_day(con, days))]
 
 
 def recent_runs(con: duckdb.DuckDBPyConnection, *, limit: int = 30) -> list[Run]:
@@ -61,10 +51,7 @@ def recent_runs(con: duckdb.DuckDBPyConnection, *, limit: int = 30) -> list[Run]
 
 
 def _users(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
-    rows = con.execute(
-        "SELECT user_id, count(*) FROM deliverables GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 50"
-    ).fetchall()
-    return [(str(r[0]), int(r[1])) for r in rows]
+    return busiest_users(con, 50)
 
 
 def _metrics(version: ModelVersion) -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from orchestrion.access.sessions import find_session, touch_session
 from orchestrion.api.context import FIRST_DAY, LAST_DAY, ApiContext
 from orchestrion.errors import UsageError
+from orchestrion.ingest.users import timezone_of
 from orchestrion.money import format_money
 from orchestrion.web.session import COOKIE, Session, Signer
 
@@ -102,9 +103,9 @@ def iso_day(value: str, name: str = "date") -> date:
 
 def today_for(con: duckdb.DuckDBPyConnection, user_id: str, now: datetime) -> date:
     """The date at ``now`` (UTC) in the user's time zone (``users.timezone``, UTC when unknown)."""
-    rows = con.execute("SELECT timezone FROM users WHERE user_id = ?", [user_id]).fetchall()
+    name = timezone_of(con, user_id)
     try:
-        zone = ZoneInfo(str(rows[0][0])) if rows and rows[0][0] else ZoneInfo("UTC")
+        zone = ZoneInfo(name) if name else ZoneInfo("UTC")
     except (ZoneInfoNotFoundError, ValueError, OSError):
         zone = ZoneInfo("UTC")
     return now.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone).date()

@@ -18,11 +18,21 @@ from typing import Any
 import duckdb
 from pydantic import ValidationError
 
-from orchestrion.delivery.feedback import lift_exclusions
+from orchestrion.delivery.feedback import excluded_items, lift_exclusions
 from orchestrion.errors import UsageError
 from orchestrion.goals.registry import BUILT_IN
-from orchestrion.ingest.users import UserTraits, upsert_users, valid_timezone
-from orchestrion.tools.policies import ACTION_CLASSES, TIERS, Policy, UserOverrides, effective_policy, save_user_policy
+from orchestrion.ingest.catalog import item_titles
+from orchestrion.ingest.users import UserTraits, timezone_of, upsert_users, valid_timezone
+from orchestrion.proposals.record import user_actions
+from orchestrion.tools.policies import (
+    ACTION_CLASSES,
+    TIERS,
+    Policy,
+    UserOverrides,
+    effective_policy,
+    save_user_policy,
+    stored_policy,
+)
 
 __all__ = ["Panel", "Waiting", "read_panel", "save_panel", "waiting_actions"]
 
@@ -87,25 +97,17 @@ class Waiting:
 
 def read_panel(con: duckdb.DuckDBPyConnection, operator: Policy, user_id: str) -> Panel:
     """The user's current settings against the operator's ``operator`` policy."""
-    rows = con.execute(
-        "SELECT overrides, paused, updated_at FROM user_policies WHERE user_id = ?", [user_id]
-    ).fetchall()
-    overrides = UserOverrides.model_validate_json(rows[0][0]) if rows else UserOverrides()
-    zone = con.execute("SELECT timezone FROM users WHERE user_id = ?", [user_id]).fetchall()
-    excluded = con.execute(
-        "SELECT e.item_id, coalesce(i.title, e.item_id) FROM item_exclusions e LEFT JOIN items i USING (item_id) "
-        "WHERE e.user_id = ? ORDER BY e.created_at DESC, e.item_id",
-        [user_id],
-    ).fetchall()
+    stored = stored_policy(con, user_id)
+    overrides, paused, updated_at = stored if stored is not None else (UserOverrides(), False, None)
     return Panel(
         operator=operator,
         overrides=overrides,
         effective=effective_policy(operator, overrides),
-        paused=bool(rows[0][1]) if rows else False,
-        timezone=str(zone[0][0]) if zone else "UTC",
-        excluded_items=[(str(i), str(t)) for i, t in excluded],
+        paused=paused,
+        timezone=timezone_of(con, user_id) or "UTC",
+        excluded_items=excluded_items(con, user_id),
         templates=sorted(BUILT_IN),
-        updated_at=rows[0][2] if rows else None,
+        updated_at=updated_at,
     )
 
 
@@ -175,22 +177,11 @@ def save_panel(
 
 def waiting_actions(con: duckdb.DuckDBPyConnection, user_id: str, *, recent: int = 20) -> list[Waiting]:
     """The user's actions waiting for them, then the latest ``recent`` decided ones."""
-    rows = con.execute(
-        """
-        SELECT a.action_id, a.deliverable_id, coalesce(d.title, a.deliverable_id), a.action, a.tier, a.status,
-               a.arguments, a.due_at, a.created_at, a.decided_at, a.decided_by, a.detail,
-               coalesce(json_extract_string(d.content, '$.currency'), (SELECT i.currency FROM items i
-                        WHERE i.item_id = json_extract_string(a.arguments, '$.lines[0][0]')))
-        FROM pending_actions a LEFT JOIN deliverables d USING (deliverable_id)
-        WHERE a.user_id = ?
-        ORDER BY a.status = 'waiting' DESC, coalesce(a.decided_at, a.created_at) DESC, a.action_id
-        """,
-        [user_id],
-    ).fetchall()
+    rows = user_actions(con, user_id)
     found: list[Waiting] = []
     decided = 0
     ids = sorted({str(line[0]) for row in rows for line in (json.loads(row[6]) if row[6] else {}).get("lines", [])})
-    titles = dict(con.execute("SELECT item_id, title FROM items WHERE list_contains(?, item_id)", [ids]).fetchall())
+    titles = item_titles(con, ids)
     for row in rows:
         if row[5] != "waiting":
             decided += 1

@@ -1,9 +1,10 @@
 """What the feed page shows: one user's deliverables of a day as cards, with their items,
 the thumbs already given, "why this", what was decided against, and the earlier days.
 
-Read straight from the tables (``deliverables``, ``goals``, ``feedback``, ``items``). A
-deliverable's items come from its built ``content`` when the executor filled it (tracks, cart
-lines, articles) and otherwise from its goal's ``details`` (what the template proposed).
+Read through the query functions of the tables' owners (``delivery.record``, ``proposals.day``,
+``delivery.feedback``, ``ingest.catalog``), never with SQL of its own. A deliverable's items come
+from its built ``content`` when the executor filled it (tracks, cart lines, articles) and otherwise
+from its goal's ``details`` (what the template proposed).
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ from typing import Any
 
 import duckdb
 
+from orchestrion.delivery.feedback import thumb_rows
 from orchestrion.delivery.rendering import main_action, status_text
 from orchestrion.errors import NotFoundError
+from orchestrion.ingest.catalog import item_entries
+from orchestrion.proposals.day import declined_goals
+from orchestrion.proposals.record import card_rows, days_with_deliverables, owner_of
+from orchestrion.proposals.record import latest_day as stored_latest_day
 
 __all__ = ["Card", "Day", "Declined", "Item", "card", "day_feed", "history", "latest_day", "read_card_user"]
 
@@ -74,12 +80,6 @@ class Day:
     cards: list[Card]
     declined: list[Declined]
     earlier: list[tuple[dt.date, int]] = field(default_factory=list)
-
-
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> list[dict[str, Any]]:
-    result = con.execute(sql, list(params))
-    names = [d[0] for d in result.description or []]
-    return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
 def _json(value: object) -> Any:
@@ -155,37 +155,20 @@ def _goal_items(
 
 
 def _catalog(con: duckdb.DuckDBPyConnection, item_ids: set[str]) -> dict[str, dict[str, Any]]:
-    if not item_ids:
-        return {}
-    rows = _rows(
-        con, "SELECT item_id, title, creator, text FROM items WHERE list_contains(?, item_id)", [sorted(item_ids)]
-    )
-    return {r["item_id"]: r for r in rows}
+    return item_entries(con, sorted(item_ids))
 
 
 def _thumbs(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, tuple[str | None, dict[str, str]]]:
     """Per deliverable: its latest thumb and the latest thumb on each of its items."""
-    rows = _rows(
-        con,
-        "SELECT deliverable_id, thumb, items FROM feedback WHERE list_contains(?, deliverable_id) ORDER BY feedback_id",
-        [list(ids)],
-    )
     state: dict[str, tuple[str | None, dict[str, str]]] = {}
-    for row in rows:
-        thumb, items = state.get(row["deliverable_id"], (None, {}))
-        thumb = row["thumb"] or thumb
-        for entry in _json(row["items"]) or []:
+    for deliverable_id, given, item_thumbs in thumb_rows(con, list(ids)):
+        thumb, items = state.get(deliverable_id, (None, {}))
+        thumb = given or thumb
+        for entry in _json(item_thumbs) or []:
             if isinstance(entry, Mapping) and "item_id" in entry and "thumb" in entry:
                 items[str(entry["item_id"])] = str(entry["thumb"])
-        state[row["deliverable_id"]] = (thumb, items)
+        state[deliverable_id] = (thumb, items)
     return state
-
-
-_CARD_SQL = """
-SELECT d.deliverable_id, d.user_id, d.date, d.template, d.title, d.status, d.error, d.items, d.summary, d.content,
-       coalesce(d.why, g.why) AS why, g.details
-FROM deliverables d LEFT JOIN goals g USING (goal_id)
-"""
 
 
 def _cards(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> list[Card]:
@@ -225,53 +208,35 @@ def history(
     con: duckdb.DuckDBPyConnection, user_id: str, before: dt.date, *, limit: int = 30
 ) -> list[tuple[dt.date, int]]:
     """The user's earlier days with deliverables, newest first, and how many each had."""
-    rows = con.execute(
-        "SELECT date, count(*) FROM deliverables WHERE user_id = ? AND date < ? "
-        "GROUP BY date ORDER BY date DESC LIMIT ?",
-        [user_id, before, limit],
-    ).fetchall()
-    return [(r[0], int(r[1])) for r in rows]
+    return days_with_deliverables(con, user_id, before, limit)
 
 
 def latest_day(con: duckdb.DuckDBPyConnection, user_id: str, on_or_before: dt.date) -> dt.date | None:
     """The user's latest day with deliverables up to ``on_or_before`` (None when there is none):
     where the page opens when today has nothing yet (before the morning run, or after `make demo`,
     whose day is in the sample's past)."""
-    rows = con.execute(
-        "SELECT max(date) FROM deliverables WHERE user_id = ? AND date <= ? AND status <> 'proposed'",
-        [user_id, on_or_before],
-    ).fetchall()
-    return rows[0][0] if rows and rows[0][0] is not None else None
+    return stored_latest_day(con, user_id, on_or_before)
 
 
 def day_feed(con: duckdb.DuckDBPyConnection, user_id: str, day: dt.date) -> Day:
     """``user_id``'s deliverables of ``day`` (in the order they were chosen), what was not chosen,
     and the earlier days."""
-    rows = _rows(con, _CARD_SQL + "WHERE d.user_id = ? AND d.date = ? ORDER BY g.slot NULLS LAST, d.deliverable_id",
-                 [user_id, day])
-    declined = [
-        Declined(r["title"], r["template"], r["reason"], r["reason_detail"], r["why"])
-        for r in _rows(
-            con,
-            "SELECT title, template, reason, reason_detail, why FROM goals "
-            "WHERE user_id = ? AND date = ? AND status = 'not_chosen' ORDER BY score DESC, goal_id",
-            [user_id, day],
-        )
-    ]
+    rows = card_rows(con, user_id=user_id, day=day)
+    declined = [Declined(*goal) for goal in declined_goals(con, user_id, day)]
     return Day(user_id, day, _cards(con, rows), declined, history(con, user_id, day))
 
 
 def read_card_user(con: duckdb.DuckDBPyConnection, deliverable_id: str) -> str:
     """The owner of a deliverable; NotFoundError when there is none."""
-    rows = con.execute("SELECT user_id FROM deliverables WHERE deliverable_id = ?", [deliverable_id]).fetchall()
-    if not rows:
+    owner = owner_of(con, deliverable_id)
+    if owner is None:
         raise NotFoundError(f"no deliverable {deliverable_id!r}")
-    return str(rows[0][0])
+    return owner
 
 
 def card(con: duckdb.DuckDBPyConnection, deliverable_id: str) -> Card:
     """One deliverable as a card; NotFoundError when there is none."""
-    found = _cards(con, _rows(con, _CARD_SQL + "WHERE d.deliverable_id = ?", [deliverable_id]))
+    found = _cards(con, card_rows(con, deliverable_id=deliverable_id))
     if not found:
         raise NotFoundError(f"no deliverable {deliverable_id!r}")
     return found[0]
