@@ -17,6 +17,9 @@ def replay(
     json: bool = typer.Option(False, "--json", help="Print one JSON object {dataset, policies, ...}."),
     max_users: int = typer.Option(None, "--max-users", help="Seeded sample of users (time box)."),
     max_steps: int = typer.Option(None, "--max-steps", help="Most steps (time box)."),
+    seed: int = typer.Option(
+        None, "--seed", help="The seed of the exploration draws, the random policy and the user sample (default 0)."
+    ),
     output: Path = typer.Option(None, "--output", help="Also write the JSON result to this file."),
     promotion_z: float = typer.Option(
         None, "--promotion-z",
@@ -39,6 +42,8 @@ def replay(
         values["max_users"] = max_users
     if max_steps is not None:
         values["max_steps"] = max_steps
+    if seed is not None:
+        values["seed"] = seed
     if production:
         values["chooser"] = "production"
         values["promotion_z"] = Z_PROMOTE
