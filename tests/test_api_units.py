@@ -221,7 +221,8 @@ def test_writer_redoes_a_plain_insert_that_meets_a_stored_event(store: Store) ->
 def test_the_writer_merges_catalog_rows_in_queue_order_and_forgets_after_other_writes(store: Store) -> None:
     """Catalog rows merge with their events in queue order, so the latest message wins even when it
     repeats an earlier one (A, B, A: A is stored); a row that repeats what the writer merged last is
-    skipped, but not after a job that writes items itself (as /v1/items does) or a rollback."""
+    skipped, but not after a job that writes items itself (as /v1/items does); a rollback drops
+    only what its own transaction merged."""
     w = Writer(store, max_events=100_000, max_delay_ms=300)
     gate = threading.Event()
     w.start()
@@ -260,9 +261,10 @@ def test_the_writer_merges_catalog_rows_in_queue_order_and_forgets_after_other_w
         w.submit(replace).result(timeout=30)
         w.submit_events(rows(3, tea)).result(timeout=30)
         assert store.con.execute(stored).fetchall()[0] == ("p1", "Tea", 2.5, None, None)
-        # a transaction that rolls back leaves nothing remembered of it
+        # a transaction that rolls back leaves nothing remembered of it, and what was committed stays
         w.submit_events(rows(4, {"item_id": "p1", "price": 4.0}), fail).exception(timeout=30)
         assert store.scalar("SELECT price FROM items WHERE item_id = 'p1'") == 2.5
+        assert w.catalog.merge(store.con, [tea]) == 0
         w.submit_events(rows(5, {"item_id": "p1", "price": 4.0})).result(timeout=30)
         assert store.scalar("SELECT price FROM items WHERE item_id = 'p1'") == 4.0
     finally:

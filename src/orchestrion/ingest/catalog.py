@@ -150,9 +150,9 @@ class CatalogMemory:
     Merging a row twice changes nothing (each field it gives is already stored), as long as
     nothing else wrote the item in between. So the writer thread, in commit order, keeps per item
     the last row it merged: :meth:`merge` leaves out a row equal to it, :meth:`committed` keeps the
-    rows of a transaction once it committed, and :meth:`forget` drops everything, after a rollback
-    or any other write (which may write ``items`` itself, e.g. ``POST /v1/items``). Only the
-    writer thread calls it.
+    rows of a transaction once it committed, :meth:`rolled_back` drops those of one that did not,
+    and :meth:`forget` drops everything after any other write (which may write ``items`` itself,
+    e.g. ``POST /v1/items``). Only the writer thread calls it.
 
     >>> from orchestrion.store import Store
     >>> con = Store.open(":memory:").con
@@ -190,7 +190,11 @@ class CatalogMemory:
         self._stored.update(self._pending)
         self._pending.clear()
 
+    def rolled_back(self) -> None:
+        """The open transaction rolled back: the store is as last committed, so is the memory."""
+        self._pending.clear()
+
     def forget(self) -> None:
-        """The open transaction rolled back, or something else wrote: remember nothing."""
+        """Something else wrote (it may have written items): remember nothing."""
         self._stored.clear()
         self._pending.clear()

@@ -20,8 +20,8 @@ the next few groups go straight to ``ON CONFLICT`` (a client that resends tends 
 What Segment events say about their products (catalog rows, :class:`EventWrite` ``items``) is
 merged in the same transaction as the events, in queue order, so a receipt never covers events
 whose catalog rows could still be lost, and the latest message wins. Rows that repeat what this
-writer already merged are left out (:class:`~orchestrion.ingest.catalog.CatalogMemory`,
-forgotten after a rollback or any other job).
+writer already merged are left out (:class:`~orchestrion.ingest.catalog.CatalogMemory`: what a
+rolled-back transaction merged is dropped, and all of it after any other job).
 
 If the shared transaction fails, it is rolled back and each of its jobs is retried alone, so one
 bad job cannot fail its neighbours; a job whose own transaction fails gets the error, and nothing
@@ -361,7 +361,7 @@ class Writer:
                     results.append(result if job.work is None else result + job.work(con))
             con.execute("COMMIT")
         except BaseException:
-            memory.forget()
+            memory.rolled_back()  # the store is as last committed (a job that was not events forgot all)
             with contextlib.suppress(duckdb.Error):  # a failed COMMIT already ended it
                 con.execute("ROLLBACK")
             with contextlib.suppress(duckdb.Error):
