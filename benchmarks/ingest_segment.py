@@ -20,7 +20,10 @@ Segment message (32 KB, roughly 250 lines here; the SDK refuses them) are left o
    consumer threads. Timed from the first request to the last receipt.
 
 The ratios Segment / native are printed for both Segment runs (target ≥ 0.7). Both servers run one after the other on
-the same machine, so a busy neighbour shows in both; run it twice when the machine is shared.
+the same machine, so a busy neighbour shows in both; run it several times when the machine is shared. The
+server's own CPU time over the timed part (``/proc/PID/stat``, all its threads; Linux) and this process's
+(the SDK's) are printed too: they hardly move with the machine's load, so the CPU ratio tells a change in
+the server's work apart from a busy neighbour.
 
 Usage::
 
@@ -86,27 +89,38 @@ def stored(server: Server, admin: str) -> int:
     return int(figures.json()["events"])
 
 
-def run_segment(orders: list[Order], threads: int) -> tuple[int, float]:
+def server_cpu(server: Server) -> float:
+    """CPU seconds the server process has used so far (user + system, all threads; Linux)."""
+    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+Run = tuple[int, float, float, float]  # events stored, seconds, server CPU seconds, sender CPU seconds
+
+
+def run_segment(orders: list[Order], threads: int) -> Run:
     with tempfile.TemporaryDirectory() as tmp:
         admin, key = keys(Path(tmp))
         with serve(Path(tmp)) as server:
             return _segment(server, admin, key, orders, threads)
 
 
-def _segment(server: Server, admin: str, key: str, orders: list[Order], threads: int) -> tuple[int, float]:
+def _segment(server: Server, admin: str, key: str, orders: list[Order], threads: int) -> Run:
     from segment.analytics import Client
 
     errors: list[Any] = []
     client = Client(key, host=server.url, thread=threads, max_queue_size=len(orders) + 1,
                     on_error=lambda e, batch: errors.append(e), max_retries=0)
+    cpu, mine = server_cpu(server), time.process_time()
     start = time.perf_counter()
     for user, name, properties, ts in orders:
         client.track(user, name, properties, timestamp=ts)
     client.shutdown()
     elapsed = time.perf_counter() - start
+    cpu, mine = server_cpu(server) - cpu, time.process_time() - mine
     if errors:
         sys.exit(f"the SDK reported errors: {errors[:3]}")
-    return stored(server, admin), elapsed
+    return stored(server, admin), elapsed, cpu, mine
 
 
 def sdk_bodies(orders: list[Order]) -> list[bytes]:
@@ -135,14 +149,14 @@ def _batch_body(messages: list[str]) -> bytes:
     return ('{"batch": [' + ", ".join(messages) + f'], "sentAt": "{sent_at}"}}').encode()
 
 
-def run_bodies(path: str, bodies: list[bytes], threads: int) -> tuple[int, float]:
+def run_bodies(path: str, bodies: list[bytes], threads: int) -> Run:
     with tempfile.TemporaryDirectory() as tmp:
         admin, key = keys(Path(tmp))
         with serve(Path(tmp)) as server:
             return _post(server, admin, key, path, bodies, threads)
 
 
-def _post(server: Server, admin: str, key: str, path: str, bodies: list[bytes], threads: int) -> tuple[int, float]:
+def _post(server: Server, admin: str, key: str, path: str, bodies: list[bytes], threads: int) -> Run:
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     pending = list(reversed(bodies))
     lock = threading.Lock()
@@ -159,6 +173,7 @@ def _post(server: Server, admin: str, key: str, path: str, bodies: list[bytes], 
                 if answer.status_code != 200 or answer.json()["rejected"]:
                     failures.append(answer.text[:300])
 
+    cpu, mine = server_cpu(server), time.process_time()
     start = time.perf_counter()
     workers = [threading.Thread(target=worker) for _ in range(threads)]
     for w in workers:
@@ -166,9 +181,10 @@ def _post(server: Server, admin: str, key: str, path: str, bodies: list[bytes], 
     for w in workers:
         w.join()
     elapsed = time.perf_counter() - start
+    cpu, mine = server_cpu(server) - cpu, time.process_time() - mine
     if failures:
         sys.exit(f"{path} requests failed: {failures[:3]}")
-    return stored(server, admin), elapsed
+    return stored(server, admin), elapsed, cpu, mine
 
 
 def main() -> None:
@@ -187,15 +203,19 @@ def main() -> None:
         "segment bodies -> /v1/batch": run_bodies("/v1/batch", batches, args.threads),
         "native -> /v1/events (1,000/body)": run_bodies("/v1/events", native, args.threads),
     }
-    rates = {}
-    for name, (count, seconds) in runs.items():
+    rates, cpus = {}, {}
+    for name, (count, seconds, cpu, mine) in runs.items():
         if count != len(events):
             sys.exit(f"{name}: stored {count:,} events, expected {len(events):,}")
-        rates[name] = count / seconds
-        print(f"{name:<36} {rates[name]:>10,.0f} events/s  ({seconds:.2f} s)")
-    base = rates["native -> /v1/events (1,000/body)"]
-    print(f"ratio SDK end to end / native:    {rates['segment SDK -> /v1/batch'] / base:.2f} (target >= 0.70)")
-    print(f"ratio Segment bodies / native:    {rates['segment bodies -> /v1/batch'] / base:.2f} (target >= 0.70)")
+        rates[name], cpus[name] = count / seconds, cpu
+        print(f"{name:<36} {rates[name]:>10,.0f} events/s  ({seconds:.2f} s; server CPU {cpu:.2f} s, "
+              f"sender CPU {mine:.2f} s)")
+    native = "native -> /v1/events (1,000/body)"
+    sdk, sent = "segment SDK -> /v1/batch", "segment bodies -> /v1/batch"
+    print(f"ratio SDK end to end / native:    {rates[sdk] / rates[native]:.2f} (target >= 0.70)")
+    print(f"ratio Segment bodies / native:    {rates[sent] / rates[native]:.2f} (target >= 0.70)")
+    print(f"server CPU per event, native / Segment bodies: {cpus[native] / cpus[sent]:.2f}, "
+          f"native / SDK: {cpus[native] / cpus[sdk]:.2f}; load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -216,3 +216,56 @@ def test_writer_redoes_a_plain_insert_that_meets_a_stored_event(store: Store) ->
     assert w.stats.conflict_retries == 1 and w.stats.failed_commits == 0
     assert store.scalar("SELECT count(*) FROM events") == 4
     assert store.scalar("SELECT count(*) FROM failed_events") == 1
+
+
+def test_the_writer_merges_catalog_rows_in_queue_order_and_forgets_after_other_writes(store: Store) -> None:
+    """Catalog rows merge with their events in queue order, so the latest message wins even when it
+    repeats an earlier one (A, B, A: A is stored); a row that repeats what the writer merged last is
+    skipped, but not after a job that writes items itself (as /v1/items does); a rollback drops
+    only what its own transaction merged."""
+    w = Writer(store, max_events=100_000, max_delay_ms=300)
+    gate = threading.Event()
+    w.start()
+    stored = "SELECT item_id, title, price, category, properties FROM items ORDER BY item_id"
+
+    def rows(i: int, *items: dict[str, object]) -> EventWrite:
+        return EventWrite(batch(ev(f"m{i}")), "t", NOW, list(items))
+
+    def replace(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("INSERT OR REPLACE INTO items (item_id, title, price, properties, updated_at) "
+                    "VALUES ('p1', 'Mug', 9.0, NULL, now())")
+
+    def fail(con: duckdb.DuckDBPyConnection) -> None:
+        raise ValueError("boom")
+
+    tea = {"item_id": "p1", "title": "Tea", "price": 2.5}
+    try:
+        w.submit_events(rows(0, tea)).result(timeout=30)
+        blocker = w.submit(lambda con: gate.wait(30))
+        queued = [
+            w.submit_events(rows(1, {"item_id": "p1", "price": 3.0},
+                                 {"item_id": "p2", "title": "Jam", "category": "food", "image_url": "a.png"})),
+            w.submit_events(rows(2, tea)),  # the same as merged before, but after a change: wins
+        ]
+        gate.set()
+        blocker.result(timeout=30)
+        for future in queued:
+            future.result(timeout=30)
+        assert store.con.execute(stored).fetchall() == [
+            ("p1", "Tea", 2.5, None, None), ("p2", "Jam", None, "food", '{"image_url": "a.png"}')]
+        # that group held another job (it may have written items): nothing remembered; now it is,
+        # and a row that repeats it has nothing to merge; after another writer of items, it has
+        assert w.catalog.merge(store.con, [tea]) == 1
+        w.submit_events(rows(9, tea)).result(timeout=30)
+        assert w.catalog.merge(store.con, [tea]) == 0
+        w.submit(replace).result(timeout=30)
+        w.submit_events(rows(3, tea)).result(timeout=30)
+        assert store.con.execute(stored).fetchall()[0] == ("p1", "Tea", 2.5, None, None)
+        # a transaction that rolls back leaves nothing remembered of it, and what was committed stays
+        w.submit_events(rows(4, {"item_id": "p1", "price": 4.0}), fail).exception(timeout=30)
+        assert store.scalar("SELECT price FROM items WHERE item_id = 'p1'") == 2.5
+        assert w.catalog.merge(store.con, [tea]) == 0
+        w.submit_events(rows(5, {"item_id": "p1", "price": 4.0})).result(timeout=30)
+        assert store.scalar("SELECT price FROM items WHERE item_id = 'p1'") == 4.0
+    finally:
+        w.close()

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrion.ingest.events import decode_native, validate_events
+from orchestrion.ingest.events import EventColumns, decode_native, validate_events
+from orchestrion.ingest.segment_spec import expand
 
 NOW = datetime(2024, 5, 1, 12, 0, 0)
 
@@ -99,3 +100,46 @@ def test_json_events_are_decoded_as_sent() -> None:
     batch = validate_events([raw], received_at=NOW)
     assert batch.table.num_rows == 0
     assert "nests deeper than 32 levels" in batch.rejected[0].reason
+
+
+_line = st.fixed_dictionaries(
+    {"product_id": st.one_of(st.sampled_from(["p1", "p2", "p1", " p3", "p\x00", "x" * 257, ""]), st.integers(0, 9),
+                             st.text(max_size=6)),
+     "price": st.one_of(st.floats(allow_nan=True), st.integers(-3, 3), st.none())},
+    optional={
+        "quantity": st.one_of(st.none(), st.floats(allow_nan=True), st.integers(-3, 3)),
+        "name": st.text(max_size=4),
+        "color": st.sampled_from(["red", None]),
+    },
+)
+_order = st.fixed_dictionaries(
+    {"products": st.lists(_line, min_size=1, max_size=5),
+     "order_id": st.sampled_from(["o1", "o 2", "o\x01", 7, None]), "currency": st.sampled_from(["EUR", 3, None])},
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_order, st.sampled_from(["shop", " shop", None]), st.sampled_from(["u1", "u\x00", "x" * 257]))
+def test_an_orders_lines_as_columns_store_and_reject_what_its_dicts_do(
+    order: dict[str, Any], source: str | None, user: str
+) -> None:
+    """expand(columns=True) gives the usual order's lines as one EventColumns; validate_events
+    stores the same rows and refuses them with the same reasons as the lines one dict each."""
+    base = {"event_id": "m1", "user_id": user, "ts": NOW, "properties": None}
+    try:
+        as_dicts, catalog = expand("Order Completed", "track", dict(base), order, source=source)
+    except ValueError:
+        with pytest.raises(ValueError):
+            expand("Order Completed", "track", dict(base), order, source=source, columns=True)
+        return
+    as_columns, same_catalog = expand("Order Completed", "track", dict(base), order, source=source, columns=True)
+    assert same_catalog == catalog
+    usual = order["order_id"] is not None and order["currency"] is not None and all(
+        isinstance(line.get("price"), int | float) and set(line) <= {"product_id", "price", "quantity", "name"}
+        for line in order["products"]
+    )
+    assert [type(e) for e in as_columns] == ([EventColumns] if usual else [dict] * len(as_dicts))
+    one = validate_events(list(as_dicts), received_at=NOW, default_domain="shop", source="s")
+    other = validate_events(list(as_columns), received_at=NOW, default_domain="shop", source="s")
+    assert other.table.to_pylist() == one.table.to_pylist()
+    assert [(r.event_id, r.reason) for r in other.rejected] == [(r.event_id, r.reason) for r in one.rejected]

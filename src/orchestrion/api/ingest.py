@@ -22,7 +22,7 @@ from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import ApiError, Receipt, Refusal, receipt_response
 from orchestrion.api.segment import Origin, SegmentBody, decode_batch_body, decode_message_body, map_messages
-from orchestrion.ingest.catalog import ITEM_COLUMNS, merge_items, normalize_items, upsert_items
+from orchestrion.ingest.catalog import ITEM_COLUMNS, normalize_items, upsert_items
 from orchestrion.ingest.events import (
     EVENT_SCHEMA,
     MAX_ID_CHARS,
@@ -125,10 +125,6 @@ def build_router(ctx: ApiContext) -> APIRouter:
     settings = ctx.settings
     writer_only = Depends(ctx.auth.require("write"))
     rules = {rule.event: rule for rule in settings.mappings}
-    # What this server last merged into the catalog per item. While it runs it is the only writer
-    # and only /v1/items (which forgets all of this) writes items otherwise, so an event that
-    # repeats what was merged changes nothing and spares the writer a statement per request.
-    merged: dict[str, list[Any]] = {}
     documented = [Security(BearerDoc()), Security(BasicDoc())]
     router = APIRouter(tags=["ingest"], dependencies=documented, responses=RESPONSES)
 
@@ -159,17 +155,13 @@ def build_router(ctx: ApiContext) -> APIRouter:
         mapped = map_messages(parsed, received_at=received_at, max_event_bytes=settings.max_event_bytes,
                               sender=sender)
 
-        fresh = [row for row in mapped.items if merged.get(row["item_id"]) != list(row.values())]
 
         def identify(con: duckdb.DuckDBPyConnection) -> WriteResult:
-            merge_items(con, fresh)  # what the events say about their products, not counted
             return WriteResult(upsert_users(con, mapped.users, now=received_at), 0, 0)
 
-        events = EventWrite(mapped.batch, f"http:/v1/{path}", received_at)
-        result = await ctx.write_events(events, identify if mapped.users or fresh else None)
-        if len(merged) > 500_000:
-            merged.clear()
-        merged.update((row["item_id"], list(row.values())) for row in fresh)
+        # What the events say about their products is merged by the writer with them (not counted).
+        events = EventWrite(mapped.batch, f"http:/v1/{path}", received_at, mapped.items)
+        result = await ctx.write_events(events, identify if mapped.users else None)
         return receipt_response(result, mapped.batch.rejected)
 
     @router.post("/v1/track", response_model=Receipt, openapi_extra=bodies.MESSAGE_BODY,
@@ -203,8 +195,6 @@ def build_router(ctx: ApiContext) -> APIRouter:
         valid, _ = normalize_items(pl.DataFrame(cols, schema=ITEM_COLUMNS))
         sent = len(cols["item_id"])
         failed = EventBatch(EVENT_SCHEMA.empty_table(), rejected)
-
-        merged.clear()
 
         def work(con: duckdb.DuckDBPyConnection) -> WriteResult:
             accepted = upsert_items(con, valid)

@@ -29,6 +29,7 @@ from orchestrion.config import MappingRule
 from orchestrion.ingest.events import (
     MAX_JSON_DEPTH,
     EventBatch,
+    EventColumns,
     Rejection,
     control_error,
     member_span,
@@ -156,7 +157,7 @@ class Origin:
 
 def _to_native(
     message: _Message, kind: str, body: SegmentBody, received_at: datetime, origin: Origin
-) -> tuple[list[dict[str, Any] | bytes], Catalog]:
+) -> tuple[list[dict[str, Any] | bytes | EventColumns], Catalog]:
     properties = dict(message.properties or {})
     if kind == "track":
         if not message.event:
@@ -179,11 +180,12 @@ def _to_native(
         "properties": properties or None,
     }
     events, items = expand(event_type, kind, native, message.properties or {}, context, rules=origin.rules,
-                           default_domain=origin.domain, source=origin.source)
+                           default_domain=origin.domain, source=origin.source, columns=True)
     # The message was no deeper than MAX_JSON_DEPTH, so its events are not either, unless the
-    # context they carry in their properties (one level further down) reaches the limit.
+    # context they carry in their properties (one level further down) reaches the limit (an
+    # order's lines do not carry it).
     if context is not None and nesting_error(msgspec.json.encode(context), MAX_JSON_DEPTH - 2) is not None:
-        return [msgspec.json.encode(event) for event in events], items
+        return [event if isinstance(event, EventColumns) else msgspec.json.encode(event) for event in events], items
     return list(events), items
 
 
@@ -206,7 +208,7 @@ def map_messages(
 ) -> SegmentWrite:
     """Map and validate every message; nothing is dropped silently."""
     where_from = sender or Origin()
-    natives: list[dict[str, Any] | bytes] = []
+    natives: list[dict[str, Any] | bytes | EventColumns] = []
     origin: list[int] = []
     rows: list[tuple[int, Catalog]] = []
     users: list[UserTraits] = []

@@ -13,7 +13,15 @@ import pyarrow as pa
 
 from orchestrion.ingest.events import CONTROL_PATTERN
 
-__all__ = ["ITEM_COLUMNS", "item_entries", "item_titles", "merge_items", "normalize_items", "upsert_items"]
+__all__ = [
+    "ITEM_COLUMNS",
+    "CatalogMemory",
+    "item_entries",
+    "item_titles",
+    "merge_items",
+    "normalize_items",
+    "upsert_items",
+]
 
 ITEM_COLUMNS: Final[dict[str, pl.DataType]] = {
     "item_id": pl.String(),
@@ -80,6 +88,23 @@ def upsert_items(con: duckdb.DuckDBPyConnection, items: pl.DataFrame) -> int:
 
 
 _MERGED: Final = ("domain", "title", "creator", "price", "currency", "category", "tags")
+_PATCH: Final = "json_merge_patch(coalesce(items.properties, '{}'), m.properties)"
+
+
+def _update_changed(given: Sequence[str]) -> str:
+    """UPDATE the stored items from the fields ``given`` (the columns some row has), only where one
+    of them changes: the others keep their row and updated_at. Leaving out the columns no row
+    gives makes the statement about 40% cheaper (Online Retail's products have no brand or tags)."""
+    sets = [f"{name} = coalesce(m.{name}, items.{name})" for name in given if name != "properties"]
+    changed = [f"(m.{name} IS NOT NULL AND m.{name} IS DISTINCT FROM items.{name})"
+               for name in given if name != "properties"]
+    if "properties" in given:
+        sets.append(f"properties = CASE WHEN m.properties IS NULL THEN items.properties ELSE {_PATCH} END")
+        changed.append(f"(m.properties IS NOT NULL AND items.properties IS DISTINCT FROM {_PATCH})")
+    return (
+        f"UPDATE items SET {', '.join(sets)}, updated_at = now()::TIMESTAMP FROM _orchestrion_merge m "
+        f"WHERE items.item_id = m.item_id AND ({' OR '.join(changed)})"
+    )
 
 
 def merge_items(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -112,21 +137,15 @@ def merge_items(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, Any]
                           ("category", pa.string()), ("tags", pa.list_(pa.string())),
                           ("properties", pa.string())]),
     )
-    updates = ", ".join(f"{name} = coalesce(excluded.{name}, items.{name})" for name in _MERGED)
-    # Most rows repeat what is stored (a shop sends the same products all day): only new items
-    # and rows that change a field reach the (costly) INSERT ... ON CONFLICT DO UPDATE.
-    changed = " OR ".join(f"m.{name} IS DISTINCT FROM coalesce(i.{name}, m.{name})" for name in _MERGED)
     con.register("_orchestrion_merge", table)
     try:
+        # Two plain statements: DuckDB's INSERT ... ON CONFLICT DO UPDATE costs about a third more.
+        given = [name for name in table.column_names[1:] if table.column(name).null_count < table.num_rows]
+        if given:
+            con.execute(_update_changed(given))
         con.execute(
             "INSERT INTO items SELECT m.item_id, m.domain, m.title, m.creator, m.price, m.currency, m.category, "
-            "m.tags, NULL, m.properties, now()::TIMESTAMP FROM _orchestrion_merge m LEFT JOIN items i USING (item_id) "
-            f"WHERE i.item_id IS NULL OR {changed} OR (m.properties IS NOT NULL AND i.properties IS DISTINCT FROM "
-            "json_merge_patch(coalesce(i.properties, '{}'), m.properties)) "
-            "ON CONFLICT (item_id) DO UPDATE SET "
-            f"{updates}, properties = CASE WHEN excluded.properties IS NULL THEN items.properties "
-            "ELSE json_merge_patch(coalesce(items.properties, '{}'), excluded.properties) END, "
-            "updated_at = excluded.updated_at"
+            "m.tags, NULL, m.properties, now()::TIMESTAMP FROM _orchestrion_merge m ANTI JOIN items USING (item_id)"
         )
     finally:
         con.unregister("_orchestrion_merge")
@@ -148,3 +167,59 @@ def item_titles(con: duckdb.DuckDBPyConnection, item_ids: list[str]) -> dict[str
     """The titles of the catalog's items among ``item_ids``, by id."""
     rows = con.execute("SELECT item_id, title FROM items WHERE list_contains(?, item_id)", [item_ids]).fetchall()
     return dict(rows)
+
+
+class CatalogMemory:
+    """What one writer merged into ``items``, so a row that repeats it is not sent again.
+
+    Merging a row twice changes nothing (each field it gives is already stored), as long as
+    nothing else wrote the item in between. So the writer thread, in commit order, keeps per item
+    the last row it merged: :meth:`merge` leaves out a row equal to it, :meth:`committed` keeps the
+    rows of a transaction once it committed, :meth:`rolled_back` drops those of one that did not,
+    and :meth:`forget` drops everything after any other write (which may write ``items`` itself,
+    e.g. ``POST /v1/items``). Only the writer thread calls it.
+
+    >>> from orchestrion.store import Store
+    >>> con = Store.open(":memory:").con
+    >>> memory = CatalogMemory()
+    >>> memory.merge(con, [{"item_id": "p1", "price": 2.5}]), memory.merge(con, [{"item_id": "p1", "price": 2.5}])
+    (1, 0)
+    >>> memory.committed()
+    >>> memory.merge(con, [{"item_id": "p1", "price": 2.5}, {"item_id": "p2", "price": 1.0}])
+    1
+    """
+
+    _LIMIT: Final = 500_000
+
+    def __init__(self) -> None:
+        self._stored: dict[str, tuple[Any, ...]] = {}  # committed
+        self._pending: dict[str, tuple[Any, ...]] = {}  # merged in the open transaction
+
+    def merge(self, con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, Any]]) -> int:
+        """:func:`merge_items` for the rows that say something new; returns how many were merged."""
+        fresh = []
+        pending, stored = self._pending, self._stored
+        for row in rows:
+            item_id = row["item_id"]
+            said = tuple(row.values())
+            known = pending.get(item_id)
+            if (stored.get(item_id) if known is None else known) != said:
+                fresh.append(row)
+                pending[item_id] = said
+        return merge_items(con, fresh)
+
+    def committed(self) -> None:
+        """The open transaction committed: its rows are stored."""
+        if len(self._stored) + len(self._pending) > self._LIMIT:
+            self._stored.clear()
+        self._stored.update(self._pending)
+        self._pending.clear()
+
+    def rolled_back(self) -> None:
+        """The open transaction rolled back: the store is as last committed, so is the memory."""
+        self._pending.clear()
+
+    def forget(self) -> None:
+        """Something else wrote (it may have written items): remember nothing."""
+        self._stored.clear()
+        self._pending.clear()

@@ -17,6 +17,12 @@ writer first tries a plain ``INSERT`` (the primary key still refuses any duplica
 raises a constraint error, the transaction is rolled back and redone with ``ON CONFLICT``, and
 the next few groups go straight to ``ON CONFLICT`` (a client that resends tends to keep at it).
 
+What Segment events say about their products (catalog rows, :class:`EventWrite` ``items``) is
+merged in the same transaction as the events, in queue order, so a receipt never covers events
+whose catalog rows could still be lost, and the latest message wins. Rows that repeat what this
+writer already merged are left out (:class:`~orchestrion.ingest.catalog.CatalogMemory`: what a
+rolled-back transaction merged is dropped, and all of it after any other job).
+
 If the shared transaction fails, it is rolled back and each of its jobs is retried alone, so one
 bad job cannot fail its neighbours; a job whose own transaction fails gets the error, and nothing
 of it is stored.
@@ -38,7 +44,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,6 +56,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orchestrion.errors import RetryableError
+from orchestrion.ingest.catalog import CatalogMemory
 from orchestrion.ingest.events import (
     EventBatch,
     WriteResult,
@@ -69,11 +76,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EventWrite:
-    """The events of one request: validated rows and rejections, with where and when they came."""
+    """The events of one request: validated rows and rejections, with where and when they came,
+    and what they say about items (catalog rows for :func:`~orchestrion.ingest.catalog.merge_items`,
+    merged in the same transaction, after the events)."""
 
     batch: EventBatch
     source: str
     received_at: datetime
+    items: Sequence[Mapping[str, Any]] = ()
 
 
 @dataclass
@@ -195,6 +205,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._plain_backoff = 0  # groups left to write with ON CONFLICT before trying plain again
         self.stats = WriterStats()
+        self.catalog = CatalogMemory()  # what the writer thread merged into items (see _attempt)
 
     def start(self) -> None:
         """Start the writer thread (it creates its own cursor: connections are per thread)."""
@@ -336,8 +347,8 @@ class Writer:
             self.stats.units += sum(job.size for job in jobs)
         return results
 
-    @staticmethod
-    def _attempt(con: duckdb.DuckDBPyConnection, jobs: list[_Job], *, assume_new: bool) -> list[Any]:
+    def _attempt(self, con: duckdb.DuckDBPyConnection, jobs: list[_Job], *, assume_new: bool) -> list[Any]:
+        memory = self.catalog
         con.execute("BEGIN TRANSACTION")
         try:
             writes = [job.events for job in jobs if job.events is not None]
@@ -346,17 +357,25 @@ class Writer:
             for job in jobs:
                 if job.events is None:
                     assert job.work is not None
+                    memory.forget()  # it may write items (POST /v1/items): from here on, merge every row
                     results.append(job.work(con))
                 else:
                     result = next(counts)
+                    if job.events.items:  # in queue order, after any job before it that wrote items
+                        memory.merge(con, job.events.items)
                     results.append(result if job.work is None else result + job.work(con))
             con.execute("COMMIT")
         except BaseException:
+            memory.rolled_back()  # the store is as last committed (a job that was not events forgot all)
             with contextlib.suppress(duckdb.Error):  # a failed COMMIT already ended it
                 con.execute("ROLLBACK")
             with contextlib.suppress(duckdb.Error):
                 con.unregister("_orchestrion_group")
             raise
+        if any(job.events is None for job in jobs):
+            memory.forget()
+        else:
+            memory.committed()
         return results
 
     def _fail(self, job: _Job, exc: Exception) -> None:
