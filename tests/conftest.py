@@ -15,11 +15,9 @@ test file lands in the right tier without marking itself:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,8 +25,8 @@ from orchestrion.store import Store
 
 SLOW_FILES = frozenset({
     "test_api_reliability.py", "test_api_schema.py", "test_delivery_datasets.py", "test_evaluation_notebook.py",
-    "test_offline_lastfm.py", "test_offline_movielens.py", "test_prompt_injection.py", "test_quickstart_notebook.py",
-    "test_replay.py", "test_runs_reliability.py", "test_examples.py",
+    "test_prompt_injection.py", "test_quickstart_notebook.py", "test_replay.py", "test_runs_reliability.py",
+    "test_examples.py",
 })
 # single tests that were the slowest of the fast tier (`make test-fast --durations`)
 SLOW_TESTS = frozenset({
@@ -85,27 +83,3 @@ def dataset_path(name: str) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
-
-
-EVALUATION_NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "evaluation.ipynb"
-
-
-@pytest.fixture(scope="session")
-def evaluation_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """The reports of the three offline protocols, written by executing ``notebooks/evaluation.ipynb``
-    once per session: the notebook test and the protocol tests read the same run, never a second one."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    for name in ("movielens-100k", "lastfm-hetrec-2k", "online-retail"):
-        dataset_path(name)
-    results = tmp_path_factory.mktemp("results")
-    notebook = nbformat.read(EVALUATION_NOTEBOOK, as_version=4)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ORCHESTRION_RESULTS", str(results))
-        NotebookClient(notebook, timeout=900, kernel_name="python3",
-                       resources={"metadata": {"path": str(results)}}).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3  # one chart per protocol
-    return {p: json.loads((results / p / "results.json").read_text()) for p in ("movielens", "lastfm", "online-retail")}
