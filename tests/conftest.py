@@ -10,7 +10,11 @@ test file lands in the right tier without marking itself:
 - ``slow``: a whole file known to take long (``SLOW_FILES``), a single long test (``SLOW_TESTS``),
   or a test marked ``slow`` itself.
 
-``make test-fast`` (the dev loop) runs none of them; ``make test`` (CI) runs everything.
+``make test-fast`` (the dev loop) runs none of them; ``make test`` (CI) runs everything, on two
+workers (pytest-xdist) that each take whole files, the heaviest tiers first (see
+``pytest_collection_modifyitems``): a file's tests share its module fixtures (a server, a notebook's
+run) on one worker, so no fixture is built twice — an expensive fixture is therefore defined in, or
+used by, one file only (``evaluation_reports`` in ``test_evaluation_notebook.py``).
 """
 
 from __future__ import annotations
@@ -51,10 +55,25 @@ def _tiers(item: pytest.Item) -> set[str]:
     return tiers
 
 
+def _weight(item: pytest.Item) -> int:
+    """0 for a slow test, 1 for one of the other marked tiers, 2 for the fast tier."""
+    if item.get_closest_marker("slow") is not None:
+        return 0
+    return 1 if any(item.get_closest_marker(t) is not None for t in ("processes", "browser", "datasets")) else 2
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         for tier in sorted(_tiers(item)):
             item.add_marker(getattr(pytest.mark, tier))
+    # The heaviest files first, each file's tests together and in their order: `make test` hands
+    # whole files to its workers in this order (-n 2 --dist loadfile --no-loadscope-reorder), so the
+    # long ones start at once and the many short ones fill in at the end, instead of a notebook or
+    # a replay starting last on one worker while the other has nothing left to do.
+    weight: dict[Path, int] = {}
+    for item in items:
+        weight[item.path] = min(weight.get(item.path, 2), _weight(item))
+    items.sort(key=lambda item: weight[item.path])
 
 
 DATASET_FOLDERS = {
