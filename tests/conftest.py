@@ -25,6 +25,15 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (`make test`) the workers already fill the cores; the models' own thread pools
+# (implicit's OpenMP, OpenBLAS) on top of them only made the processes wait on each other (the
+# MovieLens and Last.fm protocols: the same figures for a fifth less CPU on one thread). One thread
+# each, in the workers and in every process a test starts (servers, CLIs, notebook kernels inherit
+# the environment; numpy is not loaded yet when this runs); set one of these variables to choose otherwise.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
+
 from orchestrion.store import Store
 
 SLOW_FILES = frozenset({
