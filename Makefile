@@ -9,6 +9,11 @@ STAMP  := $(VENV)/.installed
 
 # the dev loop: everything but the real datasets, the browser, the processes and the slow files
 FAST   := not slow and not browser and not datasets and not processes
+# `make test` runs on WORKERS pytest-xdist processes, each taking whole files (--dist loadfile: a
+# file's module fixtures, a server or a notebook's run, are built once, on one worker), in the
+# order tests/conftest.py gives them: the heaviest tiers first (--no-loadscope-reorder keeps it)
+WORKERS ?= 2
+XDIST  := -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: install demo test test-fast lint docs bench clean
 
@@ -26,7 +31,7 @@ demo: install
 	$(BIN)/orchestrion demo
 
 test: install
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q --durations=25 $(XDIST)
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "$(FAST)" --durations=10

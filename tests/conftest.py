@@ -10,25 +10,36 @@ test file lands in the right tier without marking itself:
 - ``slow``: a whole file known to take long (``SLOW_FILES``), a single long test (``SLOW_TESTS``),
   or a test marked ``slow`` itself.
 
-``make test-fast`` (the dev loop) runs none of them; ``make test`` (CI) runs everything.
+``make test-fast`` (the dev loop) runs none of them; ``make test`` (CI) runs everything, on two
+workers (pytest-xdist) that each take whole files, the heaviest tiers first (see
+``pytest_collection_modifyitems``): a file's tests share its module fixtures (a server, a notebook's
+run) on one worker, so no fixture is built twice — an expensive fixture is therefore defined in, or
+used by, one file only (``evaluation_reports`` in ``test_evaluation_notebook.py``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+# Under pytest-xdist (`make test`) the workers already fill the cores; the models' own thread pools
+# (implicit's OpenMP, OpenBLAS) on top of them only made the processes wait on each other (the
+# MovieLens and Last.fm protocols: the same figures for a fifth less CPU on one thread). One thread
+# each, in the workers and in every process a test starts (servers, CLIs, notebook kernels inherit
+# the environment; numpy is not loaded yet when this runs); set one of these variables to choose otherwise.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
 
 from orchestrion.store import Store
 
 SLOW_FILES = frozenset({
     "test_api_reliability.py", "test_api_schema.py", "test_delivery_datasets.py", "test_evaluation_notebook.py",
-    "test_offline_lastfm.py", "test_offline_movielens.py", "test_prompt_injection.py", "test_quickstart_notebook.py",
-    "test_replay.py", "test_runs_reliability.py", "test_examples.py",
+    "test_prompt_injection.py", "test_quickstart_notebook.py", "test_replay.py", "test_runs_reliability.py",
+    "test_examples.py",
 })
 # single tests that were the slowest of the fast tier (`make test-fast --durations`)
 SLOW_TESTS = frozenset({
@@ -53,10 +64,25 @@ def _tiers(item: pytest.Item) -> set[str]:
     return tiers
 
 
+def _weight(item: pytest.Item) -> int:
+    """0 for a slow test, 1 for one of the other marked tiers, 2 for the fast tier."""
+    if item.get_closest_marker("slow") is not None:
+        return 0
+    return 1 if any(item.get_closest_marker(t) is not None for t in ("processes", "browser", "datasets")) else 2
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         for tier in sorted(_tiers(item)):
             item.add_marker(getattr(pytest.mark, tier))
+    # The heaviest files first, each file's tests together and in their order: `make test` hands
+    # whole files to its workers in this order (-n 2 --dist loadfile --no-loadscope-reorder), so the
+    # long ones start at once and the many short ones fill in at the end, instead of a notebook or
+    # a replay starting last on one worker while the other has nothing left to do.
+    weight: dict[Path, int] = {}
+    for item in items:
+        weight[item.path] = min(weight.get(item.path, 2), _weight(item))
+    items.sort(key=lambda item: weight[item.path])
 
 
 DATASET_FOLDERS = {
@@ -85,27 +111,3 @@ def dataset_path(name: str) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
-
-
-EVALUATION_NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "evaluation.ipynb"
-
-
-@pytest.fixture(scope="session")
-def evaluation_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """The reports of the three offline protocols, written by executing ``notebooks/evaluation.ipynb``
-    once per session: the notebook test and the protocol tests read the same run, never a second one."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    for name in ("movielens-100k", "lastfm-hetrec-2k", "online-retail"):
-        dataset_path(name)
-    results = tmp_path_factory.mktemp("results")
-    notebook = nbformat.read(EVALUATION_NOTEBOOK, as_version=4)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ORCHESTRION_RESULTS", str(results))
-        NotebookClient(notebook, timeout=900, kernel_name="python3",
-                       resources={"metadata": {"path": str(results)}}).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3  # one chart per protocol
-    return {p: json.loads((results / p / "results.json").read_text()) for p in ("movielens", "lastfm", "online-retail")}

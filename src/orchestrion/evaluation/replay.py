@@ -77,6 +77,7 @@ from orchestrion.ranking.features import HISTORY_SCHEMA
 from orchestrion.recommenders.repurchase import RepurchaseConfig, RepurchaseModel
 from orchestrion.store import Store
 from orchestrion.training.fits import repurchase_examples
+from orchestrion.training.pipelines import purchase_features
 
 __all__ = [
     "DATASET_DEFAULTS",
@@ -385,16 +386,19 @@ def _run(
     threshold: float | None = None
     notes: list[str] = []
     shadow: list[dict[str, Any]] = []  # the prior cut to the learned policy's volume: a diagnostic
+    features = _PurchaseFeatures(store)
     for index, at in enumerate(steps):
         if progress is not None:
             progress(index, len(steps), at.date().isoformat())
         recent = positive.filter((pl.col("ts") < at) & (pl.col("ts") >= at - timedelta(days=config.active_days)))
         active = sorted(set(recent.get_column("user_id").unique().to_list()) & sample)
         if buys and index % config.repurchase_every == 0:
-            repurchase = _fit_repurchase(store, at) or repurchase
+            repurchase = _fit_repurchase(store, at, features) or repurchase
         ctx = build_context(
-            store, at, active, events=events.filter(pl.col("ts") < at), items=items, repurchase=repurchase
+            store, at, active, events=events.filter(pl.col("ts") < at), items=items, repurchase=repurchase,
+            features=features,
         )
+        features.forget_before(at - timedelta(days=_REPURCHASE_LOOKBACK_DAYS))
         candidates = propose_candidates(ctx, used)
         if candidates.height == 0:
             for record in [*(policy.steps for policy in policies.values()), shadow]:
@@ -564,11 +568,41 @@ def _best_template(
     return best, variants, record
 
 
-def _fit_repurchase(store: Store, at: datetime) -> RepurchaseModel | None:
+_REPURCHASE: Final = RepurchaseConfig(
+    horizon_days=OUTCOMES["reorder"].days, training_cutoffs=3, cutoff_step_days=14, max_iter=60, negative_share=0.3
+)
+_REPURCHASE_LOOKBACK_DAYS: Final = _REPURCHASE.horizon_days + (_REPURCHASE.training_cutoffs - 1) * (
+    _REPURCHASE.cutoff_step_days
+)
+"""How far before a step its repurchase fit's earliest cut-off lies."""
+
+
+class _PurchaseFeatures:
+    """Every customer's purchase statistics by cut-off (``purchase_features``), each computed once.
+
+    A step's context needs its own day's; the repurchase fit every few steps needs the cut-offs 14,
+    28 and 42 days before it, which are earlier steps' days (the steps are a week apart): the same
+    frames, not three more runs of the pipelines over every purchase.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._con = store.con
+        self._frames: dict[datetime, pl.DataFrame] = {}
+
+    def __call__(self, as_of: datetime) -> pl.DataFrame:
+        if as_of not in self._frames:
+            self._frames[as_of] = purchase_features(self._con, as_of)
+        return self._frames[as_of]
+
+    def forget_before(self, at: datetime) -> None:
+        """Drop the frames of cut-offs before ``at`` (no later fit reads them)."""
+        for as_of in [a for a in self._frames if a < at]:
+            del self._frames[as_of]
+
+
+def _fit_repurchase(store: Store, at: datetime, features: _PurchaseFeatures) -> RepurchaseModel | None:
     """A repurchase model for the reorder thumb's 14-day horizon, from cut-offs ending before ``at``."""
-    config = RepurchaseConfig(
-        horizon_days=OUTCOMES["reorder"].days, training_cutoffs=3, cutoff_step_days=14, max_iter=60, negative_share=0.3
-    )
+    config = _REPURCHASE
     try:
         examples = repurchase_examples(
             store,
@@ -576,6 +610,7 @@ def _fit_repurchase(store: Store, at: datetime) -> RepurchaseModel | None:
             horizon_days=config.horizon_days,
             cutoffs=config.training_cutoffs,
             step_days=config.cutoff_step_days,
+            features=features,
         )
         return RepurchaseModel(config).fit(examples)
     except UsageError:

@@ -20,11 +20,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as clock
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -201,13 +202,15 @@ def build_context(
     items: pl.DataFrame | None = None,
     repurchase: RepurchaseModel | None = None,
     config: ContextConfig | None = None,
+    features: Callable[[datetime], pl.DataFrame] | None = None,
 ) -> GoalContext:
     """The templates' context for ``users`` on the day starting at ``as_of``.
 
     ``events`` and ``items`` may be handed in already read (the replay reads them once); else the
     events are read from the store as the templates need them (:class:`StoreHistory`) and purchase
     statistics per batch of users (:class:`DayPurchaseStats`); with events handed in, the purchase
-    statistics of every customer are read at once (``pipelines/purchase_stats.sql``).
+    statistics of every customer are read at once (``pipelines/purchase_stats.sql``), from
+    ``features(as_of)`` when given (the replay keeps each cut-off's, which its repurchase fits reuse).
     """
     users = list(users)
     stats: PurchaseStats | None
@@ -217,7 +220,7 @@ def build_context(
     else:
         history = events
         bought = events.filter(pl.col("type") == "purchase").height > 0
-        stats = purchase_features(store.con, as_of) if bought else None
+        stats = (features or partial(purchase_features, store.con))(as_of) if bought else None
     return GoalContext(
         as_of,
         users,

@@ -15,8 +15,10 @@ model's metadata.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -114,17 +116,25 @@ def _save(model: Any, folder: Path) -> None:
 
 
 def repurchase_examples(
-    store: Store, cutoff: datetime, *, horizon_days: int, cutoffs: int, step_days: int
+    store: Store,
+    cutoff: datetime,
+    *,
+    horizon_days: int,
+    cutoffs: int,
+    step_days: int,
+    features: Callable[[datetime], pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """Labelled training frames from ``cutoffs`` past cut-offs, the latest ``horizon_days`` before
-    ``cutoff`` (so every label window ends before it)."""
+    ``cutoff`` (so every label window ends before it). ``features(as_of)``, when given, supplies a
+    cut-off's purchase statistics (the replay keeps them: its steps' cut-offs are these ones)."""
     frames = []
+    stats_at = features or partial(purchase_features, store.con)
     for i in range(cutoffs):
         as_of = cutoff - timedelta(days=horizon_days + i * step_days)
-        features = purchase_features(store.con, as_of)
+        features_then = stats_at(as_of)
         bought = purchases_between(store.con, as_of, as_of + timedelta(days=horizon_days))
         frames.append(
-            features.join(bought.with_columns(pl.lit(True).alias("label")), on=["user_id", "item_id"], how="left")
+            features_then.join(bought.with_columns(pl.lit(True).alias("label")), on=["user_id", "item_id"], how="left")
             .with_columns(pl.col("label").fill_null(False), pl.lit(as_of).alias("cutoff"))
         )
     return pl.concat(frames, how="vertical_relaxed")
