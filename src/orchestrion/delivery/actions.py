@@ -11,7 +11,9 @@ one place.
 >>> a = Action.stored("u1", "d_1", "place_order", {"lines": [["i1", 2, 1.5]], "total": 3.0})
 >>> a.kind, a.amount, a.key == ledger.effect_key("d_1", "place_order", "order")
 ('order', 3.0, True)
->>> Action.stored("u1", "d_1", "publish", {"channel": "webhook", "url": "https://x.example/h?q"}).origin is None
+>>> Action.stored("u1", "d_1", "publish", {"channel": "webhook", "url": "https://x.example/h?q"}).origin
+'https://x.example:443'
+>>> Action.stored("u1", "d_1", "publish", {"channel": "webhook", "url": "https://me:pw@x.example/h"}).origin is None
 True
 """
 
