@@ -34,7 +34,9 @@ from test_trust_guards import cart, plant, settings_for
 pytestmark = pytest.mark.processes
 
 DAY = date(2011, 11, 1)
-AUTO = '[tiers]\norder = "auto"\noutbox = "auto"\nwebhook = "auto"\n'
+# No quiet hours: the CLI runs at the wall clock, and an order on ``auto`` waits during quiet hours
+# (22:00-07:00 by default), which is not what these tests are about.
+AUTO = 'quiet_start = "00:00"\nquiet_end = "00:00"\n[tiers]\norder = "auto"\noutbox = "auto"\nwebhook = "auto"\n'
 
 
 def _home(home: Path, *, policy: str = AUTO, toml: str = "") -> Path:
