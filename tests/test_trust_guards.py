@@ -23,7 +23,8 @@ from orchestrion.config import Settings, load_settings
 from orchestrion.datasets import load_dataset
 from orchestrion.delivery.channels import Effector
 from orchestrion.delivery.rendering import render_markdown
-from orchestrion.delivery.stage import execute, load_user_rules
+from orchestrion.delivery.rules import load_user_rules
+from orchestrion.delivery.stage import execute
 from orchestrion.errors import TerminalError
 from orchestrion.planning.critique import critique
 from orchestrion.planning.executor import Executor

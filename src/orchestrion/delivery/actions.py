@@ -28,6 +28,7 @@ from typing import Any, Literal
 from orchestrion.delivery import ledger
 from orchestrion.delivery.channels import Effector
 from orchestrion.delivery.rules import UserRules
+from orchestrion.encoding import canonical
 from orchestrion.errors import OrchestrionError, PolicyViolation, RetryableError
 from orchestrion.tools import IntendedEffect
 from orchestrion.tools.policies import ActionClass, Verdict, check, webhook_origin
@@ -52,7 +53,7 @@ class Action:
     origin: str | None = None
     created_at: datetime | None = None
     text: str | None = None
-    """The arguments' :func:`ledger.canonical` form, when already made."""
+    """The arguments' :func:`orchestrion.encoding.canonical` form, when already made."""
 
     @classmethod
     def planned(cls, user_id: str, deliverable_id: str, effect: IntendedEffect, text: str | None = None) -> Action:
@@ -126,7 +127,7 @@ def verdict(
 def refusal_row(action: Action, refused: Verdict, now: datetime) -> list[Any]:
     """The ``policy_decisions`` row of a refused action."""
     return [action.deliverable_id, action.user_id, action.tool, refused.rule, refused.detail,
-            action.text or ledger.canonical(action.arguments), now]
+            action.text or canonical(action.arguments), now]
 
 
 @dataclass(frozen=True)
@@ -193,10 +194,10 @@ def settle(con: Any, outcomes: Sequence[Outcome], now: datetime, *, give_up: boo
     ``give_up``, an unexpected error is settled failed instead: a person's approval that broke is
     theirs to see, not a claim to reconcile)."""
     failed = {
-        o.action.key: ledger.canonical({"error": o.error})
+        o.action.key: canonical({"error": o.error})
         for o in outcomes
         if o.state in ("failed", "skipped") or (give_up and o.state == "unknown" and not o.retryable)
     }
     ledger.settle(con, "failed", failed, now)
-    ledger.settle(con, "completed", {o.action.key: ledger.canonical(o.result) for o in outcomes
+    ledger.settle(con, "completed", {o.action.key: canonical(o.result) for o in outcomes
                                      if o.state == "done" and o.performed}, now)

@@ -37,6 +37,7 @@ from orchestrion.delivery.actions import Action
 from orchestrion.delivery.channels import Effector
 from orchestrion.delivery.rendering import main_action, status_text
 from orchestrion.delivery.rules import load_user_rules
+from orchestrion.encoding import canonical
 from orchestrion.errors import (
     AlreadyDecidedError,
     NotFoundError,
@@ -441,7 +442,7 @@ def _settle_claim(
         ledger.fail(con, {entry.key: "did not happen (reconciled with the provider)"}, now=now)
         return "failed"
     with transaction(con):
-        ledger.settle(con, "completed", {entry.key: ledger.canonical(outcome)}, now)
+        ledger.settle(con, "completed", {entry.key: canonical(outcome)}, now)
         if action and action[0][0] == "waiting":
             write_reconciled(con, entry.key, entry.deliverable_id, now)
     if action and action[0][0] == "waiting" and record.get("status") != "delivered":
@@ -543,8 +544,7 @@ def _drop(
             shown = {**args, "currency": currency}
             text = rules.refusal_text(verdict.rule, shown, deliverable_id, now=now, spent=spent)
             decided.append((action["action_id"], "refused", text))
-            refusals.append([deliverable_id, record.user_id, "place_order", verdict.rule, verdict.detail,
-                             ledger.canonical(args), now])
+            refusals.append(actions.refusal_row(order, verdict, now))
             if not others:
                 final, reason = "not_done", text
     title = record.title

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from orchestrion.delivery import ledger
+from orchestrion.encoding import canonical
 from orchestrion.money import format_money
 from orchestrion.tools.policies import Policy, UserOverrides, effective_policy
 
@@ -118,7 +118,7 @@ class UserRules:
 def order_lines(effect: Mapping[str, Any]) -> str:
     """An order's lines as text, whatever their order: item and quantity (prices may move)."""
     lines = sorted((str(line[0]), int(line[1])) for line in effect.get("lines") or [])
-    return ledger.canonical(lines)
+    return canonical(lines)
 
 
 @lru_cache(maxsize=1024)

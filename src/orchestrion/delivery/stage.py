@@ -44,6 +44,7 @@ from orchestrion.delivery.actions import Action, Outcome
 from orchestrion.delivery.channels import Effector
 from orchestrion.delivery.rendering import main_action
 from orchestrion.delivery.rules import UserRules, load_user_rules, order_lines
+from orchestrion.encoding import canonical
 from orchestrion.errors import OrchestrionError, PolicyViolation
 from orchestrion.goals.words import final_words
 from orchestrion.planning import OfflinePlanner, Planner, PlanOutcome
@@ -62,7 +63,7 @@ from orchestrion.store import Store, transaction
 from orchestrion.tools import CatalogItem, GoalRecord, IntendedEffect, ToolContext, allowed_tools
 from orchestrion.tools.policies import Policy, load_policy
 
-__all__ = ["DeliveryResult", "UserRules", "deliver", "execute", "load_user_rules"]
+__all__ = ["DeliveryResult", "deliver", "execute"]
 
 
 @dataclass
@@ -517,7 +518,7 @@ def _carry_out(
         records[d_id] = _record(job, now)
         errors[d_id] = job.error
         for r in job.executor.refusals:
-            refusals.append([d_id, goal.user_id, r.action, r.rule, r.detail, ledger.canonical(r.arguments), now])
+            refusals.append([d_id, goal.user_id, r.action, r.rule, r.detail, canonical(r.arguments), now])
         if job.error or job.outcome is None:
             status[d_id] = "failed"
             continue
@@ -535,7 +536,7 @@ def _carry_out(
         # effect (the last one asked for stands, where it was first asked for).
         unique: dict[str, Action] = {}
         for effect in job.executor.ctx.effects:
-            action = Action.planned(goal.user_id, d_id, effect, ledger.canonical(effect.effect))
+            action = Action.planned(goal.user_id, d_id, effect, canonical(effect.effect))
             unique[action.key] = action
         waiting = False
         went = set()

@@ -2,7 +2,7 @@
 
 The control panel edits the user's row of ``user_policies`` (a :class:`~orchestrion.tools.policies.
 UserOverrides` and the pause switch), their ``users.timezone`` and their ``item_exclusions``. The
-next run reads them (:func:`orchestrion.delivery.stage.load_user_rules`); overrides can only narrow the
+next run reads them (:func:`orchestrion.delivery.rules.load_user_rules`); overrides can only narrow the
 operator's policy, and the page says so by offering only the stricter choices.
 """
 
