@@ -87,6 +87,7 @@ def upsert_items(con: duckdb.DuckDBPyConnection, items: pl.DataFrame) -> int:
     return items.height
 
 
+_LINKS: Final = ("image_url", "url")  # what events say about an item that goes into its properties
 _MERGED: Final = ("domain", "title", "creator", "price", "currency", "category", "tags")
 _PATCH: Final = "json_merge_patch(coalesce(items.properties, '{}'), m.properties)"
 
@@ -100,7 +101,12 @@ def _update_changed(given: Sequence[str]) -> str:
                for name in given if name != "properties"]
     if "properties" in given:
         sets.append(f"properties = CASE WHEN m.properties IS NULL THEN items.properties ELSE {_PATCH} END")
-        changed.append(f"(m.properties IS NOT NULL AND items.properties IS DISTINCT FROM {_PATCH})")
+        # per link, not the JSON text: json_merge_patch may write the same keys in another order
+        changed.extend(
+            f"(json_extract_string(m.properties, '$.{key}') IS NOT NULL AND json_extract_string(m.properties, "
+            f"'$.{key}') IS DISTINCT FROM json_extract_string(items.properties, '$.{key}'))"
+            for key in _LINKS
+        )
     return (
         f"UPDATE items SET {', '.join(sets)}, updated_at = now()::TIMESTAMP FROM _orchestrion_merge m "
         f"WHERE items.item_id = m.item_id AND ({' OR '.join(changed)})"
@@ -127,8 +133,8 @@ def merge_items(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, Any]
         {
             "item_id": [str(r["item_id"]) for r in rows],
             **{name: [r.get(name) for r in rows] for name in _MERGED},
-            "properties": [
-                json.dumps(extra) if (extra := {k: r[k] for k in ("image_url", "url") if r.get(k)}) else None
+            "properties": [  # compact, as json_merge_patch writes it
+                json.dumps(extra, separators=(",", ":"), ensure_ascii=False) if (extra := _links(r)) else None
                 for r in rows
             ],
         },
@@ -150,6 +156,10 @@ def merge_items(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, Any]
     finally:
         con.unregister("_orchestrion_merge")
     return int(table.num_rows)
+
+
+def _links(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in _LINKS if row.get(k)}
 
 
 def item_entries(con: duckdb.DuckDBPyConnection, item_ids: list[str]) -> dict[str, dict[str, Any]]:

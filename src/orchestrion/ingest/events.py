@@ -78,10 +78,10 @@ CONTROL_PATTERN: Final = r"[\x00-\x1f\x7f-\x9f]"
 _CONTROL: Final = re.compile(CONTROL_PATTERN)
 # A JSON string (an unterminated one runs to the end, so scanning stays linear) or a structural byte.
 _JSON_TOKENS: Final = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\Z)|[\[\]{},]', re.DOTALL)
-_JSON_STRING: Final = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\Z)', re.DOTALL)  # as in _JSON_TOKENS
-# Openers to "(", closers to ")", every other byte deleted: what the depth count sees, outside strings.
-_BRACKETS: Final = bytes.maketrans(b"[{]}", b"(())")
-_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+# Quotes and brackets kept, every other byte deleted: what the depth count sees (see _shallow).
+_NOT_MARKS: Final = bytes(b for b in range(256) if b not in b'"[]{}')
+_QUOTED: Final = re.compile(rb'"[^"]*(?:"|\Z)')  # a string among the marks (no escapes left there)
+_BRACKETS: Final = bytes.maketrans(b"[{]}", b"(())")  # openers to "(", closers to ")"
 _TYPE_LENGTH: Final = f'type must be 1 to {MAX_TYPE_CHARS} characters, e.g. "play"'
 _EARLIEST: Final = datetime(1900, 1, 1)
 _EARLIEST_UTC: Final = _EARLIEST.replace(tzinfo=UTC)
@@ -250,9 +250,23 @@ def _shallow(raw: bytes, limit: int) -> bool:
 
     The brackets outside strings, with each innermost pair removed per round: an opener still
     there after ``limit`` rounds is unmatched or sits under more than ``limit`` levels. Done in C
-    (a regex, a translation and replaces), ~10x faster than the token loop for an order of 50 lines.
+    (replaces and translations), ~20x faster than the token loop for an order of 50 lines:
+
+    * escaped backslashes, then escaped quotes, are removed (left to right, as JSON reads them),
+      so every quote left opens or closes a string;
+    * only quotes and brackets are kept, and adjacent quote pairs dropped: when no quote is left,
+      every bracket had an even number of quotes before it, i.e. stood outside the strings (a
+      bracket inside one has its opening quote, and an odd count, before it); otherwise the
+      strings left are cut out pairwise (dropping adjacent pairs kept each bracket's parity).
+
+    >>> _shallow(b'{"a": "[[[", "b": ["\\\\\\"]"]}', 2), _shallow(b'{"a": [[1]]}', 2)
+    (True, False)
     """
-    brackets = _JSON_STRING.sub(b"", raw).translate(_BRACKETS, _NOT_BRACKETS)
+    text = raw.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in raw else raw
+    marks = text.translate(None, _NOT_MARKS).replace(b'""', b"")
+    if b'"' in marks:
+        marks = _QUOTED.sub(b"", marks)
+    brackets = marks.translate(_BRACKETS)
     for _ in range(limit):
         if b"(" not in brackets:
             return True
