@@ -19,6 +19,9 @@ Segment message (32 KB, roughly 250 lines here; the SDK refuses them) are left o
    posted to ``/v1/events`` in bodies of 1,000 by as many keep-alive clients as the SDK has
    consumer threads. Timed from the first request to the last receipt.
 
+4. **The SDK alone**: the same orders through the SDK to ``null_receiver.py``, which answers every
+   request at once: the most the SDK sends on this machine, whatever the server.
+
 The ratios Segment / native are printed for both Segment runs (target ≥ 0.7). Both servers run one after the other on
 the same machine, so a busy neighbour shows in both; run it several times when the machine is shared. The
 server's own CPU time over the timed part (``/proc/PID/stat``, all its threads; Linux) and this process's
@@ -33,8 +36,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -123,6 +128,37 @@ def _segment(server: Server, admin: str, key: str, orders: list[Order], threads:
     return stored(server, admin), elapsed, cpu, mine
 
 
+def run_sdk_alone(orders: list[Order], threads: int) -> float:
+    """Seconds the SDK takes to send ``orders`` to a receiver that does nothing (null_receiver.py):
+    its own ceiling on this machine, the client's CPU and the HTTP round trips without our server."""
+    from segment.analytics import Client
+
+    receiver = subprocess.Popen([sys.executable, str(Path(__file__).with_name("null_receiver.py"))],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert receiver.stdout is not None
+        url = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
+        for _ in range(100):
+            try:
+                httpx.post(url, content=b"{}", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        errors: list[Any] = []
+        client = Client("key", host=url, thread=threads, max_queue_size=len(orders) + 1,
+                        on_error=lambda e, batch: errors.append(e), max_retries=0)
+        start = time.perf_counter()
+        for user, name, properties, ts in orders:
+            client.track(user, name, properties, timestamp=ts)
+        client.shutdown()
+        if errors:
+            sys.exit(f"the SDK reported errors against the null receiver: {errors[:3]}")
+        return time.perf_counter() - start
+    finally:
+        receiver.kill()
+        receiver.wait()
+
+
 def sdk_bodies(orders: list[Order]) -> list[bytes]:
     """``/v1/batch`` bodies as the SDK sends them: its message fields, 100 messages or 475 KB a body."""
     bodies: list[bytes] = []
@@ -198,6 +234,9 @@ def main() -> None:
     batches = sdk_bodies(orders)
     print(f"{len(orders):,} orders -> {len(events):,} canonical events; {len(batches)} SDK-sized batches; "
           f"{args.threads} sender threads")
+    # The SDK runs in this process, which holds every order, body and event built above: without
+    # this, each of the SDK's garbage collections walks them all (its own ceiling halves).
+    gc.freeze()
     runs = {
         "segment SDK -> /v1/batch": run_segment(orders, args.threads),
         "segment bodies -> /v1/batch": run_bodies("/v1/batch", batches, args.threads),
@@ -210,9 +249,12 @@ def main() -> None:
         rates[name], cpus[name] = count / seconds, cpu
         print(f"{name:<36} {rates[name]:>10,.0f} events/s  ({seconds:.2f} s; server CPU {cpu:.2f} s, "
               f"sender CPU {mine:.2f} s)")
+    alone = len(events) / run_sdk_alone(orders, args.threads)
+    print(f"{'segment SDK -> null receiver':<36} {alone:>10,.0f} events/s  (the SDK's own ceiling here)")
     native = "native -> /v1/events (1,000/body)"
     sdk, sent = "segment SDK -> /v1/batch", "segment bodies -> /v1/batch"
-    print(f"ratio SDK end to end / native:    {rates[sdk] / rates[native]:.2f} (target >= 0.70)")
+    print(f"ratio SDK end to end / native:    {rates[sdk] / rates[native]:.2f} (target >= 0.70; "
+          f"the SDK alone / native: {alone / rates[native]:.2f})")
     print(f"ratio Segment bodies / native:    {rates[sent] / rates[native]:.2f} (target >= 0.70)")
     print(f"server CPU per event, native / Segment bodies: {cpus[native] / cpus[sent]:.2f}, "
           f"native / SDK: {cpus[native] / cpus[sdk]:.2f}; load average {os.getloadavg()[0]:.1f}")
