@@ -3,7 +3,9 @@ on loopback (uvicorn in a thread, the app over a DuckDB file).
 
 Each test signs in the way a person does (a `users link` URL, or an admin key typed into the
 sign-in form), clicks, and then checks the database, not only the page. Screenshots of every
-page go to docs/img/web-*.png.
+page go to a temporary folder, or to ``$ORCHESTRION_SCREENSHOTS`` when set
+(``ORCHESTRION_SCREENSHOTS=docs/img`` refreshes the documentation's web-*.png): a test run
+leaves the checkout as it found it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -36,7 +39,7 @@ ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "img"
+SHOTS = Path(os.environ.get("ORCHESTRION_SCREENSHOTS") or tempfile.mkdtemp(prefix="orchestrion-shots-"))
 
 
 
@@ -524,6 +527,7 @@ def _seed_long(site: Site) -> str:
 
 
 def _width(page: Any) -> int:
+    page.wait_for_load_state()  # after a click that navigates, the new document may not be there yet
     return int(page.evaluate("document.scrollingElement.scrollWidth"))
 
 
