@@ -5,22 +5,22 @@ first ``--orders`` of them in file order, each as an E-commerce ``Order Complete
 cancellation as ``Order Refunded``) with its lines in ``products``. Invoices too long for one
 Segment message (32 KB, roughly 250 lines here; the SDK refuses them) are left out.
 
+0. **The SDK alone**: the SDK sends every order to ``null_receiver.py``, which answers each
+   request at once and keeps its body: the most the SDK sends on this machine whatever the server,
+   and the ``/v1/batch`` bodies exactly as it batched them (for run 2).
 1. **Segment**: a fresh ``orchestrion serve`` on loopback with a write key of source ``shop``,
    domain ``retail``; the official ``segment-analytics-python`` client (its own queue, consumer
    threads and batching into ``/v1/batch``: up to 100 messages or 475 KB per request) sends every
    order. Timed from the first ``track`` to the end of ``shutdown()`` (every batch acknowledged,
    i.e. committed). Counted: the canonical events stored (the order lines expanded).
-2. **Segment bodies**: the same orders as the SDK puts them on the wire (its message fields, 100
-   messages or 475 KB per ``/v1/batch`` body), built before the clock starts and posted by the
-   same clients as the native run: the server's Segment path alone, without the SDK's own CPU
-   (its per-message JSON encoding runs in this process, on the same cores as the server).
+2. **Segment bodies**: the bodies the SDK sent in run 0, byte for byte, posted by the same
+   clients as the native run: the server's Segment path with the SDK's own batching, without the
+   SDK's CPU (its queue and per-message JSON encoding run in this process, on the same cores as
+   the server).
 3. **Native**: a fresh server and key; the same canonical events, as
    :func:`orchestrion.ingest.segment_spec.expand` makes them (ids, types, items, values, properties),
    posted to ``/v1/events`` in bodies of 1,000 by as many keep-alive clients as the SDK has
    consumer threads. Timed from the first request to the last receipt.
-
-4. **The SDK alone**: the same orders through the SDK to ``null_receiver.py``, which answers every
-   request at once: the most the SDK sends on this machine, whatever the server.
 
 The ratios Segment / native are printed for both Segment runs (target ≥ 0.7). Both servers run one after the other on
 the same machine, so a busy neighbour shows in both; run it several times when the machine is shared. The
@@ -44,8 +44,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,61 +126,38 @@ def _segment(server: Server, admin: str, key: str, orders: list[Order], threads:
     return stored(server, admin), elapsed, cpu, mine
 
 
-def run_sdk_alone(orders: list[Order], threads: int) -> float:
-    """Seconds the SDK takes to send ``orders`` to a receiver that does nothing (null_receiver.py):
-    its own ceiling on this machine, the client's CPU and the HTTP round trips without our server."""
+def run_sdk_alone(orders: list[Order], threads: int) -> tuple[float, list[bytes]]:
+    """The SDK sending ``orders`` to a receiver that does nothing (null_receiver.py): the seconds it
+    takes (its own ceiling on this machine: its CPU and the round trips, no server behind them) and
+    the ``/v1/batch`` bodies it sent, as it batched them."""
     from segment.analytics import Client
 
-    receiver = subprocess.Popen([sys.executable, str(Path(__file__).with_name("null_receiver.py"))],
-                                stdout=subprocess.PIPE, text=True)
-    try:
-        assert receiver.stdout is not None
-        url = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
-        for _ in range(100):
-            try:
-                httpx.post(url, content=b"{}", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        errors: list[Any] = []
-        client = Client("key", host=url, thread=threads, max_queue_size=len(orders) + 1,
-                        on_error=lambda e, batch: errors.append(e), max_retries=0)
-        start = time.perf_counter()
-        for user, name, properties, ts in orders:
-            client.track(user, name, properties, timestamp=ts)
-        client.shutdown()
+    with tempfile.TemporaryDirectory() as folder:
+        receiver = subprocess.Popen([sys.executable, str(Path(__file__).with_name("null_receiver.py")), folder],
+                                    stdout=subprocess.PIPE, text=True)
+        try:
+            assert receiver.stdout is not None
+            url = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
+            for _ in range(100):  # until it listens
+                try:
+                    httpx.get(url, timeout=1)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            errors: list[Any] = []
+            client = Client("key", host=url, thread=threads, max_queue_size=len(orders) + 1,
+                            on_error=lambda e, batch: errors.append(e), max_retries=0)
+            start = time.perf_counter()
+            for user, name, properties, ts in orders:
+                client.track(user, name, properties, timestamp=ts)
+            client.shutdown()
+            elapsed = time.perf_counter() - start
+        finally:
+            receiver.kill()
+            receiver.wait()
         if errors:
             sys.exit(f"the SDK reported errors against the null receiver: {errors[:3]}")
-        return time.perf_counter() - start
-    finally:
-        receiver.kill()
-        receiver.wait()
-
-
-def sdk_bodies(orders: list[Order]) -> list[bytes]:
-    """``/v1/batch`` bodies as the SDK sends them: its message fields, 100 messages or 475 KB a body."""
-    bodies: list[bytes] = []
-    batch: list[str] = []
-    size = 0
-    for user, name, properties, ts in orders:
-        message = json.dumps({
-            "integrations": {}, "anonymousId": None, "properties": properties, "timestamp": ts.isoformat(),
-            "context": {"library": {"name": "analytics-python", "version": "2.4.0"}}, "userId": user,
-            "type": "track", "event": name, "messageId": str(uuid.uuid4()),
-        })
-        if len(batch) == 100 or size + len(message) > 475_000:
-            bodies.append(_batch_body(batch))
-            batch, size = [], 0
-        batch.append(message)
-        size += len(message)
-    if batch:
-        bodies.append(_batch_body(batch))
-    return bodies
-
-
-def _batch_body(messages: list[str]) -> bytes:
-    sent_at = datetime.now(UTC).isoformat()
-    return ('{"batch": [' + ", ".join(messages) + f'], "sentAt": "{sent_at}"}}').encode()
+        return elapsed, [path.read_bytes() for path in sorted(Path(folder).glob("*.body"))]
 
 
 def run_bodies(path: str, bodies: list[bytes], threads: int) -> Run:
@@ -231,8 +206,9 @@ def main() -> None:
     orders = read_orders(args.orders)
     events = canonical_events(orders)
     native = [json.dumps(events[i:i + 1000]).encode() for i in range(0, len(events), 1000)]
-    batches = sdk_bodies(orders)
-    print(f"{len(orders):,} orders -> {len(events):,} canonical events; {len(batches)} SDK-sized batches; "
+    # The SDK alone first: what it sends to a receiver that does nothing is what run 2 posts again
+    alone_seconds, batches = run_sdk_alone(orders, args.threads)
+    print(f"{len(orders):,} orders -> {len(events):,} canonical events; {len(batches)} batches from the SDK; "
           f"{args.threads} sender threads")
     # The SDK runs in this process, which holds every order, body and event built above: without
     # this, each of the SDK's garbage collections walks them all (its own ceiling halves).
@@ -249,7 +225,7 @@ def main() -> None:
         rates[name], cpus[name] = count / seconds, cpu
         print(f"{name:<36} {rates[name]:>10,.0f} events/s  ({seconds:.2f} s; server CPU {cpu:.2f} s, "
               f"sender CPU {mine:.2f} s)")
-    alone = len(events) / run_sdk_alone(orders, args.threads)
+    alone = len(events) / alone_seconds
     print(f"{'segment SDK -> null receiver':<36} {alone:>10,.0f} events/s  (the SDK's own ceiling here)")
     native = "native -> /v1/events (1,000/body)"
     sdk, sent = "segment SDK -> /v1/batch", "segment bodies -> /v1/batch"

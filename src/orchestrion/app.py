@@ -141,6 +141,12 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # The event loop, the writer, the scheduler's runs share one GIL. Every DuckDB call releases it
+    # and must take it back (several times a call) from whichever thread runs Python meanwhile,
+    # which lets go only every switch interval: at Python's 5 ms, the writer's few calls per
+    # commit waited tens of milliseconds behind the event loop decoding the next request.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(settings.switch_interval_ms / 1000)
     store: Store | None = None
     sock: socket.socket | None = None
     stop_background: Callable[[], None] | None = None
@@ -187,5 +193,6 @@ def run_server(settings: Settings, host: str, port: int) -> None:
             store.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        sys.setswitchinterval(switch_interval)
     print("orchestrion stopped; database closed", file=sys.stderr, flush=True)
 

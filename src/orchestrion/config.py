@@ -129,6 +129,11 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(500 * 1024, gt=0, description="Largest request body accepted.")
     commit_max_events: int = Field(50_000, gt=0, description="Group commit: events per transaction.")
     commit_max_delay_ms: float = Field(2.0, ge=0, description="Group commit: wait for more requests.")
+    switch_interval_ms: float = Field(
+        0.5, gt=0, le=100,
+        description="serve's GIL switch interval (Python's default 5 ms): how long a thread waits, at most, for "
+        "the GIL back from one running Python, e.g. the writer after each DuckDB call while the event loop decodes.",
+    )
     bulk_chunk_rows: int = Field(
         1_000_000, gt=0, description="Rows per chunk (one transaction each) in bulk ingestion."
     )
