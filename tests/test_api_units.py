@@ -252,7 +252,7 @@ def test_the_writer_merges_catalog_rows_in_queue_order_and_forgets_after_other_w
         for future in queued:
             future.result(timeout=30)
         assert store.con.execute(stored).fetchall() == [
-            ("p1", "Tea", 2.5, None, None), ("p2", "Jam", None, "food", '{"image_url": "a.png"}')]
+            ("p1", "Tea", 2.5, None, None), ("p2", "Jam", None, "food", '{"image_url":"a.png"}')]
         # that group held another job (it may have written items): nothing remembered; now it is,
         # and a row that repeats it has nothing to merge; after another writer of items, it has
         assert w.catalog.merge(store.con, [tea]) == 1
