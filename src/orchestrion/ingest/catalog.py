@@ -148,7 +148,7 @@ def merge_items(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, Any]
         # Two plain statements: DuckDB's INSERT ... ON CONFLICT DO UPDATE costs about a third more.
         given = [name for name in table.column_names[1:] if table.column(name).null_count < table.num_rows]
         # One call for both: each call releases the GIL and waits to take it back, up to the
-        # switch interval (5 ms) while the event loop decodes the next request.
+        # switch interval, while the event loop decodes the next request.
         con.execute(
             (_update_changed(given) + "; " if given else "")
             + "INSERT INTO items SELECT m.item_id, m.domain, m.title, m.creator, m.price, m.currency, m.category, "
