@@ -36,7 +36,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import subprocess
@@ -109,54 +108,44 @@ def run_segment(orders: list[Order], threads: int) -> Run:
 
 
 def _segment(server: Server, admin: str, key: str, orders: list[Order], threads: int) -> Run:
+    cpu, mine = server_cpu(server), time.process_time()
+    elapsed = send_with_sdk(server.url, key, orders, threads)
+    cpu, mine = server_cpu(server) - cpu, time.process_time() - mine
+    return stored(server, admin), elapsed, cpu, mine
+
+
+def send_with_sdk(url: str, key: str, orders: list[Order], threads: int) -> float:
+    """Seconds the official SDK takes to send ``orders`` to ``url``: from the first ``track`` to the
+    end of ``shutdown()`` (every batch answered). Exits on any error the SDK reports."""
     from segment.analytics import Client
 
     errors: list[Any] = []
-    client = Client(key, host=server.url, thread=threads, max_queue_size=len(orders) + 1,
+    client = Client(key, host=url, thread=threads, max_queue_size=len(orders) + 1,
                     on_error=lambda e, batch: errors.append(e), max_retries=0)
-    cpu, mine = server_cpu(server), time.process_time()
     start = time.perf_counter()
     for user, name, properties, ts in orders:
         client.track(user, name, properties, timestamp=ts)
     client.shutdown()
     elapsed = time.perf_counter() - start
-    cpu, mine = server_cpu(server) - cpu, time.process_time() - mine
     if errors:
-        sys.exit(f"the SDK reported errors: {errors[:3]}")
-    return stored(server, admin), elapsed, cpu, mine
+        sys.exit(f"the SDK reported errors sending to {url}: {errors[:3]}")
+    return elapsed
 
 
 def run_sdk_alone(orders: list[Order], threads: int) -> tuple[float, list[bytes]]:
     """The SDK sending ``orders`` to a receiver that does nothing (null_receiver.py): the seconds it
     takes (its own ceiling on this machine: its CPU and the round trips, no server behind them) and
     the ``/v1/batch`` bodies it sent, as it batched them."""
-    from segment.analytics import Client
-
     with tempfile.TemporaryDirectory() as folder:
         receiver = subprocess.Popen([sys.executable, str(Path(__file__).with_name("null_receiver.py")), folder],
                                     stdout=subprocess.PIPE, text=True)
         try:
             assert receiver.stdout is not None
-            url = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
-            for _ in range(100):  # until it listens
-                try:
-                    httpx.get(url, timeout=1)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.05)
-            errors: list[Any] = []
-            client = Client("key", host=url, thread=threads, max_queue_size=len(orders) + 1,
-                            on_error=lambda e, batch: errors.append(e), max_retries=0)
-            start = time.perf_counter()
-            for user, name, properties, ts in orders:
-                client.track(user, name, properties, timestamp=ts)
-            client.shutdown()
-            elapsed = time.perf_counter() - start
+            url = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"  # printed once it listens
+            elapsed = send_with_sdk(url, "key", orders, threads)
         finally:
             receiver.kill()
             receiver.wait()
-        if errors:
-            sys.exit(f"the SDK reported errors against the null receiver: {errors[:3]}")
         return elapsed, [path.read_bytes() for path in sorted(Path(folder).glob("*.body"))]
 
 
@@ -210,9 +199,6 @@ def main() -> None:
     alone_seconds, batches = run_sdk_alone(orders, args.threads)
     print(f"{len(orders):,} orders -> {len(events):,} canonical events; {len(batches)} batches from the SDK; "
           f"{args.threads} sender threads")
-    # The SDK runs in this process, which holds every order, body and event built above: without
-    # this, each of the SDK's garbage collections walks them all (its own ceiling halves).
-    gc.freeze()
     runs = {
         "segment SDK -> /v1/batch": run_segment(orders, args.threads),
         "segment bodies -> /v1/batch": run_bodies("/v1/batch", batches, args.threads),
