@@ -275,7 +275,7 @@ def retrain(
     verdict = "promoted" if promote else f"kept {current.name}"
     note = (
         f"new ranker SNIPS {new.snips:.4f} vs {current.name} {old.snips:.4f} (difference's lower bound "
-        f"{difference_lower(new, old, z=z):+.4f}, z = {z:g}) on {new.decisions} delivered goals since {since}: "
-        f"{verdict}"
+        f"{difference_lower(new, old, z=z):+.4f}, z = {z:g}) on {new.decisions} delivered goals since {since}, "
+        f"worth {new.effective_size:.0f} and {old.effective_size:.0f} after weighting: {verdict}"
     )
     return RetrainOutcome(final, promote, n, new, old, note, threshold=threshold)
