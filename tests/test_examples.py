@@ -17,6 +17,7 @@ import re
 import socket
 import subprocess
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,11 +55,21 @@ def blocks(page: Path) -> list[Block]:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def free_port(seed: str) -> int:
+    """A free port below the kernel's ephemeral range (Linux: 32768 and up), tried from one that
+    ``seed`` picks: ``serve`` binds it a moment after this check, and the kernel hands ephemeral
+    ports to every ``--port 0`` server and outgoing connection of the parallel tests, so a port
+    taken from that range could be given away in between."""
+    start = 20000 + zlib.crc32(f"{seed}|{os.getpid()}".encode()) % 12000
+    for offset in range(12000):
+        port = 20000 + (start - 20000 + offset) % 12000
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-31999")
 
 
 def script(page: Path) -> str:
@@ -89,7 +100,7 @@ def test_page_examples_run_verbatim(page: Path, tmp_path: Path) -> None:
     env = {
         **os.environ,
         "ORCHESTRION_HOME": str(home),
-        "ORCHESTRION_PORT": str(free_port()),
+        "ORCHESTRION_PORT": str(free_port(page.name)),
         "PATH": f"{Path(sys.prefix) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
         "OMP_NUM_THREADS": "1",
     }
