@@ -173,12 +173,14 @@ def test_a_stock_low_event_proposes_a_reorder_without_waiting_for_a_run(tmp_path
         ).fetchall()[0]
     server = start_server(home)
     try:
+        # The customer is around today (a page view: a trigger's own event does not make anyone active).
+        seen = {"event_id": "seen-1", "user_id": user, "type": "view", "item_id": item, "domain": "retail"}
         event = {"event_id": "low-1", "user_id": user, "type": "stock_low", "item_id": item, "domain": "retail",
                  "properties": {"level": 1}}
         days = {datetime.now(UTC).date()}
-        receipt = httpx.post(server.url + "/v1/events", json=[event], timeout=10)
+        receipt = httpx.post(server.url + "/v1/events", json=[seen, event], timeout=10)
         days.add(datetime.now(UTC).date())
-        assert receipt.status_code == 200 and receipt.json()["accepted"] == 1
+        assert receipt.status_code == 200 and receipt.json()["accepted"] == 2
 
         def delivered() -> bool:  # the trigger's deliverable is in the user's feed (no daily run was asked)
             return any(
@@ -187,6 +189,8 @@ def test_a_stock_low_event_proposes_a_reorder_without_waiting_for_a_run(tmp_path
             )
 
         wait_for(delivered, timeout=60)
+        # serve says what its catch-up did, one line a run, on its own output (not only to a logger)
+        wait_for(lambda: "catch-up: daily " in (home / "server.log").read_text(), timeout=60)
     finally:
         server.stop()
     with Store.open(home / "data" / "orchestrion.duckdb") as store:

@@ -100,6 +100,59 @@ def test_recent_overlaps_name_the_earlier_deliverable() -> None:
     assert chosen.get_column("reason").to_list() == ["recent", None, "recent"]
 
 
+def test_a_cut_cart_is_compared_as_proposed_and_by_what_it_kept() -> None:
+    """A cart cut to the order cap keeps 2 of its 6 lines: tomorrow's candidate of 7 lines holding
+    both is not proposed again (cut the same way it would be the same cart), nor is one that
+    repeats what the earlier goal proposed; a candidate sharing neither is."""
+    today = date(2024, 1, 8)
+    cands = frame([["a", "b", "c", "d", "e", "g", "h"], ["c", "d", "e", "f", "q"], ["x", "y"]],
+                  cost=[0.0, 0.0, 0.0]).with_columns(pl.lit(today).alias("date"))
+    previous = pl.DataFrame(
+        {
+            "user_id": ["u"],
+            "date": [date(2024, 1, 7)],
+            "title": ["Reorder: 2 items"],
+            "items": [["a", "b"]],
+            "goal_items": [["a", "b", "c", "d", "e", "f"]],
+            "cost": [4.0],
+        }
+    )
+    out = recent_overlaps(cands, previous, 0.5)
+    assert out.get_column("recent").to_list() == [True, True, False]
+    details = out.get_column("recent_detail").to_list()
+    assert details[0] == "it shares 2 items with 'Reorder: 2 items', which you already have from 2024-01-07"
+    assert details[1] == "it would repeat 'Reorder: 2 items', which you already have from 2024-01-07"
+
+
+def test_twelve_real_days_of_carts_cut_to_the_cap_never_repeat(tmp_path: Path) -> None:
+    """The sample's customers through the whole daily pipeline (plans, the order cap, delivery) for
+    twelve days: no two carts of a person within a week overlap by what they hold, and no new cart
+    overlaps one still waiting for approval, however old."""
+    settings = Settings(home=tmp_path, delivery_batch_users=2000)
+    with Store.open(":memory:") as store:
+        load_dataset(store, "online-retail", SAMPLE, now=datetime(2011, 12, 10))
+        start, end = date(2011, 11, 1), date(2011, 11, 12)
+        reports = backfill_daily(
+            store, settings, start, end, clock=lambda: datetime.combine(end, datetime.min.time()) + timedelta(hours=7)
+        )
+        assert all(r.run is not None and r.run.status == "succeeded" for r in reports)
+        held = dict(store.con.execute("SELECT status, count(*) FROM deliverables GROUP BY 1").fetchall())
+        assert held.get("awaiting_approval", 0) > 50, held
+        assert overlapping_pairs(store, days=7) == 0
+        pending = int(
+            store.scalar(
+                """
+                WITH d AS (SELECT user_id, date, status, list_distinct(items) AS items FROM deliverables)
+                SELECT count(*) FROM d a JOIN d b ON a.user_id = b.user_id AND a.date < b.date
+                WHERE a.status = 'awaiting_approval'
+                  AND len(list_intersect(a.items, b.items)) * 2 >= len(list_distinct(list_concat(a.items, b.items)))
+                """
+            )
+            or 0
+        )
+        assert pending == 0
+
+
 def overlapping_pairs(store: Store, days: int = 7) -> int:
     """Pairs of one user's deliverables within ``days`` of each other with item Jaccard ≥ 0.5."""
     return int(
@@ -215,5 +268,9 @@ def test_a_trigger_serves_nobody_who_is_not_active(tmp_path: Path) -> None:
         old = datetime(2011, 12, 1)  # a stock_low of 2011 received today: its user is not active
         stock_low(store, "low-old", user, item, old)
         fired = fire(store, settings, rule, [("low-old", user, item)], now=now)
+        assert (fired.users, fired.goals) == (0, 0)
+        # Nor does one stamped now: the event that fires the rule is not the person being around.
+        stock_low(store, "low-now", user, item, now)
+        fired = fire(store, settings, rule, [("low-now", user, item)], now=now + timedelta(seconds=1))
         assert (fired.users, fired.goals) == (0, 0)
         assert store.scalar("SELECT count(*) FROM deliverables") == 0

@@ -289,13 +289,18 @@ def check_day(store: Store, day: date) -> Tally:
         [day],
     ).fetchall()
     kept: dict[str, set[str]] = defaultdict(set)  # user → the final titles of the day's deliverables
+    proposed: dict[str, dict[str, set[str]]] = defaultdict(dict)  # user → a goal's titles → its proposed items
     for row in rows:
         if row[4] == "chosen" and row[9] is not None:
             kept[str(row[1])].add(str(row[10]))
+        for title in (row[5], row[10]):
+            if title is not None:
+                proposed[str(row[1])][str(title)] = {str(i) for i in row[7]}
     for (goal, user, template, variant, status, g_title, g_why, g_items, details, d_id, d_title, d_why, d_items,
          content, d_status, reason, detail, policy) in rows:
         if status != "chosen" and reason in ("redundant", "budget", "policy"):
-            check_taker(t, f"{goal} ({template}/{variant}, {reason})", reason, detail, kept[str(user)])
+            check_taker(t, f"{goal} ({template}/{variant}, {reason})", reason, detail, kept[str(user)],
+                        {str(i) for i in g_items}, proposed[str(user)])
         details = json.loads(details or "{}")
         content = json.loads(content) if content else None
         if status == "chosen" and content and content.get("items"):
@@ -336,22 +341,37 @@ def check_day(store: Store, day: date) -> Tally:
     return t
 
 
-def check_taker(t: Tally, where: str, reason: str, detail: str, kept: set[str]) -> None:
+REDUNDANT = r"(?:(it repeats much of)|you get at most one cart a day from each shop, and it came second to) '(.+?)'"
+
+
+def check_taker(
+    t: Tally, where: str, reason: str, detail: str, kept: set[str], items: set[str] | None = None,
+    proposed: Mapping[str, set[str]] | None = None,
+) -> None:
     """A goal not chosen names what took its place by the title that deliverable finally has (after
     the cap, exclusions, ...), never by the title it was proposed with. (Part of the goal's record,
-    which counts as its sentence.)"""
+    which counts as its sentence.) "It repeats much of" is checked against the items both goals
+    proposed: a Jaccard index of at least 0.5 (else the sentence must say it was one cart per shop)."""
     if reason == "redundant":
-        m = re.fullmatch(r"it repeats much of '(.+)', which looked more useful to you and was kept for the day", detail)
+        m = re.fullmatch(REDUNDANT + r", which looked more useful to you and was kept for the day", detail)
+        was_kept = m is not None
         if m is not None:
-            t.same(where, "the kept deliverable's final title", m[1] in kept, True)
+            t.same(where, "the kept deliverable's final title", m[2] in kept, True)
+        else:
+            m = re.fullmatch(REDUNDANT + r", which looked more useful to you but was not sent either; "
+                             r"(the day's place\(s\) went to .+|nothing was sent to you today)", detail)
+            if m is None:
+                t.mismatches.append(f"{where}: redundant reason not understood: {detail!r}")
+                return
+            t.same(where, "the one it repeats was not sent", m[2] in kept, False)
+            t.same(where, "nothing sent", m[3].startswith("nothing"), not kept)
+        other = (proposed or {}).get(m[2])
+        if items is not None and other is not None:
+            overlap = len(items & other) / max(len(items | other), 1)
+            t.same(where, "says it repeats the kept goal exactly when they share half their items",
+                   bool(m[1]), overlap >= 0.5)
+        if was_kept:
             return
-        m = re.fullmatch(r"it repeats much of '(.+?)', which looked more useful to you but was not sent either; "
-                         r"(the day's place\(s\) went to .+|nothing was sent to you today)", detail)
-        if m is None:
-            t.mismatches.append(f"{where}: redundant reason not understood: {detail!r}")
-            return
-        t.same(where, "the one it repeats was not sent", m[1] in kept, False)
-        t.same(where, "nothing sent", m[2].startswith("nothing"), not kept)
     # budget and policy: every quoted title is a final one (what is left once they are taken out has no quote)
     rest = detail.replace(NEW_FOR_YOU, "").partition("went to ")[2]
     for title in sorted(kept, key=len, reverse=True):

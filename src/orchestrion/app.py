@@ -147,6 +147,7 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     # commit waited tens of milliseconds behind the event loop decoding the next request.
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(settings.switch_interval_ms / 1000)
+    unlog = _log_to_stderr()
     store: Store | None = None
     sock: socket.socket | None = None
     stop_background: Callable[[], None] | None = None
@@ -194,5 +195,25 @@ def run_server(settings: Settings, host: str, port: int) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sys.setswitchinterval(switch_interval)
+        unlog()
     print("orchestrion stopped; database closed", file=sys.stderr, flush=True)
+
+
+def _log_to_stderr() -> Callable[[], None]:
+    """Print the server's own log lines (catch-up, scheduled runs, triggers: INFO and up) on stderr
+    while it serves, unless the embedding program configured the ``orchestrion`` logger itself.
+    Returns what undoes it."""
+    logger = logging.getLogger("orchestrion")
+    if logger.handlers or logger.level != logging.NOTSET:
+        return lambda: None
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+
+    return undo
 

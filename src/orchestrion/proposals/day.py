@@ -122,17 +122,30 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, clock())
 
 
-def active_users(store: Store, as_of: datetime, days: int, among: Iterable[str] | None = None) -> list[str]:
+def active_users(
+    store: Store,
+    as_of: datetime,
+    days: int,
+    among: Iterable[str] | None = None,
+    *,
+    not_counting: Iterable[str] = (),
+) -> list[str]:
     """Users with at least one event in the ``days`` days before ``as_of``, sorted (of ``among`` when given).
 
     Every path that delivers (daily, scheduled, catch-up, backfill, trigger) asks this: only people
     active lately get anything, so a day in 2026 sends nothing to a customer last seen in 2011.
+    The events ``not_counting`` names (by id) do not count: a trigger's own event is not a sign that
+    the person is still around.
     """
     params: dict[str, Any] = {"as_of": as_of, "start": as_of - timedelta(days=days)}
     where = ""
     if among is not None:
         params["among"] = sorted(set(among))
         where = " AND user_id IN (SELECT unnest($among::VARCHAR[]))"
+    skipped = sorted(set(not_counting))
+    if skipped:
+        params["skipped"] = skipped
+        where += " AND event_id NOT IN (SELECT unnest($skipped::VARCHAR[]))"
     rows = store.con.execute(
         f"SELECT DISTINCT user_id FROM events WHERE ts < $as_of AND ts >= $start{where} ORDER BY 1", params
     ).fetchall()
@@ -140,15 +153,23 @@ def active_users(store: Store, as_of: datetime, days: int, among: Iterable[str] 
 
 
 def recent_deliverables(store: Store, users: Sequence[str], start: date, end: date) -> pl.DataFrame:
-    """The users' deliverables dated ``start`` .. ``end`` (inclusive) that did not fail, with the
-    goal's cost and shop: what :func:`orchestrion.ranking.slate.recent_overlaps` compares with."""
+    """The users' deliverables dated ``start`` .. ``end`` (inclusive) that did not fail, and those
+    still awaiting approval however old, with the goal's proposed items, cost and shop: what
+    :func:`orchestrion.ranking.slate.recent_overlaps` compares with.
+
+    ``items`` is what the deliverable holds (a cart after the order cap, exclusions and stock);
+    ``goal_items`` what its goal proposed, which is what a new candidate is like before the same cuts.
+    """
     frame: pl.DataFrame = store.con.sql(
-        "SELECT d.user_id, d.date, d.title, d.items, g.cost, g.template FROM deliverables d JOIN goals g "
-        "USING (goal_id) WHERE d.date BETWEEN $start AND $end AND d.status <> 'failed' "
+        "SELECT d.user_id, d.date, d.title, d.items, g.items AS goal_items, g.cost, g.template "
+        "FROM deliverables d JOIN goals g USING (goal_id) "
+        "WHERE d.date <= $end AND (d.date >= $start OR d.status = 'awaiting_approval') AND d.status <> 'failed' "
         "AND d.user_id IN (SELECT unnest($users::VARCHAR[]))",
         params={"start": start, "end": end, "users": sorted(set(users))},
     ).pl()
-    frame = frame.cast({"items": pl.List(pl.String), "cost": pl.Float64, "date": pl.Date})
+    frame = frame.cast(
+        {"items": pl.List(pl.String), "goal_items": pl.List(pl.String), "cost": pl.Float64, "date": pl.Date}
+    )
     return with_shop(frame)
 
 

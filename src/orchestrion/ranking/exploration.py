@@ -202,6 +202,25 @@ def _binomial(m: npt.NDArray[np.int64], k: int, p: float) -> Floats:
     return np.asarray(comb[m] * p**k * (1.0 - p) ** np.maximum(m - k, 0), dtype=np.float64)
 
 
+def _by_shop(frame: pl.DataFrame, redundant_by: npt.NDArray[np.int64], threshold: float | None) -> Bools:
+    """Per row: redundant only by the one-cart-per-shop rule (its items and the kept goal's do not
+    overlap by ``threshold``), so that its sentence does not say it repeats the kept one."""
+    n = frame.height
+    if n == 0 or "items" not in frame.columns or not (redundant_by >= 0).any():
+        return np.zeros(n, dtype=bool)
+    rows = np.flatnonzero(redundant_by >= 0)
+    items = frame.get_column("items")
+    pairs = pl.DataFrame({"a": items.gather(rows), "b": items.gather(redundant_by[rows])}).select(
+        pl.col("a").list.set_intersection("b").list.len().alias("shared"),
+        pl.col("a").list.set_union("b").list.len().alias("union"),
+    )
+    shared = pairs.get_column("shared").to_numpy().astype(np.float64)
+    union = np.maximum(pairs.get_column("union").to_numpy().astype(np.float64), 1.0)
+    out = np.zeros(n, dtype=bool)
+    out[rows] = shared / union < (threshold if threshold is not None else math.inf)
+    return out
+
+
 def choose(
     frame: pl.DataFrame,
     scores: Floats,
@@ -240,6 +259,7 @@ def choose(
     propensity = np.where(chosen, inclusion_propensity(g, eps), np.nan)
     titles = frame.get_column("title").cast(pl.String).to_numpy() if "title" in frame.columns else np.full(n, None)
     by_title = [None if b < 0 else str(titles[b]) for b in g.redundant_by.tolist()] if n else []
+    by_shop = _by_shop(frame, g.redundant_by, config.redundancy)
     facts = pl.DataFrame(
         {
             "_chosen": chosen,
@@ -247,6 +267,7 @@ def choose(
             "_recent": g.recent,
             "_redundant": g.redundant_by >= 0,
             "_by_title": pl.Series(by_title, dtype=pl.String),
+            "_by_shop": by_shop,
             "_by_score": np.where(g.redundant_by >= 0, scores[np.maximum(g.redundant_by, 0)], np.nan),
             # the overlapping goal it gave way to may itself lose its place (budget, volume, an exploration swap)
             "_by_chosen": (g.redundant_by >= 0) & chosen[np.maximum(g.redundant_by, 0)] if n else np.zeros(0, bool),
@@ -286,6 +307,13 @@ def choose(
         .drop("user_id")
     )
     days = (-7.0 * pl.col("fatigue_kind").clip(1e-12).log(2)).round(1)
+    kept = pl.col("_by_title").fill_null("another one")
+    # What made it redundant, said as it is: shared items, or only a second cart from one shop.
+    overlap = (
+        pl.when(pl.col("_by_shop"))
+        .then(pl.format("you get at most one cart a day from each shop, and it came second to '{}'", kept))
+        .otherwise(pl.format("it repeats much of '{}'", kept))
+    )
     reason = (
         pl.when(pl.col("_chosen"))
         .then(None)
@@ -320,27 +348,20 @@ def choose(
             )
         )
         .when(pl.col("_redundant") & pl.col("_by_chosen"))
-        .then(
-            pl.format(
-                "it repeats much of '{}', which looked more useful to you and was kept for the day",
-                pl.col("_by_title").fill_null("another one"),
-            )
-        )
+        .then(pl.format("{}, which looked more useful to you and was kept for the day", overlap))
         .when(pl.col("_redundant") & pl.col("_takers").is_not_null())
         .then(
             pl.format(
-                "it repeats much of '{}', which looked more useful to you but was not sent either; the day's "
-                "place(s) went to {}",
-                pl.col("_by_title").fill_null("another one"),
+                "{}, which looked more useful to you but was not sent either; the day's place(s) went to {}",
+                overlap,
                 "_takers",
             )
         )
         .when(pl.col("_redundant"))
         .then(
             pl.format(
-                "it repeats much of '{}', which looked more useful to you but was not sent either; nothing was "
-                "sent to you today",
-                pl.col("_by_title").fill_null("another one"),
+                "{}, which looked more useful to you but was not sent either; nothing was sent to you today",
+                overlap,
             )
         )
         .when(pl.col("_risky"))

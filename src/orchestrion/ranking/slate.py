@@ -12,8 +12,13 @@ whatever their lines: a person gets at most one cart per shop a day.
   greedy set, so the off-policy estimate of another ranker applies the same rule with that
   ranker's scores.
 * Across days, a candidate that overlaps one of the user's deliverables of the last
-  ``recent_days`` days (or earlier today: a trigger's cart) that has not failed is not chosen,
-  reason ``recent`` (:func:`recent_overlaps`; it does not depend on the scores).
+  ``recent_days`` days (or earlier today: a trigger's cart), or one still awaiting approval
+  however old, that has not failed is not chosen, reason ``recent`` (:func:`recent_overlaps`; it
+  does not depend on the scores). It is compared with what the deliverable holds — overlapping
+  it, or holding at least the same share of its items: the candidate may lose items to later cuts
+  (the order cap, stock), and what it keeps then cannot overlap that deliverable — and with what
+  its goal proposed (a cart cut to the order cap keeps few of its lines, and tomorrow's
+  candidate, cut the same way, would be the same cart).
 
 Pairs are found with one join of the exploded item lists on (user, item): no loop over users.
 
@@ -59,7 +64,7 @@ def jaccard_pairs(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
         .with_columns(
             (pl.col("shared") / (pl.col("left_size") + pl.col("right_size") - pl.col("shared"))).alias("jaccard")
         )
-        .select("left", "right", "shared", "jaccard")
+        .select("left", "right", "shared", "jaccard", (pl.col("shared") / pl.col("right_size")).alias("covers"))
     )
 
 
@@ -138,13 +143,27 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
         return none
     rows = candidates.select("user_id", "items").with_row_index("left")
     earlier = previous.select("user_id", "items").with_row_index("right")
-    pairs = jaccard_pairs(rows, earlier).filter(pl.col("jaccard") >= threshold)
+    # Or it holds at least that share of an earlier deliverable's own items: whatever the candidate
+    # loses to later cuts (the order cap, stock), what it keeps can then not overlap that one.
+    pairs = (
+        jaccard_pairs(rows, earlier)
+        .filter((pl.col("jaccard") >= threshold) | (pl.col("covers") >= threshold))
+        .with_columns(pl.lit(2).alias("_by"))
+    )
+    if "goal_items" in previous.columns:
+        # What the earlier goal proposed: a cart cut to the order cap holds fewer lines than the
+        # candidate that would be cut the same way, so its own lines alone would not match.
+        proposed = previous.select("user_id", pl.col("goal_items").alias("items")).with_row_index("right")
+        more = jaccard_pairs(rows, proposed).filter(pl.col("jaccard") >= threshold).with_columns(pl.lit(1).alias("_by"))
+        pairs = pl.concat([pairs, more]).drop("covers")
+    else:
+        pairs = pairs.drop("covers")
     if {"cost", "shop", "date"} <= set(candidates.columns) and {"cost", "shop"} <= set(previous.columns):
         # One cart per shop a day: only a cart of the candidate's own day counts here.
         carts = candidates.select("user_id", "shop", "cost", "date").with_row_index("left").filter(pl.col("cost") > 0)
         sent = previous.select("user_id", "shop", "cost", "date").with_row_index("right").filter(pl.col("cost") > 0)
         same_shop = carts.join(sent, on=["user_id", "shop", "date"]).select(
-            "left", "right", pl.lit(0, pl.UInt32).alias("shared"), pl.lit(0.0).alias("jaccard")
+            "left", "right", pl.lit(0, pl.UInt32).alias("shared"), pl.lit(0.0).alias("jaccard"), pl.lit(0).alias("_by")
         )
         pairs = pl.concat([pairs.cast({"shared": pl.UInt32}), same_shop], how="vertical_relaxed")
     if pairs.height == 0:
@@ -154,10 +173,10 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
     )
     best = (
         pairs.join(meta, on="right")
-        .sort("left", "jaccard", "date", descending=[False, True, True])
+        .sort("left", "_by", "jaccard", "date", descending=[False, True, True, True])
         .unique("left", keep="first")
         .with_columns(
-            pl.when(pl.col("jaccard") >= threshold)
+            pl.when(pl.col("_by") == 2)
             .then(
                 pl.format(
                     "it shares {} items with '{}', which you already have from {}",
@@ -166,6 +185,9 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
                     pl.col("date").cast(pl.String),
                 )
             )
+            .when(pl.col("_by") == 1)
+            .then(pl.format("it would repeat '{}', which you already have from {}", "title",
+                            pl.col("date").cast(pl.String)))
             .otherwise(pl.format("you already have a cart from the same shop, '{}', from {}", "title",
                                  pl.col("date").cast(pl.String)))
             .alias("recent_detail")

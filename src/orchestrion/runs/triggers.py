@@ -128,8 +128,12 @@ def fire(
 ) -> Fired:
     """Propose, record and deliver one goal of ``rule.template`` per user of ``hits`` (today)."""
     config = ProposalConfig()
-    # Only people active lately, as in the daily run (a second past now: the event itself counts).
-    users = active_users(store, now + timedelta(seconds=1), config.active_days, {user for _, user, _ in hits})
+    # Only people active lately, as in the daily run, up to this moment: by events of their own, not
+    # the ones that fired the rule (a stock_low about a customer last seen years ago serves nobody).
+    users = active_users(
+        store, now + timedelta(seconds=1), config.active_days, {user for _, user, _ in hits},
+        not_counting=[event_id for event_id, _, _ in hits],
+    )
     if not users:
         return Fired(rule.name, len(hits), 0, 0)
     wanted = {(user, item) for _, user, item in hits if item is not None}
