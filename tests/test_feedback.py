@@ -166,6 +166,12 @@ def test_http_feedback_is_for_the_deliverables_user_or_an_admin(tiny: Store, tmp
         form = {"Authorization": f"Bearer {admin}", "Content-Type": "application/x-www-form-urlencoded"}
         assert client.post(url, content=b'{"thumb": "up"}', headers=form).status_code == 200
         assert client.post(url, content=b'{"thumb": up', headers=form).status_code == 400
+        # every route under /v1 reads such a body as JSON, not only events and feedback
+        made = client.post("/v1/keys", content=b'{"role": "write"}', headers=form)
+        assert made.status_code == 201, made.text
+        plain = {"Authorization": f"Bearer {admin}", "Content-Type": "text/plain"}
+        refused = client.post("/v1/keys", content=b"role=write", headers=plain)
+        assert refused.status_code == 422 and "Content-Type: application/json" in refused.json()["detail"], refused.text
         schema = client.get("/openapi.json").json()["paths"]["/v1/deliverables/{deliverable_id}/feedback"]["post"]
         assert "thumb" in schema["requestBody"]["content"]["application/json"]["schema"]["properties"]
     assert tiny.scalar("SELECT count(*) FROM feedback WHERE source = 'api'") == 3

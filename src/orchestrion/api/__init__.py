@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrion import __version__
 from orchestrion.api import admin, deliverables, feedback, ingest
@@ -34,6 +35,27 @@ Every 200 is a **receipt** (`accepted`, `duplicates`, `rejected`, `errors` by in
 after the transaction holding the events committed. Every other status is a **refusal**
 (`stored: false`): nothing from that body was stored; fix it (4xx) or resend it (503).
 """
+
+
+class _FormsAreJson:
+    """``curl -d '{…}'`` labels its body a form (``application/x-www-form-urlencoded``). Every body
+    the API takes (under ``/v1/``) is JSON, so there a form's label is read as JSON — as the event
+    and feedback routes always read their bodies — instead of refusing a well-formed request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith("/v1/"):
+            headers = list(scope.get("headers") or [])
+            form = [k == b"content-type" and v.split(b";")[0].strip().lower() == _FORM for k, v in headers]
+            if any(form):
+                scope = {**scope, "headers": [(k, b"application/json" if f else v)
+                                              for (k, v), f in zip(headers, form, strict=True)]}
+        await self.app(scope, receive, send)
+
+
+_FORM = b"application/x-www-form-urlencoded"
 
 
 def create_api(
@@ -62,6 +84,7 @@ def create_api(
 
     app = FastAPIOffline(title="orchestrion", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.ctx = ctx
+    app.add_middleware(_FormsAreJson)
     app.include_router(ingest.build_router(ctx))
     app.include_router(admin.build_router(ctx))
     app.include_router(feedback.build_router(ctx))
@@ -78,6 +101,13 @@ def create_api(
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
+        kind = request.headers.get("content-type", "")
+        if "json" not in kind and any(tuple(e["loc"]) == ("body",) for e in exc.errors()):
+            # curl -d sends a form: the body never reached the JSON parser.
+            problems = (
+                f"body: send a JSON object with the header Content-Type: application/json "
+                f"(this request's content type is {kind or 'missing'})"
+            )
         return refusal_response(422, f"invalid request: {problems}")
 
     async def on_http_error(request: Request, exc: Exception) -> Response:

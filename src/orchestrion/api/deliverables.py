@@ -22,7 +22,7 @@ from orchestrion.api.context import ApiContext, IsoDate
 from orchestrion.api.receipts import ApiError, Refusal
 from orchestrion.config import Format
 from orchestrion.delivery.deliverables import decide, feed, get_deliverable
-from orchestrion.delivery.rendering import MEDIA_TYPES, render
+from orchestrion.delivery.rendering import MEDIA_TYPES, render, with_status_text
 from orchestrion.encoding import to_json_bytes
 from orchestrion.errors import AlreadyDecidedError, NotFoundError, PermissionDeniedError, RetryableError, UsageError
 from orchestrion.proposals.day import day_goals
@@ -54,7 +54,7 @@ def _viewer(key: ApiKey | None, user_id: str | None = None) -> str | None:
 def _day_goals(ctx: ApiContext, user_id: str, day: date) -> dict[str, Any]:
     cursor = ctx.store.cursor()
     try:
-        return day_goals(Store(cursor, None), user_id, day)
+        return with_status_text(day_goals(Store(cursor, None), user_id, day))
     finally:
         cursor.close()
 

@@ -72,17 +72,18 @@ def show(
     if url is not None:
         shown = _call(url, "GET", f"/v1/users/{quote(user, safe='')}/goals?date={day.isoformat()}", admin_key)
     else:
+        from orchestrion.delivery.rendering import with_status_text
         from orchestrion.proposals.day import day_goals
 
         with open_store(read_only=True) as store:
-            shown = day_goals(store, user, day)
+            shown = with_status_text(day_goals(store, user, day))
     if as_json:
         typer.echo(json.dumps(shown, default=str))
         return
     chosen, others = shown["chosen"], shown["not_chosen"]
     typer.secho(f"{user} on {day.isoformat()}: {len(chosen)} chosen, {len(others)} not chosen", bold=True)
     for goal in chosen:
-        status = f", {str(goal['status']).replace('_', ' ')}" if goal.get("status") else ""
+        status = f", {goal['status_text']}" if goal.get("status_text") else ""
         typer.echo(f"\n#{goal['slot']} {goal['title']}   [{goal['deliverable_id']}{status}]")
         typer.echo(f"   why this: {goal['why']}")
         propensity = goal["propensity"] if goal["propensity"] is not None else float("nan")

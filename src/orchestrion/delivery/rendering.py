@@ -40,6 +40,7 @@ from orchestrion.money import format_money
 
 __all__ = [
     "MEDIA_TYPES", "PUBLISHED", "main_action", "published", "render", "render_html", "render_markdown", "status_text",
+    "with_status_text",
 ]
 
 MEDIA_TYPES: Final[dict[str, str]] = {
@@ -98,6 +99,22 @@ def status_text(status: str, reason: str | None, action: str | None) -> str:
     if status == "failed":  # part of it may have happened (an order placed, then a webhook down)
         return f"Not finished: {why}" if why else "Not finished"
     return status.replace("_", " ").capitalize()
+
+
+def with_status_text(day: dict[str, Any]) -> dict[str, Any]:
+    """A person's day of goals (``proposals.day_goals``) with each chosen goal's deliverable status in
+    words (``status_text``: "Not ordered: …", never a bare internal status).
+
+    >>> with_status_text({"chosen": [{"status": "not_done", "status_reason": "over the limit",
+    ...     "template": "reorder"}]})["chosen"][0]["status_text"]
+    'Not ordered: over the limit'
+    """
+    for goal in day.get("chosen", []):
+        status = goal.get("status")
+        goal["status_text"] = (
+            None if status is None else status_text(str(status), goal.get("status_reason"), main_action(goal))
+        )
+    return day
 
 
 def published(d: Mapping[str, Any]) -> dict[str, Any]:

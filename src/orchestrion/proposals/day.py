@@ -520,7 +520,7 @@ def day_goals(store: Store, user_id: str, day: date) -> dict[str, Any]:
     """
     goals = show_goals(store, user_id, day)
     rows = store.con.execute(
-        "SELECT goal_id, deliverable_id, status, title, why, items FROM deliverables "
+        "SELECT goal_id, deliverable_id, status, title, why, items, error FROM deliverables "
         "WHERE user_id = ? AND date = ?",
         [user_id, day],
     ).fetchall()
@@ -541,6 +541,7 @@ def day_goals(store: Store, user_id: str, day: date) -> dict[str, Any]:
                     "why": str(found[4]) if found and found[4] else c.why,
                     "items": list(found[5]) if found else list(c.items),
                     "status": str(found[2]) if found else None,
+                    "status_reason": (str(found[6]) if found[6] else None) if found else None,
                     "how_chosen": goal.reason_detail,
                     "score": round(goal.score, 6),
                     "propensity": None if goal.propensity is None else round(goal.propensity, 6),

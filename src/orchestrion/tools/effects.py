@@ -23,7 +23,12 @@ def place_order(ctx: ToolContext) -> dict[str, Any]:
     if cart.get("kind") != "cart" or not cart.get("items"):
         raise ToolError("there is no cart to order; call build_cart first")
     lines = [[line["item_id"], line["quantity"], line["unit_price"]] for line in cart["items"]]
-    effect = {"deliverable_id": ctx.goal.deliverable_id, "lines": lines, "total": cart["total"]}
+    effect = {
+        "deliverable_id": ctx.goal.deliverable_id,
+        "lines": lines,
+        "total": cart["total"],
+        "currency": cart.get("currency"),
+    }
     # One order per deliverable, for the cart as it stands: calling again replaces the queued order
     # (found by the prompt-injection suite: a second cart + place_order made two orders).
     ctx.effects[:] = [e for e in ctx.effects if e.tool != "place_order"]
