@@ -100,10 +100,13 @@ def test_the_nesting_limit_is_32_levels_counting_the_event(server: Server) -> No
     item = {"item_id": "deep", "properties": {"x": nested(MAX_JSON_DEPTH - 1)}}
     items = send(server, "/v1/items", json.dumps([item]).encode()).json()
     assert items["rejected"] == 1 and "'properties'" in items["errors"][0]["reason"]
+    # a price in a currency nobody knows is refused with what to write (a cart adds up one currency)
+    odd = send(server, "/v1/items", json.dumps([{"item_id": "y:a", "price": 5, "currency": "XXXX"}]).encode()).json()
+    assert odd["rejected"] == 1 and "ISO 4217" in odd["errors"][0]["reason"], odd
     server.stop()
     with server.open_store() as store:
         assert store.scalar("SELECT list(event_id) FROM events") == ["d1"]
-        assert store.scalar("SELECT count(*) FROM failed_events") == 2
+        assert store.scalar("SELECT count(*) FROM failed_events") == 3  # the deep event and item, the odd currency
         assert store.scalar("SELECT count(*) FROM items") == 0
 
 

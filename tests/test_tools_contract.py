@@ -16,6 +16,8 @@ CATALOG = {
     "t1": CatalogItem("t1", "music", "Song One", "Artist A", None, None, None, None),
     "t2": CatalogItem("t2", "music", "Song Two", "Artist B", None, None, None, None),
     "p1": CatalogItem("p1", "retail", "Tea", None, 2.5, "GBP", None, None),
+    "p2": CatalogItem("p2", "retail", "Dollar widget", None, 10.0, "USD", None, None),
+    "p3": CatalogItem("p3", "retail", "Yen widget", None, 1000.0, "JPY", None, None),
 }
 
 
@@ -84,6 +86,22 @@ def test_cart_prices_come_from_code_and_the_guard_refuses(store: Store) -> None:
     assert "less than or equal to 99" in str(
         ex.call("build_cart", {"lines": [{"item_id": "p1", "quantity": 500}]}).error
     )
+
+
+def test_a_cart_holds_one_currency(store: Store) -> None:
+    """A line priced in another currency than the cart's is refused by build_cart, and the offline
+    planner leaves it out (it is never added up as if it were the cart's currency)."""
+    lines = [{"item_id": i, "quantity": 1, "unit_price": p} for i, p in (("p1", 2.5), ("p2", 10.0), ("p3", 1000.0))]
+    ex = Executor(_ctx(store, "reorder", ("p1", "p2", "p3"), currency="GBP", lines=lines), TEMPLATE_TOOLS["reorder"])
+    mixed = ex.call("build_cart", {"lines": [{"item_id": "p1", "quantity": 1}, {"item_id": "p2", "quantity": 1}]})
+    assert not mixed.ok and "priced in USD and this cart in GBP" in str(mixed.error) and ex.ctx.content == {}
+    due = ex.call("due_reorders", {})
+    assert [(d["item_id"], d["currency"]) for d in due.result] == [("p1", "GBP"), ("p2", "USD"), ("p3", "JPY")]
+    from orchestrion.planning.offline import _reorder
+
+    assert _reorder(ex.ctx.goal, ex) is None
+    assert [line["item_id"] for line in ex.ctx.content["items"]] == ["p1"]
+    assert (ex.ctx.content["total"], ex.ctx.content["currency"]) == (2.5, "GBP")
 
 
 def test_webhook_publish_names_its_host(store: Store) -> None:

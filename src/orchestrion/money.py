@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["DEFAULT_LOCALE", "check_locale", "format_money", "money_expr", "money_locale"]
+__all__ = ["DEFAULT_LOCALE", "check_currency", "check_locale", "format_money", "money_expr", "money_locale"]
 
 DEFAULT_LOCALE: Final = "en_GB"
 """The locale of an amount with no currency or a currency not listed in :data:`HOME_LOCALES`."""
@@ -45,6 +45,29 @@ def money_locale(currency: str | None, locale: str | None = None) -> str:
     ('en_GB', 'en_US', 'fr_FR', 'en_GB')
     """
     return locale or HOME_LOCALES.get((currency or "").upper(), DEFAULT_LOCALE)
+
+
+def check_currency(code: str) -> str:
+    """``code`` upper-cased when it is an ISO 4217 currency Babel knows, else ValueError naming the fix.
+
+    >>> check_currency("gbp")
+    'GBP'
+    >>> check_currency("XXXX")
+    Traceback (most recent call last):
+    ...
+    ValueError: currency 'XXXX' is not an ISO 4217 code; write it like GBP, EUR or USD
+    """
+    upper = code.strip().upper()
+    if upper not in _currencies():
+        raise ValueError(f"currency {code!r} is not an ISO 4217 code; write it like GBP, EUR or USD")
+    return upper
+
+
+@lru_cache(maxsize=1)
+def _currencies() -> frozenset[str]:
+    from babel.numbers import list_currencies
+
+    return frozenset(list_currencies())
 
 
 def check_locale(locale: str) -> str:

@@ -37,6 +37,7 @@ from orchestrion.ingest.events import (
 )
 from orchestrion.ingest.users import upsert_users
 from orchestrion.ingest.writer import EventWrite
+from orchestrion.money import check_currency
 from orchestrion.store import utcnow
 
 __all__ = ["RESPONSES", "build_router"]
@@ -105,9 +106,11 @@ def _decode_items(
             if props != b"null" and not props.lstrip().startswith(b"{"):
                 raise ValueError("properties must be a JSON object")
             tags = item.tags.split(",") if isinstance(item.tags, str) else item.tags
+            currency = None if item.currency is None else check_currency(item.currency)
             row = {
                 **{name: getattr(item, name) for name in _Item.__struct_fields__},
                 "item_id": item_id,
+                "currency": currency,
                 "tags": None if tags is None else [t.strip() for t in tags],
                 "properties": None if props == b"null" else props.decode(),
             }

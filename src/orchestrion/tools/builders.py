@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.errors import ToolError
 from orchestrion.tools.base import ToolContext, tool
+from orchestrion.tools.reads import line_currency
 
 __all__ = ["CartLine", "build_cart", "compose_digest", "create_playlist", "create_watchlist", "summarize"]
 
@@ -85,18 +86,24 @@ def build_cart(
     """Build the cart: item ids with quantities. Prices and the total are computed from the catalog."""
     usual = {str(line["item_id"]): line for line in ctx.goal.details.get("lines", [])}
     items = _items(ctx, [line.item_id for line in lines])
+    currency = ctx.goal.details.get("currency") or line_currency(ctx, lines[0].item_id) or "GBP"
     out = []
     for line, item in zip(lines, items, strict=True):
         known = usual.get(line.item_id)
         price = known.get("unit_price") if known else ctx.item(line.item_id).price
         if price is None or float(price) <= 0:
             raise ToolError(f"item {line.item_id!r} has no price in the catalog; it cannot be ordered")
+        other = line_currency(ctx, line.item_id)
+        if other is not None and other != currency:
+            raise ToolError(
+                f"item {line.item_id!r} is priced in {other} and this cart in {currency}: a cart holds one "
+                "currency; leave it out"
+            )
         unit = round(float(price), 2)
         out.append(
             {**item, "quantity": line.quantity, "unit_price": unit, "line_total": round(unit * line.quantity, 2)}
         )
     total = round(sum(line["line_total"] for line in out), 2)
-    currency = ctx.goal.details.get("currency") or ctx.item(out[0]["item_id"]).currency or "GBP"
     ctx.content = {"kind": "cart", "items": out, "total": total, "currency": currency}
     queued = len(ctx.effects)
     ctx.effects[:] = [e for e in ctx.effects if e.tool != "place_order"]  # an order is for the cart it saw

@@ -72,5 +72,18 @@ def due_reorders(ctx: ToolContext) -> list[dict[str, Any]]:
             continue
         brief = _brief(ctx, item_id)
         price = line.get("unit_price") or brief["price"]
-        due.append({**brief, "price": price, "quantity": int(line.get("quantity") or 1)})
+        due.append({**brief, "price": price, "currency": line_currency(ctx, item_id),
+                    "quantity": int(line.get("quantity") or 1)})
     return due
+
+
+def line_currency(ctx: ToolContext, item_id: str) -> str | None:
+    """The currency ``item_id`` is sold in: the catalog's when it says one, else the goal's for an
+    item the goal priced from the person's own orders, else None (unknown)."""
+    known = ctx.item(item_id).currency
+    if known:
+        return str(known).upper()
+    if any(str(line["item_id"]) == item_id for line in ctx.goal.details.get("lines", [])):
+        currency = ctx.goal.details.get("currency")
+        return None if currency is None else str(currency)
+    return None
