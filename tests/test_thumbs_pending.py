@@ -24,6 +24,7 @@ from orchestrion.delivery.deliverables import decide, get_deliverable
 from orchestrion.errors import AlreadyDecidedError
 from orchestrion.money import format_money
 from orchestrion.store import Store
+from orchestrion.web.feed import card
 from test_not_done import _home
 
 pytestmark = pytest.mark.processes
@@ -87,6 +88,9 @@ def test_a_thumbed_down_item_leaves_waiting_carts_and_an_emptied_cart_is_cancell
             assert gone["status"] == "cancelled" and gone["content"]["items"] == [], gone
             assert gone["error"] and "thumbed down" in gone["error"]
             assert gone["status_text"].startswith("Cancelled: you thumbed down every item")
+            # nothing it says still counts the items it had or their price: it holds none now
+            words = " ".join(str(gone[k]) for k in ("title", "summary", "why"))
+            assert f"This cart had {len(every)} items" in words and "£" not in words, words
             page = next(outbox.rglob(f"*--{d_empty}.html")).read_text()
             assert "Cancelled: you thumbed down every item" in page and "Waiting for your approval" not in page
             late = call("POST", f"/v1/deliverables/{d_empty}/approve")
@@ -156,6 +160,7 @@ def test_a_bulk_import_trims_waiting_carts_as_a_thumb_through_the_api_does(tmp_p
             assert dropped not in shown["items"] and dropped not in json.dumps(shown["actions"][0]["arguments"])
             assert gone["status"] == "cancelled" and gone["content"]["items"] == []
             assert gone["error"] and "thumbed down" in gone["error"]
+            assert card(store.con, d_empty).items == [], "the web card lists no line of a cart that holds none"
             # the carts not chosen for being like the kept one name it by its title as it is now
             reasons = [str(r[0]) for r in store.con.execute(
                 "SELECT reason_detail FROM goals WHERE user_id = ? AND date = ? AND reason = 'redundant'",

@@ -552,6 +552,12 @@ def _drop(
         title = f"Reorder: {len(kept)} items ({format_money(total, currency or None, locale)})"
     summary = summary_of(new_content, locale) if kept else record.summary
     why = record.why
+    if not kept:  # nothing of the numbers it stated holds for an empty cart: say what it is now
+        had = len(content.get("items") or [])
+        every = "the only item" if had == 1 else f"all {had} items"
+        title = "Cart cancelled: nothing left to order"
+        summary = f"You thumbed down {every} of this cart, so it was cancelled and nothing will be ordered."
+        why = f"This cart had {had} item{'' if had == 1 else 's'}; you thumbed down {every}."
     goal = con.execute(
         "SELECT g.template, g.variant, g.why, g.details, g.reason_detail FROM deliverables d JOIN goals g "
         "USING (goal_id) WHERE d.deliverable_id = ?",

@@ -124,15 +124,16 @@ def _from_entries(entries: Sequence[Any]) -> list[Item]:
     return items
 
 
-def _content_items(content: Any) -> list[Item]:
-    """Items from the executor's content: a list, or a dict holding one under a known key."""
+def _content_items(content: Any) -> list[Item] | None:
+    """Items from the executor's content: a list, or a dict holding one under a known key; None
+    when nothing was built (an empty list is an emptied cart: nothing to show, not the goal's lines)."""
     if isinstance(content, list):
-        return _from_entries(content)
+        return _from_entries(content) if content else None
     if isinstance(content, Mapping):
         for key in ("tracks", "lines", "articles", "items", "movies"):
             if isinstance(content.get(key), list):
                 return _from_entries(content[key])
-    return []
+    return None
 
 
 def _goal_items(
@@ -179,7 +180,8 @@ def _cards(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> list[C
     for row in rows:
         content = _json(row["content"])
         details = _json(row["details"]) or {}
-        items = _content_items(content) or _goal_items(row["items"] or [], details, catalog)
+        built = _content_items(content)
+        items = built if built is not None else _goal_items(row["items"] or [], details, catalog)
         thumb, item_thumbs = thumbs.get(row["deliverable_id"], (None, {}))
         for item in items:
             item.thumb = item_thumbs.get(item.item_id)
