@@ -65,7 +65,8 @@ def test_the_outbox_page_says_for_whom_when_what_state_and_links_to_act() -> Non
                      "Approve or reject"):
         assert expected in words, expected
     links = {a.get("href") for tag, a in page.tags if tag == "a"}
-    assert links == {f"{BASE}/approvals", f"{BASE}/deliverables/d_1#thumbs-d_1", f"{BASE}/deliverables/d_1"}
+    assert links == {f"{BASE}/approvals", f"{BASE}/deliverables/d_1#thumbs-d_1", f"{BASE}/deliverables/d_1",
+                     f"{BASE}/?date=2011-11-01"}, "the day's page is where what was not chosen is shown"
     assert "👍" in html and "👎" in html
 
 

@@ -388,7 +388,7 @@ def test_admin_signs_in_with_a_key_and_sees_runs_models_and_rates(site: Site, br
     page = _page_for(browser, site.url + "/signin")
     page.get_by_label("Your sign-in token or API key").fill(site.admin_key)
     page.get_by_role("button", name="Sign in").click()
-    assert page.url == site.url + "/admin"
+    page.wait_for_url(site.url + "/admin")  # the click returns before the next page has loaded
     assert page.locator("figure.chart svg polyline").count() == 2
     assert page.get_by_role("heading", name="Runs").is_visible()
     run_row = page.locator("table.runs tbody tr").first
@@ -398,7 +398,9 @@ def test_admin_signs_in_with_a_key_and_sees_runs_models_and_rates(site: Site, br
     assert "ranker" in models and "v0001" in models and "auc 0.712" in models and "snips.candidate 0.41" in models
     _shot(page, "admin")
     page.get_by_role("link", name="alice").click()
-    assert page.locator("article.card").count() == 3
+    from playwright.sync_api import expect
+
+    expect(page.locator("article.card")).to_have_count(3)  # waits for alice's page, as a person would
     page.context.close()
 
 

@@ -169,7 +169,11 @@ def _links(d: Mapping[str, Any], base_url: str | None) -> dict[str, str]:
         return {}
     base = base_url.rstrip("/")
     page = f"{base}/deliverables/{quote(str(d.get('deliverable_id') or ''), safe='')}"
-    links = {"page": page, "thumbs": f"{page}#thumbs-{quote(str(d.get('deliverable_id') or ''), safe='')}"}
+    links = {
+        "page": page,
+        "thumbs": f"{page}#thumbs-{quote(str(d.get('deliverable_id') or ''), safe='')}",
+        "day": f"{base}/?date={quote(str(d.get('date') or ''), safe='')}",
+    }
     if d.get("status") == "awaiting_approval":
         links["approve"] = f"{base}/approvals"
     return links
@@ -307,8 +311,8 @@ def render_html(d: dict[str, Any], *, locale: str | None = None, base_url: str |
     actions = f'<p style="margin:16px 0 0">{acts}</p>' if acts else ""
     footer = (
         f'<p style="margin:12px 4px;color:{_MUTED};font-size:13px;{_WRAP}">Open it on '
-        f'<a href="{escape(links["page"])}" style="color:{_ACCENT}">the web page</a>, where you can also see '
-        "what was decided not to do.</p>"
+        f'<a href="{escape(links["page"])}" style="color:{_ACCENT}">the web page</a>; what was decided not '
+        f'to do that day is on <a href="{escape(links["day"])}" style="color:{_ACCENT}">your page for the day</a>.</p>'
         if links else ""
     )
     why = escape(str(d.get("why") or ""))

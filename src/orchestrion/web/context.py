@@ -51,6 +51,8 @@ _TIERS: Final = {
     "suggest": "a suggestion",
     "auto": "runs on its own",
 }
+_KINDS: Final = {"reorder": "Reorder cart", "watchlist": "Movie list", "digest": "Reading digest", "playlist": "Mix"}
+"""What a goal's template is called on the page (its registry name is not a word people use)."""
 _OUTCOMES: Final = {
     "executed": "Done",
     "rejected": "You turned it down",
@@ -77,6 +79,7 @@ def _environment(locale: str | None = None) -> jinja2.Environment:
     env.filters["money"] = money
     env.filters["action_words"] = lambda action: _ACTIONS.get(action, str(action).replace("_", " "))
     env.filters["tier_words"] = lambda tier: _TIERS.get(tier, str(tier))
+    env.filters["kind_words"] = lambda template: _KINDS.get(template, str(template).replace("_", " ").capitalize())
     env.filters["outcome_words"] = lambda status: _OUTCOMES.get(status, str(status).replace("_", " "))
     return env
 
