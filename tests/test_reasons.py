@@ -159,3 +159,17 @@ def test_a_redundant_goal_names_the_one_kept_or_says_it_was_not_sent_either() ->
         "it repeats much of 'goal a', which looked more useful to you and was kept for the day"
     )
     assert kept.row(0, named=True)["status"] == "chosen"
+
+
+def test_a_kind_sent_lately_is_held_back_in_plain_days() -> None:
+    """Fatigue says how long ago in days as people write them: "1 day", "1.5 days", never "1.0 days"."""
+    frame = pl.DataFrame(
+        {"user_id": ["u"] * 3, "kind": ["a", "b", "c"], "risk": [0.0] * 3,
+         "fatigue_kind": [2 ** (-1 / 7), 2 ** (-1.5 / 7), 0.0]}
+    )
+    out = choose(frame, np.array([0.9, 0.5, 0.4]), ChoiceConfig(budget=3, epsilon=0.0))
+    assert out.get_column("reason_detail").to_list() == [
+        "you got one like it 1 day ago, and one comes at most every 2 days",
+        "you got one like it 1.5 days ago, and one comes at most every 2 days",
+        None,
+    ]

@@ -202,6 +202,13 @@ def _binomial(m: npt.NDArray[np.int64], k: int, p: float) -> Floats:
     return np.asarray(comb[m] * p**k * (1.0 - p) ** np.maximum(m - k, 0), dtype=np.float64)
 
 
+def _days_words(days: pl.Expr) -> pl.Expr:
+    """"1 day", "2 days", "1.5 days": a whole number of days without its ".0"."""
+    whole = days == days.round(0)
+    number = pl.when(whole).then(days.cast(pl.Int64).cast(pl.String)).otherwise(days.cast(pl.String))
+    return pl.format("{} {}", number, pl.when(days == 1.0).then(pl.lit("day")).otherwise(pl.lit("days")))
+
+
 def _by_shop(frame: pl.DataFrame, redundant_by: npt.NDArray[np.int64], threshold: float | None) -> Bools:
     """Per row: redundant only by the one-cart-per-shop rule (its items and the kept goal's do not
     overlap by ``threshold``), so that its sentence does not say it repeats the kept one."""
@@ -342,9 +349,9 @@ def choose(
         .when(pl.col("_fatigue"))
         .then(
             pl.format(
-                "you got one like it {} days ago, and one comes at most every {} days",
-                days,
-                pl.lit(f"{config.fatigue_days:g}"),
+                "you got one like it {} ago, and one comes at most every {}",
+                _days_words(days),
+                pl.lit("day" if config.fatigue_days == 1 else f"{config.fatigue_days:g} days"),
             )
         )
         .when(pl.col("_redundant") & pl.col("_by_chosen"))
