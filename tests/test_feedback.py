@@ -101,19 +101,22 @@ def test_feedback_thumbs_and_exclusions(tiny: Store, tmp_path: Path) -> None:  #
 def test_import_ndjson_and_csv_with_bad_rows(tiny: Store, tmp_path: Path) -> None:  # noqa: F811
     ids = proposed(tiny, tmp_path, ["r1", "m1", "p1"])
     owner = {d: tiny.scalar("SELECT user_id FROM deliverables WHERE deliverable_id = ?", [d]) for d in ids}
+    first = {d: str(tiny.scalar("SELECT items[1] FROM deliverables WHERE deliverable_id = ?", [d])) for d in ids}
     lines = [
         {"deliverable_id": ids[0], "thumb": "up"},
         {"deliverable_id": "d_missing", "thumb": "up"},
         {"deliverable_id": ids[1], "thumb": "sideways"},
         {"deliverable_id": ids[1], "user_id": "someone-else", "thumb": "down"},
-        {"deliverable_id": ids[1], "thumb": "down", "items": [{"item_id": "c4", "thumb": "down"}]},
+        {"deliverable_id": ids[1], "thumb": "down", "items": [{"item_id": first[ids[1]], "thumb": "down"}]},
+        {"deliverable_id": ids[1], "thumb": "down", "items": [{"item_id": "not-in-it", "thumb": "down"}]},
     ]
     ndjson = tmp_path / "thumbs.ndjson"
     ndjson.write_text("\n".join(json.dumps(line) for line in lines))
     result = import_feedback(tiny, Settings(home=tmp_path), ndjson, now=AS_OF)
-    assert (result.rows, result.stored, result.excluded_items) == (5, 2, 1)
-    assert [e["line"] for e in result.errors] == [2, 3, 4]
+    assert (result.rows, result.stored, result.excluded_items) == (6, 2, 1)
+    assert [e["line"] for e in result.errors] == [2, 3, 4, 6]
     assert "another user" in result.errors[2]["reason"] and "d_missing" in result.errors[0]["reason"]
+    assert f"'not-in-it' is not in deliverable {ids[1]}" in result.errors[3]["reason"]
     csv = tmp_path / "thumbs.csv"
     pl.DataFrame(
         {
@@ -121,7 +124,7 @@ def test_import_ndjson_and_csv_with_bad_rows(tiny: Store, tmp_path: Path) -> Non
             "user_id": [owner[ids[2]]],
             "thumb": ["up"],
             "reason": ["great"],
-            "items": ['[{"item_id": "x", "thumb": "up"}]'],
+            "items": [json.dumps([{"item_id": first[ids[2]], "thumb": "up"}])],
         }
     ).write_csv(csv)
     assert import_feedback(tiny, Settings(home=tmp_path), csv, now=AS_OF).stored == 1
@@ -140,6 +143,10 @@ def test_http_feedback_is_for_the_deliverables_user_or_an_admin(tiny: Store, tmp
     body = {"thumb": "down", "items": [{"item_id": "A2", "thumb": "down"}]}
     with TestClient(app) as client:
         assert client.post(url, json=body).status_code == 401
+        assert client.post(url, json={"thumb": "x"}).status_code == 401, "no key: 401 before the body is judged"
+        stranger = client.post(url, json={"items": [{"item_id": "NOPE", "thumb": "down"}]},
+                               headers={"Authorization": f"Bearer {r1}"})
+        assert stranger.status_code == 400 and "'NOPE' is not in deliverable" in stranger.json()["detail"]
         for key, status in ((write, 403), (m1, 404), (r1, 200), (admin, 200)):
             answer = client.post(url, json=body, headers={"Authorization": f"Bearer {key}"})
             assert answer.status_code == status, answer.text

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
-from fastapi import APIRouter, Depends, Security
+from fastapi import APIRouter, Security
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -95,7 +95,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         responses=refusals,
         openapi_extra=FEEDBACK_BODY,
     )
-    async def post_feedback(deliverable_id: str, request: Request, body: Feedback = Depends(feedback_body)) -> Any:
+    async def post_feedback(deliverable_id: str, request: Request) -> Any:
         """A thumb on a deliverable (and on its items: a thumbed-down item is excluded from the
         user's future goals). Admin keys, or the deliverable's own user's key."""
         key = await ctx.auth.authenticate(request)
@@ -105,6 +105,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
                 f"key {key.key_id} (role {key.role!r}) may not give feedback: only a deliverable's user (a key made "
                 "with `orchestrion keys create --role user --user-id USER`) or an admin key may",
             )
+        body = await feedback_body(request)  # read only once the key is known: no key, a 401 whatever the body
         try:
             owner = await run_in_threadpool(owner_of, deliverable_id)
         except NotFoundError as exc:

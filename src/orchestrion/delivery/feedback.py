@@ -113,6 +113,8 @@ def record_feedback(
     if feedback.thumb is None and not feedback.items:
         raise UsageError("feedback needs a thumb ('up' or 'down') or at least one item thumb")
     user_id = deliverable_owner(con, deliverable_id)
+    if feedback.items:
+        _check_items(con, deliverable_id, {i.item_id for i in feedback.items})
     items_json = json.dumps([i.model_dump() for i in feedback.items]) if feedback.items else None
     con.execute(
         "INSERT INTO feedback (deliverable_id, user_id, thumb, reason, items, source, received_at) "
@@ -128,6 +130,26 @@ def record_feedback(
         )
     lift_exclusions(con, user_id, up)
     return FeedbackReceipt(deliverable_id, user_id, feedback.thumb, down, up)
+
+
+def _check_items(con: duckdb.DuckDBPyConnection, deliverable_id: str, thumbed: set[str]) -> None:
+    """UsageError naming the thumbed items that are not the deliverable's: what it holds, what its
+    goal proposed, or what was already thumbed down on it (a page shown before a cart was trimmed)."""
+    known: set[str] = set()
+    for row in con.execute(
+        "SELECT d.items, g.items FROM deliverables d LEFT JOIN goals g USING (goal_id) WHERE d.deliverable_id = ? "
+        "UNION ALL SELECT [item_id], NULL FROM item_exclusions WHERE deliverable_id = ?",
+        [deliverable_id, deliverable_id],
+    ).fetchall():
+        for items in row:
+            known.update(str(i) for i in items or [])
+    strange = sorted(thumbed - known)
+    if strange:
+        shown = ", ".join(repr(i) for i in strange[:3]) + (f" and {len(strange) - 3} more" if len(strange) > 3 else "")
+        raise UsageError(
+            f"items: {shown} {'is' if len(strange) == 1 else 'are'} not in deliverable {deliverable_id}; thumb only "
+            f"its own items (GET /v1/deliverables/{deliverable_id} lists them)"
+        )
 
 
 def lift_exclusions(con: duckdb.DuckDBPyConnection, user_id: str, items: Sequence[str]) -> None:
