@@ -103,10 +103,12 @@ def test_the_nesting_limit_is_32_levels_counting_the_event(server: Server) -> No
     # a price in a currency nobody knows is refused with what to write (a cart adds up one currency)
     odd = send(server, "/v1/items", json.dumps([{"item_id": "y:a", "price": 5, "currency": "XXXX"}]).encode()).json()
     assert odd["rejected"] == 1 and "ISO 4217" in odd["errors"][0]["reason"], odd
+    owed = send(server, "/v1/items", json.dumps([{"item_id": "neg", "price": -5, "currency": "GBP"}]).encode()).json()
+    assert owed["rejected"] == 1 and "price must be a number of at least 0" in owed["errors"][0]["reason"], owed
     server.stop()
     with server.open_store() as store:
         assert store.scalar("SELECT list(event_id) FROM events") == ["d1"]
-        assert store.scalar("SELECT count(*) FROM failed_events") == 3  # the deep event and item, the odd currency
+        assert store.scalar("SELECT count(*) FROM failed_events") == 4  # deep event and item, odd currency, price
         assert store.scalar("SELECT count(*) FROM items") == 0
 
 

@@ -264,7 +264,7 @@ def test_after_the_demo_the_web_page_opens_on_the_demos_day(demo: Path) -> None:
             client.close()
     assert page.status_code == 200
     words = Page(page.text).words()
-    assert "Tuesday 01 November 2011" in words and "Nothing yet today" in words, words[:300]
+    assert "Tuesday 1 November 2011" in words and "Nothing yet today" in words, words[:300]
     assert f"{count} deliverable{'s' if count != 1 else ''} on 2011-11-01" in words
     assert page.text.count('<article class="card') == count
     assert today.status_code == 200 and '<article class="card' not in today.text

@@ -289,7 +289,7 @@ def test_sign_in_with_a_link_shows_todays_deliverables(site: Site, browser: Any)
     assert "over today's budget" in declined.inner_text()
     _shot(page, "feed")
     # history: yesterday's playlist
-    page.get_by_role("link", name=(site.today - timedelta(days=1)).strftime("%a %d %b %Y")).click()
+    page.get_by_role("link", name=(site.today - timedelta(days=1)).strftime("%a %-d %b %Y")).click()
     assert page.locator("article.card").count() == 1
     assert "Morning focus" in page.locator("article.card").inner_text()
     page.context.close()

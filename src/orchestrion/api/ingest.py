@@ -107,6 +107,8 @@ def _decode_items(
                 raise ValueError("properties must be a JSON object")
             tags = item.tags.split(",") if isinstance(item.tags, str) else item.tags
             currency = None if item.currency is None else check_currency(item.currency)
+            if item.price is not None and not item.price >= 0:
+                raise ValueError(f"price must be a number of at least 0 (in the item's currency); got {item.price}")
             row = {
                 **{name: getattr(item, name) for name in _Item.__struct_fields__},
                 "item_id": item_id,
