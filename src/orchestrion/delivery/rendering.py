@@ -81,6 +81,8 @@ def status_text(status: str, reason: str | None, action: str | None) -> str:
     "Not ordered: this month's spending limit is reached"
     >>> status_text("delivered", None, "place_order"), status_text("awaiting_approval", None, "place_order")
     ('Ordered', 'Waiting for your approval')
+    >>> status_text("failed", "webhook http://10.0.0.5/hook answered 500 (attempt 3 of 3)", "publish")
+    'Not finished: something went wrong on our side while making or sending it'
     """
     why = " ".join(str(reason).split()) if reason else ""
     done = _DONE.get(action or "", "Delivered")
@@ -97,7 +99,9 @@ def status_text(status: str, reason: str | None, action: str | None) -> str:
     if status == "cancelled":
         return f"Cancelled: {why}" if why else "Cancelled"
     if status == "failed":  # part of it may have happened (an order placed, then a webhook down)
-        return f"Not finished: {why}" if why else "Not finished"
+        # The stored reason is for the operator (addresses, attempts, the ledger's words): a person
+        # is told what it means for them, and the operator's record keeps the rest.
+        return "Not finished: something went wrong on our side while making or sending it"
     return status.replace("_", " ").capitalize()
 
 
