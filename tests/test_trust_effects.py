@@ -487,3 +487,30 @@ def test_stale_claims_are_reconciled_by_the_sweep_and_the_next_run(tmp_path: Pat
                 "SELECT status FROM deliverables WHERE deliverable_id = ?", [d_id]
             ) == "delivered"
 
+
+
+def test_a_webhook_that_answered_500_and_was_sent_again_by_the_sweep_is_delivered(tmp_path: Path) -> None:
+    """The receiver answers 500: the orders go out, the webhooks' outcome is open, the deliverables
+    say they are not finished. Once it answers 200, the sweep sends each webhook again (same key)
+    and each deliverable says what happened: delivered ("Ordered"). Before: `failed` forever."""
+    with Recorder() as shop, Recorder(post_status=500) as hook:
+        store, settings = _sample_home(tmp_path, order_url=shop.url + "/orders", webhook_url=hook.url + "/hook")
+        with store:
+            _deliver_with(store, settings, _cart_model(1), NOW)
+            failed = [str(r[0]) for r in store.con.execute(
+                "SELECT deliverable_id FROM deliverables WHERE status = 'failed' ORDER BY 1").fetchall()]
+            assert failed and store.scalar("SELECT count(*) FROM side_effects WHERE status = 'claimed'") == len(failed)
+            hook.post_status = 200
+            with httpx.Client(timeout=5.0) as http:
+                swept = sweep_claims(store, settings, NOW + timedelta(hours=1), effector=Effector(settings, http=http))
+            assert swept == {"completed": len(failed), "failed": 0, "open": 0}
+            now = dict(store.con.execute(
+                "SELECT deliverable_id, status FROM deliverables WHERE deliverable_id IN "
+                "(SELECT unnest(?::VARCHAR[]))", [failed]).fetchall())
+            assert set(now.values()) == {"delivered"}, now
+            assert store.scalar(
+                "SELECT count(*) FROM deliverables WHERE deliverable_id IN (SELECT unnest(?::VARCHAR[])) "
+                "AND error IS NOT NULL", [failed]) == 0
+            from orchestrion.delivery.deliverables import get_deliverable
+
+            assert {get_deliverable(store.con, d).as_dict()["status_text"] for d in failed} == {"Ordered"}
