@@ -55,6 +55,7 @@ from orchestrion.proposals.record import (
     write_cart,
     write_decision,
     write_reconciled,
+    write_recovered,
 )
 from orchestrion.store import Store, transaction
 from orchestrion.tools.policies import Policy, load_policy
@@ -445,31 +446,10 @@ def _settle_claim(
         ledger.settle(con, "completed", {entry.key: canonical(outcome)}, now)
         if action and action[0][0] == "waiting":
             write_reconciled(con, entry.key, entry.deliverable_id, now)
-        recovered = _recovered(con, entry.deliverable_id, now)
+        recovered = write_recovered(con, entry.deliverable_id, now)
     if recovered or (action and action[0][0] == "waiting" and record.get("status") != "delivered"):
         refresh_outbox(con, effector, entry.deliverable_id)
     return "completed"
-
-
-def _recovered(con: Any, deliverable_id: str, now: datetime) -> bool:
-    """A ``failed`` deliverable whose every effect has now completed (a webhook that answered 500 was
-    sent again by the sweep and taken) did happen after all: ``delivered``, or ``awaiting_approval``
-    while an action still waits for its person. Inside the caller's transaction; True when changed."""
-    found = con.execute("SELECT status FROM deliverables WHERE deliverable_id = ?", [deliverable_id]).fetchall()
-    if not found or found[0][0] != "failed":
-        return False
-    states = {str(s) for (s,) in con.execute(
-        "SELECT status FROM side_effects WHERE deliverable_id = ?", [deliverable_id]).fetchall()}
-    if states != {"completed"}:
-        return False
-    waiting = con.execute(
-        "SELECT count(*) FROM pending_actions WHERE deliverable_id = ? AND status = 'waiting'", [deliverable_id]
-    ).fetchall()[0][0]
-    con.execute(
-        "UPDATE deliverables SET status = ?, error = NULL, updated_at = ? WHERE deliverable_id = ?",
-        ["awaiting_approval" if waiting else "delivered", now, deliverable_id],
-    )
-    return True
 
 
 def _failures(con: Any, deliverable_id: str) -> int:

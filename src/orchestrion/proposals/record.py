@@ -44,6 +44,7 @@ __all__ = [
     "write_decision",
     "write_reconciled",
     "write_records",
+    "write_recovered",
 ]
 
 Status = Literal[
@@ -296,6 +297,27 @@ def write_reconciled(con: Any, action_id: str, deliverable_id: str, now: datetim
         "(SELECT 1 FROM pending_actions WHERE deliverable_id = ? AND status = 'waiting')",
         [now, deliverable_id, deliverable_id],
     )
+
+
+def write_recovered(con: Any, deliverable_id: str, now: datetime) -> bool:
+    """A ``failed`` deliverable whose every effect has now completed (a webhook that answered 500 was
+    sent again by the sweep and taken) did happen after all: ``delivered``, or ``awaiting_approval``
+    while an action still waits for its person. Inside the caller's transaction; True when changed."""
+    found = con.execute("SELECT status FROM deliverables WHERE deliverable_id = ?", [deliverable_id]).fetchall()
+    if not found or found[0][0] != "failed":
+        return False
+    states = {str(s) for (s,) in con.execute(
+        "SELECT status FROM side_effects WHERE deliverable_id = ?", [deliverable_id]).fetchall()}
+    if states != {"completed"}:
+        return False
+    waiting = con.execute(
+        "SELECT count(*) FROM pending_actions WHERE deliverable_id = ? AND status = 'waiting'", [deliverable_id]
+    ).fetchall()[0][0]
+    con.execute(
+        "UPDATE deliverables SET status = ?, error = NULL, updated_at = ? WHERE deliverable_id = ?",
+        ["awaiting_approval" if waiting else "delivered", now, deliverable_id],
+    )
+    return True
 
 
 def write_cart(
