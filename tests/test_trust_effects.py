@@ -501,6 +501,7 @@ def test_a_webhook_that_answered_500_and_was_sent_again_by_the_sweep_is_delivere
                 "SELECT deliverable_id FROM deliverables WHERE status = 'failed' ORDER BY 1").fetchall()]
             assert failed and store.scalar("SELECT count(*) FROM side_effects WHERE status = 'claimed'") == len(failed)
             hook.post_status = 200
+            before = len(_posts(hook, "/hook"))
             with httpx.Client(timeout=5.0) as http:
                 swept = sweep_claims(store, settings, NOW + timedelta(hours=1), effector=Effector(settings, http=http))
             assert swept == {"completed": len(failed), "failed": 0, "open": 0}
@@ -514,3 +515,6 @@ def test_a_webhook_that_answered_500_and_was_sent_again_by_the_sweep_is_delivere
             from orchestrion.delivery.deliverables import get_deliverable
 
             assert {get_deliverable(store.con, d).as_dict()["status_text"] for d in failed} == {"Ordered"}
+            # what the receiver was sent again says what it now is, not "failed"
+            again = [json.loads(r.body) for r in _posts(hook, "/hook")[before:]]
+            assert len(again) == len(failed) and {body["status"] for body in again} == {"delivered"}, again[:1]

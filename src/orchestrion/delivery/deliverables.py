@@ -52,6 +52,7 @@ from orchestrion.proposals.day import retitle_reasons
 from orchestrion.proposals.record import (
     Deliverable,
     insert_refusals,
+    status_once_done,
     write_cart,
     write_decision,
     write_reconciled,
@@ -410,6 +411,10 @@ def sweep_claims(
                 record: dict[str, Any] = {"deliverable_id": entry.deliverable_id, "user_id": entry.user_id}
                 if found:
                     record = {k: v for k, v in found[0].as_dict().items() if k != "actions"}
+                    # A webhook sent again says what the deliverable will be once it is taken, not "failed".
+                    once = status_once_done(con, entry.deliverable_id, entry.key)
+                    if once is not None:
+                        record = {**record, "status": once, "error": None}
                 counts[_settle_claim(con, settings, entry, record, effector, now)] += 1
     finally:
         con.close()

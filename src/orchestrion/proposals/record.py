@@ -39,6 +39,7 @@ __all__ = [
     "latest_day",
     "open_proposed",
     "owner_of",
+    "status_once_done",
     "user_actions",
     "write_cart",
     "write_decision",
@@ -299,23 +300,34 @@ def write_reconciled(con: Any, action_id: str, deliverable_id: str, now: datetim
     )
 
 
-def write_recovered(con: Any, deliverable_id: str, now: datetime) -> bool:
-    """A ``failed`` deliverable whose every effect has now completed (a webhook that answered 500 was
-    sent again by the sweep and taken) did happen after all: ``delivered``, or ``awaiting_approval``
-    while an action still waits for its person. Inside the caller's transaction; True when changed."""
+def status_once_done(con: Any, deliverable_id: str, key: str | None = None) -> str | None:
+    """What a ``failed`` deliverable is once all its effects are completed, counting the one of
+    ``key`` as done (it is being sent again): ``delivered``, or ``awaiting_approval`` while an
+    action still waits for its person. None when it is not failed or another effect is not done."""
     found = con.execute("SELECT status FROM deliverables WHERE deliverable_id = ?", [deliverable_id]).fetchall()
     if not found or found[0][0] != "failed":
-        return False
-    states = {str(s) for (s,) in con.execute(
-        "SELECT status FROM side_effects WHERE deliverable_id = ?", [deliverable_id]).fetchall()}
-    if states != {"completed"}:
-        return False
+        return None
+    states = {str(s) for (k, s) in con.execute(
+        "SELECT idempotency_key, status FROM side_effects WHERE deliverable_id = ?", [deliverable_id]).fetchall()
+        if k != key}
+    if not states <= {"completed"} or (key is None and not states):
+        return None
     waiting = con.execute(
         "SELECT count(*) FROM pending_actions WHERE deliverable_id = ? AND status = 'waiting'", [deliverable_id]
     ).fetchall()[0][0]
+    return "awaiting_approval" if waiting else "delivered"
+
+
+def write_recovered(con: Any, deliverable_id: str, now: datetime) -> bool:
+    """A ``failed`` deliverable whose every effect has now completed (a webhook that answered 500 was
+    sent again by the sweep and taken) did happen after all (:func:`status_once_done`). Inside the
+    caller's transaction; True when changed."""
+    status = status_once_done(con, deliverable_id)
+    if status is None:
+        return False
     con.execute(
         "UPDATE deliverables SET status = ?, error = NULL, updated_at = ? WHERE deliverable_id = ?",
-        ["awaiting_approval" if waiting else "delivered", now, deliverable_id],
+        [status, now, deliverable_id],
     )
     return True
 
