@@ -451,7 +451,7 @@ def _settle_claim(
         ledger.settle(con, "completed", {entry.key: canonical(outcome)}, now)
         if action and action[0][0] == "waiting":
             write_reconciled(con, entry.key, entry.deliverable_id, now)
-        recovered = write_recovered(con, entry.deliverable_id, now)
+        recovered = write_recovered(con, entry.deliverable_id, entry.key, now)
     if recovered or (action and action[0][0] == "waiting" and record.get("status") != "delivered"):
         refresh_outbox(con, effector, entry.deliverable_id)
     return "completed"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 from orchestrion.money import format_money
 from orchestrion.planning.base import PlanOutcome
 from orchestrion.planning.plan import Plan
+from orchestrion.tools.reads import cart_currency
 
 if TYPE_CHECKING:
     from orchestrion.planning.executor import Executor
@@ -107,10 +108,9 @@ def _reorder(goal: GoalRecord, executor: Executor) -> str | None:
     cap = executor.ctx.max_order_amount
     lines: list[dict[str, Any]] = []
     total = 0.0
-    # One currency a cart: the goal's, else the first due item's; an item priced in another is left out.
-    currency = goal.details.get("currency") or next((d["currency"] for d in due.result if d.get("currency")), None)
+    currency = cart_currency(executor.ctx, [str(d["item_id"]) for d in due.result])  # build_cart's own rule
     for line in due.result[:50]:  # most due first; stop adding once the order cap would be passed
-        if currency is not None and line.get("currency") not in (None, currency):
+        if line.get("currency") not in (None, currency):
             continue
         quantity = min(int(line["quantity"]), 99)
         cost = quantity * float(line.get("price") or 0.0)

@@ -300,17 +300,20 @@ def write_reconciled(con: Any, action_id: str, deliverable_id: str, now: datetim
     )
 
 
-def status_once_done(con: Any, deliverable_id: str, key: str | None = None) -> str | None:
-    """What a ``failed`` deliverable is once all its effects are completed, counting the one of
-    ``key`` as done (it is being sent again): ``delivered``, or ``awaiting_approval`` while an
-    action still waits for its person. None when it is not failed or another effect is not done."""
+def status_once_done(con: Any, deliverable_id: str, key: str) -> str | None:
+    """What a ``failed`` deliverable is once all its effects are completed, the one of ``key``
+    counted as done (being sent again, or just settled): ``delivered``, or ``awaiting_approval``
+    while an action still waits for its person. None when it is not failed or another effect is
+    not done."""
     found = con.execute("SELECT status FROM deliverables WHERE deliverable_id = ?", [deliverable_id]).fetchall()
     if not found or found[0][0] != "failed":
         return None
-    states = {str(s) for (k, s) in con.execute(
-        "SELECT idempotency_key, status FROM side_effects WHERE deliverable_id = ?", [deliverable_id]).fetchall()
-        if k != key}
-    if not states <= {"completed"} or (key is None and not states):
+    others = con.execute(
+        "SELECT count(*) FILTER (WHERE status <> 'completed') FROM side_effects "
+        "WHERE deliverable_id = ? AND idempotency_key <> ?",
+        [deliverable_id, key],
+    ).fetchall()[0][0]
+    if others:
         return None
     waiting = con.execute(
         "SELECT count(*) FROM pending_actions WHERE deliverable_id = ? AND status = 'waiting'", [deliverable_id]
@@ -318,11 +321,11 @@ def status_once_done(con: Any, deliverable_id: str, key: str | None = None) -> s
     return "awaiting_approval" if waiting else "delivered"
 
 
-def write_recovered(con: Any, deliverable_id: str, now: datetime) -> bool:
-    """A ``failed`` deliverable whose every effect has now completed (a webhook that answered 500 was
-    sent again by the sweep and taken) did happen after all (:func:`status_once_done`). Inside the
-    caller's transaction; True when changed."""
-    status = status_once_done(con, deliverable_id)
+def write_recovered(con: Any, deliverable_id: str, key: str, now: datetime) -> bool:
+    """A ``failed`` deliverable whose every effect has now completed, the one of ``key`` last (a
+    webhook that answered 500 was sent again by the sweep and taken), did happen after all
+    (:func:`status_once_done`). Inside the caller's transaction; True when changed."""
+    status = status_once_done(con, deliverable_id, key)
     if status is None:
         return False
     con.execute(

@@ -51,7 +51,7 @@ import numpy.typing as npt
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrion.ranking.slate import DEFAULT_REDUNDANCY, suppressed
+from orchestrion.ranking.slate import DEFAULT_REDUNDANCY, shop_only, suppressed
 
 __all__ = ["MAX_EPSILON", "ChoiceConfig", "GreedySet", "choose", "greedy_set", "inclusion_propensity"]
 
@@ -209,25 +209,6 @@ def _days_words(days: pl.Expr) -> pl.Expr:
     return pl.format("{} {}", number, pl.when(days == 1.0).then(pl.lit("day")).otherwise(pl.lit("days")))
 
 
-def _by_shop(frame: pl.DataFrame, redundant_by: npt.NDArray[np.int64], threshold: float | None) -> Bools:
-    """Per row: redundant only by the one-cart-per-shop rule (its items and the kept goal's do not
-    overlap by ``threshold``), so that its sentence does not say it repeats the kept one."""
-    n = frame.height
-    if n == 0 or "items" not in frame.columns or not (redundant_by >= 0).any():
-        return np.zeros(n, dtype=bool)
-    rows = np.flatnonzero(redundant_by >= 0)
-    items = frame.get_column("items")
-    pairs = pl.DataFrame({"a": items.gather(rows), "b": items.gather(redundant_by[rows])}).select(
-        pl.col("a").list.set_intersection("b").list.len().alias("shared"),
-        pl.col("a").list.set_union("b").list.len().alias("union"),
-    )
-    shared = pairs.get_column("shared").to_numpy().astype(np.float64)
-    union = np.maximum(pairs.get_column("union").to_numpy().astype(np.float64), 1.0)
-    out = np.zeros(n, dtype=bool)
-    out[rows] = shared / union < (threshold if threshold is not None else math.inf)
-    return out
-
-
 def choose(
     frame: pl.DataFrame,
     scores: Floats,
@@ -266,7 +247,7 @@ def choose(
     propensity = np.where(chosen, inclusion_propensity(g, eps), np.nan)
     titles = frame.get_column("title").cast(pl.String).to_numpy() if "title" in frame.columns else np.full(n, None)
     by_title = [None if b < 0 else str(titles[b]) for b in g.redundant_by.tolist()] if n else []
-    by_shop = _by_shop(frame, g.redundant_by, config.redundancy)
+    by_shop = shop_only(frame, g.redundant_by, config.redundancy)
     facts = pl.DataFrame(
         {
             "_chosen": chosen,

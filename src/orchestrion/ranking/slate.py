@@ -36,9 +36,13 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-__all__ = ["DEFAULT_REDUNDANCY", "jaccard_pairs", "recent_overlaps", "suppressed"]
+__all__ = ["DEFAULT_REDUNDANCY", "jaccard_pairs", "recent_overlaps", "shop_only", "suppressed"]
 
 DEFAULT_REDUNDANCY: Final = 0.5
+# What an earlier deliverable matched by, best first: what it holds, what its goal proposed, its shop.
+_HOLDS: Final = 2
+_PROPOSED: Final = 1
+_SHOP: Final = 0
 
 
 def _exploded(frame: pl.DataFrame, key: str) -> pl.DataFrame:
@@ -129,6 +133,31 @@ def suppressed(
     return out
 
 
+def shop_only(
+    frame: pl.DataFrame, redundant_by: npt.NDArray[np.int64], threshold: float | None
+) -> npt.NDArray[np.bool_]:
+    """Per row of :func:`suppressed`'s answer: made redundant only by the one-cart-per-shop rule —
+    its items and the kept row's do not overlap — so that its sentence does not say it repeats it.
+
+    >>> f = pl.DataFrame({"user_id": ["u"] * 3, "items": [["a", "b"], ["c"], ["a", "b", "d"]]})
+    >>> shop_only(f, np.array([-1, 0, 0]), 0.5).tolist()
+    [False, True, False]
+    """
+    out = np.zeros(frame.height, dtype=bool)
+    rows = np.flatnonzero(redundant_by >= 0)
+    if rows.size == 0 or "items" not in frame.columns:
+        return out
+    out[rows] = True
+    if threshold is None:
+        return out
+    users, items = frame.get_column("user_id"), frame.get_column("items")
+    left = pl.DataFrame({"left": rows, "user_id": users.gather(rows), "items": items.gather(rows)})
+    right = pl.DataFrame({"right": rows, "user_id": users.gather(rows), "items": items.gather(redundant_by[rows])})
+    pairs = jaccard_pairs(left, right).filter((pl.col("left") == pl.col("right")) & (pl.col("jaccard") >= threshold))
+    out[pairs.get_column("left").to_numpy()] = False
+    return out
+
+
 def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold: float) -> pl.DataFrame:
     """``candidates`` with ``recent`` (bool) and ``recent_detail`` (the sentence, or null).
 
@@ -145,25 +174,25 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
     earlier = previous.select("user_id", "items").with_row_index("right")
     # Or it holds at least that share of an earlier deliverable's own items: whatever the candidate
     # loses to later cuts (the order cap, stock), what it keeps can then not overlap that one.
+    columns = ("left", "right", "shared", "jaccard")
     pairs = (
         jaccard_pairs(rows, earlier)
         .filter((pl.col("jaccard") >= threshold) | (pl.col("covers") >= threshold))
-        .with_columns(pl.lit(2).alias("_by"))
+        .select(*columns, pl.lit(_HOLDS).alias("_by"))
     )
     if "goal_items" in previous.columns:
         # What the earlier goal proposed: a cart cut to the order cap holds fewer lines than the
         # candidate that would be cut the same way, so its own lines alone would not match.
         proposed = previous.select("user_id", pl.col("goal_items").alias("items")).with_row_index("right")
-        more = jaccard_pairs(rows, proposed).filter(pl.col("jaccard") >= threshold).with_columns(pl.lit(1).alias("_by"))
-        pairs = pl.concat([pairs, more]).drop("covers")
-    else:
-        pairs = pairs.drop("covers")
+        more = jaccard_pairs(rows, proposed).filter(pl.col("jaccard") >= threshold)
+        pairs = pl.concat([pairs, more.select(*columns, pl.lit(_PROPOSED).alias("_by"))])
     if {"cost", "shop", "date"} <= set(candidates.columns) and {"cost", "shop"} <= set(previous.columns):
         # One cart per shop a day: only a cart of the candidate's own day counts here.
         carts = candidates.select("user_id", "shop", "cost", "date").with_row_index("left").filter(pl.col("cost") > 0)
         sent = previous.select("user_id", "shop", "cost", "date").with_row_index("right").filter(pl.col("cost") > 0)
         same_shop = carts.join(sent, on=["user_id", "shop", "date"]).select(
-            "left", "right", pl.lit(0, pl.UInt32).alias("shared"), pl.lit(0.0).alias("jaccard"), pl.lit(0).alias("_by")
+            "left", "right", pl.lit(0, pl.UInt32).alias("shared"), pl.lit(0.0).alias("jaccard"),
+            pl.lit(_SHOP).alias("_by"),
         )
         pairs = pl.concat([pairs.cast({"shared": pl.UInt32}), same_shop], how="vertical_relaxed")
     if pairs.height == 0:
@@ -176,7 +205,7 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
         .sort("left", "_by", "jaccard", "date", descending=[False, True, True, True])
         .unique("left", keep="first")
         .with_columns(
-            pl.when(pl.col("_by") == 2)
+            pl.when(pl.col("_by") == _HOLDS)
             .then(
                 pl.format(
                     "it shares {} items with '{}', which you already have from {}",
@@ -185,7 +214,7 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
                     pl.col("date").cast(pl.String),
                 )
             )
-            .when(pl.col("_by") == 1)
+            .when(pl.col("_by") == _PROPOSED)
             .then(pl.format("it would repeat '{}', which you already have from {}", "title",
                             pl.col("date").cast(pl.String)))
             .otherwise(pl.format("you already have a cart from the same shop, '{}', from {}", "title",

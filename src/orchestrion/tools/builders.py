@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrion.errors import ToolError
 from orchestrion.tools.base import ToolContext, tool
-from orchestrion.tools.reads import line_currency
+from orchestrion.tools.reads import cart_currency, line_currency
 
 __all__ = ["CartLine", "build_cart", "compose_digest", "create_playlist", "create_watchlist", "summarize"]
 
@@ -86,7 +86,7 @@ def build_cart(
     """Build the cart: item ids with quantities. Prices and the total are computed from the catalog."""
     usual = {str(line["item_id"]): line for line in ctx.goal.details.get("lines", [])}
     items = _items(ctx, [line.item_id for line in lines])
-    currency = ctx.goal.details.get("currency") or line_currency(ctx, lines[0].item_id) or "GBP"
+    currency = cart_currency(ctx, [line.item_id for line in lines])
     out = []
     for line, item in zip(lines, items, strict=True):
         known = usual.get(line.item_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -75,6 +76,13 @@ def due_reorders(ctx: ToolContext) -> list[dict[str, Any]]:
         due.append({**brief, "price": price, "currency": line_currency(ctx, item_id),
                     "quantity": int(line.get("quantity") or 1)})
     return due
+
+
+def cart_currency(ctx: ToolContext, item_ids: Iterable[str]) -> str:
+    """The one currency of a cart of ``item_ids``: the goal's, else the first item's known one,
+    else GBP (the shipped shop's). A line in another currency is left out of it."""
+    known = (line_currency(ctx, item_id) for item_id in item_ids)
+    return str(ctx.goal.details.get("currency") or next((c for c in known if c), None) or "GBP")
 
 
 def line_currency(ctx: ToolContext, item_id: str) -> str | None:
