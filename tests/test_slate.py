@@ -153,6 +153,33 @@ def test_twelve_real_days_of_carts_cut_to_the_cap_never_repeat(tmp_path: Path) -
         assert pending == 0
 
 
+def test_backfilling_earlier_days_after_later_ones_repeats_no_pending_cart(tmp_path: Path) -> None:
+    """An operator backfills 8–12 November, then 1–5 November. The carts of the first run still
+    wait for approval; an earlier day's cart with the same lines is a repeat of one the person
+    already has, so the slate holds it back (``recent``) rather than delivering a cart the
+    duplicate-order guard then refuses ("Not ordered: the same items are already waiting")."""
+    settings = Settings(home=tmp_path, delivery_batch_users=2000)
+    with Store.open(":memory:") as store:
+        load_dataset(store, "online-retail", SAMPLE, now=datetime(2011, 12, 10))
+        clock = lambda: datetime(2011, 11, 13, 7)  # noqa: E731
+        later = backfill_daily(store, settings, date(2011, 11, 8), date(2011, 11, 12), clock=clock)
+        earlier = backfill_daily(store, settings, date(2011, 11, 1), date(2011, 11, 5), clock=clock)
+        assert all(r.run is not None and r.run.status == "succeeded" for r in [*later, *earlier])
+        pending = int(store.scalar("SELECT count(*) FROM deliverables WHERE status = 'awaiting_approval'") or 0)
+        assert pending > 50, pending
+        refused = store.con.execute(
+            "SELECT count(*) FROM deliverables WHERE status = 'not_done' AND error LIKE '%same items%'"
+        ).fetchone()
+        assert refused is not None and refused[0] == 0, refused
+        held = int(
+            store.scalar(
+                "SELECT count(*) FROM goals WHERE status = 'not_chosen' AND reason = 'recent' AND date <= '2011-11-05'"
+            )
+            or 0
+        )
+        assert held > 0
+
+
 def overlapping_pairs(store: Store, days: int = 7) -> int:
     """Pairs of one user's deliverables within ``days`` of each other with item Jaccard ≥ 0.5."""
     return int(

@@ -154,7 +154,9 @@ def active_users(
 
 def recent_deliverables(store: Store, users: Sequence[str], start: date, end: date) -> pl.DataFrame:
     """The users' deliverables dated ``start`` .. ``end`` (inclusive) that did not fail, and those
-    still awaiting approval however old, with the goal's proposed items, cost and shop: what
+    still awaiting approval whatever their date (however old, or of a later day when earlier days
+    are backfilled after it: the cart waits for the person now), with the goal's proposed items,
+    cost and shop: what
     :func:`orchestrion.ranking.slate.recent_overlaps` compares with.
 
     ``items`` is what the deliverable holds (a cart after the order cap, exclusions and stock);
@@ -163,7 +165,7 @@ def recent_deliverables(store: Store, users: Sequence[str], start: date, end: da
     frame: pl.DataFrame = store.con.sql(
         "SELECT d.user_id, d.date, d.title, d.items, g.items AS goal_items, g.cost, g.template "
         "FROM deliverables d JOIN goals g USING (goal_id) "
-        "WHERE d.date <= $end AND (d.date >= $start OR d.status = 'awaiting_approval') AND d.status <> 'failed' "
+        "WHERE ((d.date BETWEEN $start AND $end AND d.status <> 'failed') OR d.status = 'awaiting_approval') "
         "AND d.user_id IN (SELECT unnest($users::VARCHAR[]))",
         params={"start": start, "end": end, "users": sorted(set(users))},
     ).pl()
