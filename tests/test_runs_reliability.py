@@ -106,7 +106,7 @@ def test_kill_9_in_a_daily_run_then_resume_delivers_each_day_once(tmp_path: Path
 def test_two_daily_runs_of_one_date_at_once_one_runs_the_other_says_so(tmp_path: Path) -> None:
     home = loaded_home(tmp_path / "home")
     first = start(home, "run", "daily", "--date", "2011-11-01", "--json", env={"ORCHESTRION_DELIVERY_BATCH_USERS": "1"})
-    lock = home / "data" / "orchestrion.duckdb.daily_2011-11-01.lock"
+    lock = home / "data" / "orchestrion.duckdb.locks" / "daily_2011-11-01.lock"
     wait_for(lambda: lock.exists() and lock.read_text().strip() == str(first.pid))
     second = cli(home, "run", "daily", "--date", "2011-11-01", env=ENV)
     assert second.returncode == 2

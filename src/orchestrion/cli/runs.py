@@ -47,10 +47,13 @@ def _day(text: str, option: str = "--date") -> Date:
 
 @contextmanager
 def _key_lock(name: str) -> Iterator[None]:
-    """Hold ``<db>.<name>.lock`` (flock) while this process runs that key; released even on kill -9."""
+    """Hold ``<db>.locks/<name>.lock`` (flock) while this process runs that key; released even on
+    kill -9. The files stay (removing a flock file races with a process opening it), in one folder
+    beside the store rather than one per backfilled day beside it."""
     db = settings().database_path
-    db.parent.mkdir(parents=True, exist_ok=True)
-    path = db.with_name(f"{db.name}.{name}.lock")
+    folder = db.with_name(f"{db.name}.locks")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.lock"
     with path.open("a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
