@@ -100,6 +100,28 @@ def test_recent_overlaps_name_the_earlier_deliverable() -> None:
     assert chosen.get_column("reason").to_list() == ["recent", None, "recent"]
 
 
+def test_a_cart_waiting_for_approval_holds_back_any_candidate_sharing_an_item() -> None:
+    """1 item of 8 in common is far below the overlap threshold, but approving both carts would
+    order that item twice: a cart still waiting holds it back; a delivered one does not."""
+    cands = frame([["a", "x", "y"], ["b", "p", "q"], ["m", "n"]], cost=[5.0, 6.0, 7.0], user="u").with_columns(
+        pl.lit(date(2024, 1, 8)).alias("date")
+    )
+    previous = pl.DataFrame(
+        {
+            "user_id": ["u", "u"],
+            "date": [date(2024, 1, 1), date(2024, 1, 2)],
+            "title": ["New year's cart", "Tuesday's cart"],
+            "items": [["a", "c", "d", "e", "f", "g", "h", "i"], ["b", "j", "k", "l", "o", "r", "s", "t"]],
+            "waiting": [True, False],
+        }
+    )
+    out = recent_overlaps(cands, previous, 0.5)
+    assert out.get_column("recent").to_list() == [True, False, False]
+    assert out.get_column("recent_detail")[0] == (
+        "it shares an item with 'New year's cart', which is still waiting for your approval (from 2024-01-01)"
+    )
+
+
 def test_a_cut_cart_is_compared_as_proposed_and_by_what_it_kept() -> None:
     """A cart cut to the order cap keeps 2 of its 6 lines: tomorrow's candidate of 7 lines holding
     both is not proposed again (cut the same way it would be the same cart), nor is one that
@@ -127,7 +149,8 @@ def test_a_cut_cart_is_compared_as_proposed_and_by_what_it_kept() -> None:
 def test_twelve_real_days_of_carts_cut_to_the_cap_never_repeat(tmp_path: Path) -> None:
     """The sample's customers through the whole daily pipeline (plans, the order cap, delivery) for
     twelve days: no two carts of a person within a week overlap by what they hold, and no new cart
-    overlaps one still waiting for approval, however old."""
+    shares even one item with one still waiting for approval, however old (approving both would
+    order that item twice)."""
     settings = Settings(home=tmp_path, delivery_batch_users=2000)
     with Store.open(":memory:") as store:
         load_dataset(store, "online-retail", SAMPLE, now=datetime(2011, 12, 10))
@@ -144,8 +167,7 @@ def test_twelve_real_days_of_carts_cut_to_the_cap_never_repeat(tmp_path: Path) -
                 """
                 WITH d AS (SELECT user_id, date, status, list_distinct(items) AS items FROM deliverables)
                 SELECT count(*) FROM d a JOIN d b ON a.user_id = b.user_id AND a.date < b.date
-                WHERE a.status = 'awaiting_approval'
-                  AND len(list_intersect(a.items, b.items)) * 2 >= len(list_distinct(list_concat(a.items, b.items)))
+                WHERE a.status = 'awaiting_approval' AND len(list_intersect(a.items, b.items)) > 0
                 """
             )
             or 0

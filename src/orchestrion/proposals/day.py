@@ -160,10 +160,12 @@ def recent_deliverables(store: Store, users: Sequence[str], start: date, end: da
     :func:`orchestrion.ranking.slate.recent_overlaps` compares with.
 
     ``items`` is what the deliverable holds (a cart after the order cap, exclusions and stock);
-    ``goal_items`` what its goal proposed, which is what a new candidate is like before the same cuts.
+    ``goal_items`` what its goal proposed, which is what a new candidate is like before the same cuts;
+    ``waiting`` whether it still awaits approval.
     """
     frame: pl.DataFrame = store.con.sql(
-        "SELECT d.user_id, d.date, d.title, d.items, g.items AS goal_items, g.cost, g.template "
+        "SELECT d.user_id, d.date, d.title, d.items, g.items AS goal_items, g.cost, g.template, "
+        "d.status = 'awaiting_approval' AS waiting "
         "FROM deliverables d JOIN goals g USING (goal_id) "
         "WHERE ((d.date BETWEEN $start AND $end AND d.status <> 'failed') OR d.status = 'awaiting_approval') "
         "AND d.user_id IN (SELECT unnest($users::VARCHAR[]))",

@@ -19,6 +19,9 @@ whatever their lines: a person gets at most one cart per shop a day.
   (the order cap, stock), and what it keeps then cannot overlap that deliverable — and with what
   its goal proposed (a cart cut to the order cap keeps few of its lines, and tomorrow's
   candidate, cut the same way, would be the same cart).
+* A cart still waiting for approval holds back any candidate sharing even one item with it
+  (``recent`` too): approving both would order that item twice, and the waiting cart already
+  offers it.
 
 Pairs are found with one join of the exploded item lists on (user, item): no loop over users.
 
@@ -40,6 +43,7 @@ __all__ = ["DEFAULT_REDUNDANCY", "jaccard_pairs", "recent_overlaps", "shop_only"
 
 DEFAULT_REDUNDANCY: Final = 0.5
 # What an earlier deliverable matched by, best first: what it holds, what its goal proposed, its shop.
+_WAITING: Final = 3
 _HOLDS: Final = 2
 _PROPOSED: Final = 1
 _SHOP: Final = 0
@@ -175,10 +179,14 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
     # Or it holds at least that share of an earlier deliverable's own items: whatever the candidate
     # loses to later cuts (the order cap, stock), what it keeps can then not overlap that one.
     columns = ("left", "right", "shared", "jaccard")
+    waiting = previous.select(
+        (pl.col("waiting").fill_null(False) if "waiting" in previous.columns else pl.lit(False)).alias("_waiting")
+    ).with_row_index("right")
     pairs = (
         jaccard_pairs(rows, earlier)
-        .filter((pl.col("jaccard") >= threshold) | (pl.col("covers") >= threshold))
-        .select(*columns, pl.lit(_HOLDS).alias("_by"))
+        .join(waiting, on="right")
+        .filter((pl.col("jaccard") >= threshold) | (pl.col("covers") >= threshold) | pl.col("_waiting"))
+        .select(*columns, pl.when(pl.col("_waiting")).then(_WAITING).otherwise(_HOLDS).alias("_by"))
     )
     if "goal_items" in previous.columns:
         # What the earlier goal proposed: a cart cut to the order cap holds fewer lines than the
@@ -205,7 +213,18 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
         .sort("left", "_by", "jaccard", "date", descending=[False, True, True, True])
         .unique("left", keep="first")
         .with_columns(
-            pl.when(pl.col("_by") == _HOLDS)
+            pl.when(pl.col("_by") == _WAITING)
+            .then(
+                pl.format(
+                    "it shares {} with '{}', which is still waiting for your approval (from {})",
+                    pl.when(pl.col("shared") == 1).then(pl.lit("an item")).otherwise(
+                        pl.format("{} items", "shared")
+                    ),
+                    "title",
+                    pl.col("date").cast(pl.String),
+                )
+            )
+            .when(pl.col("_by") == _HOLDS)
             .then(
                 pl.format(
                     "it shares {} items with '{}', which you already have from {}",
