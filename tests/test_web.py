@@ -420,7 +420,8 @@ def test_approve_a_waiting_order_and_it_runs_once(site: Site, browser: Any) -> N
     order = page.locator("article.action:has(a[href='/deliverables/d_carolc1'])")
     token = page.locator("input[name=form_token]").first.get_attribute("value")
     order.get_by_role("button", name="Approve the order").click()
-    assert page.get_by_role("status").inner_text() == "Approved."
+    said = page.get_by_role("status").inner_text()
+    assert said.startswith("“") and said.endswith("”: Ordered."), said
     assert page.locator("article.action").count() == 1
     action = site.query("SELECT action_id, status, decided_by FROM pending_actions WHERE deliverable_id = 'd_carolc1'")
     assert [(a[1], a[2]) for a in action] == [("executed", "web:carol")]
@@ -440,7 +441,7 @@ def test_approve_a_waiting_order_and_it_runs_once(site: Site, browser: Any) -> N
     assert len(list(orders.iterdir())) == 1
     # cancel the notify order inside its window: it never runs
     page.locator("article.action", has_text="Top up tea").get_by_role("button", name="Cancel the order").click()
-    assert page.get_by_role("status").inner_text() == "Cancelled."
+    assert page.get_by_role("status").inner_text() == "“Top up tea”: Cancelled."
     assert site.query("SELECT status FROM pending_actions WHERE action_id = 'fx_notify1'") == [("cancelled",)]
     assert site.query("SELECT count(*) FROM side_effects WHERE deliverable_id = 'd_carolw'") == [(0,)]
     page.context.close()
@@ -482,6 +483,20 @@ def test_a_policy_change_applies_to_the_next_run(site: Site, browser: Any) -> No
     page.get_by_role("button", name="Save settings").click()
     assert "Mars/Olympus" in page.get_by_role("alert").inner_text()
     assert site.query("SELECT timezone FROM users WHERE user_id = 'carol'") == [("Europe/Paris",)]
+    # a cap lowered under a waiting cart: approving it says what happened — not ordered, and why —
+    # never a green "Approved."
+    page.get_by_label("My time zone").fill("Europe/Paris")
+    page.get_by_label("The most one order may cost").fill("1")
+    page.get_by_role("button", name="Save settings").click()
+    assert "Saved" in page.get_by_role("status").inner_text()
+    page.goto(site.url + "/approvals")
+    order = page.locator("article.action:has(a[href='/deliverables/d_caroln1'])")
+    order.get_by_role("button", name="Approve the order").click()
+    page.wait_for_url("**/approvals?done=approve*")
+    said = page.get_by_role("alert").inner_text()
+    assert "Not ordered: the order is over the limit of £1.00 per order" in said, said
+    assert page.get_by_role("status").count() == 0
+    assert site.query("SELECT status FROM deliverables WHERE deliverable_id = 'd_caroln1'") == [("not_done",)]
     page.context.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import duckdb
 from fastapi import APIRouter
@@ -10,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from orchestrion.delivery.deliverables import Decision, decide
+from orchestrion.delivery.deliverables import Decision, decide, get_deliverable
 from orchestrion.errors import NotFoundError, OrchestrionError, PermissionDeniedError, RetryableError, UsageError
 from orchestrion.tools.policies import ACTION_CLASSES, load_policy
 from orchestrion.web.context import WebContext, form_lists
@@ -49,12 +50,25 @@ def build_router(web: WebContext) -> APIRouter:
                           **extra)
 
     @router.get("/approvals")
-    async def approvals(request: Request, done: str | None = None) -> Response:
+    async def approvals(request: Request, done: str | None = None, d: str | None = None) -> Response:
         session = await person(request)
         if not isinstance(session, Session):
             return session
         notice = {"approve": "Approved.", "reject": "Rejected.", "cancel": "Cancelled."}.get(done or "")
-        return await approvals_view(request, session, problem=None, notice=notice)
+        problem = None
+        if notice is not None and d:
+            # What the decision did, read from the store: an approved order the limits refused
+            # says "Not ordered: …" here, never a green "Approved."
+            user_id = session.user_id
+            try:
+                record = await web.read(lambda con: get_deliverable(con, d[:512], viewer=user_id))
+            except (NotFoundError, PermissionDeniedError):
+                record = None
+            if record is not None:
+                said = f"“{record.title}”: {record.status_text}."
+                bad = record.status in ("not_done", "failed")
+                notice, problem = (None, said) if bad else (said, None)
+        return await approvals_view(request, session, problem=problem, notice=notice)
 
     @router.post("/approvals/{deliverable_id}")
     async def decide_action(request: Request, deliverable_id: str) -> Response:
@@ -81,7 +95,7 @@ def build_router(web: WebContext) -> APIRouter:
             # that did not answer) is a conflict with the current state, shown with its reason
             status = 400 if isinstance(exc, UsageError) else 503 if isinstance(exc, RetryableError) else 409
             return await approvals_view(request, session, status=status, problem=str(exc), notice=None)
-        return RedirectResponse(f"/approvals?done={decision}", status_code=303)
+        return RedirectResponse(f"/approvals?{urlencode({'done': decision, 'd': deliverable_id})}", status_code=303)
 
     async def panel_view(request: Request, session: Session, status: int = 200, **extra: Any) -> Response:
         assert session.user_id is not None
