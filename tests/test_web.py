@@ -320,6 +320,49 @@ def test_thumbs_on_a_card_and_an_item_are_stored(site: Site, browser: Any) -> No
     assert CSP_REFUSALS == []
 
 
+def test_an_item_thumbed_down_leaves_the_waiting_cart_on_the_page(site: Site, browser: Any) -> None:
+    """Thumbing down a line of a cart waiting for approval takes it out of the cart: the card on the
+    page shows the cart as it now is (one line, the new total) at once, not the old cart with the
+    row's buttons replaced by the card's."""
+    lines = [
+        {"item_id": "p1", "title": "WHITE HANGING HEART T-LIGHT HOLDER", "quantity": 6, "unit_price": 2.55,
+         "line_total": 15.3},
+        {"item_id": "p2", "title": "JUMBO BAG RED RETROSPOT", "quantity": 10, "unit_price": 1.95, "line_total": 19.5},
+    ]
+    con = site.store.cursor()
+    try:
+        con.execute(
+            "INSERT INTO goals (goal_id, user_id, date, template, variant, kind, params, title, items, details, "
+            "features, score, propensity, slot, policy, status, why, cost, risk, created_at) VALUES "
+            "('g_dana1', 'dana', ?, 'reorder', 'due', 'due', '{}', 'Reorder your staples', ['p1', 'p2'], ?, '{}', "
+            "0.5, 1.0, 1, 'prior', 'chosen', 'you buy these every 3 weeks', 0, 0.1, ?)",
+            [site.today, json.dumps({"currency": "GBP", "lines": lines, "total": 34.8}), site.now],
+        )
+        con.execute(
+            "INSERT INTO deliverables (deliverable_id, goal_id, user_id, date, template, title, items, status, "
+            "created_at) VALUES ('d_dana1', 'g_dana1', 'dana', ?, 'reorder', 'Reorder your staples', ['p1', 'p2'], "
+            "'proposed', ?)",
+            [site.today, site.now],
+        )
+    finally:
+        con.close()
+    assert deliver(site.store, site.settings, site.today, ["dana"], now=site.now).pending == 1
+    page = _page_for(browser, _link(site, "dana"))
+    cart = page.locator("#d_dana1")
+    assert cart.locator("tbody tr").count() == 2 and "£34.80" in cart.inner_text()
+    with page.expect_response(lambda r: "/thumbs" in r.url):
+        cart.get_by_role("button", name="Not for me: JUMBO BAG RED RETROSPOT (it will not be used again)").click()
+    from playwright.sync_api import expect
+
+    expect(cart.locator("tbody tr")).to_have_count(1)
+    assert "JUMBO BAG" not in cart.inner_text() and "£15.30" in cart.inner_text()
+    assert cart.locator("tbody").get_by_role("button", name="I like this: Reorder your staples").count() == 0
+    assert page.locator("article.card#d_dana1").count() == 1  # swapped in place, not nested
+    queued = site.query("SELECT arguments FROM pending_actions WHERE deliverable_id = 'd_dana1'")
+    assert json.loads(queued[0][0])["lines"] == [["p1", 6, 2.55]]
+    page.context.close()
+
+
 def expect_pressed(button: Any) -> None:
     from playwright.sync_api import expect
 

@@ -225,6 +225,12 @@ def build_router(web: WebContext) -> APIRouter:
                 item = next((i for i in updated.items if i.item_id == item_id), None)
                 if item is not None:
                     return web.fragment("macros.html", "item_thumbs", session, updated, item)
+                # The item left a cart waiting for approval: the whole card changed (its lines,
+                # total, perhaps its status), so the whole card is swapped, not the row's buttons.
+                whole = web.fragment("macros.html", "card_view", session, updated)
+                whole.headers["HX-Retarget"] = "closest article.card"
+                whole.headers["HX-Reswap"] = "outerHTML"
+                return whole
             return web.fragment("macros.html", "card_thumbs", session, updated)
         return RedirectResponse(safe_next(form.get("next")), status_code=303)
 
