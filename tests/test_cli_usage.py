@@ -126,3 +126,40 @@ def test_json_output_is_json_only(
     assert code == 0 and json.loads(out)["run"]["status"] == "succeeded"
     code, out, _ = run(["backfill", "daily", "--from", "2011-11-01", "--to", "2011-11-02", "--json"], capsys)
     assert code == 0 and [r["status"] for r in json.loads(out)] == ["succeeded"] * 2
+
+
+def test_a_server_error_without_json_is_one_line_not_a_traceback() -> None:
+    """A 500 whose body is plain text (a crash the server logged, a proxy's page): the CLI says
+    which server answered what, and to try again — never a JSONDecodeError traceback."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from orchestrion.cli.keys import _call
+    from orchestrion.errors import RetryableError, UsageError
+
+    class Plain(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            code = 500 if self.path == "/v1/runs" else 400
+            body = b"Internal Server Error" if code == 500 else b"<html>bad gateway page</html>"
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Plain)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(RetryableError) as crashed:
+            _call(url, "POST", "/v1/runs", None, {"pipeline": "daily"})
+        assert "answered 500 (Internal Server Error)" in str(crashed.value) and "Try again" in str(crashed.value)
+        with pytest.raises(UsageError) as refused:
+            _call(url, "POST", "/v1/keys", None, {})
+        assert "answered 400: <html>bad gateway page</html>" in str(refused.value)
+    finally:
+        server.shutdown()
+        server.server_close()

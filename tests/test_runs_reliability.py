@@ -211,3 +211,31 @@ def test_run_commands_have_help(tmp_path: Path, args: tuple[str, ...]) -> None:
     shown = " ".join(done.stdout.split())
     assert f"Usage: orchestrion {' '.join(args[:-1])}" in shown
     assert {"run": "Run a pipeline", "backfill": "--from", "runs": "--limit"}[args[0]] in shown
+
+
+def test_six_requests_for_one_day_at_once_start_one_run_and_no_server_error(tmp_path: Path) -> None:
+    """Six clients ask the server for the same day at the same moment (``force``, so none is "done
+    already"): one starts it (202), the others are told it is running (409) or finished (200);
+    never a 500 from two claims racing to write the run ledger, and the day runs once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    home = loaded_home(tmp_path / "home")
+    server = start_server(home)
+    try:
+        body = {"pipeline": "daily", "date": "2011-11-02", "force": True}
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: httpx.post(server.url + "/v1/runs", json=body, timeout=60), range(6)))
+        codes = sorted(a.status_code for a in answers)
+        assert all(c in (200, 202, 409) for c in codes), [(a.status_code, a.text[:200]) for a in answers]
+        assert 202 in codes
+        for answer in answers:
+            if answer.status_code == 409:
+                assert "running" in answer.json()["detail"] or "claimed" in answer.json()["detail"]
+        wait_for(lambda: all(r["status"] != "running" for r in _admin_runs(server.url)), timeout=120)
+        runs = [r for r in _admin_runs(server.url) if r["partition"] == "2011-11-02"]
+    finally:
+        server.stop()
+    assert [r["status"] for r in runs].count("succeeded") == codes.count(202)
+    with Store.open(home / "data" / "orchestrion.duckdb") as store:
+        twice = store.scalar("SELECT count(*) FROM (SELECT goal_id FROM deliverables GROUP BY 1 HAVING count(*) > 1)")
+    assert twice == 0

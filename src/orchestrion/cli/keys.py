@@ -41,12 +41,23 @@ def _call(url: str, method: str, path: str, admin_key: str | None, body: Any = N
         response = httpx.request(method, url + path, json=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         raise RetryableError(f"cannot reach the server at {url} ({exc}); is it still running?") from exc
+    try:
+        answer = response.json()
+    except ValueError:  # not JSON: a proxy's page, or a server error's plain text
+        answer = None
+    detail = answer.get("detail", response.text) if isinstance(answer, dict) else response.text.strip()[:500]
     if response.status_code == 404:
-        raise NotFoundError(response.json().get("detail", response.text))
+        raise NotFoundError(detail)
+    if response.status_code >= 500:
+        raise RetryableError(
+            f"the server at {url} answered {response.status_code} ({detail or 'no details'}); its log says why. "
+            "Try again in a moment"
+        )
     if response.status_code >= 400:
-        detail = response.json().get("detail", response.text)
         raise UsageError(f"the server at {url} answered {response.status_code}: {detail}")
-    return response.json()
+    if answer is None:
+        raise RetryableError(f"the server at {url} answered {response.status_code} without JSON; is it orchestrion?")
+    return answer
 
 
 @app.command()

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -260,8 +261,34 @@ def claim_run(
     params: Mapping[str, Any] | None = None,
     owner: Owner | None = None,
 ) -> Claim:
-    """Start, resume or skip the run of ``key`` (see the module docstring), in one transaction."""
+    """Start, resume or skip the run of ``key`` (see the module docstring), in one transaction.
+
+    Claims are serialised within the process (the one that holds the store): of several requests
+    for one key at once, one claims it and the others find it running (RunInProgressError, the
+    API's 409), never a write conflict."""
     owner = owner or Owner.current()
+    with _CLAIMS:
+        try:
+            return _claim(store, key, now=now, force=force, trigger=trigger, params=params, owner=owner)
+        except (duckdb.ConstraintException, duckdb.TransactionException) as exc:
+            raise RunInProgressError(
+                f"{key} was claimed by another run at the same moment; follow it with `orchestrion runs list`"
+            ) from exc
+
+
+_CLAIMS: Final = threading.Lock()
+
+
+def _claim(
+    store: Store,
+    key: RunKey,
+    *,
+    now: datetime,
+    force: bool,
+    trigger: str,
+    params: Mapping[str, Any] | None,
+    owner: Owner,
+) -> Claim:
     with store.transaction() as con:
         latest = latest_run(con, key)
         if latest is not None and latest.status == "running" and owner_alive(latest, now=now, me=owner):
