@@ -163,3 +163,27 @@ def test_a_server_error_without_json_is_one_line_not_a_traceback() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_run_for_a_day_still_to_come_is_refused_and_counts_as_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo of the date (2026-12-20 for 2026-11-20): a run made now, from what is known now,
+    would be recorded as that day's and skipped when the day comes. It is refused, saying why;
+    tomorrow is allowed (a time zone ahead of UTC is already there)."""
+    from datetime import timedelta
+
+    from orchestrion.errors import UsageError
+
+    now = datetime(2026, 12, 3, 9, 0)
+    with Store.open(tmp_path / "runs.duckdb") as store:
+        with pytest.raises(UsageError, match=r"date 2026-12-20 is in the future \(it is 2026-12-03 UTC\)"):
+            claim_run(store, RunKey("daily", date(2026, 12, 20)), now=now)
+        assert store.scalar("SELECT count(*) FROM runs") == 0
+        tomorrow = claim_run(store, RunKey("daily", now.date() + timedelta(days=1)), now=now)
+        assert tomorrow.state == "new"
+    monkeypatch.setenv("ORCHESTRION_HOME", str(tmp_path / "home"))
+    far = (datetime.now(UTC).date() + timedelta(days=30)).isoformat()
+    code, out, err = run(["run", "daily", "--date", far], capsys)
+    assert code != 0 and "Traceback" not in out + err
+    assert f"date {far} is in the future" in err, err

@@ -121,7 +121,7 @@ def test_an_interrupted_7_day_backfill_resumed_equals_an_uninterrupted_one(tmp_p
     args = ("backfill", "daily", "--from", "2011-11-01", "--to", "2011-11-07", "--json")
     cut = loaded_home(tmp_path / "cut")
     proc = start(cut, *args, env=env)
-    kill_when_working(proc, cut, day="2011-11-03")  # ~50 users a day in batches of 10: mid-day
+    kill_when_working(proc, cut, day="2011-11-02")  # ~50 users a day in batches of 10: mid-day
     again = cli(cut, *args, env={**ENV, **env})
     assert again.returncode == 0, again.stderr
     runs = json.loads(again.stdout.strip().splitlines()[-1])

@@ -42,7 +42,10 @@ class RunBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pipeline: Literal["daily", "retrain"] = "daily"
-    date: IsoDate
+    date: IsoDate = Field(
+        description="The day, YYYY-MM-DD: today or earlier (at most one day ahead of UTC, for time zones ahead of "
+        "it); a later day is refused (400), since its run would use what is known now and then count as done."
+    )
     users: list[Annotated[str, Field(pattern=r"\S")]] | None = Field(
         None, min_length=1, description="daily only: just these users (their own shard of the key)."
     )

@@ -267,6 +267,13 @@ def claim_run(
     for one key at once, one claims it and the others find it running (RunInProgressError, the
     API's 409), never a write conflict."""
     owner = owner or Owner.current()
+    latest_day = now.date() + timedelta(days=1)  # a zone ahead of UTC may already be on tomorrow
+    if key.partition > latest_day:
+        raise UsageError(
+            f"date {key.partition.isoformat()} is in the future (it is {now.date().isoformat()} UTC): a day's run "
+            f"uses what is known by that day, and would then count as done when the day comes; run it on or "
+            f"after {key.partition.isoformat()} (at most one day ahead, for time zones ahead of UTC)"
+        )
     with _CLAIMS:
         try:
             return _claim(store, key, now=now, force=force, trigger=trigger, params=params, owner=owner)
