@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from orchestrion.access.keys import create_key
@@ -630,3 +631,18 @@ def test_no_page_is_wider_than_a_phone(site: Site, browser: Any) -> None:
         outbox.screenshot(path=str(SHOTS / name), full_page=True)
         outbox.context.close()
     assert widths and all(w <= PHONE[0] for w in widths.values()), widths
+
+
+def test_an_address_that_is_no_page_gets_the_web_page_not_found_and_the_api_keeps_json(site: Site) -> None:
+    html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    for path in ("/nothing/here", "/deliverables/..%2F..%2Fetc%2Fpasswd/x", "/%E2%98%83" * 3):
+        page = httpx.get(site.url + path, headers=html, timeout=10)
+        assert page.status_code == 404 and page.headers["content-type"].startswith("text/html"), (path, page.text)
+        assert "Not found" in page.text and "There is no page at this address" in page.text
+        assert '"stored"' not in page.text and "Content-Security-Policy" in page.headers
+    wrong = httpx.get(site.url + "/approvals/d_x", headers=html, timeout=10)  # a form's address, opened
+    assert wrong.status_code == 405 and "POST" in wrong.headers["allow"]
+    assert "text/html" in wrong.headers["content-type"]
+    for path, headers in (("/nothing/here", {"Accept": "application/json"}), ("/v1/nothing", html)):
+        answer = httpx.get(site.url + path, headers=headers, timeout=10)
+        assert answer.status_code == 404 and answer.json()["stored"] is False, (path, answer.text)

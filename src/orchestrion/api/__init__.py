@@ -89,8 +89,6 @@ def create_api(
     app.include_router(admin.build_router(ctx))
     app.include_router(feedback.build_router(ctx))
     app.include_router(deliverables.build_router(ctx))
-    if pages is not None:  # the web page for people at / (after the API routes, which all live under /v1)
-        pages(app, ctx)
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -122,4 +120,6 @@ def create_api(
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(HTTPException, on_http_error)
+    if pages is not None:  # the web page for people at / (after the API routes, which all live under /v1)
+        pages(app, ctx)
     return app
