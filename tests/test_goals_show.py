@@ -141,3 +141,36 @@ def test_the_web_page_has_why_this_on_each_card_and_what_was_not_chosen(
                 assert goal["reason_detail"] in text
         finally:
             browser.close()
+
+
+def test_not_chosen_for_people_leaves_out_what_they_received_and_shows_each_alternative_once() -> None:
+    """The web page's "Not chosen today": a cart within the chosen one (its items were received) is
+    left out, two templates' carts of the same lines are one alternative; a different one stays."""
+    from datetime import date
+
+    from orchestrion.proposals.day import declined_goals
+
+    day, now = date(2011, 11, 1), datetime(2011, 11, 1, 7)
+    goals = [  # goal, title, items, status, score
+        ("g_a", "Repeat your last order", ["a", "b", "c"], "chosen", 0.9),
+        ("g_b", "Reorder: 2 items due", ["a", "b"], "not_chosen", 0.8),
+        ("g_c", "Reorder your staples", ["x", "y"], "not_chosen", 0.7),
+        ("g_d", "Reorder: 2 items due again", ["y", "x"], "not_chosen", 0.6),
+        ("g_e", "Something else", ["z"], "not_chosen", 0.5),
+    ]
+    with Store.open(":memory:") as store:
+        for goal, title, items, status, score in goals:
+            store.con.execute(
+                "INSERT INTO goals (goal_id, user_id, date, template, variant, kind, params, title, items, details, "
+                "features, score, propensity, slot, policy, status, why, cost, risk, created_at) VALUES "
+                "(?, 'u', ?, 'reorder', 'due', 'due', '{}', ?, ?, '{}', '{}', ?, 1.0, NULL, 'prior', ?, 'why', 0, "
+                "0.1, ?)",
+                [goal, day, title, items, score, status, now],
+            )
+        store.con.execute(
+            "INSERT INTO deliverables (deliverable_id, goal_id, user_id, date, template, title, items, status, "
+            "created_at) VALUES ('d_a', 'g_a', 'u', ?, 'reorder', 'Repeat your last order', ['a'], 'delivered', ?)",
+            [day, now],
+        )
+        shown = [row[0] for row in declined_goals(store.con, "u", day)]
+    assert shown == ["Reorder your staples", "Something else"]

@@ -571,10 +571,25 @@ def day_goals(store: Store, user_id: str, day: date) -> dict[str, Any]:
 
 def declined_goals(con: duckdb.DuckDBPyConnection, user_id: str, day: date) -> list[tuple[str, str, Any, Any, Any]]:
     """The goals of ``user_id`` on ``day`` that were not chosen, best first: title, template, reason,
-    reason in words, "why" it would have been."""
+    reason in words, "why" it would have been — as a person reads them: a goal whose items they
+    received that day (all within a chosen goal's or its deliverable's) is left out, and of
+    not-chosen goals with the same items only the best is shown (a cart of the same two lines
+    proposed by two templates is one alternative, not two)."""
     rows = con.execute(
-        "SELECT title, template, reason, reason_detail, why FROM goals "
-        "WHERE user_id = ? AND date = ? AND status = 'not_chosen' ORDER BY score DESC, goal_id",
+        "SELECT g.title, g.template, g.reason, g.reason_detail, g.why, g.items, g.status, d.items FROM goals g "
+        "LEFT JOIN deliverables d USING (goal_id) WHERE g.user_id = ? AND g.date = ? "
+        "ORDER BY g.score DESC, g.goal_id",
         [user_id, day],
     ).fetchall()
-    return [(str(r[0]), str(r[1]), r[2], r[3], r[4]) for r in rows]
+    received = [frozenset(r[5] or ()) | frozenset(r[7] or ()) for r in rows if r[6] == "chosen"]
+    shown: set[frozenset[str]] = set()
+    out = []
+    for title, template, reason, detail, why, items, status, _ in rows:
+        if status != "not_chosen":
+            continue
+        these = frozenset(items or ())
+        if these and (these in shown or any(these <= got for got in received)):
+            continue
+        shown.add(these)
+        out.append((str(title), str(template), reason, detail, why))
+    return out
