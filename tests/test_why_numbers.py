@@ -115,6 +115,10 @@ class Facts:
     def days(self, ts: datetime) -> float:
         return (self.as_of - ts).total_seconds() / 86400.0
 
+    def calendar_days(self, ts: datetime) -> int:
+        """Days ago as a person counts them: the calendar dates' difference."""
+        return (self.as_of.date() - ts.date()).days
+
     def occasions(self, user: str, item: str) -> list[datetime]:
         return sorted(self.purchases.get((user, item), {}).values())
 
@@ -134,7 +138,7 @@ def check_cart(t: Tally, where: str, facts: Facts, user: str, variant: str, titl
     items = [str(line["item_id"]) for line in lines]
     n = len(items)
     m = re.fullmatch(
-        r"(?:Reorder|Reorder your staples|Repeat your last order): (\d+) items?(?: due)? "
+        r"(?:Reorder|Reorder your staples|From your last order): (\d+) items?(?: due)? "
         r"\(£(\d{1,3}(?:,\d{3})*\.\d\d)\)",
         title,
     )
@@ -148,12 +152,12 @@ def check_cart(t: Tally, where: str, facts: Facts, user: str, variant: str, titl
         t.same(where, "content total", round(float(total), 2), summed)
     occasions = {i: facts.occasions(user, i) for i in items}
     times = [len(o) for o in occasions.values()]
-    since = [math.floor(facts.days(o[-1])) for o in occasions.values()]
+    since = [facts.calendar_days(o[-1]) for o in occasions.values()]
     count = r"(?:each of these (\d+) items|this item)"
     if variant == "due":
         m = re.fullmatch(
             r"[Yy]ou bought " + count + r" on " + R + r" separate days(?:, usually every " + R
-            + r" days)?; the last time was " + R + r" days ago", why,
+            + r" days)?; the last time was (?:earlier today|" + R + r" days? ago)", why,
         )
         if m is None:
             t.mismatches.append(f"{where}: due reason not understood: {why!r}")
@@ -164,7 +168,7 @@ def check_cart(t: Tally, where: str, facts: Facts, user: str, variant: str, titl
             [(b - a).total_seconds() / 86400.0 for a, b in itertools.pairwise(o)])) for o in occasions.values()]
         if m[4] is not None:
             t.same(where, "usual gap", span(m, 4), (min(gaps), max(gaps)))
-        t.same(where, "days since", span(m, 6), (min(since), max(since)))
+        t.same(where, "days since", span(m, 6) if m[6] is not None else (0, 0), (min(since), max(since)))
     elif variant == "staples":
         m = re.fullmatch(r"[Yy]ou bought " + count + r" on " + R + r" separate days since (\d{4}-\d\d-\d\d)", why)
         if m is None:
@@ -174,15 +178,18 @@ def check_cart(t: Tally, where: str, facts: Facts, user: str, variant: str, titl
         t.same(where, "purchase days", span(m, 2), (min(times), max(times)))
         t.same(where, "first purchase", m[4], min(o[0].date() for o in occasions.values()).isoformat())
     else:
-        m = re.fullmatch(r"(?:[Tt]hese (\d+) items were|[Tt]his item was) in your last order, (\d+) days ago; "
-                         r"you had bought (\d+) of them before", why)
+        m = re.fullmatch(r"(?:[Tt]hese (\d+) items were|[Tt]his item was) in your last order, "
+                         r"(?:earlier today|(\d+) days? ago); "
+                         r"you had (?:bought (\d+) of them|bought (none) of them|(bought it|not bought it)) before",
+                         why)
         if m is None:
             t.mismatches.append(f"{where}: last-order reason not understood: {why!r}")
             return
         last = facts.user_last_purchase[user]
         t.same(where, "item count", int(m[1]) if m[1] else 1, n)
-        t.same(where, "days since the last order", int(m[2]), math.floor(facts.days(last)))
-        t.same(where, "items bought before", int(m[3]), sum(1 for x in times if x >= 2))
+        t.same(where, "days since the last order", int(m[2] or 0), facts.calendar_days(last))
+        said = int(m[3]) if m[3] else 0 if m[4] else int(m[5] == "bought it")
+        t.same(where, "items bought before", said, sum(1 for x in times if x >= 2))
         t.same(where, "items in the last order", n, sum(1 for o in occasions.values()
                                                          if abs((o[-1] - last).total_seconds()) < 86400))
 

@@ -201,6 +201,20 @@ def _range(values: Sequence[int]) -> str:
     return str(low) if low == high else f"{low}–{high}"
 
 
+def days_ago(as_of: datetime, days: float) -> int:
+    """Calendar days between ``as_of`` and the moment ``days`` (a float) before it.
+
+    >>> days_ago(datetime(2011, 11, 1, 7), 3.5)  # 28 October, 19:00
+    4
+    """
+    return (as_of.date() - (as_of - timedelta(days=days)).date()).days
+
+
+def _ago(days: str) -> str:
+    """'4 days ago', '1 day ago', 'earlier today', '2–5 days ago'."""
+    return {"0": "earlier today", "1": "1 day ago"}.get(days, f"{days} days ago")
+
+
 def cart_words(
     variant: str, lines: Sequence[Mapping[str, Any]], user_since: float | None, as_of: datetime
 ) -> tuple[str, str]:
@@ -208,15 +222,16 @@ def cart_words(
     ``gap`` median days between them, ``since`` and ``first`` days since the latest and the first),
     written for exactly these lines: every number holds for each of them.
 
-    Day counts are whole days, rounded down (18.9 days ago is "18 days ago"); ranges run from the
-    smallest to the largest value among the lines.
+    "Days ago" counts calendar days, as a person reading the page counts them (an order of 28
+    October is "4 days ago" on 1 November, whatever its hour); ranges run from the smallest to the
+    largest value among the lines.
 
     >>> line = {"quantity": 2, "line_total": 3.0, "n": 3, "gap": 20.5, "since": 18.2, "first": 70.0}
     >>> title, why = cart_words("due", [line, {**line, "gap": 41.0, "since": 30.9}], 5.0, datetime(2011, 11, 1))
     >>> title
     'Reorder: 2 items due (£6.00)'
     >>> why
-    'you bought each of these 2 items on 3 separate days, usually every 20–41 days; the last time was 18–30 days ago'
+    'you bought each of these 2 items on 3 separate days, usually every 20–41 days; the last time was 19–31 days ago'
 
     """
     known = [line for line in lines if line.get("n") is not None]
@@ -228,22 +243,26 @@ def cart_words(
     if not known:
         return f"Reorder: {len(lines)} {noun} ({money})", "items picked for this cart while it was planned"
     times = _range([int(line["n"]) for line in known])
-    since = _range([math.floor(float(line["since"])) for line in known])
+    since = _ago(_range([days_ago(as_of, float(line["since"])) for line in known]))
     if variant == "due":
         title = f"Reorder: {len(lines)} {noun} due ({money})"
         gaps = [math.floor(float(line["gap"])) for line in known if line.get("gap") is not None]
         every = f", usually every {_range(gaps)} days" if len(gaps) == n else ""
-        why = f"you bought {each} on {times} separate days{every}; the last time was {since} days ago"
+        why = f"you bought {each} on {times} separate days{every}; the last time was {since}"
     elif variant == "staples":
         title = f"Reorder your staples: {len(lines)} {noun} ({money})"
         start = (as_of - timedelta(days=max(float(line["first"]) for line in known))).date()
         why = f"you bought {each} on {times} separate days since {start.isoformat()}"
     else:
-        title = f"Repeat your last order: {len(lines)} {noun} ({money})"
-        days = math.floor(float(user_since)) if user_since is not None else since
+        title = f"From your last order: {len(lines)} {noun} ({money})"
+        days = _ago(str(days_ago(as_of, float(user_since)))) if user_since is not None else since
         these = "this item was" if n == 1 else f"these {n} items were"
         before = sum(1 for line in known if int(line["n"]) >= 2)
-        why = f"{these} in your last order, {days} days ago; you had bought {before} of them before"
+        if n == 1:
+            had = "bought it" if before else "not bought it"
+        else:
+            had = f"bought {before} of them" if before else "bought none of them"
+        why = f"{these} in your last order, {days}; you had {had} before"
     if len(known) < len(lines):
         why += f"; {len(lines) - len(known)} more picked for this cart while it was planned"
     return title, why

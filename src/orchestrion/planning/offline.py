@@ -36,6 +36,15 @@ def _names(items: list[dict[str, Any]], key: str, most: int = 3) -> str:
     return shown + (f" and {len(seen) - most} more" if len(seen) > most else "")
 
 
+def _end(text: str) -> str:
+    """``text`` as a sentence: a full stop, unless it already ends one ("… SKULL." stays one stop).
+
+    >>> _end("Tea"), _end("LUNCH BAG BLACK SKULL."), _end("Why?")
+    ('Tea.', 'LUNCH BAG BLACK SKULL.', 'Why?')
+    """
+    return text if text.rstrip().endswith((".", "!", "?", "…")) else text + "."
+
+
 def summary_of(content: dict[str, Any], locale: str | None = None) -> str:
     """A one-paragraph summary of built content, from the data only (money as ``locale`` writes it).
 
@@ -47,14 +56,14 @@ def summary_of(content: dict[str, Any], locale: str | None = None) -> str:
     if kind == "cart":
         lines = f"{len(items)} item{'s' if len(items) != 1 else ''}"
         total = format_money(content["total"], content.get("currency"), locale)
-        return f"{lines}, {total} in total: {_names(items, 'title', 4)}."
+        return _end(f"{lines}, {total} in total: {_names(items, 'title', 4)}")
     if kind == "digest":
         lead = next((i["summary"] for i in items if i.get("summary")), "")
-        text = f"{len(items)} article{'s' if len(items) != 1 else ''}: {_names(items, 'title', 3)}."
+        text = _end(f"{len(items)} article{'s' if len(items) != 1 else ''}: {_names(items, 'title', 3)}")
         return f"{text} Top story: {lead}" if lead else text
     noun = "track" if kind == "playlist" else "movie"
     by = _names(items, "creator") or _names(items, "title")
-    return f"{len(items)} {noun}{'s' if len(items) != 1 else ''}" + (f" featuring {by}." if by else ".")
+    return _end(f"{len(items)} {noun}{'s' if len(items) != 1 else ''}" + (f" featuring {by}" if by else ""))
 
 
 class OfflinePlanner:
