@@ -260,6 +260,23 @@ def test_reorder_due_cart_quotes_the_rhythm(tiny: Store) -> None:
     assert sorted(_one(out, "r1", "last_order")["items"]) == ["B"]
 
 
+def test_an_item_returned_lately_is_not_reordered(tiny: Store) -> None:
+    """r1 buys A1 weekly, and returned some of it 5 days ago: no cart of r1's offers A1 again
+    (a return says they had too much of it); A2 is still due. A return long ago does not count."""
+    tiny.con.execute(
+        "INSERT INTO events (event_id, user_id, item_id, type, domain, ts, value, received_at) VALUES "
+        "('e_ret1', 'r1', 'A1', 'return', 'retail', ?, 1, ?), ('e_ret2', 'r2', 'B', 'return', 'retail', ?, 1, ?)",
+        [AS_OF - timedelta(days=5), AS_OF, AS_OF - timedelta(days=400), AS_OF],
+    )
+    try:
+        out = EVERY["reorder"].propose(context(tiny, ["r1", "r2"]))
+        mine = out.filter(pl.col("user_id") == "r1").explode("items").get_column("items").to_list()
+        assert "A1" not in mine and "A2" in mine
+        assert "B" in out.filter(pl.col("user_id") == "r2").explode("items").get_column("items").to_list()
+    finally:
+        tiny.con.execute("DELETE FROM events WHERE event_id IN ('e_ret1', 'e_ret2')")
+
+
 def test_watchlist_mood_from_liked_genres(tiny: Store) -> None:
     out = EVERY["watchlist"].propose(context(tiny, ["m1"]))
     mood = _one(out, "m1", "mood:feel-good")

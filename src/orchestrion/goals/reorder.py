@@ -7,7 +7,8 @@ in: an item bought at least twice is as due as the share of its usual interval t
 (capped at 1, fading once it is more than twice overdue), times how regular it is
 ((n − 1) / n for n purchases).
 
-Variants (each at most ``size`` items; charges such as postage are never in a cart):
+Variants (each at most ``size`` items; charges such as postage are never in a cart, nor an item
+the user returned within ``returned_days``):
 
 * ``due`` — the items most likely to be bought now (probability at least ``min_due``);
 * ``staples`` — the items bought on the most occasions;
@@ -51,6 +52,9 @@ class ReorderConfig(BaseModel):
     min_due: float = Field(0.15, ge=0, le=1, description="Least probability for an item in the 'due' cart.")
     min_occasions: int = Field(2, ge=1, description="Purchase days needed before an item counts as a habit.")
     large_total: float = Field(1000.0, gt=0, description="A cart total at which risk reaches its maximum.")
+    returned_days: int = Field(
+        90, ge=0, description="An item the user returned within this many days is not reordered (0: returns ignored)."
+    )
 
 
 def rhythm_probability(frame: pl.DataFrame) -> pl.Expr:
@@ -79,6 +83,16 @@ class Reorder:
             return empty_candidates()
         pairs = ctx.drop_excluded(stats.filter(pl.col("user_id").is_in(users.tolist())))
         c = self.config
+        if c.returned_days > 0:
+            # A return says the person had too much of it, or did not want it: not "buy it again".
+            since = ctx.as_of - timedelta(days=c.returned_days)
+            returned = (
+                ctx.batch_events()
+                .filter((pl.col("type") == "return") & (pl.col("ts") >= since) & pl.col("item_id").is_not_null())
+                .select("user_id", "item_id")
+                .unique()
+            )
+            pairs = pairs.join(returned, on=["user_id", "item_id"], how="anti")
         habit = pl.col("n_purchases") >= c.min_occasions
         in_last_order = (pl.col("days_since_last") - pl.col("user_days_since_last")).abs() < 1.0
         # Only habits and last-order items can be in a cart, and of the last order's items that are
