@@ -92,3 +92,26 @@ def test_no_key_means_loopback_only_until_the_first_key(tmp_path: Path) -> None:
         assert closed.status_code == 401
         assert httpx.post(server.url + "/v1/events", content=EVENTS, headers=bearer(first),
                           timeout=30).json()["duplicates"] == 1
+
+
+def test_the_open_api_makes_an_admin_key_first_and_checks_a_user_key_user_id(tmp_path: Path) -> None:
+    """While no key exists the API is open (loopback); a first key that is not an admin's would close
+    it with nobody able to create keys through it. So the first must be the admin's; and a user
+    key's user_id is checked as events' ids are (no control character, at most 256 characters)."""
+    with serve(tmp_path) as server:
+        for body in ({"role": "user", "user_id": "alice"}, {"role": "write"}):
+            refused = httpx.post(server.url + "/v1/keys", json=body, timeout=30)
+            assert refused.status_code == 400 and "first key must be the operator's admin key" in refused.json()[
+                "detail"], refused.text
+        assert httpx.get(server.url + "/v1/stats", timeout=30).status_code == 200  # still open: nothing stored
+        admin = httpx.post(server.url + "/v1/keys", json={"role": "admin"}, timeout=30)
+        assert admin.status_code == 201
+        auth = {"Authorization": f"Bearer {admin.json()['key']}"}
+        for bad in ("a\u0000b", "x" * 257):
+            answer = httpx.post(server.url + "/v1/keys", json={"role": "user", "user_id": bad}, headers=auth,
+                                timeout=30)
+            assert answer.status_code == 422 and "user_id" in answer.json()["detail"], answer.text
+        made = httpx.post(server.url + "/v1/keys", json={"role": "write"}, headers=auth, timeout=30)
+        assert made.status_code == 201, made.text
+    with server.open_store() as store:
+        assert sorted(k.role for k in list_keys(store.con)) == ["admin", "write"]

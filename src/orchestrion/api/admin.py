@@ -21,6 +21,7 @@ from orchestrion.access import keys, sessions
 from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import Refusal
+from orchestrion.errors import UsageError
 from orchestrion.ingest.segment_spec import known_types
 from orchestrion.ingest.stats import store_stats
 from orchestrion.store import utcnow
@@ -55,6 +56,9 @@ class StoreStats(BaseModel):
 SourceName = Annotated[str, Field(max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
 """A key's source or domain: at most 64 characters, no control characters (as ids)."""
 
+KeyUser = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+"""A user key's user id, as events carry it: at most 256 characters, no control characters."""
+
 
 class KeyRequest(BaseModel):
     """The key to create."""
@@ -69,7 +73,7 @@ class KeyRequest(BaseModel):
     ]})
 
     role: Literal["write", "admin", "user"] = "write"
-    user_id: str | None = Field(None, description="Only for role 'user': whose data it may read.")
+    user_id: KeyUser | None = Field(None, description="Only for role 'user': whose data it may read.")
     source: SourceName | None = Field(None, description="The source (app, shop) whose events the key sends.")
     domain: SourceName | None = Field(None, description="The domain of the source's events that carry none.")
 
@@ -175,6 +179,14 @@ def build_router(ctx: ApiContext) -> APIRouter:
         """Create an API key (admin; open while no key exists). The key is in the answer only."""
 
         def work(con: duckdb.DuckDBPyConnection) -> keys.NewKey:
+            if request.role != "admin" and not any(k.revoked_at is None for k in keys.list_keys(con)):
+                # The API is open only while no key exists: a first key that is not an admin's
+                # would close it with nobody able to create keys through it.
+                raise UsageError(
+                    "role: the first key must be the operator's admin key, since from the first key on only an "
+                    "admin key can create keys; send role 'admin' first (or run `orchestrion keys create "
+                    "--role admin` with the server stopped)"
+                )
             return keys.create_key(con, request.role, user_id=request.user_id, source=request.source,
                                    domain=request.domain)
 

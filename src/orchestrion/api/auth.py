@@ -33,7 +33,8 @@ __all__ = ["CHALLENGE", "Authenticator", "BasicDoc", "BearerDoc"]
 CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="orchestrion", Basic realm="orchestrion"'}
 _HOW: Final = (
     "send 'Authorization: Bearer <key>' (or HTTP basic auth with the key as the username, as "
-    "Segment libraries do); an operator creates a key with `orchestrion keys create --role write`"
+    "Segment libraries do); an operator creates one with `orchestrion keys create --role write` "
+    "(ORCHESTRION_API_KEY set to their admin key while the server runs)"
 )
 
 
