@@ -129,10 +129,13 @@ def test_dry_run_writes_nothing_and_users_run_under_their_own_shard(loaded: tupl
 
 def test_backfill_runs_each_day_once_in_order(loaded: tuple[Store, Settings]) -> None:
     store, settings = loaded
-    reports = backfill_daily(store, settings, DAY, DAY + timedelta(days=2), clock=clock)
+    def later() -> datetime:  # the third day's morning: every day of the range has begun
+        return NOW + timedelta(days=2)
+
+    reports = backfill_daily(store, settings, DAY, DAY + timedelta(days=2), clock=later)
     assert [r.state for r in reports] == ["new"] * 3
     assert [r.run.partition for r in reports if r.run] == [DAY + timedelta(days=i) for i in range(3)]
-    assert [r.state for r in backfill_daily(store, settings, DAY, DAY + timedelta(days=2), clock=clock)] == ["done"] * 3
+    assert [r.state for r in backfill_daily(store, settings, DAY, DAY + timedelta(days=2), clock=later)] == ["done"] * 3
     with pytest.raises(UsageError):
         backfill_daily(store, settings, DAY, DAY - timedelta(days=1), clock=clock)
 
@@ -145,3 +148,34 @@ def test_retrain_trains_every_model_once_per_night(loaded: tuple[Store, Settings
     assert report.models["ranker"]["version"] is None  # no feedback yet: the prior stays
     assert (settings.models_path / "repurchase").is_dir()
     assert run_retrain(store, settings, DAY, clock=clock).state == "done"
+
+
+def test_a_run_killed_after_a_batch_committed_counts_that_batch_when_resumed(
+    loaded: tuple[Store, Settings], tmp_path: Path
+) -> None:
+    """The process dies after a batch's work committed and before the ledger recorded it (a kill -9
+    at the worst moment): the resumed run finds that batch's goals and deliverables made, and its
+    counts still say everything the day made, as an uncut run's do."""
+    from orchestrion.runs.daily import deliver_step
+
+    store, settings = loaded
+    calls = []
+
+    def dies_after_the_second_batch(*args: object, **kwargs: object) -> object:
+        done = deliver_step(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # after the batch's commit, before record_batch
+        return done
+
+    with pytest.raises(KeyboardInterrupt):
+        run_daily(store, settings, DAY, clock=clock, step=dies_after_the_second_batch)  # type: ignore[arg-type]
+    resumed = run_daily(store, settings, DAY, clock=clock)
+    assert resumed.state == "resumed" and resumed.run is not None and resumed.run.status == "succeeded"
+    with Store.open(":memory:") as other:
+        load_dataset(other, "online-retail", SAMPLE, now=NOW)
+        uncut = run_daily(other, Settings(home=tmp_path / "uncut", delivery_batch_users=15), DAY, clock=clock)
+        assert day_set(other) == day_set(store)
+    assert uncut.run is not None
+    for name in ("goals", "deliverables", "effects", "pending_actions"):
+        assert resumed.run.counts[name] == uncut.run.counts[name] > 0, (name, resumed.run.counts, uncut.run.counts)

@@ -92,9 +92,15 @@ def test_kill_9_in_a_daily_run_then_resume_delivers_each_day_once(tmp_path: Path
     assert 0 < outcome["users"] < outcome["run"]["users_total"] == outcome["run"]["users_done"]
 
     whole = loaded_home(tmp_path / "whole")
-    assert cli(whole, "run", "daily", "--date", "2011-11-01", env={**ENV, **slow}).returncode == 0
+    uncut = cli(whole, "run", "daily", "--date", "2011-11-01", "--json", env={**ENV, **slow})
+    assert uncut.returncode == 0, uncut.stderr
     got, want = day_sets(killed), day_sets(whole)
     assert got == want
+    # the ledger says what the run made, the killed process's part included
+    counted = outcome["run"]["counts"]
+    whole_counts = json.loads(uncut.stdout.strip().splitlines()[-1])["run"]["counts"]
+    for name in ("goals", "deliverables", "effects", "pending_actions"):
+        assert counted[name] == whole_counts[name], (name, counted, whole_counts)
     assert want["effects"] and all(row[2] == "completed" for row in got["effects"])
     per_user = {}
     for row in got["deliverables"]:

@@ -276,9 +276,34 @@ def run_daily(
             f"{failed} deliverable(s) failed ({retryable} tried again when the day is run again); "
             "each says why in its error"
         )
-    totals = {"failed_deliverables": failed, "claims_reconciled": swept["completed"] + swept["failed"]}
+    totals: dict[str, Any] = {"failed_deliverables": failed, "claims_reconciled": swept["completed"] + swept["failed"]}
+    if run.resumes > 0 and delivering:
+        # A killed process recorded none of the batch it was in: what the day holds is read back
+        # from the store, so that the run says what it made, not only what its last process made.
+        made = _made(store, run_id, day)
+        totals.update({k: 0 for k in run.counts if k.startswith("deliverables_") and k not in made}, **made)
     run = finish_run(store, run_id, status, now=clock(), error=error, totals=totals)
     return DailyReport(day, claim.state, run, done_users, done_batches, time.perf_counter() - started)
+
+
+def _made(store: Store, run_id: str, day: date) -> dict[str, int]:
+    """The goals, deliverables (by status), effects and approvals of ``day`` for the run's users."""
+    mine = "user_id IN (SELECT user_id FROM run_users WHERE run_id = $run) AND date = $day"
+    params = {"run": run_id, "day": day}
+    goals = store.con.execute(f"SELECT count(*) FROM goals WHERE {mine}", params).fetchall()[0][0]
+    statuses = store.con.execute(
+        f"SELECT status, count(*) FROM deliverables WHERE {mine} GROUP BY 1 ORDER BY 1", params
+    ).fetchall()
+    effects, pending = store.con.execute(
+        f"SELECT (SELECT count(*) FROM side_effects WHERE deliverable_id IN (SELECT deliverable_id FROM deliverables "
+        f"WHERE {mine})), (SELECT count(*) FROM pending_actions WHERE deliverable_id IN (SELECT deliverable_id "
+        f"FROM deliverables WHERE {mine}))",
+        params,
+    ).fetchall()[0]
+    made = {"goals": int(goals), "deliverables": sum(int(n) for _, n in statuses), "effects": int(effects),
+            "pending_actions": int(pending)}
+    made.update({f"deliverables_{status}": int(n) for status, n in statuses})
+    return made
 
 
 def run_path(trigger: str) -> RunPath:
