@@ -106,6 +106,13 @@ def test_unreadable_bodies_are_400_and_store_nothing(server: Server) -> None:
     assert httpx.post(server.url + "/v1/events", content=bomb, headers=gzip_headers,
                       timeout=30).status_code == 413
     assert post(server, "/v1/events", [event(1)]).json()["duplicates"] == 1
+    # a file saved with a UTF-8 byte order mark (Windows tools) is read past it, as JSON and as NDJSON
+    bom = b"\xef\xbb\xbf"
+    marked = httpx.post(server.url + "/v1/events", content=bom + json.dumps([event(30)]).encode(), timeout=30)
+    assert marked.status_code == 200 and marked.json()["accepted"] == 1, marked.text
+    lines = httpx.post(server.url + "/v1/events", content=bom + json.dumps(event(31)).encode() + b"\n",
+                       headers={"Content-Type": "application/x-ndjson"}, timeout=30)
+    assert lines.status_code == 200 and lines.json()["accepted"] == 1, lines.text
     server.stop()
     with server.open_store() as store:
         assert store.scalar("SELECT count(*) FROM failed_events") == 0

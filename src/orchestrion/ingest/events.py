@@ -305,8 +305,14 @@ def _raw_id(raw: bytes) -> str | None:
 
 
 def split_body(body: bytes, *, ndjson: bool) -> list[bytes]:
-    """The raw events of a JSON-array or NDJSON body. A malformed array raises msgspec.DecodeError;
-    malformed NDJSON lines come back as they are and are rejected one by one."""
+    r"""The raw events of a JSON-array or NDJSON body. A malformed array raises msgspec.DecodeError;
+    malformed NDJSON lines come back as they are and are rejected one by one. A UTF-8 byte order
+    mark before the body (as some Windows tools write files) is read past (RFC 8259 §8.1).
+
+    >>> split_body(b'\xef\xbb\xbf[{"a": 1}]', ndjson=False)
+    [b'{"a": 1}']
+    """
+    body = body.removeprefix(b"\xef\xbb\xbf")
     if ndjson:
         return [line for line in body.splitlines() if line.strip()]
     try:
