@@ -65,7 +65,8 @@ def build_router(web: WebContext) -> APIRouter:
             except (NotFoundError, PermissionDeniedError):
                 record = None
             if record is not None:
-                said = f"“{record.title}”: {record.status_text}."
+                words = record.status_text.rstrip()
+                said = f"“{record.title}”: {words}" + ("" if words.endswith((".", "!", "?")) else ".")
                 bad = record.status in ("not_done", "failed")
                 notice, problem = (None, said) if bad else (said, None)
         return await approvals_view(request, session, problem=problem, notice=notice)
