@@ -495,14 +495,14 @@ def test_a_policy_change_applies_to_the_next_run(site: Site, browser: Any) -> No
     page = _page_for(browser, _link(site, "carol"))
     page.get_by_role("link", name="Control panel").click()
     page.get_by_label("The most one order may cost").fill("20")
-    page.get_by_label("No playlist deliverables").check()
+    page.get_by_label("Don't send: Mix").check()
     page.get_by_label("My time zone").fill("Europe/Paris")
     # only the operator's tier or stricter is offered
     assert page.get_by_label("Placing orders (spends money)").locator("option").all_inner_texts() == [
         "approve — wait for my approval", "suggest — only show it to me"]
     page.get_by_role("button", name="Save settings").click()
     assert "Saved" in page.get_by_role("status").inner_text()
-    assert page.get_by_label("The most one order may cost").input_value() == "20.0"
+    assert page.get_by_label("The most one order may cost").input_value() == "20.00"
     _shot(page, "control-panel")
     stored = site.query("SELECT overrides, paused FROM user_policies WHERE user_id = 'carol'")
     overrides = json.loads(stored[0][0])
