@@ -34,6 +34,16 @@ def test_load_prints_a_summary_table(env: dict[str, str]) -> None:
     assert "17,536" in out.stdout and "events stored" in out.stdout
 
 
+def test_a_missing_path_is_named_as_the_file_or_folder_it_is(tmp_path: Path) -> None:
+    from orchestrion.datasets import locate
+    from orchestrion.errors import DatasetNotFoundError
+
+    with pytest.raises(DatasetNotFoundError, match=r"file /no/such/retail\.csv not found; download it from https://"):
+        locate("online-retail", "/no/such/retail.csv")
+    with pytest.raises(DatasetNotFoundError, match=r"folder /no/such/folder not found"):
+        locate("online-retail", "/no/such/folder")
+
+
 def test_list_names_every_dataset_and_its_download_page(env: dict[str, str]) -> None:
     out = CliRunner().invoke(app, ["datasets", "list", "--json"], env=env)
     assert out.exit_code == 0, out.output

@@ -43,7 +43,8 @@ def locate(name: str, path: Path | str | None = None, *, datasets_root: Path | N
     if path is not None:
         found = Path(path).expanduser().absolute()
         if not found.exists():
-            raise dataset.missing(found)
+            # --path names a folder or one of the dataset's files: say which it looked like
+            raise dataset.missing(found, "file" if found.suffix else "folder")
         return found
     if datasets_root is None:
         raise DatasetNotFoundError(
