@@ -587,6 +587,25 @@ def _seed_long(site: Site) -> str:
     return Effector(site.settings).perform("publish", {"channel": "outbox"}, "k_long", record)["path"]
 
 
+_BROKEN_WORDS = """() => {
+  const broken = [];
+  for (const cell of document.querySelectorAll('table.cart td:first-child')) {
+    const style = getComputedStyle(cell);
+    const room = cell.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    for (const word of cell.innerText.split(/\\s+/)) {
+      if (!word || word.length > 12) continue;  // a longer word may wrap
+      const probe = document.createElement('span');
+      probe.style.cssText = 'white-space:nowrap;position:absolute;visibility:hidden;font:' + style.font;
+      probe.textContent = word;
+      document.body.appendChild(probe);
+      if (probe.getBoundingClientRect().width > room + 0.5) broken.push(word);
+      probe.remove();
+    }
+  }
+  return broken;
+}"""
+
+
 def _width(page: Any) -> int:
     page.wait_for_load_state()  # after a click that navigates, the new document may not be there yet
     return int(page.evaluate("document.scrollingElement.scrollWidth"))
@@ -612,6 +631,13 @@ def test_no_page_is_wider_than_a_phone(site: Site, browser: Any) -> None:
     page.context.close()
     carol = _page_for(browser, _link(site, "carol"), viewport=PHONE)
     widths["feed (carol)"] = _width(carol)
+    # a cart line's words stay whole on a phone ("RETROSPOT", not "RETROSPO" and "T"), and every
+    # line's thumbs are on the screen
+    broken = carol.evaluate(_BROKEN_WORDS)
+    assert broken == [], broken
+    for thumb in carol.locator("table.cart .thumbs.small button").all():
+        box = thumb.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= PHONE[0], box
     carol.goto(site.url + "/approvals")
     widths["approvals (carol)"] = _width(carol)
     carol.context.close()

@@ -263,7 +263,7 @@ def _cart(items: list[dict[str, Any]], content: Mapping[str, Any], locale: str |
         '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" '
         'style="border-collapse:collapse;width:100%;margin:8px 0;font-size:15px">'
         f'<thead><tr><th style="{_TH}">Item</th><th style="{_TH};{_NUM}">Qty</th>'
-        f'<th style="{_TH};{_NUM}">Price</th><th style="{_TH};{_NUM}">Line total</th></tr></thead>'
+        f'<th style="{_TH};{_NUM}">Price</th><th style="{_TH};{_NUM}">Amount</th></tr></thead>'
         f"<tbody>{rows}</tbody><tfoot><tr><td colspan=\"3\" style=\"{_TD};font-weight:700\">Total</td>"
         f'<td style="{_TD};{_NUM};font-weight:700">{escape(format_money(content.get("total"), currency, locale))}'
         "</td></tr></tfoot></table>"
