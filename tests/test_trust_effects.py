@@ -33,7 +33,7 @@ from openai_server import OpenAIServer, Reply, goal_of, last_tool_results, tool_
 from orchestrion.config import Settings, load_settings
 from orchestrion.datasets import load_dataset
 from orchestrion.delivery.channels import Effector
-from orchestrion.delivery.deliverables import decide, sweep_claims
+from orchestrion.delivery.deliverables import decide, get_deliverable, sweep_claims
 from orchestrion.delivery.stage import deliver
 from orchestrion.errors import AlreadyDecidedError, RetryableError
 from orchestrion.planning.executor import Executor
@@ -444,6 +444,13 @@ def test_stale_claims_are_reconciled_by_the_sweep_and_the_next_run(tmp_path: Pat
             ]
             with pytest.raises(RetryableError):
                 decide(store, settings, first, "approve", by="t", viewer=None, now=NOW, effector=live)
+            # what the person sees while the shop's answer is unknown: approved, being confirmed
+            in_flight = get_deliverable(store.con, first)
+            assert in_flight.status == "awaiting_approval"
+            assert in_flight.status_text == "Approved: waiting for the shop to confirm the order"
+            page = next(settings.outbox_path.glob(f"*/*--{first}.html")).read_text()
+            assert "Approved: waiting for the shop to confirm the order" in page
+            assert "Waiting for your approval" not in page
             with pytest.raises(AlreadyDecidedError, match="approve again"):
                 decide(store, settings, first, "reject", by="t", viewer=None, now=NOW, effector=live)
             with pytest.raises(RetryableError):
@@ -463,6 +470,7 @@ def test_stale_claims_are_reconciled_by_the_sweep_and_the_next_run(tmp_path: Pat
                 ).fetchall()
             )
             assert rows == {first: "delivered", second: "delivered"}
+            assert get_deliverable(store.con, first).status_text == "Ordered"
             assert len(shop.orders) == 2
             assert store.scalar("SELECT count(*) FROM side_effects WHERE status = 'claimed'") == 0
 

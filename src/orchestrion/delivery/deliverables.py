@@ -43,6 +43,7 @@ from orchestrion.errors import (
     NotFoundError,
     OrchestrionError,
     PermissionDeniedError,
+    RetryableError,
     UsageError,
 )
 from orchestrion.goals.words import final_words
@@ -50,6 +51,7 @@ from orchestrion.money import format_money
 from orchestrion.planning.offline import summary_of
 from orchestrion.proposals.day import retitle_reasons
 from orchestrion.proposals.record import (
+    CONFIRMING_SQL,
     Deliverable,
     insert_refusals,
     status_once_done,
@@ -79,7 +81,7 @@ _JSON: Final = ("content", "plan", "trace", "review")
 _COLUMNS: Final = (
     "d.deliverable_id, d.goal_id, d.user_id, d.date, d.template, d.title, d.summary, d.items, d.status, d.content, "
     "d.plan, d.trace, d.planner, d.fallback, d.tokens, d.cost, d.review, d.attempts, d.error, d.created_at, "
-    "d.updated_at, coalesce(d.why, g.why) AS why, d.effects"
+    "d.updated_at, coalesce(d.why, g.why) AS why, d.effects, " + CONFIRMING_SQL
 )
 
 
@@ -109,7 +111,9 @@ def _rows(con: Any, where: str, params: dict[str, Any]) -> list[Deliverable]:
         if isinstance(record["content"], dict) and effects:  # the results of its effects, as before
             record["content"]["effects"] = json.loads(effects)
         record["date"] = record["date"].isoformat()
-        record["status_text"] = status_text(record["status"], record["error"], main_action(record))
+        confirming = bool(record.pop("confirming"))
+        record["status_text"] = status_text(record["status"], record["error"], main_action(record),
+                                            confirming=confirming)
         out.append(Deliverable(**record))
     return out
 
@@ -294,7 +298,13 @@ def _decide(
                 action["user_id"], action["deliverable_id"], action["action"], action["arguments"],
                 key=action["action_id"], created_at=action["created_at"],
             )
-            updates.append((action["action_id"], _execute(con, typed, published, effector, policy, now)))
+            try:
+                updates.append((action["action_id"], _execute(con, typed, published, effector, policy, now)))
+            except RetryableError:
+                # The provider did not answer: the approval stands (its claim is open) and the
+                # outbox page says so ("Approved: waiting for the shop to confirm the order").
+                refresh_outbox(con, effector, deliverable_id)
+                raise
         elif decision == "reject":
             updates.append((action["action_id"], "rejected"))
         else:

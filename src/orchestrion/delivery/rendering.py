@@ -71,7 +71,7 @@ _DONE: Final = {"place_order": "Ordered", "publish": "Sent"}
 _NOT: Final = {"place_order": "Not ordered", "publish": "Not sent"}
 
 
-def status_text(status: str, reason: str | None, action: str | None) -> str:
+def status_text(status: str, reason: str | None, action: str | None, *, confirming: bool = False) -> str:
     """A deliverable's status in plain words for the person it is for (the one place that says it).
 
     ``reason`` is the deliverable's stored reason (why it was not done, cancelled or failed);
@@ -83,6 +83,8 @@ def status_text(status: str, reason: str | None, action: str | None) -> str:
     ('Ordered', 'Waiting for your approval')
     >>> status_text("failed", "webhook http://10.0.0.5/hook answered 500 (attempt 3 of 3)", "publish")
     'Not finished: something went wrong on our side while making or sending it'
+    >>> status_text("awaiting_approval", None, "place_order", confirming=True)
+    'Approved: waiting for the shop to confirm the order'
     """
     why = " ".join(str(reason).split()) if reason else ""
     done = _DONE.get(action or "", "Delivered")
@@ -91,6 +93,9 @@ def status_text(status: str, reason: str | None, action: str | None) -> str:
     if status == "not_done":
         return f"{_NOT.get(action or '', 'Not done')}: {why}" if why else _NOT.get(action or "", "Not done")
     if status == "awaiting_approval":
+        if confirming:
+            return ("Approved: waiting for the shop to confirm the order" if action == "place_order"
+                    else "Approved: being carried out")
         return "Waiting for your approval"
     if status in ("proposed", "planned"):
         return "Being prepared"
@@ -164,7 +169,8 @@ def _day(value: Any) -> str:
 
 
 def _status(d: Mapping[str, Any]) -> str:
-    return status_text(str(d["status"]), d.get("error"), main_action(d))
+    said = d.get("status_text")  # as the record was read (it knows an approval still being confirmed)
+    return str(said) if said else status_text(str(d["status"]), d.get("error"), main_action(d))
 
 
 def _links(d: Mapping[str, Any], base_url: str | None) -> dict[str, str]:

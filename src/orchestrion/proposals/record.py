@@ -26,6 +26,7 @@ from orchestrion.encoding import canonical, to_json
 from orchestrion.store import registered
 
 __all__ = [
+    "CONFIRMING_SQL",
     "PENDING_COLUMNS",
     "REFUSAL_COLUMNS",
     "Deliverable",
@@ -373,9 +374,17 @@ def write_cart(
     )
 
 
+CONFIRMING_SQL: Final = (
+    "EXISTS (SELECT 1 FROM pending_actions a JOIN side_effects s ON s.idempotency_key = a.action_id "
+    "WHERE a.deliverable_id = d.deliverable_id AND a.status = 'waiting' AND s.status = 'claimed') AS confirming"
+)
+"""A select column (deliverables as ``d``): an action of the deliverable was approved and its
+outcome is not known yet (the provider did not answer; approving again finishes it)."""
+
+
 _CARD_SQL: Final = """
 SELECT d.deliverable_id, d.user_id, d.date, d.template, d.title, d.status, d.error, d.items, d.summary, d.content,
-       coalesce(d.why, g.why) AS why, g.details
+       coalesce(d.why, g.why) AS why, g.details, """ + CONFIRMING_SQL + """
 FROM deliverables d LEFT JOIN goals g USING (goal_id)
 """
 
