@@ -184,6 +184,7 @@ def test_a_run_for_a_day_still_to_come_is_refused_and_counts_as_nothing(
         assert tomorrow.state == "new"
     monkeypatch.setenv("ORCHESTRION_HOME", str(tmp_path / "home"))
     far = (datetime.now(UTC).date() + timedelta(days=30)).isoformat()
-    code, out, err = run(["run", "daily", "--date", far], capsys)
-    assert code != 0 and "Traceback" not in out + err
-    assert f"date {far} is in the future" in err, err
+    for args in (["run", "daily", "--date", far], ["goals", "propose", "--date", far]):
+        code, out, err = run(args, capsys)
+        assert code != 0 and "Traceback" not in out + err
+        assert f"date {far} is in the future" in err, (args, err)

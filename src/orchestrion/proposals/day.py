@@ -34,7 +34,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrion.errors import NotFoundError
+from orchestrion.errors import NotFoundError, UsageError
 from orchestrion.goals import (
     Candidate,
     ContextConfig,
@@ -69,6 +69,7 @@ __all__ = [
     "read_history",
     "recent_deliverables",
     "record_goals",
+    "refuse_future_day",
     "retitle_reasons",
     "show_goals",
     "slate_columns",
@@ -390,6 +391,25 @@ def day_context(
         ahead.close()
 
 
+def refuse_future_day(day: date, now: datetime) -> None:
+    """Raise UsageError when ``day`` is more than one day after ``now`` (UTC; a time zone ahead of UTC
+    may already be on tomorrow): its goals would be made from what is known now and then count as
+    that day's, never made again when the day comes.
+
+    >>> refuse_future_day(date(2026, 12, 4), datetime(2026, 12, 3, 9))
+    >>> refuse_future_day(date(2026, 12, 20), datetime(2026, 12, 3, 9))
+    Traceback (most recent call last):
+    ...
+    orchestrion.errors.UsageError: date 2026-12-20 is in the future (it is 2026-12-03 UTC): ...
+    """
+    if day > now.date() + timedelta(days=1):
+        raise UsageError(
+            f"date {day.isoformat()} is in the future (it is {now.date().isoformat()} UTC): a day's goals and runs "
+            f"use what is known by that day, and would then count as done when the day comes; run it on or "
+            f"after {day.isoformat()} (at most one day ahead, for time zones ahead of UTC)"
+        )
+
+
 def propose(
     store: Store,
     models_root: Path,
@@ -411,6 +431,7 @@ def propose(
     ...     propose(s, Path(tempfile.mkdtemp()), date(2024, 1, 2), now=datetime(2024, 1, 2)).chosen
     0
     """
+    refuse_future_day(day, now)
     started = time.perf_counter()
     config = config or ProposalConfig()
     as_of = day_start(day)

@@ -42,6 +42,7 @@ from typing import Any, Final, Literal
 import duckdb
 
 from orchestrion.errors import NotFoundError, RunInProgressError, UsageError
+from orchestrion.proposals.day import refuse_future_day
 from orchestrion.store import Store, pid_alive
 
 __all__ = [
@@ -267,13 +268,7 @@ def claim_run(
     for one key at once, one claims it and the others find it running (RunInProgressError, the
     API's 409), never a write conflict."""
     owner = owner or Owner.current()
-    latest_day = now.date() + timedelta(days=1)  # a zone ahead of UTC may already be on tomorrow
-    if key.partition > latest_day:
-        raise UsageError(
-            f"date {key.partition.isoformat()} is in the future (it is {now.date().isoformat()} UTC): a day's run "
-            f"uses what is known by that day, and would then count as done when the day comes; run it on or "
-            f"after {key.partition.isoformat()} (at most one day ahead, for time zones ahead of UTC)"
-        )
+    refuse_future_day(key.partition, now)
     with _CLAIMS:
         try:
             return _claim(store, key, now=now, force=force, trigger=trigger, params=params, owner=owner)
