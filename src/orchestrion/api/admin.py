@@ -9,7 +9,7 @@ web sessions are revoked here too.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import duckdb
 from fastapi import APIRouter, Depends, Path, Security
@@ -53,10 +53,13 @@ class StoreStats(BaseModel):
     last_event: str | None
 
 
-SourceName = Annotated[str, Field(max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+_PRINTABLE: Final = r"^[^\x00-\x1f\x7f-\x9f]*$"
+"""No control character (C0, DEL, C1), as ids are checked on ingestion."""
+
+SourceName = Annotated[str, Field(max_length=64, pattern=_PRINTABLE)]
 """A key's source or domain: at most 64 characters, no control characters (as ids)."""
 
-KeyUser = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+KeyUser = Annotated[str, Field(min_length=1, max_length=256, pattern=_PRINTABLE)]
 """A user key's user id, as events carry it: at most 256 characters, no control characters."""
 
 

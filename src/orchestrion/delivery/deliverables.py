@@ -161,7 +161,8 @@ def first_deliverables(con: Any, day: date, users: list[str] | None) -> list[dic
     """The first 20 deliverables of ``day`` (of ``users``, else everyone's) by user: what
     ``orchestrion deliver`` lists after a day (and ``POST /v1/deliver`` answers)."""
     rows = con.execute(
-        "SELECT user_id, deliverable_id, template, status, title, error, content FROM deliverables WHERE date = ? "
+        "SELECT user_id, deliverable_id, template, status, title, error, content, " + CONFIRMING_SQL +
+        " FROM deliverables d WHERE date = ? "
         "AND (? IS NULL OR list_contains(?, user_id)) ORDER BY user_id, deliverable_id LIMIT 20",
         [day, users or None, users or None],
     ).fetchall()
@@ -172,11 +173,12 @@ def first_deliverables(con: Any, day: date, users: list[str] | None) -> list[dic
             "template": template,
             "status": status,
             "status_text": status_text(
-                status, error, main_action({"template": template, "content": json.loads(content) if content else None})
+                status, error, main_action({"template": template, "content": json.loads(content) if content else None}),
+                confirming=bool(confirming),
             ),
             "title": title,
         }
-        for user_id, deliverable_id, template, status, title, error, content in rows
+        for user_id, deliverable_id, template, status, title, error, content, confirming in rows
     ]
 
 

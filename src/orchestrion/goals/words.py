@@ -25,7 +25,17 @@ from typing import Any
 from orchestrion.goals.base import list_words
 from orchestrion.goals.reorder import cart_words
 
-__all__ = ["final_words", "with_note"]
+__all__ = ["final_words", "full_stop", "with_note"]
+
+
+def full_stop(text: str) -> str:
+    """``text`` as a sentence: a full stop, unless it already ends one ("… SKULL." stays one stop).
+
+    >>> full_stop("Tea"), full_stop("LUNCH BAG BLACK SKULL."), full_stop("Why?")
+    ('Tea.', 'LUNCH BAG BLACK SKULL.', 'Why?')
+    """
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
 
 
 def with_note(note: str | None, why: str) -> str:

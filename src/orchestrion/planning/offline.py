@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from orchestrion.goals.words import full_stop
 from orchestrion.money import format_money
 from orchestrion.planning.base import PlanOutcome
 from orchestrion.planning.plan import Plan
@@ -36,15 +37,6 @@ def _names(items: list[dict[str, Any]], key: str, most: int = 3) -> str:
     return shown + (f" and {len(seen) - most} more" if len(seen) > most else "")
 
 
-def _end(text: str) -> str:
-    """``text`` as a sentence: a full stop, unless it already ends one ("… SKULL." stays one stop).
-
-    >>> _end("Tea"), _end("LUNCH BAG BLACK SKULL."), _end("Why?")
-    ('Tea.', 'LUNCH BAG BLACK SKULL.', 'Why?')
-    """
-    return text if text.rstrip().endswith((".", "!", "?", "…")) else text + "."
-
-
 def summary_of(content: dict[str, Any], locale: str | None = None) -> str:
     """A one-paragraph summary of built content, from the data only (money as ``locale`` writes it).
 
@@ -56,14 +48,14 @@ def summary_of(content: dict[str, Any], locale: str | None = None) -> str:
     if kind == "cart":
         lines = f"{len(items)} item{'s' if len(items) != 1 else ''}"
         total = format_money(content["total"], content.get("currency"), locale)
-        return _end(f"{lines}, {total} in total: {_names(items, 'title', 4)}")
+        return full_stop(f"{lines}, {total} in total: {_names(items, 'title', 4)}")
     if kind == "digest":
         lead = next((i["summary"] for i in items if i.get("summary")), "")
-        text = _end(f"{len(items)} article{'s' if len(items) != 1 else ''}: {_names(items, 'title', 3)}")
+        text = full_stop(f"{len(items)} article{'s' if len(items) != 1 else ''}: {_names(items, 'title', 3)}")
         return f"{text} Top story: {lead}" if lead else text
     noun = "track" if kind == "playlist" else "movie"
     by = _names(items, "creator") or _names(items, "title")
-    return _end(f"{len(items)} {noun}{'s' if len(items) != 1 else ''}" + (f" featuring {by}" if by else ""))
+    return full_stop(f"{len(items)} {noun}{'s' if len(items) != 1 else ''}" + (f" featuring {by}" if by else ""))
 
 
 class OfflinePlanner:

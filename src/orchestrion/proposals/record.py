@@ -306,20 +306,15 @@ def status_once_done(con: Any, deliverable_id: str, key: str) -> str | None:
     counted as done (being sent again, or just settled): ``delivered``, or ``awaiting_approval``
     while an action still waits for its person. None when it is not failed or another effect is
     not done."""
-    found = con.execute("SELECT status FROM deliverables WHERE deliverable_id = ?", [deliverable_id]).fetchall()
-    if not found or found[0][0] != "failed":
+    found = con.execute(
+        "SELECT (SELECT count(*) FROM side_effects WHERE deliverable_id = $d AND idempotency_key <> $key "
+        "AND status <> 'completed'), (SELECT count(*) FROM pending_actions WHERE deliverable_id = $d "
+        "AND status = 'waiting') FROM deliverables WHERE deliverable_id = $d AND status = 'failed'",
+        {"d": deliverable_id, "key": key},
+    ).fetchall()
+    if not found or found[0][0]:
         return None
-    others = con.execute(
-        "SELECT count(*) FILTER (WHERE status <> 'completed') FROM side_effects "
-        "WHERE deliverable_id = ? AND idempotency_key <> ?",
-        [deliverable_id, key],
-    ).fetchall()[0][0]
-    if others:
-        return None
-    waiting = con.execute(
-        "SELECT count(*) FROM pending_actions WHERE deliverable_id = ? AND status = 'waiting'", [deliverable_id]
-    ).fetchall()[0][0]
-    return "awaiting_approval" if waiting else "delivered"
+    return "awaiting_approval" if found[0][1] else "delivered"
 
 
 def write_recovered(con: Any, deliverable_id: str, key: str, now: datetime) -> bool:

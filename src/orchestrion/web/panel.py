@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from orchestrion.delivery.deliverables import Decision, decide, get_deliverable
 from orchestrion.errors import NotFoundError, OrchestrionError, PermissionDeniedError, RetryableError, UsageError
+from orchestrion.goals.words import full_stop
 from orchestrion.tools.policies import ACTION_CLASSES, load_policy
 from orchestrion.web.context import WebContext, form_lists
 from orchestrion.web.controls import ACTION_NAMES, TIER_NAMES, read_panel, save_panel, waiting_actions
@@ -65,8 +66,7 @@ def build_router(web: WebContext) -> APIRouter:
             except (NotFoundError, PermissionDeniedError):
                 record = None
             if record is not None:
-                words = record.status_text.rstrip()
-                said = f"“{record.title}”: {words}" + ("" if words.endswith((".", "!", "?")) else ".")
+                said = full_stop(f"“{record.title}”: {record.status_text}")
                 bad = record.status in ("not_done", "failed")
                 notice, problem = (None, said) if bad else (said, None)
         return await approvals_view(request, session, problem=problem, notice=notice)
