@@ -148,6 +148,10 @@ class Settings(BaseModel):
     delivery_max_attempts: int = Field(
         3, gt=0, description="Times a deliverable that failed (a fault, not a review) is tried before it stays failed."
     )
+    approval_days: int = Field(
+        14, ge=0, description="An order or message waiting this many days for its person's approval is cancelled, "
+        "with the reason, when their next day is run (0 = it waits for ever).",
+    )
     claim_stale_minutes: int = Field(
         15, ge=0, description="A ledger claim older than this with no run working on it is reconciled by the sweep."
     )

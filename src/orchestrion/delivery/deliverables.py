@@ -17,7 +17,8 @@ the store, which is the only writer): the first decision wins, a later one raise
 409), so no record ever says ``rejected`` for an order that was placed. :func:`sweep_claims`
 reconciles ledger claims left open (a receiver down, a crash) with the provider, by idempotency key.
 :func:`drop_items` takes the items a person thumbed down out of their carts still waiting for
-approval (re-priced and checked against the policy again; a cart left empty is cancelled).
+approval (re-priced and checked against the policy again; a cart left empty is cancelled), and
+:func:`expire_approvals` cancels what waited for an approval longer than ``settings.approval_days``.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ __all__ = [
     "Decision",
     "decide",
     "drop_items",
+    "expire_approvals",
     "feed",
     "first_deliverables",
     "get_deliverable",
@@ -606,3 +608,61 @@ def _drop(
         )
     return str(final)
 
+
+
+def expire_approvals(
+    store: Store, settings: Settings, users: Sequence[str], day: date, *, now: datetime
+) -> dict[str, str]:
+    """Cancel the ``users``' deliverables dated more than ``settings.approval_days`` before ``day``
+    that still wait for an approval (0: never); returns each cancelled deliverable's status.
+
+    A cart nobody approves would otherwise wait for ever, and hold back every new cart sharing an
+    item with it (:func:`orchestrion.ranking.slate.recent_overlaps`). It says why ("Cancelled: not
+    approved within 14 days, so nothing was ordered"); an approval being carried out (an open
+    ledger claim) is left to finish.
+    """
+    if settings.approval_days <= 0 or not users:
+        return {}
+    con = store.cursor()
+    try:
+        rows = con.execute(
+            "SELECT DISTINCT a.deliverable_id FROM pending_actions a JOIN deliverables d USING (deliverable_id) "
+            "WHERE a.status = 'waiting' AND a.tier <> 'notify' AND d.status = 'awaiting_approval' AND d.date < ? "
+            "AND d.user_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY 1",
+            [day - timedelta(days=settings.approval_days), sorted(set(users))],
+        ).fetchall()
+        if not rows:
+            return {}
+        expired: dict[str, str] = {}
+        effector = Effector(settings)
+        try:
+            for (deliverable_id,) in rows:
+                with _lock(str(deliverable_id)):
+                    if _expire(con, str(deliverable_id), settings.approval_days, now):
+                        refresh_outbox(con, effector, str(deliverable_id))
+                        expired[str(deliverable_id)] = "cancelled"
+        finally:
+            effector.close()
+    finally:
+        con.close()
+    if expired:
+        log.info("%d deliverable(s) cancelled after waiting %d days for an approval", len(expired),
+                 settings.approval_days)
+    return expired
+
+
+def _expire(con: Any, deliverable_id: str, days: int, now: datetime) -> bool:
+    """:func:`expire_approvals` for one deliverable, under its lock: whether it was cancelled."""
+    record = get_deliverable(con, deliverable_id)
+    waiting = [a for a in record.actions if a["status"] == "waiting"]
+    if record.status != "awaiting_approval" or not waiting or any(
+        s != "failed" for s in _ledger_states(con, [a["action_id"] for a in waiting]).values()
+    ):
+        return False  # decided meanwhile, or an approval is carrying it out now
+    nothing = "nothing was ordered" if main_action(record.as_dict()) == "place_order" else "nothing was sent"
+    with transaction(con):
+        write_decision(
+            con, deliverable_id, [(a["action_id"], "cancelled") for a in waiting], "cancelled",
+            f"not approved within {days} days, so {nothing}", by="expiry", now=now, max_attempts=0,
+        )
+    return True

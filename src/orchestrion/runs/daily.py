@@ -20,7 +20,8 @@ nonsense) is marked ``failed`` by the step and the batch goes on; the run ends `
 scheduler's catch-up) resumes it: the failed deliverables with attempts left are tried again
 (``settings.delivery_max_attempts``), and ledger claims left open are reconciled
 (:func:`orchestrion.delivery.deliverables.sweep_claims`). Only an exception from the step itself (the
-store failing) fails the run.
+store failing) fails the run. Before its batches, the run cancels its users' orders that waited
+longer than ``settings.approval_days`` for an approval (``counts["approvals_expired"]``).
 
 >>> from datetime import datetime, date
 >>> from orchestrion.config import Settings
@@ -42,7 +43,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from orchestrion.config import RunPath, Settings
-from orchestrion.delivery.deliverables import sweep_claims
+from orchestrion.delivery.deliverables import expire_approvals, sweep_claims
 from orchestrion.delivery.stage import execute
 from orchestrion.errors import UsageError
 from orchestrion.goals import GoalContext
@@ -232,6 +233,10 @@ def run_daily(
         already = total - sum(len(b) for b in batches)
         if progress:
             progress(already, total)
+        if delivering and batches:  # what waited too long for an approval no longer holds new carts back
+            expired = expire_approvals(store, settings, sorted(set().union(*batches)), day, now=clock())
+            if expired:
+                run = record_batch(store, run_id, [], {"approvals_expired": len(expired)}, now=clock(), seconds=0.0)
         with ExitStack() as stack:
             shared = stack.enter_context(day_context(store, settings.models_path, day)) if batches else None
             for number, batch in enumerate(batches):
