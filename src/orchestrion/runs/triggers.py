@@ -5,7 +5,10 @@ conditions and a goal template, e.g. ``stock_low`` → ``reorder``. They are eva
 events committed and off the ingestion path: :class:`TriggerWatcher` is a background thread of
 ``orchestrion serve`` that looks, twice a second, at the events received since it last looked (a
 cheap scan: ``received_at`` grows with the table), so the acknowledgement of an event never waits
-for a rule.
+for a rule. How far it has handled events is kept in the store (``trigger_marks``), written after
+the rules fired, and a restart resumes from there (at most :data:`CATCH_UP` back): an event
+acknowledged just before the server stopped, or was killed, still fires its rule. A rule that
+fails (the store, a planner) leaves the mark where it was, and the events are looked at again.
 
 A match runs :func:`fire`: the rule's template proposes candidates for the event's user from
 events up to now; the candidates holding the event's item are preferred; the best one (by the
@@ -28,7 +31,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 import numpy as np
@@ -52,7 +55,7 @@ from orchestrion.ranking import ChoiceConfig, decide
 from orchestrion.store import Store, utcnow
 from orchestrion.training.promoted import current_scorer, promoted_repurchase
 
-__all__ = ["Fired", "TriggerWatcher", "fire", "matches", "new_matches"]
+__all__ = ["Fired", "TriggerWatcher", "fire", "handled_until", "matches", "new_matches", "write_mark"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,26 @@ _OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
 }
 LOOKBACK: Final = timedelta(seconds=5)
 """Events are re-read this far behind the watermark: a request stamped earlier can commit later."""
+CATCH_UP: Final = timedelta(days=1)
+"""After a restart, events received at most this long ago are looked at (from the stored mark)."""
+_MARK_EVERY: Final = timedelta(seconds=60)
+"""With nothing matched, the mark is written this often (a restart then re-reads little)."""
+_MARK: Final = "watcher"
+
+
+def handled_until(con: Any) -> datetime | None:
+    """Where the trigger watcher's stored mark stands (None before it first wrote one)."""
+    row = con.execute("SELECT handled_until FROM trigger_marks WHERE name = ?", [_MARK]).fetchone()
+    return None if row is None else row[0]
+
+
+def write_mark(con: Any, until: datetime) -> None:
+    """The watcher has handled every event received up to ``until`` (never moves back)."""
+    con.execute(
+        "INSERT INTO trigger_marks VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
+        "handled_until = greatest(trigger_marks.handled_until, excluded.handled_until)",
+        [_MARK, until],
+    )
 
 
 def matches(rule: TriggerRule, event_type: str, properties: Mapping[str, Any]) -> bool:
@@ -161,7 +184,7 @@ def fire(
     before = store.scalar("SELECT count(*) FROM goals")
     record_goals(store, chosen, now=now)
     added = int(store.scalar("SELECT count(*) FROM goals") or 0) - int(before or 0)  # type: ignore[call-overload]
-    if added:
+    if added or _unfinished(store, day, users):  # a trigger's deliverable a crash left proposed is finished now
         planning = planning_for(settings, "trigger")  # the LLM plans it when configured, as every path
         try:
             execute(
@@ -171,6 +194,16 @@ def fire(
         finally:
             planning.close()
     return Fired(rule.name, len(hits), len(users), added)
+
+
+def _unfinished(store: Store, day: date, users: Sequence[str]) -> bool:
+    """Has a trigger's deliverable of ``day`` for ``users`` been recorded but not carried out?"""
+    found = store.scalar(
+        "SELECT count(*) FROM deliverables d JOIN goals g USING (goal_id) WHERE d.date = ? AND "
+        "d.status = 'proposed' AND g.policy LIKE 'trigger:%' AND d.user_id IN (SELECT unnest(?::VARCHAR[]))",
+        [day, list(users)],
+    )
+    return bool(found)
 
 
 class TriggerWatcher:
@@ -188,7 +221,8 @@ class TriggerWatcher:
         self._settings = settings
         self._clock = clock
         self._interval = interval
-        self._since = clock() - LOOKBACK
+        self._since = self._resume_from(clock())
+        self._marked = self._since
         self._seen: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -200,20 +234,45 @@ class TriggerWatcher:
         self._thread = threading.Thread(target=self._run, name="orchestrion-triggers", daemon=True)
         self._thread.start()
 
+    def _resume_from(self, now: datetime) -> datetime:
+        """Where to start looking: the stored mark (at most :data:`CATCH_UP` back), or now."""
+        if not self._settings.triggers:
+            return now - LOOKBACK
+        con = self._store.cursor()
+        try:
+            mark = handled_until(con)
+            if mark is None:  # a new store: the events loaded before the first start fire nothing
+                write_mark(con, now - LOOKBACK)
+                return now - LOOKBACK
+        finally:
+            con.close()
+        since = max(mark, now - CATCH_UP)
+        if since < now - LOOKBACK:
+            log.info("triggers: looking again at the events received since %s (the last ones handled)",
+                     since.isoformat(timespec="seconds"))
+        return since
+
     def check(self) -> list[Fired]:
-        """Look once: fire the rules on the events received since the last look."""
+        """Look once: fire the rules on the events received since the last look, then move the mark.
+
+        A rule that raises leaves the mark (and the in-memory watermark) where they were: the
+        same events are looked at next time, and goal ids keep what was done from being done twice.
+        """
         store = Store(self._store.cursor(), None)
         try:
             now = self._clock()
             found = new_matches(store.con, self._settings.triggers, self._since - LOOKBACK)
-            self._since = now
             results = []
             for rule, hits in found:
                 fresh = [h for h in hits if f"{rule.name}|{h[0]}" not in self._seen]
                 if not fresh:
                     continue
-                self._seen.update(f"{rule.name}|{h[0]}" for h in fresh)
                 results.append(fire(store, self._settings, rule, fresh, now=now))
+                self._seen.update(f"{rule.name}|{h[0]}" for h in fresh)
+            self._since = now
+            if results or now - self._marked >= _MARK_EVERY:
+                write_mark(store.con, now)
+                self._marked = now
             if len(self._seen) > 100_000:
                 self._seen.clear()  # the goal ids still keep a re-seen event from proposing twice
             self.fired.extend(results)
@@ -222,12 +281,15 @@ class TriggerWatcher:
             store.con.close()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        failures = 0
+        while not self._stop.wait(min(30.0, self._interval * 2**failures)):
             try:
                 for fired in self.check():
                     log.info("trigger %s: %d events, %d goals", fired.rule, fired.events, fired.goals)
+                failures = 0
             except Exception:
-                log.exception("trigger evaluation failed; the events stay stored")
+                failures = min(failures + 1, 10)
+                log.exception("trigger evaluation failed; the events stay stored and are looked at again")
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
