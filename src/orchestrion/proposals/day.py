@@ -153,24 +153,33 @@ def active_users(
     return [str(r[0]) for r in rows]
 
 
-def recent_deliverables(store: Store, users: Sequence[str], start: date, end: date) -> pl.DataFrame:
-    """The users' deliverables dated ``start`` .. ``end`` (inclusive) that did not fail, and those
+def recent_deliverables(
+    store: Store, users: Sequence[str], start: date, end: date, *, turned_down_since: date | None = None
+) -> pl.DataFrame:
+    """The users' deliverables dated ``start`` .. ``end`` (inclusive) that did not fail, those
     still awaiting approval whatever their date (however old, or of a later day when earlier days
-    are backfilled after it: the cart waits for the person now), with the goal's proposed items,
-    cost and shop: what
-    :func:`orchestrion.ranking.slate.recent_overlaps` compares with.
+    are backfilled after it: the cart waits for the person now), and those the person rejected or
+    thumbed down dated ``turned_down_since`` .. ``end``, with the goal's proposed items, cost and
+    shop: what :func:`orchestrion.ranking.slate.recent_overlaps` compares with.
 
     ``items`` is what the deliverable holds (a cart after the order cap, exclusions and stock);
     ``goal_items`` what its goal proposed, which is what a new candidate is like before the same cuts;
-    ``waiting`` whether it still awaits approval.
+    ``waiting`` whether it still awaits approval; ``turned_down`` whether the person rejected it
+    or thumbed it down (their latest thumb); ``kept`` whether it was delivered or is waiting.
     """
     frame: pl.DataFrame = store.con.sql(
+        "WITH thumbs AS (SELECT deliverable_id, arg_max(thumb, feedback_id) AS thumb FROM feedback "
+        "WHERE thumb IS NOT NULL AND user_id IN (SELECT unnest($users::VARCHAR[])) GROUP BY 1) "
         "SELECT d.user_id, d.date, d.title, d.items, g.items AS goal_items, g.cost, g.template, "
-        "d.status = 'awaiting_approval' AS waiting "
-        "FROM deliverables d JOIN goals g USING (goal_id) "
-        "WHERE ((d.date BETWEEN $start AND $end AND d.status <> 'failed') OR d.status = 'awaiting_approval') "
+        "d.status = 'awaiting_approval' AS waiting, "
+        "d.status = 'rejected' OR coalesce(t.thumb = 'down', false) AS turned_down, "
+        "d.status IN ('delivered', 'awaiting_approval') AS kept "
+        "FROM deliverables d JOIN goals g USING (goal_id) LEFT JOIN thumbs t USING (deliverable_id) "
+        "WHERE ((d.date BETWEEN $start AND $end AND d.status <> 'failed') OR d.status = 'awaiting_approval' "
+        "OR (d.date BETWEEN $since AND $end AND (d.status = 'rejected' OR t.thumb = 'down'))) "
         "AND d.user_id IN (SELECT unnest($users::VARCHAR[]))",
-        params={"start": start, "end": end, "users": sorted(set(users))},
+        params={"start": start, "end": end, "users": sorted(set(users)),
+                "since": turned_down_since if turned_down_since is not None else start},
     ).pl()
     frame = frame.cast(
         {"items": pl.List(pl.String), "goal_items": pl.List(pl.String), "cost": pl.Float64, "date": pl.Date}
@@ -191,8 +200,9 @@ def slate_columns(store: Store, candidates: pl.DataFrame, day: date, choice: Cho
     candidates = with_shop(candidates)
     threshold = choice.redundancy if choice.redundancy is not None else DEFAULT_REDUNDANCY
     start = day - timedelta(days=math.ceil(choice.recent_days))
+    since = min(start, day - timedelta(days=math.ceil(choice.turned_down_days)))
     users = candidates.get_column("user_id").unique().to_list()
-    previous = recent_deliverables(store, users, start, day)
+    previous = recent_deliverables(store, users, start, day, turned_down_since=since)
     if not choice.one_cart_per_shop:
         previous = previous.drop("shop")
     return recent_overlaps(candidates, previous, threshold)

@@ -83,6 +83,11 @@ class ChoiceConfig(BaseModel):
     recent_days: float = Field(
         7.0, ge=0, description="A goal overlapping a deliverable of this many days back is not chosen (`recent`)."
     )
+    turned_down_days: float = Field(
+        60.0, ge=0,
+        description="A goal overlapping a deliverable the person rejected or thumbed down this many days back is not "
+        "chosen (`recent`).",
+    )
 
 
 @dataclass(frozen=True)

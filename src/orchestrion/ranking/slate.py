@@ -22,6 +22,9 @@ whatever their lines: a person gets at most one cart per shop a day.
 * A cart still waiting for approval holds back any candidate sharing even one item with it
   (``recent`` too): approving both would order that item twice, and the waiting cart already
   offers it.
+* A deliverable the person rejected or thumbed down holds back what overlaps it for
+  ``turned_down_days`` (60), not only ``recent_days``: what they turned down is not sent again a
+  week later.
 
 Pairs are found with one join of the exploded item lists on (user, item): no loop over users.
 
@@ -205,39 +208,32 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
         pairs = pl.concat([pairs.cast({"shared": pl.UInt32}), same_shop], how="vertical_relaxed")
     if pairs.height == 0:
         return none
-    meta = previous.select("title", "date", pl.col("items").list.unique().list.len().alias("prev_size")).with_row_index(
-        "right"
-    )
+    def flag(name: str, default: bool) -> pl.Expr:
+        return (pl.col(name).fill_null(default) if name in previous.columns else pl.lit(default)).alias(name)
+
+    cart = (pl.col("cost").fill_null(0.0) > 0) if "cost" in previous.columns else pl.lit(False)
+    meta = previous.select(
+        "title", pl.col("date").cast(pl.String), flag("turned_down", False), flag("kept", True),
+        pl.when(cart).then(pl.lit("ordered")).otherwise(pl.lit("sent")).alias("_done"),
+    ).with_row_index("right")
+    shares = pl.when(pl.col("shared") == 1).then(pl.lit("an item")).otherwise(pl.format("{} items", "shared"))
     best = (
         pairs.join(meta, on="right")
         .sort("left", "_by", "jaccard", "date", descending=[False, True, True, True])
         .unique("left", keep="first")
         .with_columns(
             pl.when(pl.col("_by") == _WAITING)
-            .then(
-                pl.format(
-                    "it shares {} with '{}', which is still waiting for your approval (from {})",
-                    pl.when(pl.col("shared") == 1).then(pl.lit("an item")).otherwise(
-                        pl.format("{} items", "shared")
-                    ),
-                    "title",
-                    pl.col("date").cast(pl.String),
-                )
-            )
+            .then(pl.format("it shares {} with '{}', which is still waiting for your approval (from {})",
+                            shares, "title", "date"))
+            .when(pl.col("turned_down"))
+            .then(pl.format("it is much like '{}', which you turned down (from {})", "title", "date"))
+            .when(pl.col("_by") == _SHOP)
+            .then(pl.format("you already have a cart from the same shop, '{}', from {}", "title", "date"))
+            .when(pl.col("kept").not_())  # cancelled, or not ordered: nobody has it, but it would be the same again
+            .then(pl.format("it would repeat '{}', from {}, which was not {}", "title", "date", "_done"))
             .when(pl.col("_by") == _HOLDS)
-            .then(
-                pl.format(
-                    "it shares {} items with '{}', which you already have from {}",
-                    "shared",
-                    "title",
-                    pl.col("date").cast(pl.String),
-                )
-            )
-            .when(pl.col("_by") == _PROPOSED)
-            .then(pl.format("it would repeat '{}', which you already have from {}", "title",
-                            pl.col("date").cast(pl.String)))
-            .otherwise(pl.format("you already have a cart from the same shop, '{}', from {}", "title",
-                                 pl.col("date").cast(pl.String)))
+            .then(pl.format("it shares {} with '{}', which you already have from {}", shares, "title", "date"))
+            .otherwise(pl.format("it would repeat '{}', which you already have from {}", "title", "date"))
             .alias("recent_detail")
         )
         .select("left", "recent_detail")
