@@ -27,6 +27,7 @@ from orchestrion.delivery.stage import execute
 from orchestrion.runs.demo import sample_path
 from orchestrion.store import Store, utcnow
 from orchestrion.tools.policies import Policy, UserOverrides
+from orchestrion.web.controls import waiting_actions
 from test_trust_guards import DAY as SMALL_DAY
 from test_trust_guards import NOW as SMALL_NOW
 from test_trust_guards import cart, plant, settings_for
@@ -167,4 +168,8 @@ def test_an_approved_cart_over_the_monthly_cap_by_then_is_not_ordered(tmp_path: 
     assert store.scalar(
         "SELECT count(*) FROM side_effects WHERE deliverable_id = 'd_b' AND action = 'place_order'"
     ) == 0
+    # The approvals page's "Decided recently" says it in the same words, with the reason.
+    outcomes = {a.deliverable_id: a.outcome for a in waiting_actions(store.con, "u1")}
+    assert outcomes["d_b"] == second.status_text, outcomes
+    assert outcomes["d_a"] is None  # ordered: the page's own word, "Done"
     store.close()

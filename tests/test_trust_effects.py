@@ -34,17 +34,19 @@ from orchestrion.config import Settings, load_settings
 from orchestrion.datasets import load_dataset
 from orchestrion.delivery.channels import Effector
 from orchestrion.delivery.deliverables import decide, get_deliverable, sweep_claims
+from orchestrion.delivery.rendering import with_status_text
 from orchestrion.delivery.stage import deliver
 from orchestrion.errors import AlreadyDecidedError, RetryableError
 from orchestrion.planning.executor import Executor
 from orchestrion.planning.llm import FINISH, LLMPlanner
 from orchestrion.planning.llm_client import ChatClient
-from orchestrion.proposals.day import active_users, day_start, propose
+from orchestrion.proposals.day import active_users, day_goals, day_start, propose
 from orchestrion.runs.daily import run_daily, runs_to_retry
 from orchestrion.runs.demo import sample_path
 from orchestrion.store import Store
 from orchestrion.tools import TEMPLATE_TOOLS, CatalogItem, GoalRecord, ToolContext
 from orchestrion.tools.policies import Policy, webhook_origin
+from orchestrion.web.controls import waiting_actions
 
 DAY = date(2011, 11, 1)
 NOW = datetime(2011, 11, 1, 9)
@@ -451,6 +453,12 @@ def test_stale_claims_are_reconciled_by_the_sweep_and_the_next_run(tmp_path: Pat
             page = next(settings.outbox_path.glob(f"*/*--{first}.html")).read_text()
             assert "Approved: waiting for the shop to confirm the order" in page
             assert "Waiting for your approval" not in page
+            # ... and so say the person's day of goals and the approvals page (no Reject offered)
+            day = with_status_text(day_goals(store, in_flight.user_id, DAY))
+            said = {g["deliverable_id"]: g["status_text"] for g in day["chosen"]}
+            assert said[first] == "Approved: waiting for the shop to confirm the order", said
+            shown = [a for a in waiting_actions(store.con, in_flight.user_id) if a.deliverable_id == first]
+            assert shown and all(a.confirming for a in shown if a.action == "place_order")
             with pytest.raises(AlreadyDecidedError, match="approve again"):
                 decide(store, settings, first, "reject", by="t", viewer=None, now=NOW, effector=live)
             with pytest.raises(RetryableError):

@@ -68,7 +68,7 @@ def _seed(store: Store, now: datetime) -> None:
         ("t1", "music", "Blue in Green", "Miles Davis", None, None, None),
         ("t2", "music", "So What", "Miles Davis", None, None, None),
         ("t3", "music", "Naima", "John Coltrane", None, None, None),
-        ("p1", "retail", "WHITE HANGING HEART T-LIGHT HOLDER", None, 2.55, "GBP", None),
+        ("p1", "retail", "NATURAL SLATE HEART CHALKBOARD", None, 2.55, "GBP", None),
         ("p2", "retail", "JUMBO BAG RED RETROSPOT", None, 1.95, "GBP", None),
         ("a1", "news", "Rivers rise after a week of rain", None, None, None,
          "Rivers across the region rose sharply after seven days of rain; two towns opened flood shelters."),
@@ -82,7 +82,7 @@ def _seed(store: Store, now: datetime) -> None:
         [[*row, now] for row in items],
     )
     lines = [
-        {"item_id": "p1", "title": "WHITE HANGING HEART T-LIGHT HOLDER", "quantity": 6, "unit_price": 2.55,
+        {"item_id": "p1", "title": "NATURAL SLATE HEART CHALKBOARD", "quantity": 6, "unit_price": 2.55,
          "line_total": 15.3},
         {"item_id": "p2", "title": "JUMBO BAG RED RETROSPOT", "quantity": 10, "unit_price": 1.95, "line_total": 19.5},
     ]
@@ -126,7 +126,7 @@ def _seed_carol(store: Store, settings: Settings, now: datetime) -> None:
     run (here) makes the cart wait for her approval; tomorrow's is the "next run" of the policy test."""
     today = now.date()
     lines = [
-        {"item_id": "p1", "title": "WHITE HANGING HEART T-LIGHT HOLDER", "quantity": 6, "unit_price": 2.55,
+        {"item_id": "p1", "title": "NATURAL SLATE HEART CHALKBOARD", "quantity": 6, "unit_price": 2.55,
          "line_total": 15.3},
         {"item_id": "p2", "title": "JUMBO BAG RED RETROSPOT", "quantity": 10, "unit_price": 1.95, "line_total": 19.5},
     ]
@@ -326,7 +326,7 @@ def test_an_item_thumbed_down_leaves_the_waiting_cart_on_the_page(site: Site, br
     page shows the cart as it now is (one line, the new total) at once, not the old cart with the
     row's buttons replaced by the card's."""
     lines = [
-        {"item_id": "p1", "title": "WHITE HANGING HEART T-LIGHT HOLDER", "quantity": 6, "unit_price": 2.55,
+        {"item_id": "p1", "title": "NATURAL SLATE HEART CHALKBOARD", "quantity": 6, "unit_price": 2.55,
          "line_total": 15.3},
         {"item_id": "p2", "title": "JUMBO BAG RED RETROSPOT", "quantity": 10, "unit_price": 1.95, "line_total": 19.5},
     ]

@@ -247,7 +247,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         ended = await ctx.write(lambda con: sessions.revoke_link(con, link_id, now=now))
         return {"link_id": link_id, "sessions_ended": ended}
 
-    @router.delete("/v1/users/{user_id}/sessions", response_model=SignedOut, dependencies=[*documented, admin],
+    @router.delete("/v1/users/{user_id:path}/sessions", response_model=SignedOut, dependencies=[*documented, admin],
                    responses=refusals)
     async def sign_out_user(user_id: str) -> Any:
         """Sign a user out of the web page everywhere: their sessions end and every sign-in link made for

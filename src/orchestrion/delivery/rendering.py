@@ -121,7 +121,9 @@ def with_status_text(day: dict[str, Any]) -> dict[str, Any]:
     for goal in day.get("chosen", []):
         status = goal.get("status")
         goal["status_text"] = (
-            None if status is None else status_text(str(status), goal.get("status_reason"), main_action(goal))
+            None if status is None else status_text(
+                str(status), goal.get("status_reason"), main_action(goal), confirming=bool(goal.get("confirming"))
+            )
         )
     return day
 

@@ -47,7 +47,7 @@ from orchestrion.goals import (
 )
 from orchestrion.goals.context import PurchaseStats
 from orchestrion.proposals.history import DayPurchaseStats, ReadAhead, StoreHistory, has_purchases
-from orchestrion.proposals.record import open_proposed
+from orchestrion.proposals.record import CONFIRMING_SQL, open_proposed
 from orchestrion.ranking import FEATURES, ChoiceConfig, Scorer, decide
 from orchestrion.ranking.features import HISTORY_SCHEMA
 from orchestrion.ranking.slate import DEFAULT_REDUNDANCY, recent_overlaps
@@ -555,7 +555,7 @@ def day_goals(store: Store, user_id: str, day: date) -> dict[str, Any]:
     """
     goals = show_goals(store, user_id, day)
     rows = store.con.execute(
-        "SELECT goal_id, deliverable_id, status, title, why, items, error FROM deliverables "
+        f"SELECT goal_id, deliverable_id, status, title, why, items, error, {CONFIRMING_SQL} FROM deliverables d "
         "WHERE user_id = ? AND date = ?",
         [user_id, day],
     ).fetchall()
@@ -577,6 +577,7 @@ def day_goals(store: Store, user_id: str, day: date) -> dict[str, Any]:
                     "items": list(found[5]) if found else list(c.items),
                     "status": str(found[2]) if found else None,
                     "status_reason": (str(found[6]) if found[6] else None) if found else None,
+                    "confirming": bool(found[7]) if found else False,
                     "how_chosen": goal.reason_detail,
                     "score": round(goal.score, 6),
                     "propensity": None if goal.propensity is None else round(goal.propensity, 6),

@@ -437,13 +437,18 @@ def busiest_users(con: Any, limit: int) -> list[tuple[str, int]]:
 def user_actions(con: Any, user_id: str) -> list[tuple[Any, ...]]:
     """The user's actions, waiting ones first, then by when they were decided or made: id,
     deliverable, its title, action, tier, status, arguments (JSON), due, created, decided, by whom,
-    detail and the cart's currency (its content's, else its first line's item's)."""
+    detail, the cart's currency (its content's, else its first line's item's), the deliverable's
+    stored reason (why it was not done) and whether this action was approved and its outcome is
+    not known yet (its ledger claim is open)."""
     rows: list[tuple[Any, ...]] = con.execute(
         """
         SELECT a.action_id, a.deliverable_id, coalesce(d.title, a.deliverable_id), a.action, a.tier, a.status,
                a.arguments, a.due_at, a.created_at, a.decided_at, a.decided_by, a.detail,
                coalesce(json_extract_string(d.content, '$.currency'), (SELECT i.currency FROM items i
-                        WHERE i.item_id = json_extract_string(a.arguments, '$.lines[0][0]')))
+                        WHERE i.item_id = json_extract_string(a.arguments, '$.lines[0][0]'))),
+               d.error,
+               a.status = 'waiting' AND EXISTS (SELECT 1 FROM side_effects s WHERE s.idempotency_key = a.action_id
+                                                AND s.status = 'claimed')
         FROM pending_actions a LEFT JOIN deliverables d USING (deliverable_id)
         WHERE a.user_id = ?
         ORDER BY a.status = 'waiting' DESC, coalesce(a.decided_at, a.created_at) DESC, a.action_id

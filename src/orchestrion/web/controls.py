@@ -19,6 +19,7 @@ import duckdb
 from pydantic import ValidationError
 
 from orchestrion.delivery.feedback import excluded_items, lift_exclusions
+from orchestrion.delivery.rendering import status_text
 from orchestrion.errors import UsageError
 from orchestrion.goals.registry import BUILT_IN
 from orchestrion.ingest.catalog import item_titles
@@ -87,6 +88,11 @@ class Waiting:
     decided_by: str | None
     detail: str | None
     currency: str | None = None
+    outcome: str | None = None
+    """A decided action's outcome in the words every other view uses (``status_text``), when it
+    says more than the status: why an order was not placed."""
+    confirming: bool = False
+    """Approved, and the provider has not confirmed it yet: approving again finishes it."""
 
     def seconds_left(self, now: datetime) -> int | None:
         """For a ``notify`` action: seconds until it runs on its own."""
@@ -199,6 +205,8 @@ def waiting_actions(con: duckdb.DuckDBPyConnection, user_id: str, *, recent: int
                 row[0], row[1], row[2], row[3], row[4], row[5],
                 float(total) if isinstance(total, int | float) else None,
                 lines, row[7], row[8], row[9], row[10], row[11], row[12],
+                status_text("not_done", row[11] or row[13], row[3]) if row[5] == "refused" else None,
+                bool(row[14]),
             )
         )
     return found
