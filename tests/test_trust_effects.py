@@ -41,7 +41,7 @@ from orchestrion.planning.executor import Executor
 from orchestrion.planning.llm import FINISH, LLMPlanner
 from orchestrion.planning.llm_client import ChatClient
 from orchestrion.proposals.day import active_users, day_goals, day_start, propose
-from orchestrion.runs.daily import run_daily, runs_to_retry
+from orchestrion.runs.daily import run_daily, runs_to_retry, settle_recovered
 from orchestrion.runs.demo import sample_path
 from orchestrion.store import Store
 from orchestrion.tools import TEMPLATE_TOOLS, CatalogItem, GoalRecord, ToolContext
@@ -503,6 +503,39 @@ def test_stale_claims_are_reconciled_by_the_sweep_and_the_next_run(tmp_path: Pat
                 "SELECT status FROM deliverables WHERE deliverable_id = ?", [d_id]
             ) == "delivered"
 
+
+
+def test_a_run_whose_failed_deliverables_the_sweep_recovered_is_settled(tmp_path: Path) -> None:
+    """A daily run whose webhooks answered 500 ends ``partial``; once the sweep has sent them and
+    every deliverable is delivered, the run ledger says ``succeeded`` (failed_deliverables 0), and
+    no retry of the day is asked for. Before: ``partial``, "7 deliverable(s) failed", for ever."""
+    with Recorder() as shop, Recorder(post_status=500) as hook, OpenAIServer(responder=_cart_model(1)) as model:
+        store, settings = _sample_home(
+            tmp_path, order_url=shop.url + "/orders", webhook_url=hook.url + "/hook",
+            llm_base_url=model.base_url, llm_model="scripted", policy_file=tmp_path / "policy.toml",
+        )
+        origin = webhook_origin(settings.webhook_url or "")
+        (tmp_path / "policy.toml").write_text(
+            '[policy]\ntiers = {order = "auto", webhook = "auto", outbox = "auto"}\n'
+            f'allowed_webhook_origins = ["{origin}"]\n'
+        )
+        with store:
+            report = run_daily(store, settings, DAY, clock=lambda: NOW)
+            assert report.run is not None and report.run.status == "partial", report.run
+            failed = int(report.run.counts["failed_deliverables"])
+            assert failed > 0
+            assert settle_recovered(store, settings, NOW) == []  # still failed: nothing to settle
+            hook.post_status = 200
+            later = NOW + timedelta(hours=1)
+            with httpx.Client(timeout=5.0) as http:
+                swept = sweep_claims(store, settings, later, effector=Effector(settings, http=http))
+            assert swept["completed"] == failed
+            settled = settle_recovered(store, settings, later)
+            assert [r.run_id for r in settled] == [report.run.run_id]
+            assert settled[0].status == "succeeded" and settled[0].counts["failed_deliverables"] == 0
+            assert settled[0].error is None
+            assert runs_to_retry(store, settings, later) == []
+            assert settle_recovered(store, settings, later) == []
 
 
 def test_a_webhook_that_answered_500_and_was_sent_again_by_the_sweep_is_delivered(tmp_path: Path) -> None:

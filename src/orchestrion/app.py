@@ -33,7 +33,7 @@ from orchestrion.api import runs as runs_api
 from orchestrion.config import Settings
 from orchestrion.delivery.deliverables import run_due_actions, sweep_claims
 from orchestrion.errors import ConfigError, RunInProgressError
-from orchestrion.runs.daily import runs_to_retry
+from orchestrion.runs.daily import runs_to_retry, settle_recovered
 from orchestrion.runs.scheduler import RunRequest, RunService, Scheduler
 from orchestrion.runs.triggers import TriggerWatcher
 from orchestrion.store import Store, utcnow
@@ -104,11 +104,15 @@ def _start_background(app: Any, store: Store, settings: Settings) -> Callable[[]
         """Run the ``notify`` actions whose cancel window has ended; reconcile stale ledger claims;
         resume the partial daily runs whose failed deliverables have attempts left."""
         done = {"due": run_due_actions(store, settings, now), "claims": sweep_claims(store, settings, now)}
-        reader = Store(store.cursor(), None)
+        own = Store(store.cursor(), None)
         try:
-            partial = runs_to_retry(reader, settings, now)
+            settled = settle_recovered(own, settings, now)
+            if settled:
+                log.info("runs %s: every failed deliverable recovered since; now succeeded",
+                         ", ".join(r.run_id for r in settled))
+            partial = runs_to_retry(own, settings, now)
         finally:
-            reader.con.close()
+            own.con.close()
         for run in partial:
             try:
                 users = run.params.get("users")

@@ -341,6 +341,18 @@ def runs_to_retry(store: Store, settings: Settings, now: datetime) -> list[Run]:
     return [r for r in runs if _failed_deliverables(store, settings, r.partition, r.run_id)[1] > 0]
 
 
+def settle_recovered(store: Store, settings: Settings, now: datetime) -> list[Run]:
+    """Close as ``succeeded`` the ``partial`` daily runs none of whose deliverables is still
+    ``failed`` (the sweep sent what had failed, or a person approved it since), so the run ledger
+    does not tell the operator to run again a day that has nothing left to fix. Returns them."""
+    settled = []
+    for run in list_runs(store.con, pipeline="daily", status="partial", limit=1000):
+        if _failed_deliverables(store, settings, run.partition, run.run_id)[0] == 0:
+            settled.append(finish_run(store, run.run_id, "succeeded", now=now, error=None,
+                                      totals={"failed_deliverables": 0}))
+    return settled
+
+
 def _retry_failed(
     store: Store,
     settings: Settings,
