@@ -505,6 +505,40 @@ def test_stale_claims_are_reconciled_by_the_sweep_and_the_next_run(tmp_path: Pat
 
 
 
+def test_a_cart_approved_while_its_webhook_is_still_being_sent_is_not_finished_until_it_is(tmp_path: Path) -> None:
+    """Orders wait for approval; the webhook answers 500, so the deliverable is ``failed`` with its
+    order waiting. Approving orders it once, and the deliverable stays "not finished" (not
+    "Ordered" with an effect still open) until the sweep has sent the webhook: then "Ordered",
+    with no stale error. Before: "delivered" at once, and the webhook's error kept for ever."""
+    with Recorder() as shop, Recorder(post_status=500) as hook, httpx.Client(timeout=5.0) as http:
+        store, settings = _sample_home(tmp_path, order_url=shop.url + "/orders", webhook_url=hook.url + "/hook")
+        policy = Policy(tiers={"order": "approve", "webhook": "auto", "outbox": "auto"},
+                        allowed_webhook_origins=_policy(settings).allowed_webhook_origins)
+        with store:
+            with OpenAIServer(responder=_cart_model(1)) as server:
+                llm = settings.model_copy(update={"llm_base_url": server.base_url, "llm_model": "scripted"})
+                planner = LLMPlanner(ChatClient.from_settings(llm), llm)
+                deliver(store, llm, DAY, now=NOW, planner=planner, policy=policy, effector=Effector(llm, http=http))
+                planner.close()
+            found = store.con.execute(
+                "SELECT DISTINCT d.deliverable_id FROM deliverables d JOIN pending_actions a USING (deliverable_id) "
+                "WHERE d.status = 'failed' AND a.status = 'waiting' AND a.action = 'place_order' ORDER BY 1 LIMIT 1"
+            ).fetchall()
+            assert found, "a cart whose webhook failed, its order waiting"
+            d_id = str(found[0][0])
+            live = Effector(settings, http=http)
+            approved = decide(store, settings, d_id, "approve", by="t", viewer=None, now=NOW + timedelta(hours=1),
+                              effector=live, policy=policy)
+            assert approved.status == "failed", approved.status
+            assert approved.status_text.startswith("Not finished")
+            assert len(shop.orders) == 1
+            hook.post_status = 200
+            sweep_claims(store, settings, NOW + timedelta(hours=2), effector=live)
+            done = get_deliverable(store.con, d_id)
+            assert (done.status, done.status_text, done.error) == ("delivered", "Ordered", None)
+            assert len(shop.orders) == 1
+
+
 def test_a_run_whose_failed_deliverables_the_sweep_recovered_is_settled(tmp_path: Path) -> None:
     """A daily run whose webhooks answered 500 ends ``partial``; once the sweep has sent them and
     every deliverable is delivered, the run ledger says ``succeeded`` (failed_deliverables 0), and

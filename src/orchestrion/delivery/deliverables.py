@@ -320,6 +320,7 @@ def _decide(
     if final != "failed" and any(a["status"] == "waiting" and a["action_id"] not in decided for a in record.actions):
         final = "awaiting_approval"
     error = published.get("error") if final == "failed" else None
+    sending = False
     if final == "delivered":
         # The deliverable's own action refused now (a cap reached, the same order placed since),
         # and none of it done: it says so ("Not ordered: ..."), never "delivered".
@@ -330,9 +331,13 @@ def _decide(
         ) or any(a["action"] == main and a["status"] == "executed" for a in record.actions)
         if not done and any(kinds[a] == main and s == "refused" for a, s in updates):
             final, error = "not_done", published.get("refused")
+        elif record.status == "failed" and _being_sent(con, deliverable_id):
+            # Approved, but an earlier effect (a webhook that answered 500) is still being sent:
+            # not finished until the sweep has sent it, which then says delivered.
+            final, sending = "failed", True
     with transaction(con):
         write_decision(con, deliverable_id, updates, final, error, by=by, now=now,
-                       max_attempts=settings.delivery_max_attempts)
+                       max_attempts=0 if sending else settings.delivery_max_attempts)
     return refresh_outbox(con, effector, deliverable_id)
 
 
@@ -347,6 +352,14 @@ def refresh_outbox(con: Any, effector: Effector, deliverable_id: str) -> Deliver
     except OSError as exc:
         log.warning("outbox files of %s not refreshed to %r: %s", deliverable_id, record.status, exc)
     return record
+
+
+def _being_sent(con: Any, deliverable_id: str) -> bool:
+    """Has the deliverable an effect claimed and not completed (the sweep sends it again)?"""
+    found = con.execute(
+        "SELECT count(*) FROM side_effects WHERE deliverable_id = ? AND status = 'claimed'", [deliverable_id]
+    ).fetchone()
+    return bool(found and found[0])
 
 
 def _ledger_states(con: Any, keys: Sequence[str]) -> dict[str, str]:

@@ -279,10 +279,10 @@ def write_decision(
     )
     # A person's approved action that failed is theirs to see, not a run's to try again.
     con.execute(
-        "UPDATE deliverables SET status = ?, updated_at = ?, error = CASE WHEN ? = 'not_done' THEN ? ELSE "
-        "coalesce(?, error) END, failures = CASE "
+        "UPDATE deliverables SET status = ?, updated_at = ?, error = CASE WHEN ? = 'not_done' THEN ? "
+        "WHEN ? = 'delivered' THEN NULL ELSE coalesce(?, error) END, failures = CASE "
         "WHEN ? = 'failed' THEN greatest(coalesce(failures, 0), ?) ELSE failures END WHERE deliverable_id = ?",
-        [final, now, final, error, error, final, max_attempts, deliverable_id],
+        [final, now, final, error, final, error, final, max_attempts, deliverable_id],
     )
 
 
