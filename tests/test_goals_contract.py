@@ -260,6 +260,20 @@ def test_reorder_due_cart_quotes_the_rhythm(tiny: Store) -> None:
     assert sorted(_one(out, "r1", "last_order")["items"]) == ["B"]
 
 
+def test_the_last_order_is_the_latest_purchase_day_not_the_last_24_hours(tiny: Store) -> None:
+    """r3 bought A1 in the evening and B the next morning, 14 hours later: the last order holds B
+    only ("these items were in your last order" must be true of each)."""
+    evening, morning = AS_OF - timedelta(days=2, hours=6), AS_OF - timedelta(days=1, hours=16)
+    assert evening.date() != morning.date() and morning - evening < timedelta(hours=24)
+    tiny.con.executemany(
+        "INSERT INTO events (event_id, user_id, type, item_id, domain, ts, received_at, value) "
+        "VALUES (?, 'r3', 'purchase', ?, 'retail', ?, ?, 1)",
+        [["r3-a", "A1", evening, AS_OF], ["r3-b", "B", morning, AS_OF]],
+    )
+    out = EVERY["reorder"].propose(context(tiny, ["r3"]))
+    assert _one(out, "r3", "last_order")["items"] == ["B"]
+
+
 def test_an_item_returned_lately_is_not_reordered(tiny: Store) -> None:
     """r1 buys A1 weekly, and returned some of it 5 days ago: no cart of r1's offers A1 again
     (a return says they had too much of it); A2 is still due. A return long ago does not count."""

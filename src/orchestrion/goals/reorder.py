@@ -81,7 +81,13 @@ class Reorder:
         stats = ctx.purchase_stats
         if users.size == 0 or stats is None or stats.height == 0:
             return empty_candidates()
-        pairs = ctx.drop_excluded(stats.filter(pl.col("user_id").is_in(users.tolist())))
+        # The last order is the user's latest purchase day (before any item is left out): an item
+        # bought the day before, even less than 24 hours earlier, was not in it.
+        pairs = ctx.drop_excluded(
+            stats.filter(pl.col("user_id").is_in(users.tolist())).with_columns(
+                pl.col("last_ts").max().over("user_id").dt.date().alias("last_order_day")
+            )
+        )
         c = self.config
         if c.returned_days > 0:
             # A return says the person had too much of it, or did not want it: not "buy it again".
@@ -94,7 +100,7 @@ class Reorder:
             )
             pairs = pairs.join(returned, on=["user_id", "item_id"], how="anti")
         habit = pl.col("n_purchases") >= c.min_occasions
-        in_last_order = (pl.col("days_since_last") - pl.col("user_days_since_last")).abs() < 1.0
+        in_last_order = pl.col("last_ts").dt.date() == pl.col("last_order_day")
         # Only habits and last-order items can be in a cart, and of the last order's items that are
         # not habits only the first `size` of each user's can: the model scores just those rows
         # (half of them on Online Retail, whose last orders are long).
