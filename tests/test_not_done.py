@@ -21,7 +21,7 @@ from launcher import cli, serve
 from orchestrion.access.keys import create_key
 from orchestrion.config import load_settings
 from orchestrion.datasets import load_dataset
-from orchestrion.delivery.deliverables import decide
+from orchestrion.delivery.deliverables import decide, get_deliverable
 from orchestrion.delivery.rendering import status_text
 from orchestrion.delivery.stage import execute
 from orchestrion.runs.demo import sample_path
@@ -172,4 +172,19 @@ def test_an_approved_cart_over_the_monthly_cap_by_then_is_not_ordered(tmp_path: 
     outcomes = {a.deliverable_id: a.outcome for a in waiting_actions(store.con, "u1")}
     assert outcomes["d_b"] == second.status_text, outcomes
     assert outcomes["d_a"] is None  # ordered: the page's own word, "Done"
+    store.close()
+
+
+def test_a_cart_whose_every_item_is_over_the_order_limit_says_so_in_plain_words(tmp_path: Path) -> None:
+    """Coffee beans at £30.00, bought 2 at a time, with a £50.00 order limit: nothing fits, the
+    cart is cancelled and says why in words a person uses (not "nothing worth doing", not "cap")."""
+    store = Store.open(tmp_path / "db.duckdb")
+    plant(store, [("g_c", "u1", "reorder", cart(("p3", 2)))])
+    settings = settings_for(tmp_path)
+    execute(store, settings, SMALL_DAY, ["u1"], now=SMALL_NOW, policy=Policy(max_order_amount=50.0))
+    record = get_deliverable(store.con, "d_c")
+    assert record.status == "cancelled"
+    assert record.status_text == (
+        "Cancelled: every item costs more than the £50.00 order limit at the quantity you usually buy"
+    )
     store.close()

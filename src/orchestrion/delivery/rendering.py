@@ -67,6 +67,9 @@ def main_action(d: Mapping[str, Any]) -> str:
     return "place_order" if cart or d.get("template") == "reorder" else "publish"
 
 
+NOTHING_TO_DO: Final = "nothing worth doing: "
+"""How a cancelled deliverable's stored reason starts when its plan found nothing to do (the
+operator's record); people are told the reason itself."""
 _DONE: Final = {"place_order": "Ordered", "publish": "Sent"}
 _NOT: Final = {"place_order": "Not ordered", "publish": "Not sent"}
 
@@ -85,6 +88,8 @@ def status_text(status: str, reason: str | None, action: str | None, *, confirmi
     'Not finished: something went wrong on our side while making or sending it'
     >>> status_text("awaiting_approval", None, "place_order", confirming=True)
     'Approved: waiting for the shop to confirm the order'
+    >>> status_text("cancelled", "nothing worth doing: nothing is due", "place_order")
+    'Cancelled: nothing is due'
     """
     why = " ".join(str(reason).split()) if reason else ""
     done = _DONE.get(action or "", "Delivered")
@@ -101,7 +106,8 @@ def status_text(status: str, reason: str | None, action: str | None, *, confirmi
         return "Being prepared"
     if status == "rejected":
         return "Rejected: nothing was done" if action != "place_order" else "Rejected: nothing was ordered"
-    if status == "cancelled":
+    if status == "cancelled":  # the planner's "nothing worth doing: <reason>" is said as its reason
+        why = why.removeprefix(NOTHING_TO_DO)
         return f"Cancelled: {why}" if why else "Cancelled"
     if status == "failed":  # part of it may have happened (an order placed, then a webhook down)
         # The stored reason is for the operator (addresses, attempts, the ledger's words): a person

@@ -42,7 +42,7 @@ from orchestrion.config import Settings
 from orchestrion.delivery import actions, ledger
 from orchestrion.delivery.actions import Action, Outcome
 from orchestrion.delivery.channels import Effector
-from orchestrion.delivery.rendering import main_action
+from orchestrion.delivery.rendering import NOTHING_TO_DO, main_action
 from orchestrion.delivery.rules import UserRules, load_user_rules, order_lines
 from orchestrion.encoding import canonical
 from orchestrion.errors import OrchestrionError, PolicyViolation
@@ -524,7 +524,7 @@ def _carry_out(
             continue
         if job.outcome.plan.nothing_to_do:
             status[d_id] = "cancelled"
-            errors[d_id] = f"nothing worth doing: {job.outcome.plan.reason}"
+            errors[d_id] = f"{NOTHING_TO_DO}{job.outcome.plan.reason}"
             continue
         if job.review is not None and not job.review.ok:
             status[d_id] = "failed"

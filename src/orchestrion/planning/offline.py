@@ -120,7 +120,8 @@ def _reorder(goal: GoalRecord, executor: Executor) -> str | None:
         lines.append({"item_id": line["item_id"], "quantity": quantity})
         total += cost
     if not lines:
-        return "every due item costs more than the order cap"
+        limit = format_money(cap, currency or None) if cap is not None else "order"
+        return f"every item costs more than the {limit} order limit at the quantity you usually buy"
     cart = executor.call("build_cart", {"lines": lines})
     if not cart.ok:
         return cart.error
