@@ -152,7 +152,7 @@ def test_a_redundant_goal_names_the_one_kept_or_says_it_was_not_sent_either() ->
     assert (b["status"], b["reason"]) == ("not_chosen", "redundant")
     assert b["reason_detail"] == (
         "it repeats much of 'goal a', which looked more useful to you but was not sent either; "
-        "the day's place(s) went to 'goal c'"
+        "you got 'goal c' instead"
     )
     kept = choose(frame, np.array([0.9, 0.7, 0.8]), rules, rng=np.random.default_rng(0))
     assert kept.row(1, named=True)["reason_detail"] == (

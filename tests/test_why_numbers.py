@@ -156,8 +156,8 @@ def check_cart(t: Tally, where: str, facts: Facts, user: str, variant: str, titl
     count = r"(?:each of these (\d+) items|this item)"
     if variant == "due":
         m = re.fullmatch(
-            r"[Yy]ou bought " + count + r" on " + R + r" separate days(?:, usually every " + R
-            + r" days)?; the last time was (?:earlier today|" + R + r" days? ago)", why,
+            r"[Yy]ou bought " + count + r" on " + R + r" separate days(?:, usually every (?:day|" + R
+            + r" days))?; the last time was (?:earlier today|" + R + r" days? ago)", why,
         )
         if m is None:
             t.mismatches.append(f"{where}: due reason not understood: {why!r}")
@@ -168,6 +168,8 @@ def check_cart(t: Tally, where: str, facts: Facts, user: str, variant: str, titl
             [(b - a).total_seconds() / 86400.0 for a, b in itertools.pairwise(o)])) for o in occasions.values()]
         if m[4] is not None:
             t.same(where, "usual gap", span(m, 4), (min(gaps), max(gaps)))
+        elif ", usually every day;" in why:
+            t.same(where, "usual gap", (1, 1), (min(gaps), max(gaps)))
         t.same(where, "days since", span(m, 6) if m[6] is not None else (0, 0), (min(since), max(since)))
     elif variant == "staples":
         m = re.fullmatch(r"[Yy]ou bought " + count + r" on " + R + r" separate days since (\d{4}-\d\d-\d\d)", why)
@@ -241,7 +243,7 @@ def check_list(t: Tally, where: str, facts: Facts, user: str, template: str, why
         return
     reads = facts.reads.get(user, {})
     lead = lead_title(facts, items, titled)
-    if m := re.fullmatch(r"you read (\d+) articles; (?:these|this) (\d+) fresh ones? (?:are|is) the closest to "
+    if m := re.fullmatch(r"you read (\d+) articles?; (?:these|this) (\d+) fresh ones? (?:are|is) the closest to "
                          r"them, starting with (.+)", why):
         t.same(where, "articles read", int(m[1]), len(reads))
         t.same(where, "item count", int(m[2]), n)
@@ -260,7 +262,7 @@ def check_list(t: Tally, where: str, facts: Facts, user: str, template: str, why
         t.rounded(where, "first-week share", int(m[3]), statistics.fmean(early) * 100 if early else 0.0, 1)
         t.same(where, "item count", int(m[4]), n)
         t.same(where, "lead", m[5], lead)
-    elif m := re.fullmatch(r"you read (\d+) articles on (.+) \((\d+)% of your reading\); (\d+) fresh ones? from the "
+    elif m := re.fullmatch(r"you read (\d+) articles? on (.+) \((\d+)% of your reading\); (\d+) fresh ones? from the "
                            r"last (\d+) days, ranked for you, starting with (.+)", why):
         t.same(where, "topic reads within reads", int(m[1]) <= len(reads), True)
         t.rounded(where, "topic share", int(m[3]), int(m[1]) / len(reads) * 100, 1)

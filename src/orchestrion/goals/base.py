@@ -175,6 +175,7 @@ SINGULAR: Final = (
     (r"(^|; )1 fresh ones from\b", "${1}1 fresh one from"),
     (r"(^|; )1 trending ones ranked\b", "${1}1 trending one ranked"),
     (r"^1 artists you have never played\b", "1 artist you have never played"),
+    (r"^you read 1 articles\b", "you read 1 article"),
 )
 """The built-in sentences' words for a list of one item: regular expressions that match only a count
 of exactly 1 (``these 1 ...``, never ``these 10 ...``), with their singular."""

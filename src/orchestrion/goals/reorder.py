@@ -267,7 +267,8 @@ def cart_words(
     if variant == "due":
         title = f"Reorder: {len(lines)} {noun} due ({money})"
         gaps = [math.floor(float(line["gap"])) for line in known if line.get("gap") is not None]
-        every = f", usually every {_range(gaps)} days" if len(gaps) == n else ""
+        rhythm = _range(gaps)
+        every = ("" if len(gaps) != n else ", usually every day" if rhythm == "1" else f", usually every {rhythm} days")
         why = f"you bought {each} on {times} separate days{every}; the last time was {since}"
     elif variant == "staples":
         title = f"Reorder your staples: {len(lines)} {noun} ({money})"

@@ -345,7 +345,7 @@ def choose(
         .when(pl.col("_redundant") & pl.col("_takers").is_not_null())
         .then(
             pl.format(
-                "{}, which looked more useful to you but was not sent either; the day's place(s) went to {}",
+                "{}, which looked more useful to you but was not sent either; you got {} instead",
                 overlap,
                 "_takers",
             )
