@@ -59,7 +59,7 @@ def test_the_outbox_page_says_for_whom_when_what_state_and_links_to_act() -> Non
     html = render_html(cart(), base_url=BASE)
     page = Page(html)
     words = page.words()
-    for expected in ("For online-retail:12362", "Tuesday 1 November 2011", "Waiting for your approval",
+    for expected in ("Reorder cart", "For online-retail:12362", "Tuesday 1 November 2011", "Waiting for your approval",
                      "WHITE HANGING HEART T-LIGHT HOLDER", "£2.55", "£15.30", "£1,219.20", "Total £1,234.50",
                      "Why this", "these are the 2 items you buy most often", "I like this", "Not for me",
                      "Approve or reject"):

@@ -67,6 +67,19 @@ def main_action(d: Mapping[str, Any]) -> str:
     return "place_order" if cart or d.get("template") == "reorder" else "publish"
 
 
+_KINDS: Final = {"reorder": "Reorder cart", "watchlist": "Movie list", "digest": "Reading digest", "playlist": "Mix"}
+
+
+def kind_words(template: object) -> str:
+    """What a goal's template is called where people read it (its registry name is not a word
+    people use): the web card, the outbox page.
+
+    >>> kind_words("watchlist"), kind_words("wine_club")
+    ('Movie list', 'Wine club')
+    """
+    return _KINDS.get(str(template), str(template).replace("_", " ").capitalize())
+
+
 NOTHING_TO_DO: Final = "nothing worth doing: "
 """How a cancelled deliverable's stored reason starts when its plan found nothing to do (the
 operator's record); people are told the reason itself."""
@@ -315,7 +328,7 @@ def render_html(d: dict[str, Any], *, locale: str | None = None, base_url: str |
         f'color:{ink};font-weight:600;text-transform:none;letter-spacing:0">{escape(_status(d))}</span>'
         if status else ""
     )
-    template = escape(str(d.get("template") or kind or "").replace("_", " ").capitalize())
+    template = escape(kind_words(d.get("template") or kind or ""))
     meta = " · ".join(
         escape(part) for part in (f"For {d['user_id']}" if d.get("user_id") else "", _day(d.get("date"))) if part
     )

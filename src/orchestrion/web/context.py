@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from orchestrion.access.sessions import find_session, touch_session
 from orchestrion.api.context import FIRST_DAY, LAST_DAY, ApiContext
+from orchestrion.delivery.rendering import kind_words
 from orchestrion.errors import UsageError
 from orchestrion.ingest.users import timezone_of
 from orchestrion.money import format_money
@@ -51,8 +52,6 @@ _TIERS: Final = {
     "suggest": "a suggestion",
     "auto": "runs on its own",
 }
-_KINDS: Final = {"reorder": "Reorder cart", "watchlist": "Movie list", "digest": "Reading digest", "playlist": "Mix"}
-"""What a goal's template is called on the page (its registry name is not a word people use)."""
 _OUTCOMES: Final = {
     "executed": "Done",
     "rejected": "You turned it down",
@@ -79,7 +78,7 @@ def _environment(locale: str | None = None) -> jinja2.Environment:
     env.filters["money"] = money
     env.filters["action_words"] = lambda action: _ACTIONS.get(action, str(action).replace("_", " "))
     env.filters["tier_words"] = lambda tier: _TIERS.get(tier, str(tier))
-    env.filters["kind_words"] = lambda template: _KINDS.get(template, str(template).replace("_", " ").capitalize())
+    env.filters["kind_words"] = kind_words
     env.filters["outcome_words"] = lambda status: _OUTCOMES.get(status, str(status).replace("_", " "))
     return env
 
