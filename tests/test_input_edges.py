@@ -177,6 +177,10 @@ def refuse_everywhere(server: Server, bad: str) -> None:
         assert receipt["rejected"] == 1 and receipt["errors"][0]["reason"].startswith(field), (path, receipt)
     items = send(server, "/v1/items", json.dumps([{"item_id": bad}, {"item_id": "fine"}]).encode()).json()
     assert items["rejected"] == 1 and items["errors"][0]["reason"].startswith("item_id")
+    # a run for such a user is refused too (it could serve nobody), naming the field
+    for path in ("/v1/runs", "/v1/deliver"):
+        run = httpx.post(server.url + path, json={"date": "2011-11-01", "users": [bad]}, timeout=30)
+        assert run.status_code == 422 and "users" in run.text, (path, run.status_code, run.text[:300])
 
 
 ODD_IDS = ["a/b", "/lead", "trail/", "50%", "100%25", "q?x=1", "h#1", "sp ace", "..", ".", "..x",

@@ -9,7 +9,7 @@ web sessions are revoked here too.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 
 import duckdb
 from fastapi import APIRouter, Depends, Path, Security
@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from orchestrion.access import keys, sessions
 from orchestrion.api.auth import BasicDoc, BearerDoc
-from orchestrion.api.context import ApiContext
+from orchestrion.api.context import PRINTABLE, ApiContext, UserId
 from orchestrion.api.receipts import Refusal
 from orchestrion.errors import UsageError
 from orchestrion.ingest.segment_spec import known_types
@@ -53,14 +53,11 @@ class StoreStats(BaseModel):
     last_event: str | None
 
 
-_PRINTABLE: Final = r"^[^\x00-\x1f\x7f-\x9f]*$"
-"""No control character (C0, DEL, C1), as ids are checked on ingestion."""
-
-SourceName = Annotated[str, Field(max_length=64, pattern=_PRINTABLE)]
+SourceName = Annotated[str, Field(max_length=64, pattern=PRINTABLE)]
 """A key's source or domain: at most 64 characters, no control characters (as ids)."""
 
-KeyUser = Annotated[str, Field(min_length=1, max_length=256, pattern=_PRINTABLE)]
-"""A user key's user id, as events carry it: at most 256 characters, no control characters."""
+KeyUser = UserId
+"""A user key's user id, as events carry it."""
 
 
 class KeyRequest(BaseModel):

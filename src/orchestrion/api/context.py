@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Annotated, Final, TypeVar
 
 import duckdb
-from pydantic import BeforeValidator, WithJsonSchema
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from orchestrion.api.auth import Authenticator
 from orchestrion.api.receipts import ApiError
@@ -54,6 +54,15 @@ IsoDate = Annotated[
     ),
 ]
 """A date parameter or field that must be written ``YYYY-MM-DD``."""
+
+PRINTABLE: Final = r"^[^\x00-\x1f\x7f-\x9f]*$"
+"""No control character (C0, DEL, C1), as ids are checked on ingestion."""
+
+UserId = Annotated[
+    str,
+    Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"),
+]
+"""A user id as events carry it: 1 to 256 characters, not only spaces, no control characters."""
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Security
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from orchestrion.api.auth import BasicDoc, BearerDoc
-from orchestrion.api.context import ApiContext, IsoDate
+from orchestrion.api.context import ApiContext, IsoDate, UserId
 from orchestrion.api.receipts import ApiError, Refusal
 from orchestrion.delivery.deliverables import first_deliverables
 from orchestrion.delivery.stage import deliver
@@ -46,7 +46,7 @@ class RunBody(BaseModel):
         description="The day, YYYY-MM-DD: today or earlier (at most one day ahead of UTC, for time zones ahead of "
         "it); a later day is refused (400), since its run would use what is known now and then count as done."
     )
-    users: list[Annotated[str, Field(pattern=r"\S")]] | None = Field(
+    users: list[UserId] | None = Field(
         None, min_length=1, description="daily only: just these users (their own shard of the key)."
     )
     force: bool = Field(False, strict=True, description="Start a new attempt of a key that already succeeded.")
@@ -58,7 +58,7 @@ class DeliverBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     date: IsoDate
-    users: list[Annotated[str, Field(pattern=r"\S")]] | None = Field(
+    users: list[UserId] | None = Field(
         None, min_length=1, description="Only these users (default: every active user)."
     )
     llm: bool = Field(True, strict=True, description="Plan with the configured LLM endpoint when there is one.")
