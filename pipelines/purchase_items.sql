@@ -14,7 +14,7 @@ WITH pairs AS (
            min(date_trunc('day', ts)) < max(date_trunc('day', ts)) AS repeat,
            max(ts) >= $as_of::TIMESTAMP - INTERVAL 30 DAY AS recent
     FROM events
-    WHERE type = 'purchase' AND item_id IS NOT NULL AND ts < $as_of::TIMESTAMP
+    WHERE type = 'purchase' AND item_id IS NOT NULL AND ts < $as_of::TIMESTAMP AND coalesce(value, 1.0) > 0
     GROUP BY ALL
 )
 SELECT item_id,

@@ -2,7 +2,8 @@
 -- params: $as_of (TIMESTAMP, exclusive upper bound on ts)
 --         $users (VARCHAR[]: only these customers' rows; NULL for every customer)
 -- reads:  purchase_items (pipelines/purchase_items.sql, same $as_of) for the item_* columns
--- A purchase occasion is one (user, item, day); several lines of one day count once.
+-- A purchase occasion is one (user, item, day); several lines of one day count once. A purchase of
+-- zero or fewer units (an adjustment, a client's mistake) is not a purchase: no cart repeats it.
 --   n_purchases            purchase occasions
 --   first_ts, last_ts      first and latest occasion
 --   mean_interval_days     mean days between consecutive occasions (NULL with one occasion)
@@ -24,7 +25,7 @@ WITH lines AS (
     SELECT user_id, item_id, ts, coalesce(value, 1.0) AS quantity,
            try_cast(json_extract(properties, '$.unit_price') AS DOUBLE) AS unit_price
     FROM events
-    WHERE type = 'purchase' AND item_id IS NOT NULL AND ts < $as_of::TIMESTAMP
+    WHERE type = 'purchase' AND item_id IS NOT NULL AND ts < $as_of::TIMESTAMP AND coalesce(value, 1.0) > 0
       AND ($users::VARCHAR[] IS NULL OR user_id IN (SELECT unnest($users::VARCHAR[])))
 ),
 -- two lines of one occasion at the same instant: the higher price is the occasion's (not either at random)

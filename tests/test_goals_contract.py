@@ -352,3 +352,13 @@ def test_plugins_are_found_through_entry_points(tmp_path: Path, monkeypatch: pyt
     with pytest.warns(PluginWarning):
         every = templates(entry_points=points)
     assert {"digest", "playlist", "reorder", "watchlist", "wine"} == set(every)
+
+
+def test_a_purchase_of_no_or_negative_units_is_not_a_purchase(tiny: Store) -> None:
+    """r5 "bought" -5 of B and 0 of A1 (an adjustment, a client's mistake): no cart repeats that."""
+    tiny.con.executemany(
+        "INSERT INTO events (event_id, user_id, type, item_id, domain, ts, received_at, value) "
+        "VALUES (?, 'r5', 'purchase', ?, 'retail', ?, ?, ?)",
+        [["r5-b", "B", AS_OF - timedelta(days=3), AS_OF, -5.0], ["r5-a", "A1", AS_OF - timedelta(days=2), AS_OF, 0.0]],
+    )
+    assert EVERY["reorder"].propose(context(tiny, ["r5"])).height == 0
