@@ -58,9 +58,9 @@ IsoDate = Annotated[
 PRINTABLE: Final = r"^[^\x00-\x1f\x7f-\x9f]*$"
 """No control character (C0, DEL, C1), as ids are checked on ingestion."""
 
+_ID_TEXT: Final = r"[^\x00-\x1f\x7f-\x9f]*"
 UserId = Annotated[
-    str,
-    Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"),
+    str, Field(min_length=1, max_length=256, pattern=rf"^{_ID_TEXT}[^\s\x00-\x1f\x7f-\x9f]{_ID_TEXT}$")
 ]
 """A user id as events carry it: 1 to 256 characters, not only spaces, no control characters."""
 

@@ -171,10 +171,23 @@ def build_router(ctx: ApiContext) -> APIRouter:
         key = await ctx.auth.authenticate(request)
         viewer = _viewer(key)
         by = f"key:{key.key_id}" if key else "open-api"
-        decided = await guarded(
-            decide, ctx.store, ctx.settings, deliverable_id, decision, by=by, viewer=viewer, now=utcnow(),
-            hidden=deliverable_id,
-        )
+        try:
+            decided = await guarded(
+                decide, ctx.store, ctx.settings, deliverable_id, decision, by=by, viewer=viewer, now=utcnow(),
+                hidden=deliverable_id,
+            )
+        except ApiError as exc:
+            if exc.status != 503:
+                raise
+            # The provider did not answer: the approval stands (its claim is open), so this is not
+            # a refusal that stored nothing; it says what the deliverable is now and what to do.
+            current = await guarded(read, get_deliverable, deliverable_id)
+            stands = current.status_text.startswith("Approved:")
+            body = {"detail": f"{exc.detail}; " + ("the approval stands: approve again later to finish it (nothing "
+                                                   "is done twice)" if stands else "nothing was decided: try again"),
+                    "status": current.status, "deliverable": current.as_dict()}
+            return Response(to_json_bytes(body), status_code=503, media_type="application/json",
+                            headers={"Retry-After": "5"})
         return decided.as_dict() if isinstance(decided, Deliverable) else decided  # else the 409 answer
 
     return router
