@@ -105,6 +105,7 @@ def test_the_nesting_limit_is_32_levels_counting_the_event(server: Server) -> No
     assert odd["rejected"] == 1 and "ISO 4217" in odd["errors"][0]["reason"], odd
     owed = send(server, "/v1/items", json.dumps([{"item_id": "neg", "price": -5, "currency": "GBP"}]).encode()).json()
     assert owed["rejected"] == 1 and "price must be a number of at least 0" in owed["errors"][0]["reason"], owed
+    assert owed["errors"][0]["reason"].startswith("item 'neg': "), owed  # which item, not only where it was
     server.stop()
     with server.open_store() as store:
         assert store.scalar("SELECT list(event_id) FROM events") == ["d1"]

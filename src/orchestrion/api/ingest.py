@@ -82,6 +82,22 @@ def _split(body: bytes, request: Request, what: str) -> list[bytes]:
         raise ApiError(400, _BAD_ARRAY.format(what=what, error=str(exc).replace("`", "'"))) from exc
 
 
+def _item_id_of(raw: bytes) -> str | None:
+    """The ``item_id`` of a rejected item when it can be read as short printable text, else None."""
+    if len(raw) > 1 << 20 or nesting_error(raw) is not None:
+        return None
+    try:
+        value = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        return None
+    item_id = value.get("item_id") if isinstance(value, dict) else None
+    if isinstance(item_id, int) and not isinstance(item_id, bool):
+        item_id = str(item_id)
+    if not isinstance(item_id, str) or not 0 < len(item_id.strip()) <= 80 or not item_id.isprintable():
+        return None
+    return item_id.strip()
+
+
 def _decode_items(
     raws: list[bytes], *, max_bytes: int
 ) -> tuple[dict[str, list[Any]], list[Rejection]]:
@@ -118,6 +134,9 @@ def _decode_items(
             }
         except (msgspec.DecodeError, ValueError, UnicodeDecodeError) as exc:
             reason = str(exc).replace("`", "'")
+            named = _item_id_of(raw)
+            if named is not None:  # the receipt names the item, not only its place in the body
+                reason = f"item {named!r}: {reason}"
             rejected.append(Rejection(index, None, reason, raw.decode(errors="replace")))
             continue
         for name, value in row.items():
