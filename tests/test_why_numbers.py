@@ -368,7 +368,7 @@ def check_taker(
             t.same(where, "the kept deliverable's final title", m[2] in kept, True)
         else:
             m = re.fullmatch(REDUNDANT + r", which looked more useful to you but was not sent either; "
-                             r"(the day's place\(s\) went to .+|nothing was sent to you today)", detail)
+                             r"(you got .+ instead|nothing was sent to you today)", detail)
             if m is None:
                 t.mismatches.append(f"{where}: redundant reason not understood: {detail!r}")
                 return
