@@ -457,6 +457,17 @@ def test_every_number_of_a_real_day_holds(name: str, tmp_path: Path) -> None:
         if name == "online-retail":
             assert cut(store) > 0  # carts cut to the £150 cap are among those checked
         assert tally.mismatches == []
+        # a movie or an article is in one of a person's lists of the day, not in two or three
+        assert shared_within_a_day(store) == 0
+
+
+def shared_within_a_day(store: Store) -> int:
+    """Items that two deliverables of one user and day both hold."""
+    return int(store.scalar(
+        "WITH held AS (SELECT DISTINCT deliverable_id, user_id, date, unnest(items) AS item FROM deliverables "
+        "WHERE status IN ('delivered', 'awaiting_approval')) "
+        "SELECT count(*) FROM (SELECT user_id, date, item FROM held GROUP BY ALL HAVING count(*) > 1)"
+    ) or 0)
 
 
 def test_every_number_of_the_demo_holds(tmp_path: Path) -> None:

@@ -187,6 +187,17 @@ def _catalog(con: Any, goals: Sequence[GoalRecord]) -> dict[str, CatalogItem]:
     return {str(r[0]): CatalogItem(*r) for r in rows}
 
 
+def _used_today(con: Any, day: date, users: Sequence[str]) -> dict[str, set[str]]:
+    """The items of each user's lists (goals with no cost) already delivered or waiting on ``day``."""
+    rows = con.execute(
+        "SELECT d.user_id, flatten(list(d.items)) FROM deliverables d JOIN goals g USING (goal_id) "
+        "WHERE d.date = $day AND d.user_id IN (SELECT unnest($u)) AND coalesce(g.cost, 0) <= 0 "
+        "AND d.status IN ('delivered', 'awaiting_approval') GROUP BY 1",
+        {"day": day, "u": list(users)},
+    ).fetchall()
+    return {str(user): {str(i) for i in items or []} for user, items in rows}
+
+
 def _exclusions(con: Any, users: Sequence[str]) -> dict[str, frozenset[str]]:
     rows = con.execute(
         "SELECT user_id, list(item_id) FROM item_exclusions WHERE user_id IN (SELECT unnest($u)) GROUP BY 1",
@@ -395,6 +406,7 @@ def execute(
         entries, stored, failures, waiting_ids = _committed(con, [g.deliverable_id for g in goals])
         catalog = _catalog(con, goals)
         exclusions = _exclusions(con, users)
+        used = _used_today(con, day, users)
         rules = load_user_rules(con, policy, sorted({g.user_id for g in goals}), now, locale=settings.locale)
         first_seen = _first_seen(con, goals)
         refused_before = _refused_before(con, list(stored))
@@ -426,11 +438,19 @@ def execute(
         if reason is not None:
             skipped.append((goal, reason))
             continue
+        # An item is in one deliverable of a person's day: a later slot's list leaves out what an
+        # earlier one (or one already delivered today) holds, as it leaves out what they thumbed down.
+        # (Carts need not: a person gets one cart a shop a day.)
+        excluded = exclusions.get(goal.user_id, frozenset())
+        seen = used.setdefault(goal.user_id, set())
+        if goal.cost <= 0:
+            excluded = excluded | frozenset(seen)
+            seen.update(i for i in goal.items if i not in excluded)
         ctx = ToolContext(
             goal,
             now,
             catalog,
-            exclusions.get(goal.user_id, frozenset()),
+            excluded,
             connect=store.cursor,
             webhook_url=settings.webhook_url,
             max_order_amount=user_rules.policy.max_order_amount,

@@ -47,7 +47,8 @@ def _items(ctx: ToolContext, item_ids: list[str]) -> list[dict[str, Any]]:
         if item_id in seen:
             raise ToolError(f"item {item_id!r} appears twice; list each item once")
         if item_id in ctx.excluded:
-            raise ToolError(f"item {item_id!r} was excluded by the user; leave it out")
+            raise ToolError(f"item {item_id!r} is left out (the user thumbed it down, or another of today's lists "
+                            "holds it); leave it out")
         seen.add(item_id)
         item = ctx.item(item_id)
         out.append({"item_id": item.item_id, "title": item.title or item.item_id, "creator": item.creator})
