@@ -26,7 +26,9 @@ from orchestrion.goals.base import empty_candidates, json_column
 from orchestrion.goals.registry import PluginWarning, discover_plugins
 from orchestrion.ingest.catalog import normalize_items, upsert_items
 from orchestrion.proposals.day import build_context
+from orchestrion.runs.daily import templates_for
 from orchestrion.store import Store
+from orchestrion.tools.policies import Policy
 
 AS_OF = datetime(2024, 3, 1)
 
@@ -362,3 +364,16 @@ def test_a_purchase_of_no_or_negative_units_is_not_a_purchase(tiny: Store) -> No
         [["r5-b", "B", AS_OF - timedelta(days=3), AS_OF, -5.0], ["r5-a", "A1", AS_OF - timedelta(days=2), AS_OF, 0.0]],
     )
     assert EVERY["reorder"].propose(context(tiny, ["r5"])).height == 0
+
+
+def test_a_cart_offers_no_item_the_order_limit_could_never_hold(tiny: Store) -> None:
+    """r1's usual A1 line is 2 × £2.50 = £5.00; under a £4.50 order limit no order could hold it,
+    so the daily run's reorder template (``templates_for`` the policy) leaves it out; A2 (£4.00)
+    stays. Before: a cart of it was proposed, chosen and cancelled ("costs more than the order limit")."""
+    plain = _one(EVERY["reorder"].propose(context(tiny, ["r1"])), "r1", "due")
+    assert sorted(plain["items"]) == ["A1", "A2"]
+    limited = templates_for(Policy(max_order_amount=4.5))["reorder"]
+    due = _one(limited.propose(context(tiny, ["r1"])), "r1", "due")
+    assert due["items"] == ["A2"]
+    # a limit of 0 lets no order through: no cart is offered rather than one cancelled every day
+    assert templates_for(Policy(max_order_amount=0.0))["reorder"].propose(context(tiny, ["r1"])).height == 0

@@ -55,6 +55,12 @@ class ReorderConfig(BaseModel):
     returned_days: int = Field(
         90, ge=0, description="An item the user returned within this many days is not reordered (0: returns ignored)."
     )
+    max_quantity: int = Field(99, ge=1, description="Most units of one item an order line holds (the order tool's).")
+    max_line_total: float | None = Field(
+        None, ge=0,
+        description="An item costing more than this at its usual quantity (up to max_quantity) is not offered: no "
+        "order under the operator's order limit could hold it. None: no limit (the replay's default).",
+    )
 
 
 def rhythm_probability(frame: pl.DataFrame) -> pl.Expr:
@@ -105,6 +111,9 @@ class Reorder:
         # not habits only the first `size` of each user's can: the model scores just those rows
         # (half of them on Online Retail, whose last orders are long).
         pairs = self._priced(ctx, pairs.filter(habit | in_last_order))
+        if c.max_line_total is not None:  # a cart of it could never be ordered: cancelled day after day
+            line = pl.col("unit_price").fill_null(0.0) * pl.col("quantity").clip(upper_bound=c.max_quantity)
+            pairs = pairs.filter(line <= c.max_line_total)
         if pairs.height == 0:
             return empty_candidates()
         last_by, last_descending = ["user_id", "n_purchases", "item_id"], [False, True, False]

@@ -46,7 +46,8 @@ from orchestrion.config import RunPath, Settings
 from orchestrion.delivery.deliverables import expire_approvals, sweep_claims
 from orchestrion.delivery.stage import execute
 from orchestrion.errors import UsageError
-from orchestrion.goals import GoalContext
+from orchestrion.goals import GoalContext, GoalTemplate, templates
+from orchestrion.goals.reorder import Reorder, ReorderConfig
 from orchestrion.planning.llm import Planning, planning_for
 from orchestrion.proposals.day import ProposalConfig, active_users, day_context, day_start, propose
 from orchestrion.runs.records import (
@@ -62,6 +63,7 @@ from orchestrion.runs.records import (
     record_batch,
 )
 from orchestrion.store import Store, utcnow
+from orchestrion.tools.policies import Policy, load_policy
 
 __all__ = [
     "Clock",
@@ -73,6 +75,8 @@ __all__ = [
     "propose_step",
     "run_daily",
     "runs_to_retry",
+    "settle_recovered",
+    "templates_for",
     "users_shard",
 ]
 
@@ -93,8 +97,18 @@ def propose_step(
     store: Store, settings: Settings, day: date, users: list[str], *, now: datetime, shared: GoalContext
 ) -> dict[str, Any]:
     """Propose, rank, choose and record the batch's goals (their deliverables start as ``proposed``)."""
-    result = propose(store, settings.models_path, day, users, now=now, shared=shared)
+    result = propose(store, settings.models_path, day, users, now=now, shared=shared,
+                     templates=templates_for(load_policy(settings.policy_path)).values())
     return {"proposed_users": result.users, "goals": result.candidates, "deliverables": result.chosen}
+
+
+def templates_for(policy: Policy, names: Sequence[str] | None = None) -> dict[str, GoalTemplate]:
+    """The goal templates as the operator's policy allows: a reorder cart offers no item that costs
+    more than the order limit at its usual quantity (its cart could never be ordered)."""
+    chosen = templates(names)
+    if "reorder" in chosen:
+        chosen["reorder"] = Reorder(ReorderConfig(max_line_total=policy.max_order_amount))
+    return chosen
 
 
 def deliver_step(

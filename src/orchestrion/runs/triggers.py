@@ -40,7 +40,7 @@ import polars as pl
 from orchestrion.config import Settings, TriggerRule
 from orchestrion.delivery.stage import execute
 from orchestrion.errors import ConfigError
-from orchestrion.goals import propose_candidates, templates
+from orchestrion.goals import propose_candidates
 from orchestrion.planning.llm import planning_for
 from orchestrion.proposals.day import (
     ProposalConfig,
@@ -52,7 +52,9 @@ from orchestrion.proposals.day import (
     with_goal_ids,
 )
 from orchestrion.ranking import ChoiceConfig, decide
+from orchestrion.runs.daily import templates_for
 from orchestrion.store import Store, utcnow
+from orchestrion.tools.policies import load_policy
 from orchestrion.training.promoted import current_scorer, promoted_repurchase
 
 __all__ = ["Fired", "TriggerWatcher", "fire", "handled_until", "matches", "new_matches", "write_mark"]
@@ -162,7 +164,7 @@ def fire(
     wanted = {(user, item) for _, user, item in hits if item is not None}
     day = now.date()
     ctx = build_context(store, now, users, repurchase=promoted_repurchase(settings.models_path))
-    candidates = propose_candidates(ctx, templates([rule.template]).values())
+    candidates = propose_candidates(ctx, templates_for(load_policy(settings.policy_path), [rule.template]).values())
     if candidates.height == 0:
         return Fired(rule.name, len(hits), len(users), 0)
     # Prefer, per user, the candidates that hold an item the events were about.
