@@ -28,7 +28,7 @@ from orchestrion.ingest.catalog import normalize_items, upsert_items
 from orchestrion.proposals.day import build_context
 from orchestrion.runs.daily import templates_for
 from orchestrion.store import Store
-from orchestrion.tools.policies import Policy
+from orchestrion.tools.policies import Policy, UserOverrides, order_limits, save_user_policy
 
 AS_OF = datetime(2024, 3, 1)
 
@@ -377,3 +377,16 @@ def test_a_cart_offers_no_item_the_order_limit_could_never_hold(tiny: Store) -> 
     assert due["items"] == ["A2"]
     # a limit of 0 lets no order through: no cart is offered rather than one cancelled every day
     assert templates_for(Policy(max_order_amount=0.0))["reorder"].propose(context(tiny, ["r1"])).height == 0
+
+
+def test_a_persons_own_lower_order_limit_keeps_their_carts_within_it(tiny: Store) -> None:
+    """r1 set £4.50 as the most per order (their settings); the operator's limit is £150: r1's
+    cart leaves A1 (£5.00) out, r2's (no limit of their own) keeps what it had."""
+    save_user_policy(tiny.con, "r1", UserOverrides(max_order_amount=4.5), paused=False, now=AS_OF)
+    policy = Policy()
+    limits = order_limits(tiny.con, policy, ["r1", "r2"])
+    assert limits == {"r1": 4.5, "r2": 150.0}
+    out = templates_for(policy, limits=limits)["reorder"].propose(context(tiny, ["r1", "r2"]))
+    plain = EVERY["reorder"].propose(context(tiny, ["r1", "r2"]))
+    assert _one(out, "r1", "due")["items"] == ["A2"]
+    assert out.filter(pl.col("user_id") == "r2").equals(plain.filter(pl.col("user_id") == "r2"))

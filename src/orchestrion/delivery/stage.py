@@ -443,7 +443,7 @@ def execute(
         # (Carts need not: a person gets one cart a shop a day.)
         excluded = exclusions.get(goal.user_id, frozenset())
         seen = used.setdefault(goal.user_id, set())
-        if goal.cost <= 0:
+        if goal.cost <= 0 and not goal.details.get("lines"):  # a list, not a cart
             excluded = excluded | frozenset(seen)
             seen.update(i for i in goal.items if i not in excluded)
         ctx = ToolContext(

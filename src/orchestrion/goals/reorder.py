@@ -79,8 +79,10 @@ class Reorder:
     variants: tuple[str, ...] = ("due", "staples", "last_order")
     description: str = "Restock what the user buys again, as one cart awaiting approval."
 
-    def __init__(self, config: ReorderConfig | None = None) -> None:
+    def __init__(self, config: ReorderConfig | None = None, *, line_limits: Mapping[str, float] | None = None) -> None:
         self.config = config or ReorderConfig()
+        self.line_limits = dict(line_limits or {})
+        """Per user, a lower ``max_line_total`` than the config's (their own order limit)."""
 
     def propose(self, ctx: GoalContext) -> pl.DataFrame:
         users = ctx.domain_users(self.domain)
@@ -111,9 +113,12 @@ class Reorder:
         # not habits only the first `size` of each user's can: the model scores just those rows
         # (half of them on Online Retail, whose last orders are long).
         pairs = self._priced(ctx, pairs.filter(habit | in_last_order))
-        if c.max_line_total is not None:  # a cart of it could never be ordered: cancelled day after day
+        if c.max_line_total is not None or self.line_limits:  # no order could hold it: cancelled day after day
             line = pl.col("unit_price").fill_null(0.0) * pl.col("quantity").clip(upper_bound=c.max_quantity)
-            pairs = pairs.filter(line <= c.max_line_total)
+            limit = pl.col("user_id").replace_strict(
+                self.line_limits, default=c.max_line_total, return_dtype=pl.Float64
+            ) if self.line_limits else pl.lit(c.max_line_total, pl.Float64)
+            pairs = pairs.filter(limit.is_null() | (line <= limit))
         if pairs.height == 0:
             return empty_candidates()
         last_by, last_descending = ["user_id", "n_purchases", "item_id"], [False, True, False]

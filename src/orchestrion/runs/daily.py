@@ -63,7 +63,7 @@ from orchestrion.runs.records import (
     record_batch,
 )
 from orchestrion.store import Store, utcnow
-from orchestrion.tools.policies import Policy, load_policy
+from orchestrion.tools.policies import Policy, load_policy, order_limits
 
 __all__ = [
     "Clock",
@@ -98,17 +98,32 @@ def propose_step(
 ) -> dict[str, Any]:
     """Propose, rank, choose and record the batch's goals (their deliverables start as ``proposed``)."""
     result = propose(store, settings.models_path, day, users, now=now, shared=shared,
-                     templates=templates_for(load_policy(settings.policy_path)).values())
+                     templates=_templates_of(store, settings, users).values())
     return {"proposed_users": result.users, "goals": result.candidates, "deliverables": result.chosen}
 
 
-def templates_for(policy: Policy, names: Sequence[str] | None = None) -> dict[str, GoalTemplate]:
-    """The goal templates as the operator's policy allows: a reorder cart offers no item that costs
-    more than the order limit at its usual quantity (its cart could never be ordered)."""
+def templates_for(
+    policy: Policy, names: Sequence[str] | None = None, *, limits: Mapping[str, float] | None = None
+) -> dict[str, GoalTemplate]:
+    """The goal templates as the policy allows: a reorder cart offers no item that costs more than
+    the order limit at its usual quantity (its cart could never be ordered): the operator's, or a
+    person's own lower one (``limits``: by user, :func:`~orchestrion.tools.policies.order_limits`)."""
     chosen = templates(names)
     if "reorder" in chosen:
-        chosen["reorder"] = Reorder(ReorderConfig(max_line_total=policy.max_order_amount))
+        lower = {u: v for u, v in (limits or {}).items() if v < policy.max_order_amount}
+        chosen["reorder"] = Reorder(ReorderConfig(max_line_total=policy.max_order_amount), line_limits=lower)
     return chosen
+
+
+def _templates_of(store: Store, settings: Settings, users: Sequence[str]) -> dict[str, GoalTemplate]:
+    """:func:`templates_for` the operator's policy and ``users``' own limits."""
+    policy = load_policy(settings.policy_path)
+    con = store.cursor()
+    try:
+        limits = order_limits(con, policy, users)
+    finally:
+        con.close()
+    return templates_for(policy, limits=limits)
 
 
 def deliver_step(

@@ -47,7 +47,7 @@ def _items(ctx: ToolContext, item_ids: list[str]) -> list[dict[str, Any]]:
         if item_id in seen:
             raise ToolError(f"item {item_id!r} appears twice; list each item once")
         if item_id in ctx.excluded:
-            raise ToolError(f"item {item_id!r} is left out (the user thumbed it down, or another of today's lists "
+            raise ToolError(f"item {item_id!r} is excluded (the user thumbed it down, or another of today's lists "
                             "holds it); leave it out")
         seen.add(item_id)
         item = ctx.item(item_id)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -57,6 +58,7 @@ __all__ = [
     "check",
     "effective_policy",
     "load_policy",
+    "order_limits",
     "save_user_policy",
     "stored_policy",
     "webhook_origin",
@@ -390,3 +392,15 @@ def stored_policy(con: Any, user_id: str) -> tuple[UserOverrides, bool, datetime
     if not rows:
         return None
     return UserOverrides.model_validate_json(rows[0][0]), bool(rows[0][1]), rows[0][2]
+
+
+def order_limits(con: Any, policy: Policy, users: Sequence[str]) -> dict[str, float]:
+    """Each of ``users``' largest single order: the operator's limit, or their own lower one."""
+    limits = dict.fromkeys(users, policy.max_order_amount)
+    rows = con.execute(
+        "SELECT user_id, overrides FROM user_policies WHERE user_id IN (SELECT unnest(?::VARCHAR[]))", [list(users)]
+    ).fetchall()
+    for user_id, overrides in rows:
+        own = UserOverrides.model_validate_json(overrides).max_order_amount
+        limits[str(user_id)] = _lower(policy.max_order_amount, own)
+    return limits

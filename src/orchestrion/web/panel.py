@@ -95,7 +95,10 @@ def build_router(web: WebContext) -> APIRouter:
             # a wrong decision is the form's fault; anything else (already decided, a provider
             # that did not answer) is a conflict with the current state, shown with its reason
             status = 400 if isinstance(exc, UsageError) else 503 if isinstance(exc, RetryableError) else 409
-            return await approvals_view(request, session, status=status, problem=str(exc), notice=None)
+            problem = str(exc)
+            if isinstance(exc, RetryableError) and decision == "approve":
+                problem += "; your approval stands: ask again later to finish it (nothing is done twice)"
+            return await approvals_view(request, session, status=status, problem=problem, notice=None)
         return RedirectResponse(f"/approvals?{urlencode({'done': decision, 'd': deliverable_id})}", status_code=303)
 
     async def panel_view(request: Request, session: Session, status: int = 200, **extra: Any) -> Response:
