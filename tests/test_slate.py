@@ -272,6 +272,16 @@ def test_a_real_day_has_no_repeats_and_serves_only_active_users(name: str, tmp_p
             assert reasons.get("redundant", 0) + reasons.get("recent", 0) > 0
 
 
+def sample_with_a_regular(store: Store) -> tuple[str, str, datetime]:
+    """The shipped sample loaded into ``store``; its most bought (user, item) and when it was last bought."""
+    load_dataset(store, "online-retail", SAMPLE, now=datetime(2011, 12, 1))
+    user, item, last = store.con.execute(
+        "SELECT user_id, item_id, max(ts) FROM events WHERE type = 'purchase' GROUP BY 1, 2 "
+        "ORDER BY count(*) DESC, 1, 2 LIMIT 1"
+    ).fetchall()[0]
+    return str(user), str(item), last
+
+
 def stock_low(store: Store, event_id: str, user: str, item: str, at: datetime) -> None:
     body = json.dumps(
         {"event_id": event_id, "user_id": user, "type": "stock_low", "item_id": item, "domain": "retail",
@@ -286,11 +296,7 @@ def test_a_resent_stock_low_makes_no_second_cart(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
     rule = TriggerRule(name="stock-low-reorder", event_type="stock_low", template="reorder")
     with Store.open(":memory:") as store:
-        load_dataset(store, "online-retail", SAMPLE, now=datetime(2011, 12, 1))
-        user, item, last = store.con.execute(
-            "SELECT user_id, item_id, max(ts) FROM events WHERE type = 'purchase' GROUP BY 1, 2 "
-            "ORDER BY count(*) DESC, 1, 2 LIMIT 1"
-        ).fetchall()[0]
+        user, item, last = sample_with_a_regular(store)
         now = last + timedelta(days=2)
         stock_low(store, "low-1", user, item, now)
         first = fire(store, settings, rule, [("low-1", user, item)], now=now)

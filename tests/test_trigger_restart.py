@@ -11,10 +11,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from orchestrion.config import Settings, TriggerRule
-from orchestrion.datasets import load_dataset
 from orchestrion.runs.triggers import CATCH_UP, TriggerWatcher, handled_until
 from orchestrion.store import Store
-from test_slate import SAMPLE, stock_low
+from test_slate import sample_with_a_regular, stock_low
 
 RULE = TriggerRule(name="stock-low-reorder", event_type="stock_low", template="reorder")
 
@@ -33,11 +32,7 @@ def _carts(store: Store, user: str) -> int:
 def test_an_event_acknowledged_before_a_restart_fires_its_rule_after_it(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, triggers=[RULE])
     with Store.open(tmp_path / "o.duckdb") as store:
-        load_dataset(store, "online-retail", SAMPLE, now=datetime(2011, 12, 1))
-        user, item, last = store.con.execute(
-            "SELECT user_id, item_id, max(ts) FROM events WHERE type = 'purchase' GROUP BY 1, 2 "
-            "ORDER BY count(*) DESC, 1, 2 LIMIT 1"
-        ).fetchall()[0]
+        user, item, last = sample_with_a_regular(store)
         clock = [last + timedelta(days=2)]
 
         def now() -> datetime:
@@ -66,11 +61,7 @@ def test_an_event_acknowledged_before_a_restart_fires_its_rule_after_it(tmp_path
 def test_a_restart_looks_back_at_most_a_day_and_a_new_store_fires_nothing_loaded_before(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, triggers=[RULE])
     with Store.open(tmp_path / "o.duckdb") as store:
-        load_dataset(store, "online-retail", SAMPLE, now=datetime(2011, 12, 1))
-        user, item, last = store.con.execute(
-            "SELECT user_id, item_id, max(ts) FROM events WHERE type = 'purchase' GROUP BY 1, 2 "
-            "ORDER BY count(*) DESC, 1, 2 LIMIT 1"
-        ).fetchall()[0]
+        user, item, last = sample_with_a_regular(store)
         start = last + timedelta(days=2)
         stock_low(store, "low-before", user, item, start - timedelta(minutes=1))  # loaded before any server ran
         assert TriggerWatcher(store, settings, clock=lambda: start).check() == []
