@@ -362,6 +362,11 @@ def _being_sent(con: Any, deliverable_id: str) -> bool:
     return bool(found and found[0])
 
 
+def _in_flight(con: Any, actions: Sequence[dict[str, Any]]) -> bool:
+    """Is one of ``actions`` being carried out (approved: its ledger claim is open or done)?"""
+    return any(s != "failed" for s in _ledger_states(con, [a["action_id"] for a in actions]).values())
+
+
 def _ledger_states(con: Any, keys: Sequence[str]) -> dict[str, str]:
     if not keys:
         return {}
@@ -543,7 +548,7 @@ def _drop(
     record = get_deliverable(con, deliverable_id)
     orders = [a for a in record.actions if a["status"] == "waiting" and a["action"] == "place_order"]
     content = record.content if isinstance(record.content, dict) else {}
-    if not orders or any(s != "failed" for s in _ledger_states(con, [a["action_id"] for a in orders]).values()):
+    if not orders or _in_flight(con, orders):
         return None  # decided meanwhile, or an approval is placing it now
     kept = [i for i in content.get("items") or [] if str(i.get("item_id")) not in gone]
     lines = {a["action_id"]: [ln for ln in a["arguments"].get("lines") or [] if str(ln[0]) not in gone] for a in orders}
@@ -622,7 +627,6 @@ def _drop(
     return str(final)
 
 
-
 def expire_approvals(
     store: Store, settings: Settings, users: Sequence[str], day: date, *, now: datetime
 ) -> dict[str, str]:
@@ -668,9 +672,7 @@ def _expire(con: Any, deliverable_id: str, days: int, now: datetime) -> bool:
     """:func:`expire_approvals` for one deliverable, under its lock: whether it was cancelled."""
     record = get_deliverable(con, deliverable_id)
     waiting = [a for a in record.actions if a["status"] == "waiting"]
-    if record.status != "awaiting_approval" or not waiting or any(
-        s != "failed" for s in _ledger_states(con, [a["action_id"] for a in waiting]).values()
-    ):
+    if record.status != "awaiting_approval" or not waiting or _in_flight(con, waiting):
         return False  # decided meanwhile, or an approval is carrying it out now
     nothing = "nothing was ordered" if main_action(record.as_dict()) == "place_order" else "nothing was sent"
     with transaction(con):

@@ -188,10 +188,12 @@ def _catalog(con: Any, goals: Sequence[GoalRecord]) -> dict[str, CatalogItem]:
 
 
 def _used_today(con: Any, day: date, users: Sequence[str]) -> dict[str, set[str]]:
-    """The items of each user's lists (goals with no cost) already delivered or waiting on ``day``."""
+    """The items of each user's lists (goals with no cost and no cart lines) already delivered or
+    waiting on ``day``."""
     rows = con.execute(
         "SELECT d.user_id, flatten(list(d.items)) FROM deliverables d JOIN goals g USING (goal_id) "
         "WHERE d.date = $day AND d.user_id IN (SELECT unnest($u)) AND coalesce(g.cost, 0) <= 0 "
+        "AND json_extract(g.details, '$.lines') IS NULL "
         "AND d.status IN ('delivered', 'awaiting_approval') GROUP BY 1",
         {"day": day, "u": list(users)},
     ).fetchall()

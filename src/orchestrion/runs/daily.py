@@ -78,6 +78,7 @@ __all__ = [
     "settle_recovered",
     "templates_for",
     "users_shard",
+    "users_templates",
 ]
 
 Clock = Callable[[], datetime]
@@ -98,7 +99,7 @@ def propose_step(
 ) -> dict[str, Any]:
     """Propose, rank, choose and record the batch's goals (their deliverables start as ``proposed``)."""
     result = propose(store, settings.models_path, day, users, now=now, shared=shared,
-                     templates=_templates_of(store, settings, users).values())
+                     templates=users_templates(store, settings, users).values())
     return {"proposed_users": result.users, "goals": result.candidates, "deliverables": result.chosen}
 
 
@@ -110,20 +111,22 @@ def templates_for(
     person's own lower one (``limits``: by user, :func:`~orchestrion.tools.policies.order_limits`)."""
     chosen = templates(names)
     if "reorder" in chosen:
-        lower = {u: v for u, v in (limits or {}).items() if v < policy.max_order_amount}
-        chosen["reorder"] = Reorder(ReorderConfig(max_line_total=policy.max_order_amount), line_limits=lower)
+        chosen["reorder"] = Reorder(ReorderConfig(max_line_total=policy.max_order_amount), line_limits=limits)
     return chosen
 
 
-def _templates_of(store: Store, settings: Settings, users: Sequence[str]) -> dict[str, GoalTemplate]:
-    """:func:`templates_for` the operator's policy and ``users``' own limits."""
+def users_templates(
+    store: Store, settings: Settings, users: Sequence[str], names: Sequence[str] | None = None
+) -> dict[str, GoalTemplate]:
+    """:func:`templates_for` the operator's policy and ``users``' own limits (the daily run's and the
+    triggers' templates)."""
     policy = load_policy(settings.policy_path)
     con = store.cursor()
     try:
         limits = order_limits(con, policy, users)
     finally:
         con.close()
-    return templates_for(policy, limits=limits)
+    return templates_for(policy, names, limits=limits)
 
 
 def deliver_step(
@@ -374,12 +377,13 @@ def settle_recovered(store: Store, settings: Settings, now: datetime) -> list[Ru
     """Close as ``succeeded`` the ``partial`` daily runs none of whose deliverables is still
     ``failed`` (the sweep sent what had failed, or a person approved it since), so the run ledger
     does not tell the operator to run again a day that has nothing left to fix. Returns them."""
-    settled = []
-    for run in list_runs(store.con, pipeline="daily", status="partial", limit=1000):
-        if _failed_deliverables(store, settings, run.partition, run.run_id)[0] == 0:
-            settled.append(finish_run(store, run.run_id, "succeeded", now=now, error=None,
-                                      totals={"failed_deliverables": 0}))
-    return settled
+    rows = store.con.execute(
+        "SELECT r.run_id FROM runs r WHERE r.pipeline = 'daily' AND r.status = 'partial' AND NOT EXISTS ("
+        "SELECT 1 FROM deliverables d JOIN run_users u ON u.user_id = d.user_id AND u.run_id = r.run_id "
+        "WHERE d.date = r.partition AND d.status = 'failed') ORDER BY r.run_id"
+    ).fetchall()
+    return [finish_run(store, str(run_id), "succeeded", now=now, error=None, totals={"failed_deliverables": 0})
+            for (run_id,) in rows]
 
 
 def _retry_failed(

@@ -52,9 +52,8 @@ from orchestrion.proposals.day import (
     with_goal_ids,
 )
 from orchestrion.ranking import ChoiceConfig, decide
-from orchestrion.runs.daily import templates_for
+from orchestrion.runs.daily import users_templates
 from orchestrion.store import Store, utcnow
-from orchestrion.tools.policies import load_policy, order_limits
 from orchestrion.training.promoted import current_scorer, promoted_repurchase
 
 __all__ = ["Fired", "TriggerWatcher", "fire", "handled_until", "matches", "new_matches", "write_mark"]
@@ -164,9 +163,7 @@ def fire(
     wanted = {(user, item) for _, user, item in hits if item is not None}
     day = now.date()
     ctx = build_context(store, now, users, repurchase=promoted_repurchase(settings.models_path))
-    policy = load_policy(settings.policy_path)
-    limits = order_limits(store.con, policy, users)
-    candidates = propose_candidates(ctx, templates_for(policy, [rule.template], limits=limits).values())
+    candidates = propose_candidates(ctx, users_templates(store, settings, users, [rule.template]).values())
     if candidates.height == 0:
         return Fired(rule.name, len(hits), len(users), 0)
     # Prefer, per user, the candidates that hold an item the events were about.
