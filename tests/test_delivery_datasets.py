@@ -6,6 +6,7 @@ Lastfm is left out: its plays carry no timestamps, so no user is active on any d
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -41,5 +42,8 @@ def test_offline_delivery_of_a_day_for_every_user(name: str, tmp_path: Path) -> 
             assert json.loads(review)["ok"] is True
             assert json.loads(content)["kind"] == ("playlist" if KINDS[name] == "playlist" else KINDS[name])
         for _, status, _, _, error in rows:
-            assert status != "cancelled" or error.startswith("nothing worth doing"), error
+            # the planner found nothing to do, or a list was mostly what the person's other lists that day hold
+            assert status != "cancelled" or error.startswith("nothing worth doing") or re.fullmatch(
+                r"(\d+) of its (\d+) \w+ are already in your other lists today", error
+            ), error
         assert len(list(settings.outbox_path.rglob("*.html"))) == len(done)

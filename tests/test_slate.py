@@ -118,7 +118,7 @@ def test_a_cart_waiting_for_approval_holds_back_any_candidate_sharing_an_item() 
     out = recent_overlaps(cands, previous, 0.5)
     assert out.get_column("recent").to_list() == [True, False, False]
     assert out.get_column("recent_detail")[0] == (
-        "it shares an item with 'New year's cart', which is still waiting for your approval (from 2024-01-01)"
+        "it shares an item with 'New year's cart', which was waiting for your approval at the time (from 2024-01-01)"
     )
 
 

@@ -96,5 +96,5 @@ def test_the_recent_sentence_says_what_became_of_the_earlier_deliverable() -> No
         "it is much like 'Cart A', which you turned down (from 2011-11-01)",
         "it would repeat 'Cart C', from 2011-11-01, which was not ordered",
         "it would repeat 'List E', from 2011-11-01, which was not sent",
-        "it shares an item with 'Cart G', which is still waiting for your approval (from 2011-11-01)",
+        "it shares an item with 'Cart G', which was waiting for your approval at the time (from 2011-11-01)",
     ]

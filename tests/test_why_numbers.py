@@ -138,8 +138,8 @@ def check_cart(t: Tally, where: str, facts: Facts, user: str, variant: str, titl
     items = [str(line["item_id"]) for line in lines]
     n = len(items)
     m = re.fullmatch(
-        r"(?:Reorder|Reorder your staples|From your last order): (\d+) items?(?: due)? "
-        r"\(£(\d{1,3}(?:,\d{3})*\.\d\d)\)",
+        r"(?:Reorder|Reorder your staples|From your last order): (\d+) items?"
+        r"( due|, \d+ of them due| you may want again)? \(£(\d{1,3}(?:,\d{3})*\.\d\d)\)",
         title,
     )
     if m is None:
@@ -147,7 +147,10 @@ def check_cart(t: Tally, where: str, facts: Facts, user: str, variant: str, titl
         return
     t.same(where, "title item count", int(m[1]), n)
     summed = round(sum(float(line["line_total"]) for line in lines), 2)
-    t.same(where, "title total", float(m[2].replace(",", "")), summed)
+    t.same(where, "title total", float(m[3].replace(",", "")), summed)
+    said_due = m[2] or ""
+    if variant != "due":
+        t.same(where, "a due title on a cart that is not the due one", said_due, "")
     if total is not None:
         t.same(where, "content total", round(float(total), 2), summed)
     occasions = {i: facts.occasions(user, i) for i in items}
@@ -171,6 +174,10 @@ def check_cart(t: Tally, where: str, facts: Facts, user: str, variant: str, titl
         elif ", usually every day;" in why:
             t.same(where, "usual gap", (1, 1), (min(gaps), max(gaps)))
         t.same(where, "days since", span(m, 6) if m[6] is not None else (0, 0), (min(since), max(since)))
+        # "due" only as far as the person's rhythm says: the usual gap at most 14 days away
+        due = sum(1 for g, s in zip(gaps, since, strict=True) if s + 14 >= g)
+        stated = n if said_due == " due" else 0 if said_due == " you may want again" else int(said_due.split()[1])
+        t.same(where, "items due", stated, due)
     elif variant == "staples":
         m = re.fullmatch(r"[Yy]ou bought " + count + r" on " + R + r" separate days since (\d{4}-\d\d-\d\d)", why)
         if m is None:
@@ -436,6 +443,14 @@ def report(name: str, store: Store, tally: Tally) -> None:
     ).fetchall()
     print(f"{name}: {tally.sentences} sentences ({delivered} deliverables, {cut(store)} of them cut from the goal's "
           f"items; goals {dict(kinds)}), {tally.checked} numbers checked, {len(tally.mismatches)} mismatches")
+    repeats = store.con.execute(
+        "SELECT count(*) FILTER (WHERE status = 'cancelled' AND error LIKE '%already in your other lists today'), "
+        "avg(len(items)) FILTER (WHERE status IN ('delivered', 'awaiting_approval') AND template <> 'reorder'), "
+        "count(*) FILTER (WHERE status IN ('delivered', 'awaiting_approval') AND template <> 'reorder' "
+        "AND len(items) <= 2) FROM deliverables"
+    ).fetchone()
+    print(f"   lists cancelled as mostly the day's repeats: {repeats[0]}; lists sent hold {repeats[1] or 0:.1f} items "
+          f"on average, {repeats[2]} of them 1 or 2")
     kinds: dict[str, int] = defaultdict(int)
     for line in tally.mismatches:
         kinds[re.sub(r"^\S+ ", "", line).split(":")[1]] += 1
@@ -459,6 +474,23 @@ def test_every_number_of_a_real_day_holds(name: str, tmp_path: Path) -> None:
         assert tally.mismatches == []
         # a movie or an article is in one of a person's lists of the day, not in two or three
         assert shared_within_a_day(store) == 0
+        # and a list more than half made of what the day's other lists hold is not sent at all
+        assert lists_mostly_repeats(store) == 0
+
+
+def lists_mostly_repeats(store: Store) -> int:
+    """Lists sent although more than half of the items their goal proposed are in the person's
+    other deliverables of the day (the rest would be less than half a list)."""
+    return int(store.scalar(
+        "WITH held AS (SELECT d.deliverable_id, d.user_id, d.date, unnest(d.items) AS item FROM deliverables d "
+        "WHERE d.status IN ('delivered', 'awaiting_approval')), "
+        "lists AS (SELECT d.deliverable_id, d.user_id, d.date, g.items AS proposed FROM deliverables d "
+        "JOIN goals g USING (goal_id) WHERE d.status IN ('delivered', 'awaiting_approval') "
+        "AND coalesce(g.cost, 0) <= 0 AND json_extract(g.details, '$.lines') IS NULL) "
+        "SELECT count(*) FROM lists l WHERE 2 * (SELECT count(DISTINCT h.item) FROM held h WHERE h.user_id = l.user_id "
+        "AND h.date = l.date AND h.deliverable_id <> l.deliverable_id AND list_contains(l.proposed, h.item)) "
+        "> len(l.proposed)"
+    ) or 0)
 
 
 def shared_within_a_day(store: Store) -> int:

@@ -200,6 +200,28 @@ def _used_today(con: Any, day: date, users: Sequence[str]) -> dict[str, set[str]
     return {str(user): {str(i) for i in items or []} for user, items in rows}
 
 
+_LIST_NOUNS = {"watchlist": "movies", "playlist": "tracks", "digest": "articles"}
+
+
+def _mostly_repeats(goal: GoalRecord, seen: set[str]) -> str | None:
+    """Why a list is not sent when more than half of its items are already in the person's lists of
+    the day (what would be left is less than half a list: the slate's "substantially overlap"); None
+    when it is worth sending.
+
+    >>> items = tuple(f"m{i}" for i in range(10))
+    >>> goal = GoalRecord("g", "d", "u", date(1998, 4, 2), "watchlist", "picked", "Movie night", items, {}, {}, "")
+    >>> _mostly_repeats(goal, {"m0", "m1", "m2", "m3", "m4", "m5"})
+    '6 of its 10 movies are already in your other lists today'
+    >>> _mostly_repeats(goal, {"m0", "m1", "m2", "m3", "m4"}) is None
+    True
+    """
+    repeats = sum(1 for i in goal.items if i in seen)
+    if not goal.items or repeats * 2 <= len(goal.items):
+        return None
+    noun = _LIST_NOUNS.get(goal.template, "items")
+    return f"{repeats} of its {len(goal.items)} {noun} are already in your other lists today"
+
+
 def _exclusions(con: Any, users: Sequence[str]) -> dict[str, frozenset[str]]:
     rows = con.execute(
         "SELECT user_id, list(item_id) FROM item_exclusions WHERE user_id IN (SELECT unnest($u)) GROUP BY 1",
@@ -446,6 +468,10 @@ def execute(
         excluded = exclusions.get(goal.user_id, frozenset())
         seen = used.setdefault(goal.user_id, set())
         if goal.cost <= 0 and not goal.details.get("lines"):  # a list, not a cart
+            repeats = _mostly_repeats(goal, seen)
+            if repeats is not None and goal.deliverable_id not in stored:
+                skipped.append((goal, repeats))
+                continue
             excluded = excluded | frozenset(seen)
             seen.update(i for i in goal.items if i not in excluded)
         ctx = ToolContext(

@@ -10,7 +10,8 @@ in: an item bought at least twice is as due as the share of its usual interval t
 Variants (each at most ``size`` items; charges such as postage are never in a cart, nor an item
 the user returned within ``returned_days``):
 
-* ``due`` — the items most likely to be bought now (probability at least ``min_due``);
+* ``due`` — the items most likely to be bought now (probability at least ``min_due``); its title
+  calls them due only as far as the person's own rhythm says so (:data:`DUE_WITHIN_DAYS`);
 * ``staples`` — the items bought on the most occasions;
 * ``last_order`` — the items of the user's latest purchase day.
 
@@ -38,6 +39,11 @@ if TYPE_CHECKING:
     from orchestrion.goals.context import GoalContext
 
 __all__ = ["Reorder", "ReorderConfig", "cart_words", "rhythm_probability"]
+
+DUE_WITHIN_DAYS: Final = 14
+"""A cart item is called *due* when its usual next purchase — its usual gap after the last time —
+is at most this many days away (or past). The model may put an item in the ``due`` cart for other
+reasons (a customer who buys often); its title then does not call it due."""
 
 CURRENCY: Final = "GBP"
 """The carts' currency: the purchase history's prices are the shop's (Online Retail's are GBP)."""
@@ -267,6 +273,12 @@ def cart_words(
     >>> why
     'you bought each of these 2 items on 3 separate days, usually every 20–41 days; the last time was 19–31 days ago'
 
+    A ``due`` cart is called due only as far as its items are (:data:`DUE_WITHIN_DAYS`):
+
+    >>> cart_words("due", [line, {**line, "gap": 70.0, "since": 8.0}], 5.0, datetime(2011, 11, 1))[0]
+    'Reorder: 2 items, 1 of them due (£6.00)'
+    >>> cart_words("due", [{**line, "gap": 147.0, "since": 15.0}], 5.0, datetime(2011, 11, 1))[0]
+    'Reorder: 1 item you may want again (£3.00)'
     """
     known = [line for line in lines if line.get("n") is not None]
     total = round(sum(float(line.get("line_total") or 0.0) for line in lines), 2)
@@ -279,8 +291,18 @@ def cart_words(
     times = _range([int(line["n"]) for line in known])
     since = _ago(_range([days_ago(as_of, float(line["since"])) for line in known]))
     if variant == "due":
-        title = f"Reorder: {len(lines)} {noun} due ({money})"
         gaps = [math.floor(float(line["gap"])) for line in known if line.get("gap") is not None]
+        due = sum(
+            1 for line in known
+            if line.get("gap") is not None
+            and days_ago(as_of, float(line["since"])) + DUE_WITHIN_DAYS >= math.floor(float(line["gap"]))
+        )
+        if due == len(lines):
+            title = f"Reorder: {len(lines)} {noun} due ({money})"
+        elif due:
+            title = f"Reorder: {len(lines)} {noun}, {due} of them due ({money})"
+        else:
+            title = f"Reorder: {len(lines)} {noun} you may want again ({money})"
         rhythm = _range(gaps)
         every = ("" if len(gaps) != n else ", usually every day" if rhythm == "1" else f", usually every {rhythm} days")
         why = f"you bought {each} on {times} separate days{every}; the last time was {since}"

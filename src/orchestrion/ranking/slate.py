@@ -223,7 +223,7 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
         .unique("left", keep="first")
         .with_columns(
             pl.when(pl.col("_by") == _WAITING)
-            .then(pl.format("it shares {} with '{}', which is still waiting for your approval (from {})",
+            .then(pl.format("it shares {} with '{}', which was waiting for your approval at the time (from {})",
                             shares, "title", "date"))
             .when(pl.col("turned_down"))
             .then(pl.format("it is much like '{}', which you turned down (from {})", "title", "date"))
