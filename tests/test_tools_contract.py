@@ -8,6 +8,7 @@ from datetime import date, datetime
 import pytest
 
 from orchestrion.errors import PolicyViolation, ToolError
+from orchestrion.planning import OfflinePlanner
 from orchestrion.planning.executor import Executor
 from orchestrion.store import Store
 from orchestrion.tools import TEMPLATE_TOOLS, TOOLS, CatalogItem, GoalRecord, IntendedEffect, Tool, ToolContext
@@ -83,9 +84,24 @@ def test_cart_prices_come_from_code_and_the_guard_refuses(store: Store) -> None:
     refused = ex.call("place_order", {})
     assert not refused.ok and "money_per_order" in str(refused.error)
     assert ex.ctx.effects == [] and ex.refusals[0].rule == "money_per_order"
-    assert "less than or equal to 99" in str(
+    assert "at most 99 units in a line" in str(
         ex.call("build_cart", {"lines": [{"item_id": "p1", "quantity": 500}]}).error
     )
+
+
+def test_a_line_holds_what_the_person_usually_buys_even_past_99(store: Store) -> None:
+    """A wholesaler who buys 144 at a time gets 144 (it was cut to 99, and nothing said so); past the
+    usual quantity the order tool's limit of 99 still holds, and the model cannot go beyond either."""
+    lines = [{"item_id": "p1", "quantity": 144, "unit_price": 0.1}, {"item_id": "p2", "quantity": 2, "unit_price": 0.1}]
+    ex = Executor(_ctx(store, "reorder", ("p1", "p2"), lines=lines), TEMPLATE_TOOLS["reorder"])
+    assert ex.call("build_cart", {"lines": [{"item_id": "p1", "quantity": 144}]}).ok
+    assert ex.ctx.content["items"][0]["quantity"] == 144
+    assert "at most 144 units" in str(ex.call("build_cart", {"lines": [{"item_id": "p1", "quantity": 145}]}).error)
+    assert ex.call("build_cart", {"lines": [{"item_id": "p2", "quantity": 99}]}).ok
+    assert "at most 99 units" in str(ex.call("build_cart", {"lines": [{"item_id": "p2", "quantity": 100}]}).error)
+    offline = Executor(_ctx(store, "reorder", ("p1", "p2"), lines=lines), TEMPLATE_TOOLS["reorder"])
+    assert not OfflinePlanner().plan(offline.ctx.goal, offline).plan.nothing_to_do
+    assert [i["quantity"] for i in offline.ctx.content["items"]] == [144]  # p2 is priced in USD: left out
 
 
 def test_a_cart_holds_one_currency(store: Store) -> None:

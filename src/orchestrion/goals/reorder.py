@@ -61,10 +61,9 @@ class ReorderConfig(BaseModel):
     returned_days: int = Field(
         90, ge=0, description="An item the user returned within this many days is not reordered (0: returns ignored)."
     )
-    max_quantity: int = Field(99, ge=1, description="Most units of one item an order line holds (the order tool's).")
     max_line_total: float | None = Field(
         None, ge=0,
-        description="An item costing more than this at its usual quantity (up to max_quantity) is not offered: no "
+        description="An item costing more than this at its usual quantity is not offered: no "
         "order under the operator's order limit could hold it. None: no limit (the replay's default).",
     )
 
@@ -120,7 +119,7 @@ class Reorder:
         # (half of them on Online Retail, whose last orders are long).
         pairs = self._priced(ctx, pairs.filter(habit | in_last_order))
         if c.max_line_total is not None or self.line_limits:  # no order could hold it: cancelled day after day
-            line = pl.col("unit_price").fill_null(0.0) * pl.col("quantity").clip(upper_bound=c.max_quantity)
+            line = pl.col("unit_price").fill_null(0.0) * pl.col("quantity")  # an order line holds the usual
             limit = pl.col("user_id").replace_strict(
                 self.line_limits, default=c.max_line_total, return_dtype=pl.Float64
             ) if self.line_limits else pl.lit(c.max_line_total, pl.Float64)

@@ -14,6 +14,7 @@ from orchestrion.goals.words import full_stop
 from orchestrion.money import format_money
 from orchestrion.planning.base import PlanOutcome
 from orchestrion.planning.plan import Plan
+from orchestrion.tools.builders import line_limit
 from orchestrion.tools.reads import cart_currency
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def _reorder(goal: GoalRecord, executor: Executor) -> str | None:
     for line in due.result[:50]:  # most due first; stop adding once the order cap would be passed
         if line.get("currency") not in (None, currency):
             continue
-        quantity = min(int(line["quantity"]), 99)
+        quantity = min(int(line["quantity"]), line_limit(executor.ctx, str(line["item_id"])))
         cost = quantity * float(line.get("price") or 0.0)
         if cap is not None and total + cost > cap:
             continue

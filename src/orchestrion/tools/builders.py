@@ -6,6 +6,7 @@ prices, the creators or the article text shown to the person.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Final
 
@@ -15,11 +16,24 @@ from orchestrion.errors import ToolError
 from orchestrion.tools.base import ToolContext, tool
 from orchestrion.tools.reads import cart_currency, line_currency
 
-__all__ = ["CartLine", "build_cart", "compose_digest", "create_playlist", "create_watchlist", "summarize"]
+__all__ = [
+    "MAX_QUANTITY",
+    "CartLine",
+    "build_cart",
+    "compose_digest",
+    "create_playlist",
+    "create_watchlist",
+    "line_limit",
+    "summarize",
+]
 
 Title = Annotated[str, Field(min_length=1, max_length=120)]
 ItemIds = Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(min_length=1, max_length=100)]
 MAX_QUANTITY: Final = 99
+"""Most units of one item an order line holds — unless the person usually buys more of it at a time
+(:func:`line_limit`): a wholesaler who buys 144 at a time gets 144, not a silent 99."""
+MAX_LINE_UNITS: Final = 100_000
+"""No line holds more, whatever the history says (a typo in a feed must not become an order)."""
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“])")
 
 
@@ -77,7 +91,15 @@ class CartLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     item_id: str = Field(min_length=1, max_length=256)
-    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+    quantity: int = Field(ge=1, le=MAX_LINE_UNITS, description=f"At most {MAX_QUANTITY}, or the usual quantity.")
+
+
+def line_limit(ctx: ToolContext, item_id: str) -> int:
+    """The most units of ``item_id`` one line of this goal's cart may hold: :data:`MAX_QUANTITY`, or
+    the quantity the person usually buys at a time when that is more (the goal's own line)."""
+    usual = next((line.get("quantity") for line in ctx.goal.details.get("lines", [])
+                  if str(line["item_id"]) == item_id), None)
+    return min(max(MAX_QUANTITY, math.ceil(float(usual or 0))), MAX_LINE_UNITS)
 
 
 @tool()
@@ -91,6 +113,12 @@ def build_cart(
     out = []
     for line, item in zip(lines, items, strict=True):
         known = usual.get(line.item_id)
+        limit = line_limit(ctx, line.item_id)
+        if line.quantity > limit:
+            raise ToolError(
+                f"item {line.item_id!r}: at most {limit} units in a line (the most an order line holds, or the "
+                "quantity the person usually buys if more); lower the quantity"
+            )
         price = known.get("unit_price") if known else ctx.item(line.item_id).price
         if price is None or float(price) <= 0:
             raise ToolError(f"item {line.item_id!r} has no price in the catalog; it cannot be ordered")
