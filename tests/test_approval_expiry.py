@@ -69,6 +69,27 @@ def test_an_order_waiting_past_the_approval_days_is_cancelled_with_the_reason(tm
             outbox = next((tmp_path / "data" / "outbox").rglob(f"*--{deliverable_id}*.html"))
             assert "not approved within 14 days" in outbox.read_text(encoding="utf-8")
         assert get_deliverable(con, approved).status == "delivered"  # what was decided stays decided
+        # The cart the person ignored for 14 days does not come back in the same run (it did, item
+        # for item): it counts as turned down, and its candidates say so.
+        sent_late = store.con.execute(
+            "SELECT user_id, items FROM deliverables WHERE date = ? AND status IN ('delivered', 'awaiting_approval')",
+            [late],
+        ).fetchall()
+        again_like = 0
+        for deliverable_id in expired:
+            record = get_deliverable(con, deliverable_id)
+            old = set(record.items)
+            for user, items in sent_late:
+                shared = len(old & set(items))
+                # the slate's "substantially overlap": item Jaccard ≥ 0.5, or half of the earlier cart
+                alike = shared * 2 >= len(old | set(items)) or shared * 2 >= len(old)
+                again_like += user == record.user_id and alike
+        assert again_like == 0
+        reasons = store.con.execute(
+            "SELECT count(*) FROM goals WHERE date = ? AND reason_detail LIKE '%which you left unapproved until it "
+            "was cancelled (from 2011-11-01)'", [late],
+        ).fetchone()
+        assert reasons is not None and reasons[0] > 0
         con.close()
         # Run again, nothing more to expire; nothing was ordered for an expired cart.
         again = run_daily(store, settings, late, clock=lambda: _clock(late), force=True)

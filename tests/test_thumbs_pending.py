@@ -50,7 +50,7 @@ def test_a_thumbed_down_item_leaves_waiting_carts_and_an_emptied_cart_is_cancell
         done = cli(tmp_path, "deliver", "--date", DAY.isoformat(), "--json")
         assert done.returncode == 0, done.stderr[-2000:]
         carts = _waiting_carts(database)
-        trimmed, emptied, webbed = [u for u, (_, items) in carts.items() if len(items) >= 3][:3]
+        trimmed, emptied, webbed, refused = [u for u, (_, items) in carts.items() if len(items) >= 3][:4]
         with Store.open(database) as store:
             admin = create_key(store.con, "admin").key
         auth = {"Authorization": f"Bearer {admin}"}
@@ -113,6 +113,23 @@ def test_a_thumbed_down_item_leaves_waiting_carts_and_an_emptied_cart_is_cancell
             left = call("GET", f"/v1/deliverables/{d_web}").json()
             assert [i["item_id"] for i in left["content"]["items"]] == web_items[1:]
             assert left["status"] == "awaiting_approval"
+
+            # "Not for me" on a whole cart waiting for approval: it is not ordered (it stayed waiting,
+            # approvable, and was later cancelled as "not approved within 14 days").
+            d_refused, _ = carts[refused]
+            said = call("POST", f"/v1/deliverables/{d_refused}/feedback", json={"thumb": "down"})
+            assert said.status_code == 200, said.text
+            turned = call("GET", f"/v1/deliverables/{d_refused}").json()
+            assert turned["status"] == "rejected", turned["status"]
+            assert turned["status_text"] == "Rejected: nothing was ordered"
+            assert all(a["status"] == "rejected" and a["decided_by"] == "thumbs-down" for a in turned["actions"])
+            page = next(outbox.rglob(f"*--{d_refused}.html")).read_text()
+            assert "Rejected: nothing was ordered" in page and "Waiting for your approval" not in page
+            assert call("POST", f"/v1/deliverables/{d_refused}/approve").status_code == 409
+            # a thumb down on a cart already ordered changes nothing but the label
+            again = call("POST", f"/v1/deliverables/{d_trim}/feedback", json={"thumb": "down"})
+            assert again.status_code == 200
+            assert call("GET", f"/v1/deliverables/{d_trim}").json()["status"] == "delivered"
 
         orders = [o["order"] for o in shop.orders.values()]
         assert len(orders) == 1, "one order: the trimmed cart; nothing for the emptied one"

@@ -119,7 +119,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
             return record_feedback(con, deliverable_id, body, source="api", now=now)
 
         receipt = await ctx.write(work)
-        if receipt.excluded:  # a thumbed-down item leaves the user's carts still waiting for approval
+        if receipt.excluded or receipt.thumb == "down":  # a cart turned down is not ordered; an item leaves carts
             await run_in_threadpool(trim_pending, ctx.store, ctx.settings, [receipt], now=now)
         return receipt.as_dict()
 

@@ -74,6 +74,7 @@ __all__ = [
     "get_deliverable",
     "pending_actions",
     "refresh_outbox",
+    "reject_waiting",
     "run_due_actions",
     "sweep_claims",
 ]
@@ -493,6 +494,24 @@ def _failures(con: Any, deliverable_id: str) -> int:
     rows = con.execute("SELECT coalesce(failures, 0) FROM deliverables WHERE deliverable_id = ?", [deliverable_id])
     found = rows.fetchall()
     return int(found[0][0]) if found else 0
+
+
+def reject_waiting(store: Store, settings: Settings, deliverable_id: str, *, by: str, now: datetime) -> str | None:
+    """Reject ``deliverable_id`` if it still waits for approval (the person turned it down); its
+    status then, or None when nothing waited or an approval is already carrying it out."""
+    con = store.cursor()
+    try:
+        rows = con.execute(
+            "SELECT 1 FROM pending_actions WHERE deliverable_id = ? AND status = 'waiting'", [deliverable_id]
+        ).fetchall()
+    finally:
+        con.close()
+    if not rows:
+        return None
+    try:
+        return decide(store, settings, deliverable_id, "reject", by=by, viewer=None, now=now).status
+    except AlreadyDecidedError:
+        return None
 
 
 def drop_items(

@@ -6,8 +6,9 @@ Feedback rows are appended, never updated: the latest thumb on a deliverable is 
 
 The thumbs are the goal ranker's labels: :func:`orchestrion.training.fits.train_ranker` trains on them.
 
-Once feedback has committed, :func:`trim_pending` takes each thumbed-down item out of that user's
-carts still waiting for approval — the one step every path (API, web page, bulk import) calls.
+Once feedback has committed, :func:`trim_pending` rejects a deliverable thumbed down while it waits
+for approval and takes each thumbed-down item out of that user's carts still waiting for approval —
+the one step every path (API, web page, bulk import) calls.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrion.config import Settings
-from orchestrion.delivery.deliverables import drop_items
+from orchestrion.delivery.deliverables import drop_items, reject_waiting
 from orchestrion.errors import IngestError, NotFoundError, UsageError
 from orchestrion.store import Store
 
@@ -164,15 +165,22 @@ def lift_exclusions(con: duckdb.DuckDBPyConnection, user_id: str, items: Sequenc
 def trim_pending(
     store: Store, settings: Settings, receipts: Sequence[FeedbackReceipt], *, now: datetime
 ) -> dict[str, str]:
-    """After ``receipts`` have committed: each item they thumbed down leaves its user's carts still
-    waiting for approval (re-priced, re-checked; an emptied cart is cancelled with the reason, see
-    :func:`orchestrion.delivery.deliverables.drop_items`). Returns each changed deliverable's status.
+    """After ``receipts`` have committed: a deliverable thumbed down while it waits for approval is
+    rejected ("Not for me" on a cart means: do not order it), and each item they thumbed down leaves
+    its user's carts still waiting for approval (re-priced, re-checked; an emptied cart is cancelled
+    with the reason, see :func:`orchestrion.delivery.deliverables.drop_items`). An approval already
+    being carried out is left to finish. Returns each changed deliverable's status.
     """
+    changed: dict[str, str] = {}
+    for receipt in receipts:
+        if receipt.thumb == "down":
+            status = reject_waiting(store, settings, receipt.deliverable_id, by="thumbs-down", now=now)
+            if status is not None:
+                changed[receipt.deliverable_id] = status
     by_user: dict[str, set[str]] = {}
     for receipt in receipts:
         if receipt.excluded:
             by_user.setdefault(receipt.user_id, set()).update(receipt.excluded)
-    changed: dict[str, str] = {}
     for user_id in sorted(by_user):
         changed.update(drop_items(store, settings, user_id, sorted(by_user[user_id]), now=now))
     return changed

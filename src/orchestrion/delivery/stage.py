@@ -29,6 +29,7 @@ it has failed ``settings.delivery_max_attempts`` times. Only the store failing f
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from orchestrion.config import Settings
 from orchestrion.delivery import actions, ledger
@@ -59,6 +60,7 @@ from orchestrion.proposals.day import (
     retitle_reasons,
 )
 from orchestrion.proposals.record import insert_pending, insert_refusals, write_records
+from orchestrion.ranking import ChoiceConfig
 from orchestrion.store import Store, transaction
 from orchestrion.tools import CatalogItem, GoalRecord, IntendedEffect, ToolContext, allowed_tools
 from orchestrion.tools.policies import Policy, load_policy
@@ -187,15 +189,21 @@ def _catalog(con: Any, goals: Sequence[GoalRecord]) -> dict[str, CatalogItem]:
     return {str(r[0]): CatalogItem(*r) for r in rows}
 
 
-def _used_today(con: Any, day: date, users: Sequence[str]) -> dict[str, set[str]]:
-    """The items of each user's lists (goals with no cost and no cart lines) already delivered or
-    waiting on ``day``."""
+LIST_REPEAT_DAYS: Final = math.ceil(ChoiceConfig().recent_days)
+"""A movie, an article or a track sent in a person's list is not sent again in a list for this many
+days (the day itself included): the chooser's ``recent_days``. The slate compares whole lists, one
+pair at a time; a list made of pieces of several earlier ones passes it."""
+
+
+def _used_lately(con: Any, day: date, users: Sequence[str]) -> dict[str, set[str]]:
+    """The items of each user's lists (goals with no cost and no cart lines) delivered or waiting in
+    the :data:`LIST_REPEAT_DAYS` days up to ``day``."""
     rows = con.execute(
         "SELECT d.user_id, flatten(list(d.items)) FROM deliverables d JOIN goals g USING (goal_id) "
-        "WHERE d.date = $day AND d.user_id IN (SELECT unnest($u)) AND coalesce(g.cost, 0) <= 0 "
+        "WHERE d.date BETWEEN $since AND $day AND d.user_id IN (SELECT unnest($u)) AND coalesce(g.cost, 0) <= 0 "
         "AND json_extract(g.details, '$.lines') IS NULL "
         "AND d.status IN ('delivered', 'awaiting_approval') GROUP BY 1",
-        {"day": day, "u": list(users)},
+        {"day": day, "since": day - timedelta(days=LIST_REPEAT_DAYS - 1), "u": list(users)},
     ).fetchall()
     return {str(user): {str(i) for i in items or []} for user, items in rows}
 
@@ -204,14 +212,14 @@ _LIST_NOUNS = {"watchlist": "movies", "playlist": "tracks", "digest": "articles"
 
 
 def _mostly_repeats(goal: GoalRecord, seen: set[str]) -> str | None:
-    """Why a list is not sent when more than half of its items are already in the person's lists of
-    the day (what would be left is less than half a list: the slate's "substantially overlap"); None
-    when it is worth sending.
+    """Why a list is not sent when more than half of its items were already in the person's lists of
+    the last :data:`LIST_REPEAT_DAYS` days (what would be left is less than half a list: the slate's
+    "substantially overlap"); None when it is worth sending.
 
     >>> items = tuple(f"m{i}" for i in range(10))
     >>> goal = GoalRecord("g", "d", "u", date(1998, 4, 2), "watchlist", "picked", "Movie night", items, {}, {}, "")
     >>> _mostly_repeats(goal, {"m0", "m1", "m2", "m3", "m4", "m5"})
-    '6 of its 10 movies are already in your other lists today'
+    '6 of its 10 movies were in lists you got in the last 7 days'
     >>> _mostly_repeats(goal, {"m0", "m1", "m2", "m3", "m4"}) is None
     True
     """
@@ -219,7 +227,7 @@ def _mostly_repeats(goal: GoalRecord, seen: set[str]) -> str | None:
     if not goal.items or repeats * 2 <= len(goal.items):
         return None
     noun = _LIST_NOUNS.get(goal.template, "items")
-    return f"{repeats} of its {len(goal.items)} {noun} are already in your other lists today"
+    return f"{repeats} of its {len(goal.items)} {noun} were in lists you got in the last {LIST_REPEAT_DAYS} days"
 
 
 def _exclusions(con: Any, users: Sequence[str]) -> dict[str, frozenset[str]]:
@@ -430,7 +438,7 @@ def execute(
         entries, stored, failures, waiting_ids = _committed(con, [g.deliverable_id for g in goals])
         catalog = _catalog(con, goals)
         exclusions = _exclusions(con, users)
-        used = _used_today(con, day, users)
+        used = _used_lately(con, day, users)
         rules = load_user_rules(con, policy, sorted({g.user_id for g in goals}), now, locale=settings.locale)
         first_seen = _first_seen(con, goals)
         refused_before = _refused_before(con, list(stored))
@@ -462,8 +470,8 @@ def execute(
         if reason is not None:
             skipped.append((goal, reason))
             continue
-        # An item is in one deliverable of a person's day: a later slot's list leaves out what an
-        # earlier one (or one already delivered today) holds, as it leaves out what they thumbed down.
+        # An item is in one list of a person's week: a later slot's list leaves out what an earlier
+        # one (or one delivered in the last days) holds, as it leaves out what they thumbed down.
         # (Carts need not: a person gets one cart a shop a day.)
         excluded = exclusions.get(goal.user_id, frozenset())
         seen = used.setdefault(goal.user_id, set())

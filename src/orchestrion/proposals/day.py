@@ -158,25 +158,31 @@ def recent_deliverables(
 ) -> pl.DataFrame:
     """The users' deliverables dated ``start`` .. ``end`` (inclusive) that did not fail, those
     still awaiting approval whatever their date (however old, or of a later day when earlier days
-    are backfilled after it: the cart waits for the person now), and those the person rejected or
-    thumbed down dated ``turned_down_since`` .. ``end``, with the goal's proposed items, cost and
+    are backfilled after it: the cart waits for the person now), and those the person turned down
+    dated ``turned_down_since`` .. ``end``, with the goal's proposed items, cost and
     shop: what :func:`orchestrion.ranking.slate.recent_overlaps` compares with.
 
     ``items`` is what the deliverable holds (a cart after the order cap, exclusions and stock);
     ``goal_items`` what its goal proposed, which is what a new candidate is like before the same cuts;
-    ``waiting`` whether it still awaits approval; ``turned_down`` whether the person rejected it
-    or thumbed it down (their latest thumb); ``kept`` whether it was delivered or is waiting.
+    ``waiting`` whether it still awaits approval; ``turned_down`` whether the person rejected it,
+    thumbed it down (their latest thumb) or left it unapproved until it expired (``expired``,
+    :func:`orchestrion.delivery.deliverables.expire_approvals`); ``kept`` whether it was delivered or
+    is waiting.
     """
     frame: pl.DataFrame = store.con.sql(
         "WITH thumbs AS (SELECT deliverable_id, arg_max(thumb, feedback_id) AS thumb FROM feedback "
         "WHERE thumb IS NOT NULL AND user_id IN (SELECT unnest($users::VARCHAR[])) GROUP BY 1) "
         "SELECT d.user_id, d.date, d.title, d.items, g.items AS goal_items, g.cost, g.template, "
         "d.status = 'awaiting_approval' AS waiting, "
-        "d.status = 'rejected' OR coalesce(t.thumb = 'down', false) AS turned_down, "
+        "d.status = 'rejected' OR coalesce(t.thumb = 'down', false) OR e.deliverable_id IS NOT NULL AS turned_down, "
+        "e.deliverable_id IS NOT NULL AS expired, "
         "d.status IN ('delivered', 'awaiting_approval') AS kept "
         "FROM deliverables d JOIN goals g USING (goal_id) LEFT JOIN thumbs t USING (deliverable_id) "
+        "LEFT JOIN (SELECT DISTINCT deliverable_id FROM pending_actions WHERE decided_by = 'expiry' "
+        "AND user_id IN (SELECT unnest($users::VARCHAR[]))) e USING (deliverable_id) "
         "WHERE ((d.date BETWEEN $start AND $end AND d.status <> 'failed') OR d.status = 'awaiting_approval' "
-        "OR (d.date BETWEEN $since AND $end AND (d.status = 'rejected' OR t.thumb = 'down'))) "
+        "OR (d.date BETWEEN $since AND $end AND (d.status = 'rejected' OR t.thumb = 'down' "
+        "OR e.deliverable_id IS NOT NULL))) "
         "AND d.user_id IN (SELECT unnest($users::VARCHAR[]))",
         params={"start": start, "end": end, "users": sorted(set(users)),
                 "since": turned_down_since if turned_down_since is not None else start},

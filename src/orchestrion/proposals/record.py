@@ -377,6 +377,10 @@ CONFIRMING_SQL: Final = (
 outcome is not known yet (the provider did not answer; approving again finishes it)."""
 
 
+SENT_SQL: Final = "NOT (d.status = 'cancelled' AND d.content IS NULL)"
+"""A deliverable the person may be shown as one: not cancelled before anything was made (a list
+mostly repeating the day's others, nothing worth doing, paused) — nothing of it was ever sent."""
+
 _CARD_SQL: Final = """
 SELECT d.deliverable_id, d.user_id, d.date, d.template, d.title, d.status, d.error, d.items, d.summary, d.content,
        coalesce(d.why, g.why) AS why, g.details, """ + CONFIRMING_SQL + """
@@ -388,12 +392,14 @@ def card_rows(
     con: Any, *, user_id: str | None = None, day: date | None = None, deliverable_id: str | None = None
 ) -> list[dict[str, Any]]:
     """What the web page's cards are made of: one deliverable (``deliverable_id``) or a user's day
-    (in the order its goals were chosen), each with its goal's ``details`` (JSON text as stored)."""
+    (in the order its goals were chosen; only what was sent, :data:`SENT_SQL`), each with its goal's
+    ``details`` (JSON text as stored)."""
     if deliverable_id is not None:
         cursor = con.execute(_CARD_SQL + "WHERE d.deliverable_id = ?", [deliverable_id])
     else:
         cursor = con.execute(
-            _CARD_SQL + "WHERE d.user_id = ? AND d.date = ? ORDER BY g.slot NULLS LAST, d.deliverable_id",
+            _CARD_SQL + f"WHERE d.user_id = ? AND d.date = ? AND {SENT_SQL} ORDER BY g.slot NULLS LAST, "
+            "d.deliverable_id",
             [user_id, day],
         )
     names = [d[0] for d in cursor.description or []]
@@ -401,9 +407,9 @@ def card_rows(
 
 
 def days_with_deliverables(con: Any, user_id: str, before: date, limit: int) -> list[tuple[date, int]]:
-    """The user's days with deliverables before ``before``, newest first, and how many each had."""
+    """The user's days with deliverables sent before ``before``, newest first, and how many each had."""
     rows = con.execute(
-        "SELECT date, count(*) FROM deliverables WHERE user_id = ? AND date < ? "
+        f"SELECT date, count(*) FROM deliverables d WHERE user_id = ? AND date < ? AND {SENT_SQL} "
         "GROUP BY date ORDER BY date DESC LIMIT ?",
         [user_id, before, limit],
     ).fetchall()
@@ -413,7 +419,7 @@ def days_with_deliverables(con: Any, user_id: str, before: date, limit: int) -> 
 def latest_day(con: Any, user_id: str, on_or_before: date) -> date | None:
     """The user's latest day with deliverables (not ``proposed``) up to ``on_or_before``, or None."""
     rows = con.execute(
-        "SELECT max(date) FROM deliverables WHERE user_id = ? AND date <= ? AND status <> 'proposed'",
+        f"SELECT max(date) FROM deliverables d WHERE user_id = ? AND date <= ? AND status <> 'proposed' AND {SENT_SQL}",
         [user_id, on_or_before],
     ).fetchall()
     return rows[0][0] if rows and rows[0][0] is not None else None

@@ -22,9 +22,9 @@ whatever their lines: a person gets at most one cart per shop a day.
 * A cart still waiting for approval holds back any candidate sharing even one item with it
   (``recent`` too): approving both would order that item twice, and the waiting cart already
   offers it.
-* A deliverable the person rejected or thumbed down holds back what overlaps it for
-  ``turned_down_days`` (60), not only ``recent_days``: what they turned down is not sent again a
-  week later.
+* A deliverable the person rejected, thumbed down or left unapproved until it expired holds back
+  what overlaps it for ``turned_down_days`` (60), not only ``recent_days``: what they turned down
+  is not sent again a week later (nor the same day an ignored cart is cancelled).
 
 Pairs are found with one join of the exploded item lists on (user, item): no loop over users.
 
@@ -213,7 +213,8 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
 
     cart = (pl.col("cost").fill_null(0.0) > 0) if "cost" in previous.columns else pl.lit(False)
     meta = previous.select(
-        "title", pl.col("date").cast(pl.String), flag("turned_down", False), flag("kept", True),
+        "title", pl.col("date").cast(pl.String), flag("turned_down", False), flag("expired", False),
+        flag("kept", True),
         pl.when(cart).then(pl.lit("ordered")).otherwise(pl.lit("sent")).alias("_done"),
     ).with_row_index("right")
     shares = pl.when(pl.col("shared") == 1).then(pl.lit("an item")).otherwise(pl.format("{} items", "shared"))
@@ -225,6 +226,9 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
             pl.when(pl.col("_by") == _WAITING)
             .then(pl.format("it shares {} with '{}', which was waiting for your approval at the time (from {})",
                             shares, "title", "date"))
+            .when(pl.col("expired"))
+            .then(pl.format("it is much like '{}', which you left unapproved until it was cancelled (from {})",
+                            "title", "date"))
             .when(pl.col("turned_down"))
             .then(pl.format("it is much like '{}', which you turned down (from {})", "title", "date"))
             .when(pl.col("_by") == _SHOP)

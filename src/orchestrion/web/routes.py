@@ -215,7 +215,7 @@ def build_router(web: WebContext) -> APIRouter:
             return web.error(request, session, 400, f"this thumb cannot be recorded: {exc.errors()[0]['msg']}")
         now = web.now()
         receipt = await web.api.write(lambda con: record_feedback(con, deliverable_id, body, source="web", now=now))
-        if receipt.excluded:  # a thumbed-down item leaves the user's carts still waiting for approval
+        if receipt.excluded or receipt.thumb == "down":  # a cart turned down is not ordered; an item leaves carts
             settings = web.api.settings
             await run_in_threadpool(trim_pending, web.api.store, settings, [receipt], now=now)
         if request.headers.get("hx-request"):
