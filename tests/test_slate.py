@@ -143,7 +143,11 @@ def test_a_cut_cart_is_compared_as_proposed_and_by_what_it_kept() -> None:
     assert out.get_column("recent").to_list() == [True, True, False]
     details = out.get_column("recent_detail").to_list()
     assert details[0] == "it shares 2 items with 'Reorder: 2 items', which you already have from 2024-01-07"
-    assert details[1] == "it would repeat 'Reorder: 2 items', which you already have from 2024-01-07"
+    # it shares nothing with what the cart holds: it is named as like what the cart was made from
+    assert details[1] == (
+        "it is much the same as what was first proposed for 'Reorder: 2 items' (from 2024-01-07), before that was "
+        "cut to fit"
+    )
 
 
 def test_twelve_real_days_of_carts_cut_to_the_cap_never_repeat(tmp_path: Path) -> None:

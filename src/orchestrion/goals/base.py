@@ -101,25 +101,50 @@ def empty_candidates() -> pl.DataFrame:
     return pl.DataFrame(schema=dict(CANDIDATE_SCHEMA))
 
 
-def cluster_labels(clusters: pl.DataFrame, terms: pl.DataFrame, *, top: int, fallback: str) -> pl.DataFrame:
+def cluster_labels(
+    clusters: pl.DataFrame, terms: pl.DataFrame, *, top: int, fallback: str, distinctive: bool = False
+) -> pl.DataFrame:
     """``cluster, label``: each cluster's ``top`` commonest terms joined by commas (ties by term),
     or ``fallback`` with ``{}`` standing for the cluster number where a cluster has no term.
 
-    ``clusters`` has a ``cluster`` column; ``terms`` has ``cluster, term`` (one row per use).
+    ``clusters`` has a ``cluster`` column; ``terms`` has ``cluster, term`` (one row per use). With
+    ``distinctive``, terms are ranked by how much more this cluster uses them than the others
+    (class-based TF-IDF: uses × log(1 + clusters ÷ clusters using it)), and a plural is not added
+    beside its singular ("year, years"): words every topic uses ("big", "new", "year") do not name one.
 
     >>> c = pl.DataFrame({"cluster": [0, 1]})
     >>> t = pl.DataFrame({"cluster": [0, 0, 0], "term": ["rock", "pop", "rock"]})
     >>> cluster_labels(c, t, top=2, fallback="cluster {}").sort("cluster").get_column("label").to_list()
     ['rock, pop', 'cluster 1']
+    >>> t = pl.DataFrame({"cluster": [0] * 6 + [1] * 5, "term": ["big", "big", "big", "bank", "bank", "banks",
+    ...     "big", "big", "big", "cloud", "cloud"]})
+    >>> cluster_labels(c, t, top=2, fallback="cluster {}", distinctive=True).sort("cluster")["label"].to_list()
+    ['bank, big', 'cloud, big']
     """
-    labels = (
-        terms.filter(pl.col("term").is_not_null())
-        .group_by("cluster", "term")
-        .len()
-        .sort(["cluster", "len", "term"], descending=[False, True, False])
-        .group_by("cluster", maintain_order=True)
-        .agg(pl.col("term").head(top).str.join(", ").alias("label"))
-    )
+    counted = terms.filter(pl.col("term").is_not_null()).group_by("cluster", "term").len()
+    if distinctive:
+        spread = counted.group_by("term").agg(pl.col("cluster").n_unique().alias("_in"))
+        n = max(counted.get_column("cluster").n_unique(), 1)
+        counted = (
+            counted.join(spread, on="term")
+            .with_columns((pl.col("len") * (1.0 + pl.lit(n) / pl.col("_in")).log()).alias("len"))
+            .drop("_in")
+        )
+    ranked = counted.sort(["cluster", "len", "term"], descending=[False, True, False])
+    if distinctive:
+        picked: dict[Any, list[str]] = {}
+        for cluster, term in ranked.select("cluster", "term").iter_rows():
+            mine = picked.setdefault(cluster, [])
+            if len(mine) < top and not any(term in (t + "s", t + "es") or t in (term + "s", term + "es") for t in mine):
+                mine.append(term)
+        labels = pl.DataFrame(
+            {"cluster": list(picked), "label": [", ".join(v) for v in picked.values()]},
+            schema={"cluster": ranked.schema["cluster"], "label": pl.String},
+        )
+    else:
+        labels = ranked.group_by("cluster", maintain_order=True).agg(
+            pl.col("term").head(top).str.join(", ").alias("label")
+        )
     return (
         clusters.select("cluster")
         .unique()

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from orchestrion.goals.base import candidate_frame, cluster_labels, empty_candidates, fill_marks, json_column, mark
 
@@ -36,8 +37,53 @@ if TYPE_CHECKING:
 
 __all__ = ["Digest", "DigestConfig", "topic_labels"]
 
-_STOPWORDS: Final = frozenset(
+_STOPWORDS: Final = ENGLISH_STOP_WORDS | frozenset(
     [
+        "você",
+        "vocês",
+        "ele",
+        "ela",
+        "eles",
+        "elas",
+        "nós",
+        "seus",
+        "suas",
+        "nos",
+        "nas",
+        "aos",
+        "até",
+        "sem",
+        "mas",
+        "foi",
+        "ser",
+        "ter",
+        "tem",
+        "está",
+        "estão",
+        "pode",
+        "podem",
+        "quando",
+        "onde",
+        "qual",
+        "quais",
+        "quem",
+        "muito",
+        "muitos",
+        "também",
+        "ainda",
+        "após",
+        "todo",
+        "toda",
+        "todos",
+        "todas",
+        "cada",
+        "outro",
+        "outra",
+        "mesmo",
+        "porque",
+        "sobre",
+        "fazer",
+        "faz",
         "the",
         "and",
         "for",
@@ -126,11 +172,19 @@ def topic_labels(clusters: pl.DataFrame, titles: pl.DataFrame, *, words: int = 2
     title_words = (
         clusters.join(titles, on="item_id", how="inner")
         .filter(pl.col("title") != pl.col("item_id"))
-        .select("cluster", pl.col("title").str.to_lowercase().str.extract_all(r"[a-zà-ÿ]{3,}").alias("term"))
+        .select(
+            "cluster",
+            # a contraction ("aren't") is one word, and a stop word: its pieces are not labels
+            pl.col("title").str.to_lowercase().str.extract_all(r"[a-zà-ÿ]+(?:['’][a-zà-ÿ]+)?").alias("term"),
+        )
         .explode("term")
-        .filter(~pl.col("term").is_in(list(_STOPWORDS)))
+        .filter(
+            (pl.col("term").str.len_chars() >= 3)
+            & ~pl.col("term").str.contains("['’]")
+            & ~pl.col("term").is_in(list(_STOPWORDS))
+        )
     )
-    return cluster_labels(clusters, title_words, top=words, fallback="topic {}")
+    return cluster_labels(clusters, title_words, top=words, fallback="topic {}", distinctive=True)
 
 
 class Digest:

@@ -214,10 +214,13 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
     cart = (pl.col("cost").fill_null(0.0) > 0) if "cost" in previous.columns else pl.lit(False)
     meta = previous.select(
         "title", pl.col("date").cast(pl.String), flag("turned_down", False), flag("expired", False),
-        flag("kept", True),
+        flag("kept", True), flag("waiting", False).alias("_pending"),
         pl.when(cart).then(pl.lit("ordered")).otherwise(pl.lit("sent")).alias("_done"),
     ).with_row_index("right")
     shares = pl.when(pl.col("shared") == 1).then(pl.lit("an item")).otherwise(pl.format("{} items", "shared"))
+    have = pl.when(pl.col("_pending")).then(
+        pl.format("which was waiting for your approval at the time (from {})", "date")
+    ).otherwise(pl.format("which you already have from {}", "date"))
     best = (
         pairs.join(meta, on="right")
         .sort("left", "_by", "jaccard", "date", descending=[False, True, True, True])
@@ -235,9 +238,12 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
             .then(pl.format("you already have a cart from the same shop, '{}', from {}", "title", "date"))
             .when(pl.col("kept").not_())  # cancelled, or not ordered: nobody has it, but it would be the same again
             .then(pl.format("it would repeat '{}', from {}, which was not {}", "title", "date", "_done"))
+            .when(pl.col("_by") == _PROPOSED)  # like what the earlier goal proposed, not what its cart kept
+            .then(pl.format("it is much the same as what was first proposed for '{}' (from {}), before that was "
+                            "cut to fit", "title", "date"))
             .when(pl.col("_by") == _HOLDS)
-            .then(pl.format("it shares {} with '{}', which you already have from {}", shares, "title", "date"))
-            .otherwise(pl.format("it would repeat '{}', which you already have from {}", "title", "date"))
+            .then(pl.format("it shares {} with '{}', {}", shares, "title", have))
+            .otherwise(pl.format("it would repeat '{}', {}", "title", have))
             .alias("recent_detail")
         )
         .select("left", "recent_detail")
