@@ -91,7 +91,7 @@ def test_ratings_csv_layout_given_as_a_file(store: Store, tmp_path: Path) -> Non
     result = load_dataset(store, "movielens-100k", tmp_path / "ratings.csv", now=NOW)
     assert (result.accepted, result.rejected, result.items, result.users) == (3, 0, 2, 2)
     assert store.scalar("SELECT sum(value) FROM events WHERE user_id = 'movielens:7'") == 4.5
-    assert store.scalar("SELECT title FROM items WHERE item_id = 'movielens:2'") == "Jumanji, The (1995)"
+    assert store.scalar("SELECT title FROM items WHERE item_id = 'movielens:2'") == "The Jumanji (1995)"
     assert load_dataset(store, "movielens-100k", tmp_path, now=NOW).accepted == 0
 
 

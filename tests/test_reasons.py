@@ -126,7 +126,7 @@ def test_a_cart_cut_to_the_cap_is_described_as_delivered() -> None:
     title, why = final_words("reorder", "last_order", "t", "w", details, delivered, note=EXPLORATION_NOTE)
     assert title == "From your last order: 5 items (£150.00)"
     assert why == (
-        f"{EXPLORATION_NOTE}. These 5 items were in your last order, 4 days ago; you had bought 5 of them before"
+        f"{EXPLORATION_NOTE}. These 5 items were in your last order, 4 days ago; you had bought all 5 of them before"
     )
 
 

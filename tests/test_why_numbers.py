@@ -190,7 +190,8 @@ def check_cart(t: Tally, where: str, facts: Facts, user: str, variant: str, titl
     else:
         m = re.fullmatch(r"(?:[Tt]hese (\d+) items were|[Tt]his item was) in your last order, "
                          r"(?:earlier today|(\d+) days? ago); "
-                         r"you had (?:bought (\d+) of them|bought (none) of them|(bought it|not bought it)) before",
+                         r"you had (?:bought (all )?(\d+) of them|bought (none) of them|(bought it|not bought it)) "
+                         r"before",
                          why)
         if m is None:
             t.mismatches.append(f"{where}: last-order reason not understood: {why!r}")
@@ -198,8 +199,9 @@ def check_cart(t: Tally, where: str, facts: Facts, user: str, variant: str, titl
         last = facts.user_last_purchase[user]
         t.same(where, "item count", int(m[1]) if m[1] else 1, n)
         t.same(where, "days since the last order", int(m[2] or 0), facts.calendar_days(last))
-        said = int(m[3]) if m[3] else 0 if m[4] else int(m[5] == "bought it")
+        said = int(m[4]) if m[4] else 0 if m[5] else int(m[6] == "bought it")
         t.same(where, "items bought before", said, sum(1 for x in times if x >= 2))
+        t.same(where, "'all' of them bought before", bool(m[3]), m[4] is not None and said == n)
         t.same(where, "items in the last order", n, sum(1 for o in occasions.values()
                                                          if abs((o[-1] - last).total_seconds()) < 86400))
 

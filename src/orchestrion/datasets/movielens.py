@@ -14,8 +14,9 @@ one moment, so a repeat of that triple is the same rating and is stored once; a 
 another time is a new event. The ``movielens:`` prefix keeps these ids apart from other
 datasets' in one store; releases number their users independently, so load one release per
 store. Event value = the rating (0.5 to 5 stars); ``properties`` is empty. Movie items carry the
-title as published, the genres as tags (``unknown`` / ``(no genres listed)`` mean none) and
-``{"year": ...}`` (from the title's ``(YYYY)``, else the ml-100k release date) in properties.
+title as people say it ("The Game (1997)", published "Game, The (1997)": :func:`readable_title`),
+the genres as tags (``unknown`` / ``(no genres listed)`` mean none) and ``{"year": ...}`` (from
+the title's ``(YYYY)``, else the ml-100k release date) in properties.
 """
 
 from __future__ import annotations
@@ -112,6 +113,22 @@ def _read_plain(source: Path | bytes, separator: str, names: list[str]) -> pl.Da
     )
 
 
+_ARTICLE: Final = r"^(.+), (The|A|An|La|Le|Les|Il|Lo|El|Los|Las|Das|Der|Die|Det|Den)((?: \([^()]*\))+)$"
+
+
+def readable_title(title: pl.Expr) -> pl.Expr:
+    """The title as people say it: MovieLens publishes "Game, The (1997)" (sorted by name), a
+    person reads "The Game (1997)"; an alternative title in parentheses stays as published.
+
+    >>> pl.select(readable_title(pl.lit("Game, The (1997)"))).item(), pl.select(
+    ...     readable_title(pl.lit("City of Lost Children, The (Cité des enfants perdus, La) (1995)"))).item()
+    ('The Game (1997)', 'The City of Lost Children (Cité des enfants perdus, La) (1995)')
+    >>> pl.select(readable_title(pl.lit("Toy Story (1995)"))).item()
+    'Toy Story (1995)'
+    """
+    return title.str.replace(_ARTICLE, "${2} ${1}${3}").alias("title")
+
+
 def _movies(path: Path, layout: Layout) -> pl.DataFrame:
     """Movies as item rows: id, domain, title, tags (genres) and the year in properties."""
     text = decode_text(path)
@@ -137,7 +154,7 @@ def _movies(path: Path, layout: Layout) -> pl.DataFrame:
     return raw.select(
         ("movielens:" + pl.col("movieId").str.strip_chars()).alias("item_id"),
         pl.lit("movies").alias("domain"),
-        pl.col("title").str.strip_chars(),
+        readable_title(pl.col("title").str.strip_chars()),
         genres.list.eval(pl.element().filter(~pl.element().is_in(_NO_GENRE))).alias("tags"),
         pl.struct(year.alias("year")).alias("properties"),
     ).filter(pl.col("item_id").is_not_null())

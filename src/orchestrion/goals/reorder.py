@@ -317,7 +317,9 @@ def cart_words(
         if n == 1:
             had = "bought it" if before else "not bought it"
         else:
-            had = f"bought {before} of them" if before else "bought none of them"
+            had = (f"bought all {before} of them" if before == n else f"bought {before} of them") if before else (
+                "bought none of them"
+            )
         why = f"{these} in your last order, {days}; you had {had} before"
     if len(known) < len(lines):
         why += f"; {len(lines) - len(known)} more picked for this cart while it was planned"

@@ -373,9 +373,10 @@ def choose(
         .when(~pl.col("_within") & pl.col("_takers").is_not_null())
         .then(
             pl.format(
-                "it came #{} for you, and the day's {} place(s) went to {}",
+                "it came #{} for you, and the day's {} {} to {}",
                 "_rank",
                 "_left",
+                pl.when(pl.col("_left") == 1).then(pl.lit("place went")).otherwise(pl.lit("places went")),
                 "_takers",
             )
         )
