@@ -214,7 +214,7 @@ _LIST_NOUNS = {"watchlist": "movies", "playlist": "tracks", "digest": "articles"
 def _mostly_repeats(goal: GoalRecord, seen: set[str]) -> str | None:
     """Why a list is not sent when more than half of its items were already in the person's lists of
     the last :data:`LIST_REPEAT_DAYS` days (what would be left is less than half a list: the slate's
-    "substantially overlap"); None when it is worth sending.
+    "substantially overlap"), or when they would leave a list of one; None when it is worth sending.
 
     >>> items = tuple(f"m{i}" for i in range(10))
     >>> goal = GoalRecord("g", "d", "u", date(1998, 4, 2), "watchlist", "picked", "Movie night", items, {}, {}, "")
@@ -222,12 +222,17 @@ def _mostly_repeats(goal: GoalRecord, seen: set[str]) -> str | None:
     '6 of its 10 movies were in lists you got in the last 7 days'
     >>> _mostly_repeats(goal, {"m0", "m1", "m2", "m3", "m4"}) is None
     True
+    >>> from dataclasses import replace
+    >>> _mostly_repeats(replace(goal, template="digest", items=("a1", "a2")), {"a2"})
+    '1 of its 2 articles was in a list you got in the last 7 days'
     """
     repeats = sum(1 for i in goal.items if i in seen)
-    if not goal.items or repeats * 2 <= len(goal.items):
+    left = len(goal.items) - repeats
+    if not repeats or (repeats * 2 <= len(goal.items) and left >= 2):
         return None
     noun = _LIST_NOUNS.get(goal.template, "items")
-    return f"{repeats} of its {len(goal.items)} {noun} were in lists you got in the last {LIST_REPEAT_DAYS} days"
+    were = "was in a list" if repeats == 1 else "were in lists"
+    return f"{repeats} of its {len(goal.items)} {noun} {were} you got in the last {LIST_REPEAT_DAYS} days"
 
 
 def _exclusions(con: Any, users: Sequence[str]) -> dict[str, frozenset[str]]:
