@@ -98,6 +98,17 @@ def _lock(deliverable_id: str) -> threading.Lock:
     return _LOCKS[zlib.crc32(deliverable_id.encode()) % len(_LOCKS)]
 
 
+_USER_LOCKS: Final = tuple(threading.Lock() for _ in range(64))
+
+
+def _user_lock(user_id: str) -> threading.Lock:
+    """One person's spending: the policy's verdict and the ledger claim of one of their actions at a
+    time (taken inside a deliverable's lock, never the other way round). Two carts approved at the
+    same moment were each checked against the month's spending without the other, and both ordered
+    past the limit."""
+    return _USER_LOCKS[zlib.crc32(user_id.encode()) % len(_USER_LOCKS)]
+
+
 def _rows(con: Any, where: str, params: dict[str, Any]) -> list[Deliverable]:
     cursor = con.execute(
         f"SELECT {_COLUMNS} FROM deliverables d LEFT JOIN goals g USING (goal_id) WHERE {where} "
@@ -196,23 +207,24 @@ def _execute(
     """Run one approved or due action through the one side-effect step (policy now, ledger,
     reconcile or perform, settle). Returns its new status; a refusal's or a failure's words go to
     ``record`` (``refused``, ``error``)."""
-    rules = load_user_rules(con, policy, [action.user_id], now, locale=effector.settings.locale)[action.user_id]
-    # This action's own amount is never part of the month's spending it is checked against (a
-    # claim left by a crash is the same order, under the same key).
-    spent = rules.spent_without(action.key)
-    duplicate = (
-        rules.duplicate_of(action.arguments, action.deliverable_id, action.created_at)
-        if action.kind == "order" else None
-    )
-    verdict = actions.verdict(rules, action, now, spent=spent, duplicate_of=duplicate)
-    if not verdict.allowed:
-        with transaction(con):
-            insert_refusals(con, [actions.refusal_row(action, verdict, now)])
-        # What the person reads: "Not ordered: <this>" (rendering.status_text).
-        record["refused"] = rules.refusal_text(verdict.rule, action.arguments, action.deliverable_id, now=now,
-                                               spent=spent)
-        return "refused"
-    state = ledger.claim(con, [action.effect], now=now)[action.key]
+    with _user_lock(action.user_id):  # the claim counts in the next check of this person's spending
+        rules = load_user_rules(con, policy, [action.user_id], now, locale=effector.settings.locale)[action.user_id]
+        # This action's own amount is never part of the month's spending it is checked against (a
+        # claim left by a crash is the same order, under the same key).
+        spent = rules.spent_without(action.key)
+        duplicate = (
+            rules.duplicate_of(action.arguments, action.deliverable_id, action.created_at)
+            if action.kind == "order" else None
+        )
+        verdict = actions.verdict(rules, action, now, spent=spent, duplicate_of=duplicate)
+        if not verdict.allowed:
+            with transaction(con):
+                insert_refusals(con, [actions.refusal_row(action, verdict, now)])
+            # What the person reads: "Not ordered: <this>" (rendering.status_text).
+            record["refused"] = rules.refusal_text(verdict.rule, action.arguments, action.deliverable_id, now=now,
+                                                   spent=spent)
+            return "refused"
+        state = ledger.claim(con, [action.effect], now=now)[action.key]
     outcome = actions.carry(effector, action, state, record)
     if outcome.retryable and outcome.raised is not None:
         raise outcome.raised  # outcome unknown: the claim stays open and the next attempt reconciles it

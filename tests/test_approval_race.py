@@ -1,0 +1,69 @@
+"""Approvals of one person's carts at the same moment keep to the monthly spending limit.
+
+Each approval was checked against the month's spending without the others in flight, so two or
+three carts approved together were all ordered past the limit (a hostile test ordered £425.81
+against £400). The policy's verdict and the ledger claim are now taken one at a time per person
+(:func:`orchestrion.delivery.deliverables._user_lock`). Real days of the shipped Online Retail
+sample; the approvals race on threads as the server's request threads do.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from orchestrion.config import Settings
+from orchestrion.datasets import load_dataset
+from orchestrion.delivery.deliverables import decide, get_deliverable
+from orchestrion.runs.daily import run_daily
+from orchestrion.store import Store
+from orchestrion.tools.policies import Policy
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "online-retail-sample.csv.gz"
+FIRST = date(2011, 11, 1)
+
+
+def _clock(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time()) + timedelta(hours=7)
+
+
+def test_carts_approved_at_once_are_not_ordered_past_the_monthly_limit(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    with Store.open(tmp_path / "o.duckdb") as store:
+        load_dataset(store, "online-retail", SAMPLE, now=datetime(2011, 12, 10))
+        for offset in range(6):
+            day = FIRST + timedelta(days=offset)
+            run_daily(store, settings, day, clock=lambda d=day: _clock(d))
+        rows = store.con.execute(
+            "SELECT user_id, list(deliverable_id ORDER BY deliverable_id), list(CAST(json_extract(content, '$.total') "
+            "AS DOUBLE) ORDER BY deliverable_id) FROM deliverables WHERE status = 'awaiting_approval' "
+            "GROUP BY 1 HAVING count(*) >= 2 ORDER BY 1"
+        ).fetchall()
+        assert len(rows) >= 3, rows
+        now = _clock(FIRST + timedelta(days=6))
+        over = 0
+        for user, carts, totals in rows[:6]:
+            # room for the largest cart, not for it and another one
+            limit = max(totals) + min(totals) - 0.01
+            policy = Policy(max_monthly_spend=limit)
+            start = threading.Barrier(len(carts))
+
+            def approve(deliverable_id: str, policy: Policy = policy, start: threading.Barrier = start) -> None:
+                start.wait()
+                decide(store, settings, deliverable_id, "approve", by=user, viewer=None, now=now, policy=policy)
+
+            threads = [threading.Thread(target=approve, args=(d,)) for d in carts]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            con = store.cursor()
+            records = [get_deliverable(con, d) for d in carts]
+            con.close()
+            ordered = [t for r, t in zip(records, totals, strict=True) if r.status == "delivered"]
+            refused = [r for r in records if r.status == "not_done"]
+            over += sum(ordered) > limit
+            assert len(ordered) >= 1 and len(ordered) + len(refused) == len(carts), [r.status for r in records]
+            assert all(r.status_text.startswith("Not ordered: this month's spending limit is reached") for r in refused)
+        assert over == 0
