@@ -209,7 +209,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
     @router.post("/v1/items", response_model=Receipt, openapi_extra=bodies.ITEMS_BODY,
                  dependencies=[writer_only], summary="Upsert catalog items")
     async def post_items(request: Request) -> Response:
-        """Insert or replace items by item_id; repeated ids in one body count as duplicates (last wins)."""
+        """Insert or update items by item_id, field by field (a field left out keeps its stored value);
+        repeated ids in one body count as duplicates (last wins)."""
         import polars as pl
 
         body = await bodies.read_body(request, settings.max_body_bytes)
@@ -221,7 +222,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         failed = EventBatch(EVENT_SCHEMA.empty_table(), rejected)
 
         def work(con: duckdb.DuckDBPyConnection) -> WriteResult:
-            accepted = upsert_items(con, valid)
+            accepted = upsert_items(con, valid, merge=True)
             write_events(con, failed, source="http:/v1/items", received_at=received_at)
             return WriteResult(accepted, sent - accepted, len(rejected))
 

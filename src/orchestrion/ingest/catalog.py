@@ -70,18 +70,45 @@ def normalize_items(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return valid, rejected
 
 
-def upsert_items(con: duckdb.DuckDBPyConnection, items: pl.DataFrame) -> int:
-    """Insert or replace ``items`` (from :func:`normalize_items`) by ``item_id``; returns the count."""
+def upsert_items(con: duckdb.DuckDBPyConnection, items: pl.DataFrame, *, merge: bool = False) -> int:
+    """Insert or replace ``items`` (from :func:`normalize_items`) by ``item_id``; returns the count.
+
+    With ``merge`` (``POST /v1/items``), a stored item is changed field by field: a field a row
+    gives replaces the stored one, a field it leaves out keeps it, and ``properties`` are merged
+    key by key. A price update alone no longer wipes the item's title, domain and currency.
+
+    >>> from orchestrion.store import Store
+    >>> con = Store.open(":memory:").con
+    >>> rows = lambda **r: normalize_items(pl.DataFrame([r]))[0]
+    >>> upsert_items(con, rows(item_id="p1", title="Tea", price=2.5, currency="GBP"))
+    1
+    >>> upsert_items(con, rows(item_id="p1", price=3.0), merge=True)
+    1
+    >>> con.execute("SELECT title, price, currency FROM items").fetchall()
+    [('Tea', 3.0, 'GBP')]
+    """
     if items.is_empty():
         return 0
     arrow = items.to_arrow()
     con.register("_orchestrion_items", arrow)
+    columns = ("domain", "title", "creator", "price", "currency", "category", "tags", "text")
     try:
-        con.execute(
-            "INSERT OR REPLACE INTO items "
-            "SELECT item_id, domain, title, creator, price, currency, category, tags, text, "
-            "properties, now()::TIMESTAMP FROM _orchestrion_items"
-        )
+        if merge:
+            sets = ", ".join(f"{c} = coalesce(m.{c}, items.{c})" for c in columns)
+            con.execute(
+                f"UPDATE items SET {sets}, properties = CASE WHEN m.properties IS NULL THEN items.properties "
+                "ELSE json_merge_patch(coalesce(items.properties, '{}'), m.properties) END, "
+                "updated_at = now()::TIMESTAMP FROM _orchestrion_items m WHERE items.item_id = m.item_id; "
+                "INSERT INTO items SELECT m.item_id, m.domain, m.title, m.creator, m.price, m.currency, m.category, "
+                "m.tags, m.text, m.properties, now()::TIMESTAMP FROM _orchestrion_items m "
+                "ANTI JOIN items USING (item_id)"
+            )
+        else:
+            con.execute(
+                "INSERT OR REPLACE INTO items "
+                "SELECT item_id, domain, title, creator, price, currency, category, tags, text, "
+                "properties, now()::TIMESTAMP FROM _orchestrion_items"
+            )
     finally:
         con.unregister("_orchestrion_items")
     return items.height
