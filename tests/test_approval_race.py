@@ -51,7 +51,7 @@ def test_carts_approved_at_once_are_not_ordered_past_the_monthly_limit(tmp_path:
 
             def approve(deliverable_id: str, policy: Policy = policy, start: threading.Barrier = start) -> None:
                 start.wait()
-                decide(store, settings, deliverable_id, "approve", by=user, viewer=None, now=now, policy=policy)
+                decide(store, settings, deliverable_id, "approve", by="person", viewer=None, now=now, policy=policy)
 
             threads = [threading.Thread(target=approve, args=(d,)) for d in carts]
             for thread in threads:
