@@ -189,6 +189,11 @@ def test_sign_out_everywhere_and_an_operator_can_end_a_users_sessions_and_links(
         assert later.sign_in(unused).status_code == 401  # links made before signing out everywhere
         fresh, link_id = site.link("bob")
         assert later.sign_in(fresh).status_code == 303 and later.get("/").status_code == 200
+        # a mistyped link id is not "revoked" (it answered 200 and the real link went on working)
+        for typo in (link_id + "x", link_id[:-1], link_id.upper()):
+            wrong = site.api("DELETE", f"/v1/signin-links/{typo}")
+            assert wrong.status_code == 404 and "16 hexadecimal characters" in wrong.json()["detail"], wrong.text
+        assert later.get("/").status_code == 200
         # the operator revokes the link it came from: the session ends
         revoked = site.api("DELETE", f"/v1/signin-links/{link_id}")
         assert revoked.status_code == 200 and revoked.json()["sessions_ended"] == 1

@@ -8,6 +8,7 @@ web sessions are revoked here too.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -20,11 +21,14 @@ from starlette.responses import Response
 from orchestrion.access import keys, sessions
 from orchestrion.api.auth import BasicDoc, BearerDoc
 from orchestrion.api.context import PRINTABLE, ApiContext, UserId
-from orchestrion.api.receipts import Refusal
+from orchestrion.api.receipts import ApiError, Refusal
 from orchestrion.errors import UsageError
 from orchestrion.ingest.segment_spec import known_types
 from orchestrion.ingest.stats import store_stats
 from orchestrion.store import utcnow
+
+_LINK_ID = re.compile(r"[0-9a-f]{16}")
+"""A sign-in link's id: ``secrets.token_hex(8)`` (``web.session``)."""
 
 __all__ = ["build_router"]
 
@@ -235,11 +239,21 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return _info(revoked)
 
     @router.delete("/v1/signin-links/{link_id}", response_model=LinkRevoked, dependencies=[*documented, admin],
-                   responses={**refusals, 422: {"model": Refusal, "description": "A link id over 64 characters."}})
+                   responses={**refusals, 404: {"model": Refusal, "description": "Not a link id as `orchestrion users "
+                              "link` prints it (16 hexadecimal characters)."},
+                              422: {"model": Refusal, "description": "A link id over 64 characters."}})
     async def revoke_link(
         link_id: str = Path(min_length=1, max_length=64, description="As `orchestrion users link` prints it."),
     ) -> Any:
         """Revoke a sign-in link, used or not: it signs no one in, and the sessions it started end (admin)."""
+        if not _LINK_ID.fullmatch(link_id):
+            # A mistyped id answered 200 and the real link went on signing in: links are not stored
+            # until used, so only their form can be checked here.
+            raise ApiError(
+                404,
+                f"no sign-in link {link_id!r}: a link id is the 16 hexadecimal characters `orchestrion users link` "
+                "prints (\"link id …\"); copy it again",
+            )
         now = utcnow()
         ended = await ctx.write(lambda con: sessions.revoke_link(con, link_id, now=now))
         return {"link_id": link_id, "sessions_ended": ended}
