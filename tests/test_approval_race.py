@@ -16,6 +16,7 @@ from pathlib import Path
 from orchestrion.config import Settings
 from orchestrion.datasets import load_dataset
 from orchestrion.delivery.deliverables import decide, get_deliverable
+from orchestrion.delivery.stage import deliver
 from orchestrion.runs.daily import run_daily
 from orchestrion.store import Store
 from orchestrion.tools.policies import Policy
@@ -43,7 +44,7 @@ def test_carts_approved_at_once_are_not_ordered_past_the_monthly_limit(tmp_path:
         assert len(rows) >= 3, rows
         now = _clock(FIRST + timedelta(days=6))
         over = 0
-        for user, carts, totals in rows[:6]:
+        for _user, carts, totals in rows[:6]:
             # room for the largest cart, not for it and another one
             limit = max(totals) + min(totals) - 0.01
             policy = Policy(max_monthly_spend=limit)
@@ -67,3 +68,37 @@ def test_carts_approved_at_once_are_not_ordered_past_the_monthly_limit(tmp_path:
             assert len(ordered) >= 1 and len(ordered) + len(refused) == len(carts), [r.status for r in records]
             assert all(r.status_text.startswith("Not ordered: this month's spending limit is reached") for r in refused)
         assert over == 0
+
+
+def test_two_deliveries_of_one_day_at_once_make_each_deliverable_once(tmp_path: Path) -> None:
+    """A daily run and `orchestrion deliver` of the same day at once (or two delivers) both inserted
+    the day's deliverables, and the second failed on their keys: a 500 through the server."""
+    settings = Settings(home=tmp_path)
+    with Store.open(tmp_path / "o.duckdb") as store:
+        load_dataset(store, "online-retail", SAMPLE, now=datetime(2011, 12, 10))
+        errors: list[BaseException] = []
+        start = threading.Barrier(3)
+
+        def run(kind: str) -> None:
+            own = Store(store.cursor(), None)  # a connection of its own, as each server request has
+            start.wait()
+            try:
+                if kind == "run":
+                    run_daily(own, settings, FIRST, clock=lambda: _clock(FIRST))
+                else:
+                    deliver(own, settings, FIRST, now=_clock(FIRST))
+            except Exception as exc:  # the test reports whatever a thread raised
+                errors.append(exc)
+            finally:
+                own.con.close()
+
+        threads = [threading.Thread(target=run, args=(kind,)) for kind in ("run", "deliver", "deliver")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        made = store.con.execute("SELECT count(*), count(DISTINCT goal_id) FROM deliverables").fetchone()
+        assert made is not None and made[0] == made[1] > 20
+        placed = store.scalar("SELECT count(*) - count(DISTINCT idempotency_key) FROM side_effects")
+        assert placed == 0

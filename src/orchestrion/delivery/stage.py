@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -65,7 +66,7 @@ from orchestrion.store import Store, transaction
 from orchestrion.tools import CatalogItem, GoalRecord, IntendedEffect, ToolContext, allowed_tools
 from orchestrion.tools.policies import Policy, load_policy
 
-__all__ = ["DeliveryResult", "deliver", "execute"]
+__all__ = ["DeliveryResult", "day_lock", "deliver", "execute"]
 
 
 @dataclass
@@ -748,6 +749,19 @@ def _count(
     result.refused += len(refusals)
 
 
+_DAYS_GUARD: Final = threading.Lock()
+_DAYS: Final[dict[date, threading.Lock]] = {}
+
+
+def day_lock(day: date) -> threading.Lock:
+    """Proposing and carrying out a batch of ``day`` one at a time in this process: a daily run and
+    an ``orchestrion deliver`` of the same day (or two of them) at once both inserted the day's
+    deliverables, and the second failed on their keys (a 500). Now the second waits, then finds the
+    work done (running a day again does nothing new)."""
+    with _DAYS_GUARD:
+        return _DAYS.setdefault(day, threading.Lock())
+
+
 def deliver(
     store: Store,
     settings: Settings,
@@ -779,19 +793,20 @@ def deliver(
             batch = wanted[start : start + size]
             if start + size < len(wanted):  # its reads overlap this batch's work
                 shared.prefetch(wanted[start + size : start + 2 * size])
-            total.proposals.append(propose(store, settings.models_path, day, batch, now=now, shared=shared))
-            part = execute(
-                store,
-                settings,
-                day,
-                batch,
-                now=now,
-                planner=planner,
-                effector=effector,
-                policy=policy,
-                critic=critic,
-                concurrency=concurrency,
-            )
+            with day_lock(day):
+                total.proposals.append(propose(store, settings.models_path, day, batch, now=now, shared=shared))
+                part = execute(
+                    store,
+                    settings,
+                    day,
+                    batch,
+                    now=now,
+                    planner=planner,
+                    effector=effector,
+                    policy=policy,
+                    critic=critic,
+                    concurrency=concurrency,
+                )
             total.add(part)
             if progress is not None:
                 progress(min(start + size, len(wanted)), len(wanted))

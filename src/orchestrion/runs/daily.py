@@ -44,7 +44,7 @@ from typing import Any, Literal, Protocol
 
 from orchestrion.config import RunPath, Settings
 from orchestrion.delivery.deliverables import expire_approvals, sweep_claims
-from orchestrion.delivery.stage import execute
+from orchestrion.delivery.stage import day_lock, execute
 from orchestrion.errors import UsageError
 from orchestrion.goals import GoalContext, GoalTemplate, templates
 from orchestrion.goals.reorder import Reorder, ReorderConfig
@@ -142,12 +142,13 @@ def deliver_step(
     """The whole day for the batch: propose, then plan (with ``planning``: the run's planner and
     critic, see :func:`orchestrion.planning.llm.planning_for`; offline without), review, carry out
     and deliver."""
-    counts = propose_step(store, settings, day, users, now=now, shared=shared)
     planning = planning or Planning()
-    done = execute(
-        store, settings, day, users, now=now, planner=planning.planner, critic=planning.critic,
-        concurrency=planning.concurrency,
-    )
+    with day_lock(day):  # an `orchestrion deliver` of the same day waits for this batch, and the other way round
+        counts = propose_step(store, settings, day, users, now=now, shared=shared)
+        done = execute(
+            store, settings, day, users, now=now, planner=planning.planner, critic=planning.critic,
+            concurrency=planning.concurrency,
+        )
     return {**counts, "effects": done.effects, "pending_actions": done.pending, "refused": done.refused,
             **{f"deliverables_{status}": n for status, n in done.statuses.items()}}
 
