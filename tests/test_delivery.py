@@ -25,6 +25,7 @@ from orchestrion.errors import ConfigError, PermissionDeniedError, UsageError
 from orchestrion.runs.demo import sample_path
 from orchestrion.store import Store
 from orchestrion.tools.policies import Policy
+from orchestrion.web.feed import card
 
 DAY = date(2011, 11, 1)
 NOW = datetime(2011, 11, 1, 9)
@@ -163,6 +164,18 @@ def test_policies_apply_to_the_next_run(home: tuple[Store, Settings], provider: 
     assert tiers == [("suggest",)], "a user's own setting may only make the policy stricter"
     assert run_due_actions(store, settings, NOW + timedelta(minutes=29), policy=notify) == 0
     assert provider.posts == []
+    # an order that places itself says when, not "Waiting for your approval" (it needs none)
+    waiting = store.con.execute(
+        "SELECT DISTINCT deliverable_id FROM pending_actions WHERE tier = 'notify' AND status = 'waiting'"
+    ).fetchall()
+    assert waiting
+    due = NOW + timedelta(minutes=30)
+    for (deliverable_id,) in waiting:
+        shown = get_deliverable(store.con, deliverable_id)
+        assert shown.status == "awaiting_approval"
+        assert shown.status_text == f"Will be ordered at {due:%H:%M} UTC on {due.day} {due:%B %Y} unless you cancel it"
+        page = card(store.con, deliverable_id)
+        assert page.status_text == shown.status_text
     ran = run_due_actions(store, settings, NOW + timedelta(minutes=31), policy=notify)
     assert ran > 0 and len(provider.posts) == len(set(provider.posts)) == ran
 

@@ -127,7 +127,7 @@ def _rows(con: Any, where: str, params: dict[str, Any]) -> list[Deliverable]:
         record["date"] = record["date"].isoformat()
         confirming = bool(record.pop("confirming"))
         record["status_text"] = status_text(record["status"], record["error"], main_action(record),
-                                            confirming=confirming)
+                                            confirming=confirming, runs_at=record.pop("runs_at"))
         out.append(Deliverable(**record))
     return out
 
@@ -188,11 +188,11 @@ def first_deliverables(con: Any, day: date, users: list[str] | None) -> list[dic
             "status": status,
             "status_text": status_text(
                 status, error, main_action({"template": template, "content": json.loads(content) if content else None}),
-                confirming=bool(confirming),
+                confirming=bool(confirming), runs_at=runs_at,
             ),
             "title": title,
         }
-        for user_id, deliverable_id, template, status, title, error, content, confirming in rows
+        for user_id, deliverable_id, template, status, title, error, content, confirming, runs_at in rows
     ]
 
 

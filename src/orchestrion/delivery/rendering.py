@@ -87,7 +87,9 @@ _DONE: Final = {"place_order": "Ordered", "publish": "Sent"}
 _NOT: Final = {"place_order": "Not ordered", "publish": "Not sent"}
 
 
-def status_text(status: str, reason: str | None, action: str | None, *, confirming: bool = False) -> str:
+def status_text(
+    status: str, reason: str | None, action: str | None, *, confirming: bool = False, runs_at: Any = None
+) -> str:
     """A deliverable's status in plain words for the person it is for (the one place that says it).
 
     ``reason`` is the deliverable's stored reason (why it was not done, cancelled or failed);
@@ -103,6 +105,10 @@ def status_text(status: str, reason: str | None, action: str | None, *, confirmi
     'Approved: waiting for the shop to confirm the order'
     >>> status_text("cancelled", "nothing worth doing: nothing is due", "place_order")
     'Cancelled: nothing is due'
+    >>> status_text("awaiting_approval", None, "place_order", runs_at=dt.datetime(2011, 11, 16, 14, 37))
+    'Will be ordered at 14:37 UTC on 16 November 2011 unless you cancel it'
+
+    ``runs_at``: when a ``notify`` action runs on its own unless cancelled (it needs no approval).
     """
     why = " ".join(str(reason).split()) if reason else ""
     done = _DONE.get(action or "", "Delivered")
@@ -111,6 +117,10 @@ def status_text(status: str, reason: str | None, action: str | None, *, confirmi
     if status == "not_done":
         return f"{_NOT.get(action or '', 'Not done')}: {why}" if why else _NOT.get(action or "", "Not done")
     if status == "awaiting_approval":
+        if runs_at is not None and not confirming:
+            when = runs_at if isinstance(runs_at, dt.datetime) else dt.datetime.fromisoformat(str(runs_at))
+            done_words = {"place_order": "ordered", "publish": "sent"}.get(action or "", "done")
+            return f"Will be {done_words} at {when:%H:%M} UTC on {when.day} {when:%B %Y} unless you cancel it"
         if confirming:
             return ("Approved: waiting for the shop to confirm the order" if action == "place_order"
                     else "Approved: being carried out")
@@ -141,7 +151,8 @@ def with_status_text(day: dict[str, Any]) -> dict[str, Any]:
         status = goal.get("status")
         goal["status_text"] = (
             None if status is None else status_text(
-                str(status), goal.get("status_reason"), main_action(goal), confirming=bool(goal.get("confirming"))
+                str(status), goal.get("status_reason"), main_action(goal), confirming=bool(goal.get("confirming")),
+                runs_at=goal.get("runs_at"),
             )
         )
     return day

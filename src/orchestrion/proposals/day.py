@@ -584,6 +584,7 @@ def day_goals(store: Store, user_id: str, day: date) -> dict[str, Any]:
                     "status": str(found[2]) if found else None,
                     "status_reason": (str(found[6]) if found[6] else None) if found else None,
                     "confirming": bool(found[7]) if found else False,
+                    "runs_at": found[8] if found else None,
                     "how_chosen": goal.reason_detail,
                     "score": round(goal.score, 6),
                     "propensity": None if goal.propensity is None else round(goal.propensity, 6),

@@ -371,10 +371,13 @@ def write_cart(
 
 CONFIRMING_SQL: Final = (
     "EXISTS (SELECT 1 FROM pending_actions a JOIN side_effects s ON s.idempotency_key = a.action_id "
-    "WHERE a.deliverable_id = d.deliverable_id AND a.status = 'waiting' AND s.status = 'claimed') AS confirming"
+    "WHERE a.deliverable_id = d.deliverable_id AND a.status = 'waiting' AND s.status = 'claimed') AS confirming, "
+    "(SELECT min(a.due_at) FROM pending_actions a WHERE a.deliverable_id = d.deliverable_id "
+    "AND a.status = 'waiting' AND a.tier = 'notify') AS runs_at"
 )
-"""A select column (deliverables as ``d``): an action of the deliverable was approved and its
-outcome is not known yet (the provider did not answer; approving again finishes it)."""
+"""Two select columns (deliverables as ``d``): ``confirming``, an action of the deliverable was
+approved and its outcome is not known yet (the provider did not answer; approving again finishes
+it); ``runs_at``, when a ``notify`` action waiting runs on its own unless cancelled (None: none)."""
 
 
 SENT_SQL: Final = "NOT (d.status = 'cancelled' AND d.content IS NULL)"

@@ -195,7 +195,7 @@ def _cards(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> list[C
                 title=row["title"],
                 status=row["status"],
                 status_text=status_text(row["status"], row["error"], main_action(row | {"content": content}),
-                                        confirming=bool(row.get("confirming"))),
+                                        confirming=bool(row.get("confirming")), runs_at=row.get("runs_at")),
                 summary=row["summary"],
                 why=row["why"],
                 items=items,
