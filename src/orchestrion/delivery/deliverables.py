@@ -225,6 +225,11 @@ def _execute(
                                                    spent=spent)
             return "refused"
         state = ledger.claim(con, [action.effect], now=now)[action.key]
+    if state != "completed" and action.kind == "order":
+        # What the person was sent says "Approved: waiting for the shop to confirm the order" before the
+        # shop is called: killed while waiting for it, the page said "Waiting for your approval" until
+        # the sweep reconciled the claim (up to 15 minutes later).
+        refresh_outbox(con, effector, action.deliverable_id)
     outcome = actions.carry(effector, action, state, record)
     if outcome.retryable and outcome.raised is not None:
         raise outcome.raised  # outcome unknown: the claim stays open and the next attempt reconciles it
