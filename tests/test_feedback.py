@@ -117,6 +117,16 @@ def test_import_ndjson_and_csv_with_bad_rows(tiny: Store, tmp_path: Path) -> Non
     assert [e["line"] for e in result.errors] == [2, 3, 4, 6]
     assert "another user" in result.errors[2]["reason"] and "d_missing" in result.errors[0]["reason"]
     assert f"'not-in-it' is not in deliverable {ids[1]}" in result.errors[3]["reason"]
+    # a line that is not JSON, or not an object, is reported by number; the lines around it are stored
+    # (one bad line dropped the whole file, with no line number)
+    broken = tmp_path / "broken.ndjson"
+    broken.write_text(
+        json.dumps({"deliverable_id": ids[2], "thumb": "down"}) + "\n" + '{"deliverable_id": 5\n\n[1, 2]\n'
+        + json.dumps({"deliverable_id": ids[0], "thumb": "down"}) + "\n"
+    )
+    partly = import_feedback(tiny, Settings(home=tmp_path), broken, now=AS_OF)
+    assert (partly.stored, [e["line"] for e in partly.errors]) == (2, [2, 4])
+    assert "not JSON" in partly.errors[0]["reason"] and "one JSON object" in partly.errors[1]["reason"]
     csv = tmp_path / "thumbs.csv"
     pl.DataFrame(
         {
@@ -128,7 +138,7 @@ def test_import_ndjson_and_csv_with_bad_rows(tiny: Store, tmp_path: Path) -> Non
         }
     ).write_csv(csv)
     assert import_feedback(tiny, Settings(home=tmp_path), csv, now=AS_OF).stored == 1
-    assert tiny.scalar("SELECT count(*) FROM feedback WHERE source = 'import'") == 3
+    assert tiny.scalar("SELECT count(*) FROM feedback WHERE source = 'import'") == 5
 
 
 def test_http_feedback_is_for_the_deliverables_user_or_an_admin(tiny: Store, tmp_path: Path) -> None:  # noqa: F811

@@ -13,6 +13,7 @@ the one step every path (API, web page, bulk import) calls.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -207,12 +208,30 @@ class ImportResult:
         }
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
-    """NDJSON (``.ndjson``/``.jsonl``) lines or CSV rows as dicts; CSV ``items`` cells hold JSON."""
+def _lines(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
+    """Each NDJSON line that is not blank, by line number: its object, or why it is not one (a bad
+    line is reported with its number; the others are still imported)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    out: list[tuple[int, dict[str, Any] | str]] = []
+    with opener(path, "rt", encoding="utf-8", errors="replace") as text:
+        for number, line in enumerate(text, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                out.append((number, f"not JSON ({exc.msg} at character {exc.pos + 1}); each line is one JSON object"))
+                continue
+            out.append((number, value if isinstance(value, dict) else "each line is one JSON object, {...}"))
+    return out
+
+
+def _rows(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
+    """NDJSON (``.ndjson``/``.jsonl``) lines or CSV rows as dicts, by line (row) number, or why a line is
+    not a row; CSV ``items`` cells hold JSON."""
     name = path.name.lower().removesuffix(".gz")
     if name.endswith((".ndjson", ".jsonl", ".json")):
-        frame = pl.read_ndjson(path, infer_schema_length=None)
-        return frame.to_dicts()
+        return _lines(path)
     if name.endswith((".csv", ".tsv")):
         frame = pl.read_csv(path, separator="\t" if name.endswith(".tsv") else ",", infer_schema=False)
         rows = frame.to_dicts()
@@ -224,7 +243,7 @@ def _rows(path: Path) -> list[dict[str, Any]]:
                     row["items"] = "(not JSON)"
             elif "items" in row and not row["items"]:
                 row.pop("items")
-        return rows
+        return list(enumerate(rows, start=1))
     raise IngestError(f"{path}: feedback files are NDJSON (.ndjson, .jsonl) or CSV (.csv, .tsv)")
 
 
@@ -246,8 +265,11 @@ def import_feedback(store: Store, settings: Settings, path: Path, *, now: dateti
     result = ImportResult(rows=len(rows))
     receipts: list[FeedbackReceipt] = []
     with store.transaction() as con:
-        for line, row in enumerate(rows, start=1):
-            row = {k: v for k, v in row.items() if v is not None}
+        for line, given in rows:
+            if isinstance(given, str):
+                result.errors.append({"line": line, "deliverable_id": None, "reason": given})
+                continue
+            row = {k: v for k, v in given.items() if v is not None}
             deliverable = str(row.pop("deliverable_id", "") or "")
             claimed = row.pop("user_id", None)
             try:
