@@ -63,6 +63,8 @@ def test_keys_from_the_cli_guard_every_write(tmp_path: Path) -> None:
         assert listed.returncode == 0 and listed.stdout.count("active") == 2, listed.stderr
         refused = cli(tmp_path, "keys", "list", env={"ORCHESTRION_API_KEY": ""})
         assert refused.returncode == 2 and "401" in refused.stderr
+        # the fix it names is one that works (it said: create a write key, with an admin key)
+        assert "stop the server and run `orchestrion keys create --role admin`" in refused.stderr
         key_id = write_key.split("_")[1]
         assert cli(tmp_path, "keys", "revoke", key_id, env=admin_env).returncode == 0
         revoked = httpx.post(url + "/v1/events", content=EVENTS, headers=bearer(write_key), timeout=30)

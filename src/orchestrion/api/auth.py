@@ -33,8 +33,9 @@ __all__ = ["CHALLENGE", "Authenticator", "BasicDoc", "BearerDoc"]
 CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="orchestrion", Basic realm="orchestrion"'}
 _HOW: Final = (
     "send 'Authorization: Bearer <key>' (or HTTP basic auth with the key as the username, as "
-    "Segment libraries do); an operator creates one with `orchestrion keys create --role write` "
-    "(ORCHESTRION_API_KEY set to their admin key while the server runs)"
+    "Segment libraries do); an operator creates keys with `orchestrion keys create --role write` (apps "
+    "sending events) or `--role admin` (the operator's commands), with ORCHESTRION_API_KEY set to their "
+    "admin key while the server runs (a store's first key is an admin key, made with the server stopped)"
 )
 
 

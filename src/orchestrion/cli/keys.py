@@ -53,6 +53,12 @@ def _call(url: str, method: str, path: str, admin_key: str | None, body: Any = N
             f"the server at {url} answered {response.status_code} ({detail or 'no details'}); its log says why. "
             "Try again in a moment"
         )
+    if response.status_code in (401, 403):
+        raise UsageError(
+            f"the server at {url} answered {response.status_code}: {detail}. Keys are managed with an admin key: "
+            "set ORCHESTRION_API_KEY to one; with no admin key yet, stop the server and run "
+            "`orchestrion keys create --role admin` (it opens the database directly)"
+        )
     if response.status_code >= 400:
         raise UsageError(f"the server at {url} answered {response.status_code}: {detail}")
     if answer is None:
