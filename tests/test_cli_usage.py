@@ -111,6 +111,11 @@ def test_runs_list_fits_80_columns(
     lines = out.splitlines()
     assert len(lines) >= 5 and max(len(line) for line in lines) <= 80, out
     assert "daily-2011-11-01-a1" in out and "failed" in out and "123456" in out
+    # a status no run has is not "no runs yet"; one that does not exist is refused, naming those that do
+    code, out, err = run(["runs", "list", "--status", "partial"], capsys)
+    assert code == 0 and "no run matches" in out, (out, err)
+    code, out, err = run(["runs", "list", "--status", "bogus"], capsys)
+    assert code == 2 and "succeeded, partial, failed" in err, (out, err)
 
 
 def test_json_output_is_json_only(

@@ -253,19 +253,27 @@ def _read_runs(admin_key: str | None, path: str, local: Any) -> Any:
 @runs_app.command("list")
 def list_(
     pipeline: str = typer.Option(None, help="Only this pipeline (daily, retrain)."),
-    status: str = typer.Option(None, help="Only this status (running, succeeded, failed, interrupted)."),
-    limit: int = typer.Option(20, help="How many, latest first."),
+    status: str = typer.Option(None, help="Only this status (running, succeeded, partial, failed, interrupted)."),
+    limit: int = typer.Option(20, help="How many, the last started first."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     admin_key: str = ADMIN_KEY,
 ) -> None:
     """The latest runs: status, progress, speed and counts."""
-    from orchestrion.runs.records import list_runs
+    from typing import get_args
+
+    from orchestrion.errors import UsageError
+    from orchestrion.runs.records import RunStatus, list_runs
+
+    if status is not None and status not in get_args(RunStatus):
+        raise UsageError(f"--status takes one of {', '.join(get_args(RunStatus))}, not {status!r}")
 
     query = "&".join(f"{k}={v}" for k, v in (("pipeline", pipeline), ("status", status), ("limit", limit)) if v)
     rows = _read_runs(admin_key, f"/v1/runs?{query}", lambda store: [] if store is None else [
         r.as_dict() for r in list_runs(store.con, pipeline=pipeline, status=status, limit=limit)])
     if as_json:
         typer.echo(json.dumps(rows, default=str))
+    elif not rows and (status or pipeline):
+        typer.echo("no run matches; `orchestrion runs list` shows them all")
     elif not rows:
         typer.echo("no runs yet; start one with `orchestrion run daily --date YYYY-MM-DD`")
     else:

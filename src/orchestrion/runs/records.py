@@ -222,7 +222,8 @@ def list_runs(
     since: date | None = None,
     limit: int = 50,
 ) -> list[Run]:
-    """The latest runs first (by partition, then start time), filtered."""
+    """The latest runs first (the last started first: a catch-up of recent days does not hide the run
+    just made), filtered."""
     where: list[str] = ["TRUE"]
     params: list[object] = []
     if pipeline:
@@ -236,7 +237,7 @@ def list_runs(
         params.append(since)
     return _fetch(
         con,
-        f"WHERE {' AND '.join(where)} ORDER BY partition DESC, started_at DESC, attempt DESC, run_id "
+        f"WHERE {' AND '.join(where)} ORDER BY started_at DESC, attempt DESC, partition DESC, run_id "
         f"LIMIT {int(limit)}",
         params,
     )
