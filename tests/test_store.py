@@ -49,6 +49,8 @@ def test_second_writer_is_told_who_holds_the_database(tmp_path: Path) -> None:
         with pytest.raises(DatabaseLockedError) as info:
             Store.open(path)
         assert str(holder.pid) in str(info.value) and "http://127.0.0.1:9" in str(info.value)
+        # it names fixes that work: stop the server, or the commands that do send their work to it
+        assert "stop the server first" in str(info.value) and "`run retrain`" in str(info.value)
     finally:
         holder.kill()
         holder.wait()

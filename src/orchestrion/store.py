@@ -155,7 +155,9 @@ class Store:
             if holder is not None:
                 raise DatabaseLockedError(
                     f"{db_path} is held by orchestrion serve (pid {holder.pid}) at {holder.url}; "
-                    "send work through that server's API (the CLI does this for you) or stop it first"
+                    "this command opens the database itself: stop the server first, or do it through the "
+                    "server's API (`orchestrion run daily`, `run retrain`, `deliver`, `train ranker`, `keys` and "
+                    "`runs` send their work there for you; ingestion goes to POST /v1/events)"
                 )
             try:
                 db_path.parent.mkdir(parents=True, exist_ok=True)
