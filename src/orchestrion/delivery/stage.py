@@ -729,8 +729,12 @@ def _annotate(
         if s != "failed":
             continue
         n = failures.get(d_id, 0) + 1
+        said = errors.get(d_id) or "failed"
+        if "sent again" in said:  # an effect claimed and not confirmed: the sweep sends it again, whatever the runs do
+            errors[d_id] = f"{said} (attempt {n} of {max_attempts})"
+            continue
         then = "a later run tries again" if n < max_attempts else "it is not tried again"
-        errors[d_id] = f"{errors.get(d_id) or 'failed'} (attempt {n} of {max_attempts}; {then})"
+        errors[d_id] = f"{said} (attempt {n} of {max_attempts}; {then})"
 
 
 def _count(
