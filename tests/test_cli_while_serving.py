@@ -29,6 +29,8 @@ def test_commands_go_through_the_running_server(tmp_path: Path) -> None:
         figures = json.loads(ok("stats", "--json"))
         assert figures["events"] > 0
         assert "daily" in ok("runs", "list")
+        # the demo's day is done: through the server too, the run says so (the README's tour promises it)
+        assert "already succeeded; nothing to do" in ok("run", "daily", "--date", day)
         assert "admin" in ok("keys", "list")
         assert ok("users", "token", USER).strip()
         assert "/signin#token=" in ok("users", "link", USER)

@@ -153,8 +153,10 @@ def daily(
     if url is not None:
         run = _call(url, "POST", "/v1/runs", admin_key,
                     {"pipeline": "daily", "date": day.isoformat(), "users": users or None, "force": force})
+        # the server answers a day already done with its finished run (a new one starts `running`)
+        already = run["status"] == "succeeded" and not force
         run = _follow(url, run, admin_key, as_json)
-        outcome = {"date": day.isoformat(), "state": "server", "run": run}
+        outcome = {"date": day.isoformat(), "state": "done" if already else "server", "run": run}
     else:
         outcome = _run_local_daily(day, users or None, force, "cli")
     _finish(outcome, as_json)
