@@ -94,14 +94,18 @@ def run(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def thumb_the_day(client: httpx.Client, user: str, day: date) -> list[str]:
-    """The person's feed of the day, every deliverable thumbed (every watchlist down, every cart up);
-    the templates thumbed."""
+    """The person's feed of the day, every deliverable thumbed (every watchlist down, every cart up
+    and approved: while a cart waits for its approval, no other cart from its shop is sent); the
+    templates thumbed."""
     feed = client.get(f"/v1/users/{quote(user, safe='')}/feed", params={"date": day.isoformat()}).json()
     templates = []
     for d in feed["deliverables"]:
         thumb = "down" if d["template"] == REJECTED else "up"
         answer = client.post(f"/v1/deliverables/{d['deliverable_id']}/feedback", json={"thumb": thumb})
         assert answer.status_code == 200, answer.text
+        if thumb == "up" and d["status"] == "awaiting_approval":
+            approved = client.post(f"/v1/deliverables/{d['deliverable_id']}/approve")
+            assert approved.status_code == 200, approved.text
         templates.append(d["template"])
     return templates
 

@@ -100,6 +100,32 @@ def test_recent_overlaps_name_the_earlier_deliverable() -> None:
     assert chosen.get_column("reason").to_list() == ["recent", None, "recent"]
 
 
+def test_no_new_cart_from_a_shop_while_one_from_it_waits_for_approval() -> None:
+    """152 people had two carts of one shop waiting at once, a few three (£266 waiting for one): a
+    new cart every day nobody answers. A cart waiting holds back any cart of its shop, whatever its
+    items and day; one delivered (or of another shop) does not."""
+    today = date(2024, 1, 8)
+    cands = frame([["a", "b"], ["c", "d"], ["e"]], cost=[5.0, 6.0, 7.0], user="u").with_columns(
+        pl.lit(today).alias("date"), pl.Series("shop", ["shop", "market", "shop"])
+    )
+    previous = pl.DataFrame(
+        {
+            "user_id": ["u", "u"],
+            "date": [date(2024, 1, 2), date(2024, 1, 3)],
+            "title": ["Tuesday's cart", "Wednesday's market cart"],
+            "items": [["x", "y"], ["m", "n"]],
+            "cost": [4.0, 3.0],
+            "shop": ["shop", "market"],
+            "waiting": [True, False],
+        }
+    )
+    out = recent_overlaps(cands, previous, 0.5)
+    assert out.get_column("recent").to_list() == [True, False, True]
+    assert out.get_column("recent_detail")[0] == (
+        "a cart from the same shop, 'Tuesday's cart', from 2024-01-02, was waiting for your approval at the time"
+    )
+
+
 def test_a_cart_waiting_for_approval_holds_back_any_candidate_sharing_an_item() -> None:
     """1 item of 8 in common is far below the overlap threshold, but approving both carts would
     order that item twice: a cart still waiting holds it back; a delivered one does not."""

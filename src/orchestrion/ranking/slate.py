@@ -198,12 +198,20 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
         more = jaccard_pairs(rows, proposed).filter(pl.col("jaccard") >= threshold)
         pairs = pl.concat([pairs, more.select(*columns, pl.lit(_PROPOSED).alias("_by"))])
     if {"cost", "shop", "date"} <= set(candidates.columns) and {"cost", "shop"} <= set(previous.columns):
-        # One cart per shop a day: only a cart of the candidate's own day counts here.
+        # One cart per shop a day, and none while a cart from the shop waits for the person's approval
+        # (whatever its day): one open order a shop, not a new one every day nobody answers.
         carts = candidates.select("user_id", "shop", "cost", "date").with_row_index("left").filter(pl.col("cost") > 0)
-        sent = previous.select("user_id", "shop", "cost", "date").with_row_index("right").filter(pl.col("cost") > 0)
-        same_shop = carts.join(sent, on=["user_id", "shop", "date"]).select(
-            "left", "right", pl.lit(0, pl.UInt32).alias("shared"), pl.lit(0.0).alias("jaccard"),
-            pl.lit(_SHOP).alias("_by"),
+        sent = previous.select(
+            "user_id", "shop", "cost", "date",
+            (pl.col("waiting").fill_null(False) if "waiting" in previous.columns else pl.lit(False)).alias("_open"),
+        ).with_row_index("right").filter(pl.col("cost") > 0)
+        same_shop = (
+            carts.join(sent, on=["user_id", "shop"])
+            .filter((pl.col("date") == pl.col("date_right")) | pl.col("_open"))
+            .select(
+                "left", "right", pl.lit(0, pl.UInt32).alias("shared"), pl.lit(0.0).alias("jaccard"),
+                pl.lit(_SHOP).alias("_by"),
+            )
         )
         pairs = pl.concat([pairs.cast({"shared": pl.UInt32}), same_shop], how="vertical_relaxed")
     if pairs.height == 0:
@@ -234,6 +242,9 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
                             "title", "date"))
             .when(pl.col("turned_down"))
             .then(pl.format("it is much like '{}', which you turned down (from {})", "title", "date"))
+            .when((pl.col("_by") == _SHOP) & pl.col("_pending"))
+            .then(pl.format("a cart from the same shop, '{}', from {}, was waiting for your approval at the time",
+                            "title", "date"))
             .when(pl.col("_by") == _SHOP)
             .then(pl.format("you already have a cart from the same shop, '{}', from {}", "title", "date"))
             .when(pl.col("kept").not_())  # cancelled, or not ordered: nobody has it, but it would be the same again
