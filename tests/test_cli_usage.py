@@ -46,6 +46,9 @@ def assert_usage_error(code: int, out: str, err: str, *, mentions: str) -> None:
 BAD = [
     (["run", "daily"], "Missing option '--date'"),
     (["run", "daily", "--date", "2011-13-01"], "2011-13-01"),
+    (["deliver", "--date", "2011-02-30"], "2011-02-30 is not a day of the calendar"),
+    (["goals", "show", "u", "--date", "11/01/2011"], "takes YYYY-MM-DD"),
+    (["run", "daily", "--date", "2011-11-01", "--users", ""], "one given was empty"),
     (["backfill", "daily", "--from", "2011-11-07", "--to", "2011-11-01"], "before"),
     (["nosuch"], "No such command 'nosuch'"),
     (["run", "daily", "--date", "2011-11-01", "--bogus"], "--bogus"),

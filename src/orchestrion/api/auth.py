@@ -39,6 +39,11 @@ _HOW: Final = (
 )
 
 
+def _article(word: str) -> str:
+    """'an admin', 'a write'."""
+    return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"
+
+
 class BearerDoc(SecurityBase):
     """Documents bearer auth in the OpenAPI schema; the check itself is :class:`Authenticator`."""
 
@@ -147,7 +152,7 @@ class Authenticator:
             if key is not None and key.role != "admin" and not (role == "write" and key.can_write):
                 raise ApiError(
                     403,
-                    f"key {key.key_id} has role {key.role!r}; this needs a {role} key "
+                    f"key {key.key_id} has role {key.role!r}; this needs {_article(role)} {role} key "
                     f"(`orchestrion keys create --role {role}`)",
                 )
             return key

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from orchestrion.cli.context import open_store, settings
+from orchestrion.cli.context import open_store, parse_day, settings
 from orchestrion.cli.keys import ADMIN_KEY, _call, _server_url
 
 __all__ = ["deliver"]
@@ -36,10 +36,7 @@ def deliver(
     from orchestrion.delivery.stage import deliver as run
     from orchestrion.store import utcnow
 
-    try:
-        day = Date.fromisoformat(date)
-    except ValueError:
-        raise typer.BadParameter(f"--date takes YYYY-MM-DD, got {date!r}") from None
+    day = parse_day(date)
     config = settings()
     url = _server_url()
     if url is not None:

@@ -7,7 +7,7 @@ from datetime import date as Date
 
 import typer
 
-from orchestrion.cli.context import open_store, settings
+from orchestrion.cli.context import open_store, parse_day, settings
 from orchestrion.cli.keys import ADMIN_KEY, _call, _server_url
 
 __all__ = ["app", "propose", "show", "train_ranker"]
@@ -20,10 +20,7 @@ app = typer.Typer(
 
 
 def _day(text: str) -> Date:
-    try:
-        return Date.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"--date takes YYYY-MM-DD, got {text!r}") from None
+    return parse_day(text)
 
 
 @app.command()

@@ -24,7 +24,7 @@ from typing import Any
 
 import typer
 
-from orchestrion.cli.context import open_store, settings
+from orchestrion.cli.context import open_store, parse_day, settings
 from orchestrion.errors import RunInProgressError
 
 __all__ = ["backfill_app", "run_app", "runs_app"]
@@ -39,10 +39,7 @@ ADMIN_KEY = typer.Option(None, "--admin-key", envvar="ORCHESTRION_API_KEY",
 
 
 def _day(text: str, option: str = "--date") -> Date:
-    try:
-        return Date.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"{option} takes YYYY-MM-DD, got {text!r}") from None
+    return parse_day(text, option)
 
 
 @contextmanager
@@ -140,6 +137,8 @@ def daily(
 ) -> None:
     """Deliver a day: propose, rank, plan, execute, review and deliver for every active user."""
     day = _day(date)
+    if users and any(not user.strip() for user in users):
+        raise typer.BadParameter("--users takes a user id (repeat it for more); one given was empty")
     url = _server_url()
     if dry_run:
         from orchestrion.runs.daily import run_daily
