@@ -60,5 +60,6 @@ def test_openapi_schema_holds_under_generated_requests_with_every_check(tmp_path
         assert not re.search(r"^\[5\d\d\]|ST10\d", run.stdout, re.MULTILINE), report  # 0 x 5xx
         assert run.returncode == 0, report
         assert httpx.get(server.url + "/v1/health", timeout=10).status_code == 200
+        assert httpx.head(server.url + "/v1/health", timeout=10).status_code == 200  # load balancers probe with HEAD
         assert server.proc.poll() is None
     assert "Traceback" not in server.log, server.log[-4000:]

@@ -138,6 +138,10 @@ def test_the_control_panel_keeps_only_what_is_stricter_than_the_operator() -> No
     assert overrides.excluded_templates == ("playlist",) and paused and zone == "Europe/Paris"
     with pytest.raises(UsageError, match="not a number"):
         parse_overrides({**form, "max_order_amount": ["lots"]}, operator)
+    # above the operator's own it would do nothing, though the page showed it as the person's
+    with pytest.raises(UsageError, match=r"at most the operator's £150\.00"):
+        parse_overrides({**form, "max_order_amount": ["1000"]}, operator)
+    assert parse_overrides({**form, "max_monthly_spend": ["400"]}, operator)[0].max_monthly_spend == 400.0
     with pytest.raises(UsageError, match="Mars/Olympus"):
         parse_overrides({**form, "timezone": ["Mars/Olympus"]}, operator)
     with pytest.raises(UsageError, match="quiet_start"):

@@ -161,6 +161,11 @@ def build_router(ctx: ApiContext) -> APIRouter:
             return Response(body.model_dump_json(), status_code=503, media_type="application/json")
         return body
 
+    @router.head("/v1/health", include_in_schema=False)
+    async def health_head() -> Response:
+        """``GET /v1/health``'s status without its body (load balancers probe with HEAD)."""
+        return Response(status_code=200 if ctx.writer.alive else 503)
+
     def read_stats() -> dict[str, Any]:
         cursor = ctx.store.cursor()
         try:

@@ -24,6 +24,7 @@ from orchestrion.errors import UsageError
 from orchestrion.goals.registry import BUILT_IN
 from orchestrion.ingest.catalog import item_titles
 from orchestrion.ingest.users import UserTraits, timezone_of, upsert_users, valid_timezone
+from orchestrion.money import format_money
 from orchestrion.proposals.record import user_actions
 from orchestrion.tools.policies import (
     ACTION_CLASSES,
@@ -117,7 +118,9 @@ def read_panel(con: duckdb.DuckDBPyConnection, operator: Policy, user_id: str) -
     )
 
 
-def _cap(value: str | None, what: str) -> float | None:
+def _cap(value: str | None, what: str, operator_cap: float) -> float | None:
+    """A person's own limit: a number from zero up to the operator's (which applies anyway: one above
+    it was shown as theirs and did nothing)."""
     if value is None or not value.strip():
         return None
     try:
@@ -126,6 +129,11 @@ def _cap(value: str | None, what: str) -> float | None:
         raise UsageError(f"{what} {value[:40]!r} is not a number; write it like 50 or 49.99") from exc
     if not math.isfinite(number) or number < 0:
         raise UsageError(f"{what} is a number of zero or more, not {value[:40]!r}")
+    if number > operator_cap:
+        raise UsageError(
+            f"{what} can be at most the operator's {format_money(operator_cap, 'GBP')}, not {number:.2f}; "
+            "leave it empty to keep the operator's"
+        )
     return number
 
 
@@ -150,11 +158,18 @@ def parse_overrides(form: Mapping[str, Sequence[str]], operator: Policy) -> tupl
     unknown = sorted(set(form.get("excluded_templates", [])) - set(BUILT_IN))
     if unknown:
         raise UsageError(f"no deliverable kind {unknown[0][:40]!r}; the kinds are {', '.join(sorted(BUILT_IN))}")
+    caps = {
+        name: _cap(one(name), what, operator_cap)
+        for name, what, operator_cap in (
+            ("max_order_amount", "the most per order", operator.max_order_amount),
+            ("max_monthly_spend", "the most per month", operator.max_monthly_spend),
+        )
+    }
     try:
         overrides = UserOverrides(
             tiers={c: t for c, t in tiers.items() if t and t != operator.tiers[c]},
-            max_order_amount=_cap(one("max_order_amount"), "the most per order"),
-            max_monthly_spend=_cap(one("max_monthly_spend"), "the most per month"),
+            max_order_amount=caps["max_order_amount"],
+            max_monthly_spend=caps["max_monthly_spend"],
             quiet_start=quiet["quiet_start"],
             quiet_end=quiet["quiet_end"],
             excluded_templates=tuple(sorted(set(form.get("excluded_templates", [])))),
