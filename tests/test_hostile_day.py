@@ -37,6 +37,7 @@ reconciled, failed ones retried).
 from __future__ import annotations
 
 import json
+import re
 import socket
 import zlib
 from collections import Counter, defaultdict
@@ -369,9 +370,11 @@ def _count(
     for user, status, _, attack, reason in records.values():
         by_user[user].append((status, attack, str(reason or "")))
     # "Nothing today" is a legal answer: a goal the user's own data leaves nothing to do for
-    # (e.g. every candidate article unknown to the catalog) is cancelled, nobody else's doing.
-    nothing = {u for u, ds in by_user.items() if all(s == "cancelled" and r.startswith("nothing worth doing")
-                                                     for s, a, r in ds if a not in FATAL)}
+    # (e.g. every candidate article unknown to the catalog, or already sent to them this week) is
+    # cancelled, nobody else's doing.
+    nothing = {u for u, ds in by_user.items() if all(
+        s == "cancelled" and (r.startswith("nothing worth doing") or re.search(r" you got in the last \d+ days$", r))
+        for s, a, r in ds if a not in FATAL)}
     undelivered = [
         u[:40] for u, ds in by_user.items()
         if any(a not in FATAL for _, a, _ in ds) and not any(s in shown_ok for s, _, _ in ds) and u not in nothing
