@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import date as Date
 
 import typer
 
@@ -17,10 +16,6 @@ app = typer.Typer(
     "what was not chosen.",
     no_args_is_help=True,
 )
-
-
-def _day(text: str) -> Date:
-    return parse_day(text)
 
 
 @app.command()
@@ -40,7 +35,7 @@ def propose(
     config = settings()
     rules = ProposalConfig(choice=ChoiceConfig(budget=budget, epsilon=epsilon))
     with open_store(config) as store:
-        result = run(store, config.models_path, _day(date), users or None, now=utcnow(), config=rules)
+        result = run(store, config.models_path, parse_day(date), users or None, now=utcnow(), config=rules)
     summary = result.as_dict()
     if as_json:
         typer.echo(json.dumps(summary))
@@ -64,7 +59,7 @@ def show(
     While `orchestrion serve` holds the store, asks it (`GET /v1/users/{id}/goals`, admin key)."""
     from urllib.parse import quote
 
-    day = _day(date)
+    day = parse_day(date)
     url = _server_url()
     if url is not None:
         shown = _call(url, "GET", f"/v1/users/{quote(user, safe='')}/goals?date={day.isoformat()}", admin_key)

@@ -38,10 +38,6 @@ ADMIN_KEY = typer.Option(None, "--admin-key", envvar="ORCHESTRION_API_KEY",
                          help="Admin key for a running server (not needed without a server).")
 
 
-def _day(text: str, option: str = "--date") -> Date:
-    return parse_day(text, option)
-
-
 @contextmanager
 def _key_lock(name: str) -> Iterator[None]:
     """Hold ``<db>.locks/<name>.lock`` (flock) while this process runs that key; released even on
@@ -136,7 +132,7 @@ def daily(
     admin_key: str = ADMIN_KEY,
 ) -> None:
     """Deliver a day: propose, rank, plan, execute, review and deliver for every active user."""
-    day = _day(date)
+    day = parse_day(date)
     if users and any(not user.strip() for user in users):
         raise typer.BadParameter("--users takes a user id (repeat it for more); one given was empty")
     url = _server_url()
@@ -183,7 +179,7 @@ def retrain(
     """Retrain the recommenders and the repurchase model, and the goal ranker (promoted only if better)."""
     from orchestrion.store import utcnow
 
-    day = _day(date) if date else utcnow().date()
+    day = parse_day(date) if date else utcnow().date()
     url = _server_url()
     if url is not None:
         body = {"pipeline": "retrain", "date": day.isoformat(), "force": force}
@@ -218,7 +214,7 @@ def backfill(
     admin_key: str = ADMIN_KEY,
 ) -> None:
     """Run the daily pipeline for each day of a range, in order; done days are skipped, a stopped one resumes."""
-    first, last = _day(start, "--from"), _day(end, "--to")
+    first, last = parse_day(start, "--from"), parse_day(end, "--to")
     if last < first:
         raise typer.BadParameter(f"--to {last} is before --from {first}")
     url = _server_url()

@@ -28,6 +28,7 @@ import logging
 import threading
 import zlib
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal
@@ -513,22 +514,28 @@ def _failures(con: Any, deliverable_id: str) -> int:
     return int(found[0][0]) if found else 0
 
 
-def reject_waiting(store: Store, settings: Settings, deliverable_id: str, *, by: str, now: datetime) -> str | None:
-    """Reject ``deliverable_id`` if it still waits for approval (the person turned it down); its
-    status then, or None when nothing waited or an approval is already carrying it out."""
+def reject_waiting(
+    store: Store, settings: Settings, deliverable_ids: Sequence[str], *, by: str, now: datetime
+) -> dict[str, str]:
+    """Reject those of ``deliverable_ids`` that still wait for approval (the person turned them
+    down); returns each rejected one's status. One query finds them (a bulk import thumbs many
+    delivered ones down); one decided meanwhile, or whose approval is being carried out, is left."""
     con = store.cursor()
     try:
         rows = con.execute(
-            "SELECT 1 FROM pending_actions WHERE deliverable_id = ? AND status = 'waiting'", [deliverable_id]
+            "SELECT DISTINCT deliverable_id FROM pending_actions WHERE status = 'waiting' "
+            "AND deliverable_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY 1",
+            [sorted(set(deliverable_ids))],
         ).fetchall()
     finally:
         con.close()
-    if not rows:
-        return None
-    try:
-        return decide(store, settings, deliverable_id, "reject", by=by, viewer=None, now=now).status
-    except AlreadyDecidedError:
-        return None
+    changed: dict[str, str] = {}
+    for (deliverable_id,) in rows:
+        with suppress(AlreadyDecidedError):
+            changed[str(deliverable_id)] = decide(
+                store, settings, str(deliverable_id), "reject", by=by, viewer=None, now=now
+            ).status
+    return changed
 
 
 def drop_items(

@@ -172,12 +172,8 @@ def trim_pending(
     with the reason, see :func:`orchestrion.delivery.deliverables.drop_items`). An approval already
     being carried out is left to finish. Returns each changed deliverable's status.
     """
-    changed: dict[str, str] = {}
-    for receipt in receipts:
-        if receipt.thumb == "down":
-            status = reject_waiting(store, settings, receipt.deliverable_id, by="thumbs-down", now=now)
-            if status is not None:
-                changed[receipt.deliverable_id] = status
+    down = [receipt.deliverable_id for receipt in receipts if receipt.thumb == "down"]
+    changed = reject_waiting(store, settings, down, by="thumbs-down", now=now) if down else {}
     by_user: dict[str, set[str]] = {}
     for receipt in receipts:
         if receipt.excluded:

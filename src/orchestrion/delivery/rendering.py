@@ -88,7 +88,8 @@ _NOT: Final = {"place_order": "Not ordered", "publish": "Not sent"}
 
 
 def status_text(
-    status: str, reason: str | None, action: str | None, *, confirming: bool = False, runs_at: Any = None
+    status: str, reason: str | None, action: str | None, *, confirming: bool = False,
+    runs_at: dt.datetime | None = None,
 ) -> str:
     """A deliverable's status in plain words for the person it is for (the one place that says it).
 
@@ -118,9 +119,8 @@ def status_text(
         return f"{_NOT.get(action or '', 'Not done')}: {why}" if why else _NOT.get(action or "", "Not done")
     if status == "awaiting_approval":
         if runs_at is not None and not confirming:
-            when = runs_at if isinstance(runs_at, dt.datetime) else dt.datetime.fromisoformat(str(runs_at))
-            done_words = {"place_order": "ordered", "publish": "sent"}.get(action or "", "done")
-            return f"Will be {done_words} at {when:%H:%M} UTC on {when.day} {when:%B %Y} unless you cancel it"
+            when = f"{runs_at:%H:%M} UTC on {runs_at.day} {runs_at:%B %Y}"
+            return f"Will be {done.lower()} at {when} unless you cancel it"
         if confirming:
             return ("Approved: waiting for the shop to confirm the order" if action == "place_order"
                     else "Approved: being carried out")

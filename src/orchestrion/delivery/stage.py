@@ -666,6 +666,7 @@ def _carry_out(
         done = ledger.results(con, [k for k, s in states.items() if s == "completed"])
         outcomes: list[Outcome] = []
         paged: dict[str, str] = {}  # deliverable → the status its outbox page was written with
+        unknown: set[str] = set()  # deliverables with an effect whose outcome is unknown (its claim stays open)
 
         def carry(d_id: str, mine: list[Action]) -> None:
             # One deliverable's effects in order (the outbox file shows the effects before it);
@@ -688,6 +689,8 @@ def _carry_out(
                 # Outcome unknown (no answer, or an error part-way): the claim stays open and the
                 # next attempt reconciles it; a provider's refusal: certainly not done.
                 problem = f"{what}: {outcome.error}" if outcome.retryable else f"{what} failed: {outcome.error}"
+                if outcome.retryable:
+                    unknown.add(d_id)
                 status[d_id] = "failed"
                 errors[d_id] = problem
 
@@ -705,7 +708,7 @@ def _carry_out(
                     carry(d_id, mine)
             list(sent)
         final = {d_id: status[d_id] for d_id in claimers}
-        _annotate(final, errors, failures, settings.delivery_max_attempts)
+        _annotate(final, errors, failures, settings.delivery_max_attempts, unknown)
         with transaction(con):
             actions.settle(con, outcomes, now)
             write_records(  # the outcome only: no title changes here
@@ -722,15 +725,19 @@ def _carry_out(
 
 
 def _annotate(
-    status: Mapping[str, str], errors: dict[str, str | None], failures: Mapping[str, int], max_attempts: int
+    status: Mapping[str, str], errors: dict[str, str | None], failures: Mapping[str, int], max_attempts: int,
+    unknown: frozenset[str] | set[str] = frozenset(),
 ) -> None:
-    """Add to each failed deliverable's error which attempt this was and whether a run tries again."""
+    """Add to each failed deliverable's error which attempt this was and whether a run tries again.
+
+    One in ``unknown`` (an effect's outcome unknown, its claim open) is finished by the sweep,
+    whatever the runs do: its error already says what happens next ("it will be sent again")."""
     for d_id, s in status.items():
         if s != "failed":
             continue
         n = failures.get(d_id, 0) + 1
         said = errors.get(d_id) or "failed"
-        if "sent again" in said:  # an effect claimed and not confirmed: the sweep sends it again, whatever the runs do
+        if d_id in unknown:
             errors[d_id] = f"{said} (attempt {n} of {max_attempts})"
             continue
         then = "a later run tries again" if n < max_attempts else "it is not tried again"

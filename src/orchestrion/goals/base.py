@@ -133,7 +133,10 @@ def cluster_labels(
     ranked = counted.sort(["cluster", "len", "term"], descending=[False, True, False])
     if distinctive:
         picked: dict[Any, list[str]] = {}
-        for cluster, term in ranked.select("cluster", "term").iter_rows():
+        # a chosen term turns away at most four others (its plurals, or the singulars it is one of):
+        # each cluster's best top × 5 hold its label, and the loop stays that short
+        best = ranked.group_by("cluster", maintain_order=True).head(top * 5)
+        for cluster, term in best.select("cluster", "term").iter_rows():
             mine = picked.setdefault(cluster, [])
             if len(mine) < top and not any(term in (t + "s", t + "es") or t in (term + "s", term + "es") for t in mine):
                 mine.append(term)

@@ -114,7 +114,7 @@ def _reorder(goal: GoalRecord, executor: Executor) -> str | None:
     for line in due.result[:50]:  # most due first; stop adding once the order cap would be passed
         if line.get("currency") not in (None, currency):
             continue
-        quantity = min(int(line["quantity"]), line_limit(executor.ctx, str(line["item_id"])))
+        quantity = min(int(line["quantity"]), line_limit(line["quantity"]))  # the usual quantity (due_reorders)
         cost = quantity * float(line.get("price") or 0.0)
         if cap is not None and total + cost > cap:
             continue

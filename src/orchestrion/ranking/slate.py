@@ -165,6 +165,11 @@ def shop_only(
     return out
 
 
+def _flag(frame: pl.DataFrame, name: str, default: bool) -> pl.Expr:
+    """``frame``'s boolean column ``name``, ``default`` where it is null or missing."""
+    return (pl.col(name).fill_null(default) if name in frame.columns else pl.lit(default)).alias(name)
+
+
 def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold: float) -> pl.DataFrame:
     """``candidates`` with ``recent`` (bool) and ``recent_detail`` (the sentence, or null).
 
@@ -177,14 +182,17 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
     none = candidates.with_columns(pl.lit(False).alias("recent"), pl.lit(None, pl.String).alias("recent_detail"))
     if previous.height == 0 or candidates.height == 0:
         return none
+    # what became of each earlier deliverable; a frame without a column says the common case
+    previous = previous.with_columns(
+        _flag(previous, "waiting", False), _flag(previous, "turned_down", False), _flag(previous, "expired", False),
+        _flag(previous, "kept", True),
+    )
     rows = candidates.select("user_id", "items").with_row_index("left")
     earlier = previous.select("user_id", "items").with_row_index("right")
     # Or it holds at least that share of an earlier deliverable's own items: whatever the candidate
     # loses to later cuts (the order cap, stock), what it keeps can then not overlap that one.
     columns = ("left", "right", "shared", "jaccard")
-    waiting = previous.select(
-        (pl.col("waiting").fill_null(False) if "waiting" in previous.columns else pl.lit(False)).alias("_waiting")
-    ).with_row_index("right")
+    waiting = previous.select(pl.col("waiting").alias("_waiting")).with_row_index("right")
     pairs = (
         jaccard_pairs(rows, earlier)
         .join(waiting, on="right")
@@ -202,8 +210,7 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
         # (whatever its day): one open order a shop, not a new one every day nobody answers.
         carts = candidates.select("user_id", "shop", "cost", "date").with_row_index("left").filter(pl.col("cost") > 0)
         sent = previous.select(
-            "user_id", "shop", "cost", "date",
-            (pl.col("waiting").fill_null(False) if "waiting" in previous.columns else pl.lit(False)).alias("_open"),
+            "user_id", "shop", "cost", "date", pl.col("waiting").alias("_open")
         ).with_row_index("right").filter(pl.col("cost") > 0)
         same_shop = (
             carts.join(sent, on=["user_id", "shop"])
@@ -216,13 +223,9 @@ def recent_overlaps(candidates: pl.DataFrame, previous: pl.DataFrame, threshold:
         pairs = pl.concat([pairs.cast({"shared": pl.UInt32}), same_shop], how="vertical_relaxed")
     if pairs.height == 0:
         return none
-    def flag(name: str, default: bool) -> pl.Expr:
-        return (pl.col(name).fill_null(default) if name in previous.columns else pl.lit(default)).alias(name)
-
     cart = (pl.col("cost").fill_null(0.0) > 0) if "cost" in previous.columns else pl.lit(False)
     meta = previous.select(
-        "title", pl.col("date").cast(pl.String), flag("turned_down", False), flag("expired", False),
-        flag("kept", True), flag("waiting", False).alias("_pending"),
+        "title", pl.col("date").cast(pl.String), "turned_down", "expired", "kept", pl.col("waiting").alias("_pending"),
         pl.when(cart).then(pl.lit("ordered")).otherwise(pl.lit("sent")).alias("_done"),
     ).with_row_index("right")
     shares = pl.when(pl.col("shared") == 1).then(pl.lit("an item")).otherwise(pl.format("{} items", "shared"))

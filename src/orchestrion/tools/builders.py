@@ -94,11 +94,13 @@ class CartLine(BaseModel):
     quantity: int = Field(ge=1, le=MAX_LINE_UNITS, description=f"At most {MAX_QUANTITY}, or the usual quantity.")
 
 
-def line_limit(ctx: ToolContext, item_id: str) -> int:
-    """The most units of ``item_id`` one line of this goal's cart may hold: :data:`MAX_QUANTITY`, or
-    the quantity the person usually buys at a time when that is more (the goal's own line)."""
-    usual = next((line.get("quantity") for line in ctx.goal.details.get("lines", [])
-                  if str(line["item_id"]) == item_id), None)
+def line_limit(usual: float | None) -> int:
+    """The most units one cart line may hold: :data:`MAX_QUANTITY`, or the quantity the person
+    usually buys at a time (``usual``, the goal's own line) when that is more.
+
+    >>> line_limit(None), line_limit(12), line_limit(143.5)
+    (99, 99, 144)
+    """
     return min(max(MAX_QUANTITY, math.ceil(float(usual or 0))), MAX_LINE_UNITS)
 
 
@@ -113,7 +115,7 @@ def build_cart(
     out = []
     for line, item in zip(lines, items, strict=True):
         known = usual.get(line.item_id)
-        limit = line_limit(ctx, line.item_id)
+        limit = line_limit(known.get("quantity") if known else None)
         if line.quantity > limit:
             raise ToolError(
                 f"item {line.item_id!r}: at most {limit} units in a line (the most an order line holds, or the "
