@@ -29,7 +29,6 @@ it has failed ``settings.delivery_max_attempts`` times. Only the store failing f
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from collections import defaultdict
@@ -60,8 +59,8 @@ from orchestrion.proposals.day import (
     propose,
     retitle_reasons,
 )
+from orchestrion.proposals.lists import LIST_REPEAT_DAYS, is_list, listed_lately
 from orchestrion.proposals.record import insert_pending, insert_refusals, write_records
-from orchestrion.ranking import ChoiceConfig
 from orchestrion.store import Store, transaction
 from orchestrion.tools import CatalogItem, GoalRecord, IntendedEffect, ToolContext, allowed_tools
 from orchestrion.tools.policies import Policy, load_policy
@@ -188,25 +187,6 @@ def _catalog(con: Any, goals: Sequence[GoalRecord]) -> dict[str, CatalogItem]:
         {"ids": ids},
     ).fetchall()
     return {str(r[0]): CatalogItem(*r) for r in rows}
-
-
-LIST_REPEAT_DAYS: Final = math.ceil(ChoiceConfig().recent_days)
-"""A movie, an article or a track sent in a person's list is not sent again in a list for this many
-days (the day itself included): the chooser's ``recent_days``. The slate compares whole lists, one
-pair at a time; a list made of pieces of several earlier ones passes it."""
-
-
-def _used_lately(con: Any, day: date, users: Sequence[str]) -> dict[str, set[str]]:
-    """The items of each user's lists (goals with no cost and no cart lines) delivered or waiting in
-    the :data:`LIST_REPEAT_DAYS` days up to ``day``."""
-    rows = con.execute(
-        "SELECT d.user_id, flatten(list(d.items)) FROM deliverables d JOIN goals g USING (goal_id) "
-        "WHERE d.date BETWEEN $since AND $day AND d.user_id IN (SELECT unnest($u)) AND coalesce(g.cost, 0) <= 0 "
-        "AND json_extract(g.details, '$.lines') IS NULL "
-        "AND d.status IN ('delivered', 'awaiting_approval') GROUP BY 1",
-        {"day": day, "since": day - timedelta(days=LIST_REPEAT_DAYS - 1), "u": list(users)},
-    ).fetchall()
-    return {str(user): {str(i) for i in items or []} for user, items in rows}
 
 
 _LIST_NOUNS = {"watchlist": "movies", "playlist": "tracks", "digest": "articles"}
@@ -444,7 +424,7 @@ def execute(
         entries, stored, failures, waiting_ids = _committed(con, [g.deliverable_id for g in goals])
         catalog = _catalog(con, goals)
         exclusions = _exclusions(con, users)
-        used = _used_lately(con, day, users)
+        used = listed_lately(con, day, users)
         rules = load_user_rules(con, policy, sorted({g.user_id for g in goals}), now, locale=settings.locale)
         first_seen = _first_seen(con, goals)
         refused_before = _refused_before(con, list(stored))
@@ -481,7 +461,7 @@ def execute(
         # (Carts need not: a person gets one cart a shop a day.)
         excluded = exclusions.get(goal.user_id, frozenset())
         seen = used.setdefault(goal.user_id, set())
-        if goal.cost <= 0 and not goal.details.get("lines"):  # a list, not a cart
+        if is_list(goal.cost, goal.details):
             repeats = _mostly_repeats(goal, seen)
             if repeats is not None and goal.deliverable_id not in stored:
                 skipped.append((goal, repeats))

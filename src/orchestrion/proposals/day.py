@@ -47,6 +47,7 @@ from orchestrion.goals import (
 )
 from orchestrion.goals.context import PurchaseStats
 from orchestrion.proposals.history import DayPurchaseStats, ReadAhead, StoreHistory, has_purchases
+from orchestrion.proposals.lists import listed_frame
 from orchestrion.proposals.record import CONFIRMING_SQL, open_proposed
 from orchestrion.ranking import FEATURES, ChoiceConfig, Scorer, decide
 from orchestrion.ranking.features import HISTORY_SCHEMA
@@ -229,10 +230,18 @@ def read_items(store: Store) -> pl.DataFrame:
     return frame
 
 
-def read_exclusions(store: Store, users: Sequence[str] | None = None) -> pl.DataFrame:
-    """``user_id, item_id`` of every item thumbed down (for ``users`` when given)."""
+def read_exclusions(store: Store, users: Sequence[str] | None = None, day: date | None = None) -> pl.DataFrame:
+    """``user_id, item_id`` of every item thumbed down (for ``users`` when given) and, for ``day``,
+    every item of ``users``' lists of the last days (:func:`~orchestrion.proposals.lists.listed_frame`):
+    a goal made for ``day`` holds none of them."""
     frame: pl.DataFrame = store.con.sql("SELECT user_id, item_id FROM item_exclusions").pl()
-    return frame if users is None else frame.filter(pl.col("user_id").is_in(list(users)))
+    if users is None:
+        return frame
+    frame = frame.filter(pl.col("user_id").is_in(list(users)))
+    if day is None:
+        return frame
+    listed = listed_frame(store.con, day, users)
+    return pl.concat([frame.cast({"user_id": pl.String, "item_id": pl.String}), listed]).unique(maintain_order=True)
 
 
 def build_context(
@@ -268,7 +277,7 @@ def build_context(
         users,
         history,
         read_items(store) if items is None else items,
-        exclusions=read_exclusions(store, users),
+        exclusions=read_exclusions(store, users, as_of.date()),
         purchase_stats=stats,
         repurchase=repurchase,
         config=config,
@@ -458,7 +467,7 @@ def propose(
     if not batch:
         return ProposalResult(day, 0, len(wanted), 0, 0, scorer.name, time.perf_counter() - started)
     if shared is not None:  # one day's shared context (see day_context): only this batch's work is new
-        ctx = shared.for_users(batch, exclusions=read_exclusions(store, batch))
+        ctx = shared.for_users(batch, exclusions=read_exclusions(store, batch, day))
     else:
         ctx = build_context(store, as_of, batch, repurchase=promoted_repurchase(models_root), config=config.context)
     candidates = propose_candidates(ctx, templates)

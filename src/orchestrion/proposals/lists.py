@@ -1,0 +1,69 @@
+"""Lists and what a person got in them lately.
+
+A *list* is a deliverable that suggests and buys nothing — a movie-night list, a digest, a
+playlist: its goal has no cost and no cart lines. (A cart spends money; it has ``lines``.) A
+movie, an article or a track sent in a person's list is not sent again in a list for
+:data:`LIST_REPEAT_DAYS` days: tomorrow's candidates are made without those items
+(:func:`listed_frame`, read with the thumbed-down items as the context's exclusions), and the
+delivery leaves out of a later slot's list what an earlier one holds (:func:`listed_lately`).
+Without the first, a person's recommender proposes tomorrow the lists of today, the chooser
+holds them back as ``recent``, and a movie lover gets one day of lists and then nothing for a
+week.
+
+>>> is_list(0.0, {}), is_list(12.5, {"lines": [{"item_id": "a", "quantity": 1}]})
+(True, False)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
+from typing import Any, Final
+
+import polars as pl
+
+from orchestrion.ranking import ChoiceConfig
+
+__all__ = ["LIST_REPEAT_DAYS", "LIST_SQL", "is_list", "listed_frame", "listed_lately"]
+
+LIST_REPEAT_DAYS: Final = math.ceil(ChoiceConfig().recent_days)
+"""An item of a person's list is not in another of their lists for this many days (the day itself
+included): the chooser's ``recent_days``."""
+
+LIST_SQL: Final = "coalesce(g.cost, 0) <= 0 AND json_extract(g.details, '$.lines') IS NULL"
+""":func:`is_list` over ``goals g``."""
+
+_LISTED_SQL: Final = (
+    "SELECT d.user_id, i.item_id FROM deliverables d JOIN goals g USING (goal_id), "
+    "unnest(d.items) AS i(item_id) "
+    f"WHERE d.date BETWEEN $since AND $day AND d.user_id IN (SELECT unnest($u)) AND {LIST_SQL} "
+    "AND d.status IN ('delivered', 'awaiting_approval')"
+)
+
+
+def is_list(cost: float | None, details: Mapping[str, Any]) -> bool:
+    """A goal that costs nothing and has no cart lines."""
+    return (cost or 0.0) <= 0 and not details.get("lines")
+
+
+def _window(day: date) -> dict[str, Any]:
+    return {"day": day, "since": day - timedelta(days=LIST_REPEAT_DAYS - 1)}
+
+
+def listed_frame(con: Any, day: date, users: Sequence[str]) -> pl.DataFrame:
+    """``user_id, item_id``: the items of ``users``' lists delivered (or waiting) in the
+    :data:`LIST_REPEAT_DAYS` days up to ``day``, each pair once."""
+    rows = con.execute(f"SELECT DISTINCT * FROM ({_LISTED_SQL})", {**_window(day), "u": list(users)}).fetchall()
+    return pl.DataFrame(
+        {"user_id": [str(r[0]) for r in rows], "item_id": [str(r[1]) for r in rows]},
+        schema={"user_id": pl.String, "item_id": pl.String},
+    )
+
+
+def listed_lately(con: Any, day: date, users: Sequence[str]) -> dict[str, set[str]]:
+    """:func:`listed_frame` as each user's set of items."""
+    found: dict[str, set[str]] = {}
+    for user, item in listed_frame(con, day, users).iter_rows():
+        found.setdefault(user, set()).add(item)
+    return found
