@@ -136,6 +136,25 @@ def test_json_output_is_json_only(
     assert code == 0 and [r["status"] for r in json.loads(out)] == ["succeeded"] * 2
 
 
+def test_version_and_a_dry_run_read_as_sentences_and_json_on_request(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib.metadata import version
+
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and out.strip() == f"orchestrion {version('orchestrion')}"
+    monkeypatch.setenv("ORCHESTRION_HOME", str(tmp_path))
+    events = tmp_path / "events.ndjson"
+    events.write_text(json.dumps({"user_id": "alice", "type": "play", "item_id": "t1", "ts": "2011-10-30T10:00:00"}))
+    assert run(["ingest", "events", str(events)], capsys)[0] == 0
+    code, out, _ = run(["run", "daily", "--date", "2011-11-01", "--dry-run"], capsys)
+    assert code == 0 and out.strip() == (
+        "daily 2011-11-01: would start a new attempt, 1 active user in 1 batch of up to 2,000. Nothing was changed."
+    ), out
+    code, out, _ = run(["run", "daily", "--date", "2011-11-01", "--dry-run", "--json"], capsys)
+    assert code == 0 and json.loads(out)["would"] == "start a new attempt" and json.loads(out)["users"] == 1
+
+
 def test_a_server_error_without_json_is_one_line_not_a_traceback() -> None:
     """A 500 whose body is plain text (a crash the server logged, a proxy's page): the CLI says
     which server answered what, and to try again — never a JSONDecodeError traceback."""

@@ -36,6 +36,25 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"orchestrion {version('orchestrion')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_version, help="Print the installed version and exit."
+    ),
+) -> None:
+    """A proactive orchestrator: ingest signals, propose goals, plan and deliver them."""
+
+
 core.register(app)
 serve.register(app)
 app.add_typer(ingest.app, name="ingest")

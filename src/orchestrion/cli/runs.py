@@ -143,7 +143,17 @@ def daily(
             raise typer.BadParameter("--dry-run reads the database; stop the server or drop --dry-run")
         with open_store(read_only=True) as store:
             report = run_daily(store, settings(), day, users=users or None, dry_run=True)
-        typer.echo(json.dumps(report.plan, indent=2, default=str))
+        plan = report.plan or {}
+        if as_json:
+            typer.echo(json.dumps(plan, default=str))
+        else:
+            would = str(plan.get("would"))
+            batches, people = int(plan.get("batches") or 0), int(plan.get("users") or 0)
+            typer.echo(
+                f"{plan.get('key')}: would {'do ' if would.startswith('nothing') else ''}{would}, "
+                f"{people:,} active user{'' if people == 1 else 's'} in {batches} batch{'' if batches == 1 else 'es'} "
+                f"of up to {int(plan.get('batch_size') or 0):,}. Nothing was changed."
+            )
         return
     if url is not None:
         run = _call(url, "POST", "/v1/runs", admin_key,
