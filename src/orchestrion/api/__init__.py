@@ -20,7 +20,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrion import __version__
-from orchestrion.api import admin, deliverables, feedback, ingest
+from orchestrion.api import admin, bodies, deliverables, feedback, ingest
 from orchestrion.api.auth import Authenticator
 from orchestrion.api.context import ApiContext
 from orchestrion.api.receipts import ApiError, refusal_response
@@ -82,9 +82,14 @@ def create_api(
     # fastapi-offline serves Swagger UI's and ReDoc's assets from the package: /docs works offline
     from fastapi_offline import FastAPIOffline
 
-    app = FastAPIOffline(title="orchestrion", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # no slash redirects: a 307 to the same path without it is built from the request's Host header,
+    # and sends a DELETE of /v1/keys/%2F to /v1/keys; a wrong address is a plain 404
+    app = FastAPIOffline(
+        title="orchestrion", version=__version__, description=DESCRIPTION, lifespan=lifespan, redirect_slashes=False
+    )
     app.state.ctx = ctx
     app.add_middleware(_FormsAreJson)
+    app.add_middleware(bodies.BodyLimit, limit=settings.max_body_bytes)  # outermost: before any route reads
     app.include_router(ingest.build_router(ctx))
     app.include_router(admin.build_router(ctx))
     app.include_router(feedback.build_router(ctx))

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from orchestrion.access import keys, sessions
 from orchestrion.api.auth import BasicDoc, BearerDoc
-from orchestrion.api.context import PRINTABLE, ApiContext, UserId
+from orchestrion.api.context import PRINTABLE, USER_ID_PATTERN, ApiContext, UserId
 from orchestrion.api.receipts import ApiError, Refusal
 from orchestrion.errors import UsageError
 from orchestrion.ingest.segment_spec import known_types
@@ -264,8 +264,12 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return {"link_id": link_id, "sessions_ended": ended}
 
     @router.delete("/v1/users/{user_id:path}/sessions", response_model=SignedOut, dependencies=[*documented, admin],
-                   responses=refusals)
-    async def sign_out_user(user_id: str) -> Any:
+                   responses={**refusals, 422: {"model": Refusal, "description": "Not a user id."}})
+    async def sign_out_user(
+        user_id: str = Path(
+            min_length=1, max_length=256, pattern=USER_ID_PATTERN, description="A user id as events carry it."
+        ),
+    ) -> Any:
         """Sign a user out of the web page everywhere: their sessions end and every sign-in link made for
         them so far stops working (admin). With revoking their user keys, this removes a person's access."""
         now = utcnow()

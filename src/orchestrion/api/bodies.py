@@ -11,14 +11,16 @@ import zlib
 from typing import Any, Final
 
 from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrion.api.receipts import ApiError
+from orchestrion.api.receipts import ApiError, refusal_response
 
 __all__ = [
     "BATCH_BODY",
     "EVENTS_BODY",
     "ITEMS_BODY",
     "MESSAGE_BODY",
+    "BodyLimit",
     "is_ndjson",
     "read_body",
 ]
@@ -60,6 +62,61 @@ async def read_body(request: Request, limit: int) -> bytes:
     if encoding != "gzip":
         raise ApiError(400, f"Content-Encoding {encoding!r} is not supported; send gzip or none")
     return _gunzip(body, limit)
+
+
+class BodyLimit:
+    """Every request body, on every route, is refused with 413 past ``limit`` bytes *before* the
+    route runs: by its Content-Length before anything is read, and a chunked body (no length) is
+    read here up to the limit and handed on whole. Routes that parse their body (keys, runs, the
+    web page's forms) would otherwise buffer any size, before even checking the caller's key.
+    (The event routes count again, after gunzip: :func:`read_body`.)"""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            if length.isdigit() and int(length) > self.limit:
+                await self._refuse(scope, send, length.decode())
+                return
+            await self.app(scope, receive, send)  # the server reads no more than the length says
+            return
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            total += len(chunks[-1])
+            if total > self.limit:
+                await self._refuse(scope, send, f"more than {self.limit}")
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, send: Send, size: str) -> None:
+        response = refusal_response(413, _too_large(size, self.limit), {"Connection": "close"})
+        await response(scope, _nothing, send)
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:

@@ -59,9 +59,8 @@ PRINTABLE: Final = r"^[^\x00-\x1f\x7f-\x9f]*$"
 """No control character (C0, DEL, C1), as ids are checked on ingestion."""
 
 _ID_TEXT: Final = r"[^\x00-\x1f\x7f-\x9f]*"
-UserId = Annotated[
-    str, Field(min_length=1, max_length=256, pattern=rf"^{_ID_TEXT}[^\s\x00-\x1f\x7f-\x9f]{_ID_TEXT}$")
-]
+USER_ID_PATTERN: Final = rf"^{_ID_TEXT}[^\s\x00-\x1f\x7f-\x9f]{_ID_TEXT}$"
+UserId = Annotated[str, Field(min_length=1, max_length=256, pattern=USER_ID_PATTERN)]
 """A user id as events carry it: 1 to 256 characters, not only spaces, no control characters."""
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Security
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
@@ -50,6 +50,12 @@ class RunBody(BaseModel):
         None, min_length=1, description="daily only: just these users (their own shard of the key)."
     )
     force: bool = Field(False, strict=True, description="Start a new attempt of a key that already succeeded.")
+
+    @model_validator(mode="after")
+    def _users_only_daily(self) -> RunBody:
+        if self.pipeline != "daily" and self.users is not None:
+            raise ValueError("users is for daily runs only (a retrain trains on everyone); leave it out")
+        return self
 
 
 class DeliverBody(BaseModel):

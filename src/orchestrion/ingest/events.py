@@ -292,12 +292,22 @@ _event_decoder: Final = msgspec.json.Decoder(NativeEvent)
 _raw_list_decoder: Final = msgspec.json.Decoder(list[msgspec.Raw])
 
 
+_ID_MEMBER: Final = re.compile(rb'"(?:event_id|messageId)"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
+
+
 def _raw_id(raw: bytes) -> str | None:
-    """The event_id of an undecodable event, when one can be read, for the receipt."""
+    r"""The event_id of an undecodable event, when one can be read, for the receipt: from the JSON,
+    or, when the JSON itself cannot be read (a number out of range, bytes that are not UTF-8), as
+    the text of its ``"event_id"`` member.
+
+    >>> _raw_id(b'{"event_id": "e-1", "value": 1e400}'), _raw_id(b'{"event_id": "e\xe9", "type": 1}')
+    ('e-1', 'e�')
+    """
     try:
         obj = msgspec.json.decode(raw)
     except (msgspec.DecodeError, RecursionError):
-        return None
+        found = _ID_MEMBER.search(raw)
+        return None if found is None else found.group(1).decode(errors="replace")
     if isinstance(obj, dict):
         value = obj.get("event_id") or obj.get("messageId")
         return None if value is None else str(value)
@@ -461,6 +471,11 @@ def decode_native(
                 ts = to_utc(ts, received_at=received_at)
         except (msgspec.DecodeError, ValueError, UnicodeDecodeError) as exc:
             reason = str(exc).replace("`", "'")
+            if reason == "Expected 'object', got 'array'":
+                reason += (
+                    ": an event is one JSON object (in NDJSON, one object per line; "
+                    "a JSON array of events is sent with Content-Type: application/json)"
+                )
             rejected.append(Rejection(index, _raw_id(raw), reason, raw.decode(errors="replace")))
             continue
         event_ids.append(event_id)

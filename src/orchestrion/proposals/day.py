@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -531,7 +532,7 @@ def show_goals(store: Store, user_id: str, day: date) -> list[Goal]:
     if not found:
         raise NotFoundError(
             f"no goals for {user_id!r} on {day.isoformat()}; propose them first with "
-            f"`orchestrion goals propose --date {day.isoformat()} --users {user_id}`"
+            f"`orchestrion goals propose --date {day.isoformat()} --users {shlex.quote(user_id)}`"
         )
     goals = []
     for row in found:

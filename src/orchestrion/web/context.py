@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import duckdb
 import jinja2
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -219,17 +220,24 @@ class WebContext:
         return RedirectResponse("/signin", status_code=303)
 
 
-async def read_form(request: Request) -> Mapping[str, str]:
-    """An urlencoded form body as a mapping (the last value wins for repeated names)."""
+async def _form_body(request: Request) -> bytes:
+    """The form's body; 413 past :data:`MAX_FORM_BYTES` (no form of the page comes near it)."""
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
-        return {}
+        raise HTTPException(413, f"This form is over {MAX_FORM_BYTES // 1024} KiB, larger than any form of this page; "
+                                 "nothing was changed.")
+    return body
+
+
+async def read_form(request: Request) -> Mapping[str, str]:
+    """An urlencoded form body as a mapping (the last value wins for repeated names)."""
+    body = await _form_body(request)
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
-def form_lists(body: bytes) -> dict[str, list[str]]:
+async def form_lists(request: Request) -> dict[str, list[str]]:
     """Every value of every name in an urlencoded form body (for multi-select fields)."""
     values: dict[str, list[str]] = {}
-    for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+    for name, value in parse_qsl((await _form_body(request)).decode("utf-8", "replace"), keep_blank_values=True):
         values.setdefault(name, []).append(value)
     return values

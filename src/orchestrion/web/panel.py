@@ -76,7 +76,7 @@ def build_router(web: WebContext) -> APIRouter:
         session = await person(request)
         if not isinstance(session, Session):
             return session
-        form = form_lists(await request.body())
+        form = await form_lists(request)
         decision = _DECISIONS.get(_last(form, "decision") or "")
         try:
             session.check_form(_last(form, "form_token"))
@@ -126,7 +126,7 @@ def build_router(web: WebContext) -> APIRouter:
             return session
         assert session.user_id is not None
         user_id = session.user_id
-        form = form_lists(await request.body())
+        form = await form_lists(request)
         try:
             session.check_form(_last(form, "form_token"))
             operator = await run_in_threadpool(load_policy, web.api.settings.policy_path)

@@ -1,0 +1,102 @@
+"""What a stranger can make the server do before it knows who they are, and how mistakes are named.
+
+Every body, on every route, is refused past ``MAX_BODY_BYTES`` before the route reads it (the keys,
+runs and sign-in routes read and parsed any size before checking the caller's key); a wrong
+address is a 404, never a redirect built from the request's Host header; fields that do nothing
+are refused; rejections name the id that was sent and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from launcher import Server, cli, serve
+
+
+def admin_key(home: Path) -> str:
+    made = cli(home, "keys", "create", "--role", "admin")
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def keyed(tmp_path: Path) -> Iterator[tuple[Server, str, str]]:
+    admin = admin_key(tmp_path)
+    write = cli(tmp_path, "keys", "create", "--role", "write", env={"ORCHESTRION_API_KEY": admin})
+    assert write.returncode == 0, write.stderr
+    with serve(tmp_path) as server:
+        yield server, admin, write.stdout.strip().splitlines()[-1]
+
+
+def chunked(body: bytes, piece: int = 65_536) -> Iterator[bytes]:
+    """A body sent without Content-Length (Transfer-Encoding: chunked)."""
+    for start in range(0, len(body), piece):
+        yield body[start:start + piece]
+
+
+def test_a_large_body_is_refused_before_any_route_reads_it(keyed: tuple[Server, str, str]) -> None:
+    server, admin, _ = keyed
+    big = json.dumps({"date": "2011-11-01", "users": [f"u{i}" for i in range(300_000)]}).encode()  # 3.5 MB
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for path in ("/v1/runs", "/v1/keys", "/v1/deliver", "/v1/train/ranker"):
+            for content in (big, chunked(big)):
+                answer = http.post(path, content=content, headers={"Content-Type": "application/json"})
+                assert answer.status_code == 413, (path, answer.status_code, answer.text[:200])
+                assert "ORCHESTRION_MAX_BODY_BYTES" in answer.json()["detail"]
+        form = b"credential=" + b"a" * 1_000_000
+        form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+        answer = http.post("/signin", content=chunked(form), headers=form_type)
+        assert answer.status_code == 413, answer.text[:200]
+        # A form over the page's own 64 KiB: said so, not "this sign-in form expired".
+        page = http.post("/signin", content=b"credential=" + b"a" * 100_000,
+                         headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html"})
+        assert page.status_code == 413 and "nothing was changed" in page.text and "expired" not in page.text
+        # A chunked body within the limit reaches its route whole.
+        small = json.dumps({"pipeline": "daily", "date": "2011-11-01"}).encode()
+        run = http.post("/v1/runs", content=chunked(small, 7),
+                        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin}"})
+        assert run.status_code in (200, 202), run.text
+        assert run.json()["partition"] == "2011-11-01"
+        assert http.get("/v1/health").status_code == 200
+
+
+def test_wrong_addresses_and_fields_that_do_nothing_are_refused(keyed: tuple[Server, str, str]) -> None:
+    server, admin, _ = keyed
+    auth = {"Authorization": f"Bearer {admin}"}
+    with httpx.Client(base_url=server.url, timeout=30, headers=auth) as http:
+        slash = http.get("/v1/health/", headers={"Host": "evil.example"})
+        assert slash.status_code == 404 and "location" not in slash.headers
+        odd = http.delete("/v1/keys/%2F")
+        assert odd.status_code in (404, 405) and "location" not in odd.headers
+        retrain = http.post("/v1/runs", json={"pipeline": "retrain", "date": "2011-11-01", "users": ["a"]})
+        assert retrain.status_code == 422 and "users is for daily runs only" in retrain.json()["detail"]
+        for bad in ("%00", "%20", "a%7Fb"):
+            out = http.delete(f"/v1/users/{bad}/sessions")
+            assert out.status_code == 422, (bad, out.status_code, out.text)
+        assert http.delete("/v1/users/alice/sessions").status_code == 200
+        missing = http.get("/v1/users/x%3B%20touch%20%2Ftmp%2Fpwned/goals", params={"date": "2011-11-01"})
+        assert missing.status_code == 404
+        assert "--users 'x; touch /tmp/pwned'`" in missing.json()["detail"], missing.json()["detail"]
+
+
+def test_rejections_name_the_id_sent_and_what_to_do(keyed: tuple[Server, str, str]) -> None:
+    server, _, write = keyed
+    auth = {"Authorization": f"Bearer {write}"}
+    with httpx.Client(base_url=server.url, timeout=30, headers=auth) as http:
+        body = b'[{"event_id": "big-1", "user_id": "u", "type": "play", "value": 1e400}, ' \
+               b'{"event_id": "ok-1", "user_id": "u", "type": "play"}]'
+        receipt = http.post("/v1/events", content=body, headers={"Content-Type": "application/json"}).json()
+        assert (receipt["accepted"], receipt["rejected"]) == (1, 1), receipt
+        assert receipt["errors"][0]["event_id"] == "big-1" and "value" in receipt["errors"][0]["reason"], receipt
+        latin = http.post("/v1/events", content=b'[{"event_id": "latin-1", "user_id": "caf\xe9", "type": "play"}]',
+                          headers={"Content-Type": "application/json"}).json()
+        assert latin["rejected"] == 1 and latin["errors"][0]["event_id"] == "latin-1", latin
+        array = b'[{"event_id": "a1", "user_id": "u", "type": "play"}, ' \
+                b'{"event_id": "a2", "user_id": "u", "type": "play"}]'
+        nd = http.post("/v1/events", content=array, headers={"Content-Type": "application/x-ndjson"}).json()
+        assert nd["rejected"] == 1 and "one object per line" in nd["errors"][0]["reason"], nd
