@@ -373,7 +373,8 @@ def _count(
     # (e.g. every candidate article unknown to the catalog, or already sent to them this week) is
     # cancelled, nobody else's doing.
     nothing = {u for u, ds in by_user.items() if all(
-        s == "cancelled" and (r.startswith("nothing worth doing") or re.search(r" you got in the last \d+ days$", r))
+        s == "cancelled" and (r.startswith("nothing worth doing")
+                              or re.search(r"( you got in the last \d+ days| in your other lists of today)$", r))
         for s, a, r in ds if a not in FATAL)}
     undelivered = [
         u[:40] for u, ds in by_user.items()

@@ -57,6 +57,20 @@ def test_suppression_keeps_the_better_and_frees_what_only_a_suppressed_goal_over
     assert suppressed(two, np.array([0.5, 0.4]), np.ones(2, dtype=bool), 0.5).tolist() == [-1, -1]
 
 
+def test_two_lists_sharing_more_than_half_overlap_though_their_jaccard_is_under_half() -> None:
+    """6 of 10 movies shared: Jaccard 6/14 = 0.43, but the delivery would cancel the second list as
+    more than half repeats and leave its place empty; the chooser gives the place to another goal."""
+    first = [f"m{i}" for i in range(10)]
+    six = [*first[:6], "n1", "n2", "n3", "n4"]
+    five = [*first[:5], "n1", "n2", "n3", "n4", "n5"]
+    goals = frame([first, six, five, ["x", "y"]])
+    by = suppressed(goals, np.array([0.9, 0.8, 0.7, 0.1]), np.ones(4, dtype=bool), 0.5)
+    assert by.tolist() == [-1, 0, -1, -1]
+    chosen = choose(goals, np.array([0.9, 0.8, 0.7, 0.1]), ChoiceConfig(budget=3, epsilon=0.0))
+    assert chosen.get_column("status").to_list() == ["chosen", "not_chosen", "chosen", "chosen"]
+    assert chosen.get_column("reason").to_list()[1] == "redundant"
+
+
 def test_the_chooser_records_redundant_and_keeps_one_cart_per_shop() -> None:
     goals = frame([["a", "b"], ["a", "b"], ["c"], ["d", "e"], ["f"]], cost=[0.0, 0.0, 0.0, 12.0, 30.0])
     out = choose(goals, np.array([0.9, 0.95, 0.5, 0.4, 0.3]), ChoiceConfig(budget=3, epsilon=0.0))

@@ -47,6 +47,7 @@ from orchestrion.delivery.rendering import NOTHING_TO_DO, main_action
 from orchestrion.delivery.rules import UserRules, load_user_rules, order_lines
 from orchestrion.encoding import canonical
 from orchestrion.errors import OrchestrionError, PolicyViolation
+from orchestrion.goals import MIN_LIST_ITEMS
 from orchestrion.goals.words import final_words
 from orchestrion.planning import OfflinePlanner, Planner, PlanOutcome
 from orchestrion.planning.executor import Executor
@@ -192,28 +193,40 @@ def _catalog(con: Any, goals: Sequence[GoalRecord]) -> dict[str, CatalogItem]:
 _LIST_NOUNS = {"watchlist": "movies", "playlist": "tracks", "digest": "articles"}
 
 
-def _mostly_repeats(goal: GoalRecord, seen: set[str]) -> str | None:
-    """Why a list is not sent when more than half of its items were already in the person's lists of
-    the last :data:`LIST_REPEAT_DAYS` days (what would be left is less than half a list: the slate's
-    "substantially overlap"), or when they would leave a list of one; None when it is worth sending.
+def _mostly_repeats(goal: GoalRecord, seen: Mapping[str, date]) -> str | None:
+    """Why a list is not sent when more than half of its items are in the person's other lists of the
+    last :data:`LIST_REPEAT_DAYS` days (``seen``: item → the latest day it was in one) — what would be
+    left is less than half a list: the slate's "substantially overlap" — or when what is left is
+    fewer than :data:`MIN_LIST_ITEMS` items; None when it is worth sending. Said of today's lists
+    when every repeat is in one of them.
 
     >>> items = tuple(f"m{i}" for i in range(10))
-    >>> goal = GoalRecord("g", "d", "u", date(1998, 4, 2), "watchlist", "picked", "Movie night", items, {}, {}, "")
-    >>> _mostly_repeats(goal, {"m0", "m1", "m2", "m3", "m4", "m5"})
+    >>> day = date(1998, 4, 2)
+    >>> goal = GoalRecord("g", "d", "u", day, "watchlist", "picked", "Movie night", items, {}, {}, "")
+    >>> _mostly_repeats(goal, {f"m{i}": date(1998, 3, 29 + i % 3) for i in range(6)})
     '6 of its 10 movies were in lists you got in the last 7 days'
-    >>> _mostly_repeats(goal, {"m0", "m1", "m2", "m3", "m4"}) is None
+    >>> _mostly_repeats(goal, {f"m{i}": day for i in range(6)})
+    '6 of its 10 movies are in your other lists of today'
+    >>> _mostly_repeats(goal, {f"m{i}": day for i in range(5)}) is None
     True
     >>> from dataclasses import replace
-    >>> _mostly_repeats(replace(goal, template="digest", items=("a1", "a2")), {"a2"})
+    >>> _mostly_repeats(replace(goal, template="digest", items=("a1", "a2")), {"a2": date(1998, 4, 1)})
     '1 of its 2 articles was in a list you got in the last 7 days'
+    >>> _mostly_repeats(replace(goal, items=("m1",)), {})
+    'a list of a single movie is not worth sending'
     """
-    repeats = sum(1 for i in goal.items if i in seen)
-    left = len(goal.items) - repeats
-    if not repeats or (repeats * 2 <= len(goal.items) and left >= 2):
-        return None
+    repeats = [i for i in goal.items if i in seen]
+    left = len(goal.items) - len(repeats)
     noun = _LIST_NOUNS.get(goal.template, "items")
-    were = "was in a list" if repeats == 1 else "were in lists"
-    return f"{repeats} of its {len(goal.items)} {noun} {were} you got in the last {LIST_REPEAT_DAYS} days"
+    if not repeats:
+        return None if left >= MIN_LIST_ITEMS else f"a list of a single {noun.removesuffix('s')} is not worth sending"
+    if len(repeats) * 2 <= len(goal.items) and left >= MIN_LIST_ITEMS:
+        return None
+    n = len(repeats)
+    if all(seen[i] == goal.date for i in repeats):
+        return f"{n} of its {len(goal.items)} {noun} {'is' if n == 1 else 'are'} in your other lists of today"
+    were = "was in a list" if n == 1 else "were in lists"
+    return f"{n} of its {len(goal.items)} {noun} {were} you got in the last {LIST_REPEAT_DAYS} days"
 
 
 def _exclusions(con: Any, users: Sequence[str]) -> dict[str, frozenset[str]]:
@@ -460,14 +473,14 @@ def execute(
         # one (or one delivered in the last days) holds, as it leaves out what they thumbed down.
         # (Carts need not: a person gets one cart a shop a day.)
         excluded = exclusions.get(goal.user_id, frozenset())
-        seen = used.setdefault(goal.user_id, set())
+        seen = used.setdefault(goal.user_id, {})
         if is_list(goal.cost, goal.details):
             repeats = _mostly_repeats(goal, seen)
             if repeats is not None and goal.deliverable_id not in stored:
                 skipped.append((goal, repeats))
                 continue
             excluded = excluded | frozenset(seen)
-            seen.update(i for i in goal.items if i not in excluded)
+            seen.update((i, goal.date) for i in goal.items if i not in excluded)
         ctx = ToolContext(
             goal,
             now,

@@ -18,6 +18,7 @@ import polars as pl
 
 from orchestrion.goals.base import (
     CANDIDATE_SCHEMA,
+    MIN_LIST_ITEMS,
     Candidate,
     Goal,
     GoalTemplate,
@@ -33,6 +34,7 @@ from orchestrion.goals.registry import ENTRY_POINT_GROUP, discover_plugins, temp
 __all__ = [
     "CANDIDATE_SCHEMA",
     "ENTRY_POINT_GROUP",
+    "MIN_LIST_ITEMS",
     "Candidate",
     "ContextConfig",
     "Goal",
@@ -62,4 +64,8 @@ def propose_candidates(ctx: GoalContext, chosen: Iterable[GoalTemplate] | None =
         frames.append(candidate_frame(template.propose(ctx)))
     if not frames:
         return empty_candidates()
-    return pl.concat(frames).sort("user_id", "template", "kind", maintain_order=True)
+    stacked = pl.concat(frames)
+    # A list (it buys nothing and has no cart lines) of a single item is not worth a place of the day.
+    a_list = (pl.col("cost") <= 0) & pl.col("details").str.json_path_match("$.lines").is_null()
+    stacked = stacked.filter(~(a_list & (pl.col("items").list.len() < MIN_LIST_ITEMS)))
+    return stacked.sort("user_id", "template", "kind", maintain_order=True)

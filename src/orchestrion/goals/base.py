@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CANDIDATE_SCHEMA",
+    "MIN_LIST_ITEMS",
     "NUMBERS",
     "Candidate",
     "Goal",
@@ -155,6 +156,10 @@ def cluster_labels(
         .select("cluster", pl.coalesce("label", pl.format(fallback, "cluster")).alias("label"))
     )
 
+
+MIN_LIST_ITEMS: Final = 2
+"""The fewest items a list (a goal that buys nothing: a movie night, a digest, a playlist) is sent
+with: a list of one is not proposed, and one left with one by the delivery is not sent."""
 
 def candidate_frame(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` checked and cast to :data:`CANDIDATE_SCHEMA`, in its column order.

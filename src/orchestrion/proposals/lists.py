@@ -35,7 +35,7 @@ LIST_SQL: Final = "coalesce(g.cost, 0) <= 0 AND json_extract(g.details, '$.lines
 """:func:`is_list` over ``goals g``."""
 
 _LISTED_SQL: Final = (
-    "SELECT d.user_id, i.item_id FROM deliverables d JOIN goals g USING (goal_id), "
+    "SELECT d.user_id, i.item_id, d.date FROM deliverables d JOIN goals g USING (goal_id), "
     "unnest(d.items) AS i(item_id) "
     f"WHERE d.date BETWEEN $since AND $day AND d.user_id IN (SELECT unnest($u)) AND {LIST_SQL} "
     "AND d.status IN ('delivered', 'awaiting_approval')"
@@ -51,19 +51,25 @@ def _window(day: date) -> dict[str, Any]:
     return {"day": day, "since": day - timedelta(days=LIST_REPEAT_DAYS - 1)}
 
 
+def _listed(con: Any, day: date, users: Sequence[str]) -> list[tuple[Any, ...]]:
+    query = f"SELECT user_id, item_id, max(date) FROM ({_LISTED_SQL}) GROUP BY 1, 2"
+    rows: list[tuple[Any, ...]] = con.execute(query, {**_window(day), "u": list(users)}).fetchall()
+    return rows
+
+
 def listed_frame(con: Any, day: date, users: Sequence[str]) -> pl.DataFrame:
     """``user_id, item_id``: the items of ``users``' lists delivered (or waiting) in the
     :data:`LIST_REPEAT_DAYS` days up to ``day``, each pair once."""
-    rows = con.execute(f"SELECT DISTINCT * FROM ({_LISTED_SQL})", {**_window(day), "u": list(users)}).fetchall()
+    rows = _listed(con, day, users)
     return pl.DataFrame(
         {"user_id": [str(r[0]) for r in rows], "item_id": [str(r[1]) for r in rows]},
         schema={"user_id": pl.String, "item_id": pl.String},
     )
 
 
-def listed_lately(con: Any, day: date, users: Sequence[str]) -> dict[str, set[str]]:
-    """:func:`listed_frame` as each user's set of items."""
-    found: dict[str, set[str]] = {}
-    for user, item in listed_frame(con, day, users).iter_rows():
-        found.setdefault(user, set()).add(item)
+def listed_lately(con: Any, day: date, users: Sequence[str]) -> dict[str, dict[str, date]]:
+    """:func:`listed_frame` as each user's items, with the latest day each was in one of their lists."""
+    found: dict[str, dict[str, date]] = {}
+    for user, item, when in _listed(con, day, users):
+        found.setdefault(str(user), {})[str(item)] = when
     return found

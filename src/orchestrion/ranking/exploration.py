@@ -22,7 +22,8 @@ Every candidate not chosen gets a reason, and a sentence with the numbers:
 * ``recent`` — it overlaps one of the user's deliverables of the last ``recent_days`` days
   (:mod:`orchestrion.ranking.slate`; the caller computes the ``recent`` column);
 * ``fatigue`` — a goal of the same kind was sent less than ``fatigue_days`` ago;
-* ``redundant`` — it overlaps (item Jaccard ≥ ``redundancy``, or a second cart from one shop) a
+* ``redundant`` — it overlaps (item Jaccard ≥ ``redundancy``, or more than that share of the smaller
+  goal's items shared, or a second cart from one shop) a
   better-scored goal of the same user and day, which was kept;
 * ``policy`` — riskier than ``max_risk``, or swapped out by exploration;
 * ``budget`` — the user's ``budget`` slots went to other goals, named with their scores (an
@@ -76,8 +77,9 @@ class ChoiceConfig(BaseModel):
         DEFAULT_REDUNDANCY,
         gt=0,
         le=1,
-        description="Two goals of a user whose item Jaccard is at least this overlap: only the better-scored is "
-        "chosen (the other: `redundant`); None turns the rule off.",
+        description="Two goals of a user whose item Jaccard is at least this, or who share more than this share "
+        "of the smaller one's items, overlap: only the better-scored is chosen (the other: `redundant`); None turns "
+        "the rule off.",
     )
     one_cart_per_shop: bool = Field(True, description="At most one cart (a goal with a cost) per shop a day.")
     recent_days: float = Field(
