@@ -11,9 +11,10 @@ events. The not-chosen goals' sentences are checked against their own items the 
 the parser does not know is a failure too. Subsets (a documented number of each day's active users)
 keep each dataset under about a minute.
 
-Numbers taken as given, not recomputed: the topic of a digest ("N articles on <topic> (P% of your
-reading)") comes from a fitted clustering that the store does not hold; its P is checked to be N
-÷ the reads recomputed, and its N to be at most them.
+Numbers taken as given, not recomputed: the topic of a digest ("N articles like ‘<one they read>’ (P%
+of your reading)", or "on <its words>") comes from a fitted clustering that the store does not
+hold; its P is checked to be N ÷ the reads recomputed, its N to be at most them, and the article
+it is named by to be one they read.
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ def lead_title(facts: Facts, items: list[str], titled: Mapping[str, str]) -> str
 
 
 def check_list(t: Tally, where: str, facts: Facts, user: str, template: str, why: str, items: list[str],
-               titled: Mapping[str, str]) -> None:
+               titled: Mapping[str, str], title: str = "") -> None:
     n = len(items)
     for item in items:  # a goal proposes only items a person can be shown with a title
         t.same(where, f"{item} in the catalog with a title", item in facts.shown, True)
@@ -254,12 +255,13 @@ def check_list(t: Tally, where: str, facts: Facts, user: str, template: str, why
     reads = facts.reads.get(user, {})
     lead = lead_title(facts, items, titled)
     if m := re.fullmatch(r"you read (\d+) articles?; (?:these|this) (\d+) fresh ones? (?:are|is) the closest to "
-                         r"them, starting with (.+)", why):
+                         r"(them|it), starting with (.+)", why):
         t.same(where, "articles read", int(m[1]), len(reads))
+        t.same(where, "them or it", m[3], "it" if len(reads) == 1 else "them")
         t.same(where, "item count", int(m[2]), n)
         for item in items:
             t.same(where, f"{item} fresh", facts.item_first[item] >= facts.as_of - timedelta(days=_FRESH_DAYS), True)
-        t.same(where, "lead", m[3], lead)
+        t.same(where, "lead", m[4], lead)
     elif m := re.fullmatch(r"the most read fresh article was read by (\d+) people in the last (\d+) days; (\d+)% of "
                            r"your reads are of articles in their first week; (\d+) trending ones? ranked for you, "
                            r"starting with (.+)", why):
@@ -272,9 +274,13 @@ def check_list(t: Tally, where: str, facts: Facts, user: str, template: str, why
         t.rounded(where, "first-week share", int(m[3]), statistics.fmean(early) * 100 if early else 0.0, 1)
         t.same(where, "item count", int(m[4]), n)
         t.same(where, "lead", m[5], lead)
-    elif m := re.fullmatch(r"you read (\d+) articles? on (.+) \((\d+)% of your reading\); (\d+) fresh ones? from the "
-                           r"last (\d+) days, ranked for you, starting with (.+)", why):
+    elif m := re.fullmatch(r"you read (\d+) articles? (?:on .+|like ‘(.+)’) \((\d+)% of your reading\); (\d+) fresh ones? "
+                           r"from the last (\d+) days, ranked for you, starting with (.+)", why):
         t.same(where, "topic reads within reads", int(m[1]) <= len(reads), True)
+        if m[2] is not None:  # named by an article they read
+            t.same(where, "named after an article they read", m[2] in {facts.titles.get(i) for i in reads}, True)
+            t.same(where, "the title quotes it", title.startswith("Digest: more like ‘")
+                   and m[2].startswith(title.removeprefix("Digest: more like ‘").removesuffix("’").rstrip("…")), True)
         t.rounded(where, "topic share", int(m[3]), int(m[1]) / len(reads) * 100, 1)
         t.same(where, "item count", int(m[4]), n)
         for item in items:
@@ -356,7 +362,7 @@ def check_day(store: Store, day: date) -> Tally:
         if template == "reorder":
             check_cart(t, where, facts, user, variant, title, body, lines, total)
         else:
-            check_list(t, where, facts, user, template, body, items, titled)
+            check_list(t, where, facts, user, template, body, items, titled, title)
     return t
 
 

@@ -187,6 +187,10 @@ def topic_labels(clusters: pl.DataFrame, titles: pl.DataFrame, *, words: int = 2
     return cluster_labels(clusters, title_words, top=words, fallback="topic {}", distinctive=True)
 
 
+_EXAMPLE_CHARS: Final = 60
+"""A topic digest's title quotes at most this much of the article it is named after."""
+
+
 class Digest:
     """A digest per topic, of what is trending, and of fresh articles for you."""
 
@@ -214,7 +218,7 @@ class Digest:
         clusters = ctx.item_clusters(self.domain, c.topics)
         labels = topic_labels(clusters, ctx.titles())
         reads = ctx.positive(self.domain).filter(pl.col("user_id").is_in(users.tolist()))
-        profile = self._profile(reads, clusters, seen_first)
+        profile = self._profile(reads, clusters, seen_first, ctx.titles())
         top = ctx.ranked(self.domain, users, 1, allowed=fresh.get_column("item_id").to_list())
         top = top.select("user_id", pl.col("score").alias("top_score"))
         read_topics = reads.join(clusters, on="item_id").select("user_id", "cluster").unique()
@@ -249,17 +253,24 @@ class Digest:
             )
         )
 
-    def _profile(self, reads: pl.DataFrame, clusters: pl.DataFrame, seen_first: pl.DataFrame) -> pl.DataFrame:
-        """Per user: articles read, the share read in their first week, top-topic rows."""
+    def _profile(
+        self, reads: pl.DataFrame, clusters: pl.DataFrame, seen_first: pl.DataFrame, titles: pl.DataFrame
+    ) -> pl.DataFrame:
+        """Per user: articles read, the share read in their first week, top-topic rows — each with
+        ``example``, the title of the article of that topic the user read last (null when none of
+        theirs there has a title): a topic is named to a person by what they read in it."""
         early = (pl.col("first_ts") - pl.col("item_first")) <= timedelta(days=7)
+        titled = titles.filter(pl.col("title") != pl.col("item_id"))
         return (
             reads.join(seen_first.select("item_id", pl.col("first_ts").alias("item_first")), on="item_id", how="left")
             .group_by("user_id")
             .agg(pl.len().alias("n_read"), early.cast(pl.Float64).mean().alias("early_share"))
         ).join(
             reads.join(clusters, on="item_id", how="inner")
+            .join(titled, on="item_id", how="left")
+            .sort("user_id", "cluster", "last_ts", "item_id")
             .group_by("user_id", "cluster")
-            .agg(pl.len().alias("topic_reads")),
+            .agg(pl.len().alias("topic_reads"), pl.col("title").drop_nulls().last().alias("example")),
             on="user_id",
             how="left",
         )
@@ -330,18 +341,25 @@ class Digest:
         if not frames:
             return pl.DataFrame()
         lists = pl.concat(frames).join(chosen, on=["user_id", "cluster"]).join(labels, on="cluster", how="left")
+        # Named by an article the person read in the topic ("more like 'X'"): the commonest words of a
+        # cluster's titles often appear in none of the digest's articles, nor say what it is about.
+        example = pl.col("example").str.replace_all("{", "(", literal=True).str.replace_all("}", ")", literal=True)
+        short = pl.when(example.str.len_chars() > _EXAMPLE_CHARS).then(
+            pl.concat_str(example.str.slice(0, _EXAMPLE_CHARS - 1).str.strip_chars_end(), pl.lit("…"))
+        ).otherwise(example)
+        named = pl.when(example.is_not_null())
         return self._shape(
             lists,
             "topic",
             pl.format("topic:{}", "cluster"),
             json_column(size=c.size, topic=pl.col("cluster"), variant="topic"),
-            pl.format("Digest: {}", "label"),
+            named.then(pl.format("Digest: more like ‘{}’", short)).otherwise(pl.format("Digest: {}", "label")),
             pl.col("share"),
             pl.format(
-                "you read {} articles on {} ({}% of your reading); {} fresh ones from the last {} days, ranked "
+                "you read {} articles {} ({}% of your reading); {} fresh ones from the last {} days, ranked "
                 "for you, starting with {}",
                 "topic_reads",
-                "label",
+                named.then(pl.format("like ‘{}’", example)).otherwise(pl.format("on {}", "label")),
                 (pl.col("share") * 100).round(0).cast(pl.Int64),
                 mark("count"),
                 pl.lit(int(c.fresh_days)),
@@ -399,9 +417,10 @@ class Digest:
             pl.lit("Digest: fresh for you"),
             pl.col("n_read") / 30.0,
             pl.format(
-                "you read {} articles; these {} fresh ones are the closest to them, starting with {}",
-                "n_read",
+                "you read {}; these {} fresh ones are the closest to {}, starting with {}",
+                pl.when(pl.col("n_read") == 1).then(pl.lit("1 article")).otherwise(pl.format("{} articles", "n_read")),
                 mark("count"),
+                pl.when(pl.col("n_read") == 1).then(pl.lit("it")).otherwise(pl.lit("them")),
                 mark("lead"),
             ),
         )
