@@ -274,8 +274,8 @@ def check_list(t: Tally, where: str, facts: Facts, user: str, template: str, why
         t.rounded(where, "first-week share", int(m[3]), statistics.fmean(early) * 100 if early else 0.0, 1)
         t.same(where, "item count", int(m[4]), n)
         t.same(where, "lead", m[5], lead)
-    elif m := re.fullmatch(r"you read (\d+) articles? (?:on .+|like ‘(.+)’) \((\d+)% of your reading\); (\d+) fresh ones? "
-                           r"from the last (\d+) days, ranked for you, starting with (.+)", why):
+    elif m := re.fullmatch(r"you read (\d+) articles? (?:on .+|like ‘(.+)’) \((\d+)% of your reading\); "
+                           r"(\d+) fresh ones? from the last (\d+) days, ranked for you, starting with (.+)", why):
         t.same(where, "topic reads within reads", int(m[1]) <= len(reads), True)
         if m[2] is not None:  # named by an article they read
             t.same(where, "named after an article they read", m[2] in {facts.titles.get(i) for i in reads}, True)
