@@ -303,10 +303,10 @@ def test_thumbs_on_a_card_and_an_item_are_stored(site: Site, browser: Any) -> No
         playlist.get_by_role("button", name="I like this: Your late-night jazz mix").click()
     expect_pressed(playlist.get_by_role("button", name="I like this: Your late-night jazz mix"))
     # from the keyboard: focus the item's thumb down and press Enter
-    playlist.get_by_role("button", name="Not for me: So What (it will not be used again)").focus()
+    playlist.get_by_role("button", name="Not for me: So What (we will not suggest it again)").focus()
     with page.expect_response(lambda r: "/thumbs" in r.url):
         page.keyboard.press("Enter")
-    expect_pressed(playlist.get_by_role("button", name="Not for me: So What (it will not be used again)"))
+    expect_pressed(playlist.get_by_role("button", name="Not for me: So What (we will not suggest it again)"))
     rows = site.query(
         "SELECT thumb, items, source FROM feedback WHERE deliverable_id = 'd_alice01' ORDER BY feedback_id"
     )
@@ -352,7 +352,7 @@ def test_an_item_thumbed_down_leaves_the_waiting_cart_on_the_page(site: Site, br
     cart = page.locator("#d_dana1")
     assert cart.locator("tbody tr").count() == 2 and "£34.80" in cart.inner_text()
     with page.expect_response(lambda r: "/thumbs" in r.url):
-        cart.get_by_role("button", name="Not for me: JUMBO BAG RED RETROSPOT (it will not be used again)").click()
+        cart.get_by_role("button", name="Not for me: JUMBO BAG RED RETROSPOT (we will not suggest it again)").click()
     from playwright.sync_api import expect
 
     expect(cart.locator("tbody tr")).to_have_count(1)
@@ -361,6 +361,15 @@ def test_an_item_thumbed_down_leaves_the_waiting_cart_on_the_page(site: Site, br
     assert page.locator("article.card#d_dana1").count() == 1  # swapped in place, not nested
     queued = site.query("SELECT arguments FROM pending_actions WHERE deliverable_id = 'd_dana1'")
     assert json.loads(queued[0][0])["lines"] == [["p1", 6, 2.55]]
+    # "Not for me" on the whole waiting cart rejects it: the card says so at once, without a reload,
+    # and no longer offers to approve it
+    assert "Waiting for your approval" in cart.inner_text()
+    with page.expect_response(lambda r: "/thumbs" in r.url):
+        page.locator("#thumbs-d_dana1 button[value=down]").click()
+    expect(page.locator("#d_dana1")).to_contain_text("Rejected")
+    assert "Waiting for your approval" not in page.locator("#d_dana1").inner_text()
+    assert page.locator("#d_dana1").get_by_role("link", name="Approve or reject it").count() == 0
+    assert page.locator("article.card#d_dana1").count() == 1
     page.context.close()
 
 
@@ -638,6 +647,10 @@ def test_no_page_is_wider_than_a_phone(site: Site, browser: Any) -> None:
     for thumb in carol.locator("table.cart .thumbs.small button").all():
         box = thumb.bounding_box()
         assert box is not None and box["x"] + box["width"] <= PHONE[0], box
+    # nor cut off by the card: a cart fits its box without scrolling sideways (its 👎 were past the edge)
+    inner = carol.evaluate("[...document.querySelectorAll('.scroll')].map(b => b.scrollWidth - b.clientWidth)")
+    assert inner and max(inner) <= 1, inner
+    carol.screenshot(path=str(SHOTS / "web-phone-cart.png"), full_page=True)
     carol.goto(site.url + "/approvals")
     widths["approvals (carol)"] = _width(carol)
     carol.context.close()

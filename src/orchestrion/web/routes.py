@@ -221,12 +221,13 @@ def build_router(web: WebContext) -> APIRouter:
         if request.headers.get("hx-request"):
             updated = await _own_card(web, session, deliverable_id)
             assert updated is not None
-            if item_id:
-                item = next((i for i in updated.items if i.item_id == item_id), None)
-                if item is not None:
-                    return web.fragment("macros.html", "item_thumbs", session, updated, item)
-                # The item left a cart waiting for approval: the whole card changed (its lines,
-                # total, perhaps its status), so the whole card is swapped, not the row's buttons.
+            item = next((i for i in updated.items if i.item_id == item_id), None) if item_id else None
+            if item is not None and updated.status == found.status:
+                return web.fragment("macros.html", "item_thumbs", session, updated, item)
+            if item_id or updated.status != found.status:
+                # The item left a cart waiting for approval, or "Not for me" rejected the cart: the
+                # whole card changed (its lines, total, status, the link to approve), so the whole
+                # card is swapped, not only the buttons.
                 whole = web.fragment("macros.html", "card_view", session, updated)
                 whole.headers["HX-Retarget"] = "closest article.card"
                 whole.headers["HX-Reswap"] = "outerHTML"
