@@ -150,6 +150,21 @@ def test_retrain_trains_every_model_once_per_night(loaded: tuple[Store, Settings
     assert run_retrain(store, settings, DAY, clock=clock).state == "done"
 
 
+def test_a_model_with_nothing_to_learn_yet_keeps_the_one_in_use_and_the_retrain_succeeds(
+    loaded: tuple[Store, Settings],
+) -> None:
+    """A year after the last purchase no customer bought again in the repurchase model's windows:
+    one class only. The retrain said "failed" for it, though the recommenders were trained."""
+    store, settings = loaded
+    later = date(2013, 1, 1)
+    report = run_retrain(store, settings, later, clock=lambda: datetime(2013, 1, 1, 2))
+    assert report.run.status == "succeeded", report.run.error
+    repurchase = report.models["repurchase"]
+    assert repurchase["ok"] and repurchase["version"] is None and not repurchase["promoted"]
+    assert "one class only" in repurchase["note"] and "the model in use stays" in repurchase["note"]
+    assert report.models["itemknn-retail"]["promoted"]
+
+
 def test_a_run_killed_after_a_batch_committed_counts_that_batch_when_resumed(
     loaded: tuple[Store, Settings], tmp_path: Path
 ) -> None:

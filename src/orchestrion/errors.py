@@ -20,6 +20,7 @@ __all__ = [
     "LLMBudgetError",
     "LLMRequestError",
     "LLMUnavailableError",
+    "NotEnoughDataError",
     "NotFoundError",
     "OrchestrionError",
     "PermissionDeniedError",
@@ -62,6 +63,11 @@ class AlreadyDecidedError(UsageError):
 
 class ConfigError(UsageError):
     """Raised when settings (environment or ``orchestrion.toml``) hold an invalid value."""
+
+
+class NotEnoughDataError(UsageError):
+    """Raised when the data cannot train a model yet (too few examples, one class only): a retrain
+    keeps the model in use and says so; it is not a failure of the retrain."""
 
 
 class NotFoundError(UsageError):

@@ -207,8 +207,12 @@ def retrain(
         typer.echo(json.dumps({"run": run, "models": models}, default=str))
         return
     for name, what in models.items():
-        state = f"{what.get('version')} {'promoted' if what.get('promoted') else 'not promoted'}" if what.get("ok") \
-            else f"failed: {what.get('error')}"
+        if not what.get("ok"):
+            state = f"failed: {what.get('error')}"
+        elif what.get("version") is None:
+            state = "not trained"
+        else:
+            state = f"{what.get('version')} {'promoted' if what.get('promoted') else 'not promoted'}"
         typer.echo(f"{name:<18} {state} ({what.get('seconds')}s){' - ' + what['note'] if what.get('note') else ''}")
     typer.echo(f"{run['run_id']}: {run['status']}")
     if run["status"] == "failed":

@@ -33,7 +33,7 @@ import numpy.typing as npt
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrion.errors import UsageError
+from orchestrion.errors import NotEnoughDataError, UsageError
 
 __all__ = [
     "FEATURES",
@@ -155,7 +155,10 @@ class RepurchaseModel:
         keep = (labels == 1) | (draws < self.config.negative_share)
         examples, labels = examples.filter(pl.Series(keep)), labels[keep]
         if labels.min() == labels.max():
-            raise UsageError("repurchase training data has one class only; use more or longer cut-off windows")
+            raise NotEnoughDataError(
+                "repurchase training data has one class only (no customer bought again, or every one did, in "
+                "the cut-off windows); use more or longer cut-off windows, or wait for more purchases"
+            )
         c = self.config
         model = HistGradientBoostingClassifier(
             learning_rate=c.learning_rate,

@@ -23,7 +23,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 from orchestrion.config import Settings
-from orchestrion.errors import OrchestrionError
+from orchestrion.errors import NotEnoughDataError, OrchestrionError
 from orchestrion.goals import ContextConfig
 from orchestrion.proposals.day import day_start
 from orchestrion.runs.records import Claim, Run, RunKey, claim_run, finish_run
@@ -63,6 +63,9 @@ def train_all(store: Store, settings: Settings, day: date, *, now: datetime) -> 
         started = time.perf_counter()
         try:
             outcome[name] = {"ok": True, **work()}
+        except NotEnoughDataError as exc:  # nothing to learn from yet: the model in use stays
+            outcome[name] = {"ok": True, "version": None, "promoted": False,
+                             "note": f"{exc}; the model in use stays"}
         except OrchestrionError as exc:
             outcome[name] = {"ok": False, "error": str(exc)}
         outcome[name]["seconds"] = round(time.perf_counter() - started, 2)
