@@ -44,8 +44,14 @@ def test_a_large_body_is_refused_before_any_route_reads_it(keyed: tuple[Server, 
     big = json.dumps({"date": "2011-11-01", "users": [f"u{i}" for i in range(300_000)]}).encode()  # 3.5 MB
     with httpx.Client(base_url=server.url, timeout=60) as http:
         for path in ("/v1/runs", "/v1/keys", "/v1/deliver", "/v1/train/ranker"):
-            for content in (big, chunked(big)):
-                answer = http.post(path, content=content, headers={"Content-Type": "application/json"})
+            for stream in (False, True):
+                # without a key: refused before the body is read
+                answer = http.post(path, content=chunked(big) if stream else big,
+                                   headers={"Content-Type": "application/json"})
+                assert answer.status_code == 401, (path, answer.status_code, answer.text[:200])
+                # with one: refused past the limit, before the route reads it
+                answer = http.post(path, content=chunked(big) if stream else big,
+                                   headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin}"})
                 assert answer.status_code == 413, (path, answer.status_code, answer.text[:200])
                 assert "ORCHESTRION_MAX_BODY_BYTES" in answer.json()["detail"]
         form = b"credential=" + b"a" * 1_000_000
@@ -100,3 +106,97 @@ def test_rejections_name_the_id_sent_and_what_to_do(keyed: tuple[Server, str, st
                 b'{"event_id": "a2", "user_id": "u", "type": "play"}]'
         nd = http.post("/v1/events", content=array, headers={"Content-Type": "application/x-ndjson"}).json()
         assert nd["rejected"] == 1 and "one object per line" in nd["errors"][0]["reason"], nd
+        for sent_at in ("9999-12-31T00:00:00Z", "1900-01-01T00:00:00Z"):
+            message = {"messageId": f"s-{sent_at[:4]}", "userId": "u", "event": "play",
+                       "timestamp": "2011-11-01T00:00:00Z", "sentAt": sent_at}
+            track = http.post("/v1/track", json=message).json()
+            assert track["rejected"] == 1 and "sentAt" in track["errors"][0]["reason"], track
+            assert "leave sentAt out" in track["errors"][0]["reason"]
+        lone = http.post("/v1/events", content=b'[{"event_id": "s1", "user_id": "\\ud800", "type": "play"}]',
+                         headers={"Content-Type": "application/json"})
+        assert lone.status_code == 400 and "lone surrogate" in lone.json()["detail"], lone.text
+
+
+def raw(server: Server, head: str, body: bytes = b"", *, close: bool = False, wait: float = 5.0) -> bytes:
+    """Send ``head`` (request line and headers) and ``body`` on a socket; what came back in ``wait``
+    seconds (b"" when nothing did). ``close``: hang up right after sending."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(server.url)
+    with socket.create_connection((where.hostname, where.port), timeout=wait) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        if close:
+            return b""
+        try:
+            return sock.recv(65_536)
+        except TimeoutError:
+            return b""
+
+
+def test_no_body_is_read_before_the_key_and_half_a_body_does_nothing(
+    keyed: tuple[Server, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, admin, write = keyed
+    # No key: refused at once, although the chunked body never ends (it used to be read, up to the limit).
+    answer = raw(server, "POST /v1/keys HTTP/1.1\nHost: x\nContent-Type: application/json\n"
+                         "Transfer-Encoding: chunked\n", b"10\r\n" + b"{" * 16 + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    bad = raw(server, "POST /v1/runs HTTP/1.1\nHost: x\nAuthorization: Bearer orc_nope\nContent-Length: 20\n", b"{")
+    assert bad.startswith(b"HTTP/1.1 401"), bad[:200]
+    with httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {admin}"}) as http:
+        before = http.get("/v1/stats").json()
+        # A chunked NDJSON upload cut off before its last chunk: one whole line was in it.
+        line = json.dumps({"event_id": "cut-1", "user_id": "u-cut", "type": "play"}).encode() + b"\n"
+        part = line + b'{"event_id": "cut-2", "user_'
+        raw(server, f"POST /v1/events HTTP/1.1\nHost: x\nAuthorization: Bearer {write}\n"
+                    "Content-Type: application/x-ndjson\nTransfer-Encoding: chunked\n",
+            f"{len(part):x}\r\n".encode() + part + b"\r\n", close=True)
+        # and a run request cut off the same way
+        run = b'{"date": "2011-11-10"}'
+        raw(server, f"POST /v1/runs HTTP/1.1\nHost: x\nAuthorization: Bearer {admin}\n"
+                    "Content-Type: application/json\nTransfer-Encoding: chunked\n",
+            f"{len(run):x}\r\n".encode() + run + b"\r\n", close=True)
+        import time
+
+        time.sleep(1.5)
+        after = http.get("/v1/stats").json()
+        assert (after["events"], after["failed_events"]) == (before["events"], before["failed_events"]), (before, after)
+        assert [r for r in http.get("/v1/runs").json() if r["partition"] == "2011-11-10"] == []
+    assert "ClientDisconnect" not in server.log and "Traceback" not in server.log
+
+
+def test_a_body_that_trickles_is_refused_after_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    admin = admin_key(tmp_path)
+    monkeypatch.setenv("ORCHESTRION_BODY_TIMEOUT_S", "2")
+    with serve(tmp_path) as server:
+        where = urlsplit(server.url)
+        with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
+            sock.sendall(f"POST /v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n"
+                         "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode())
+            started = time.monotonic()
+            answer = b""
+            while not answer:
+                try:
+                    sock.sendall(b" ")  # one byte a second, never the whole body
+                except OSError:
+                    break
+                sock.settimeout(1.0)
+                try:
+                    answer = sock.recv(65_536)
+                except TimeoutError:
+                    continue
+            waited = time.monotonic() - started
+            sock.settimeout(5.0)
+            while b"took more than" not in answer:
+                more = sock.recv(65_536)
+                if not more:
+                    break
+                answer += more
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"took more than 2 s" in answer and waited < 8, waited
+        assert httpx.get(server.url + "/v1/health", timeout=10).status_code == 200

@@ -45,8 +45,8 @@ def frame(items: list[list[str]], cost: list[float] | None = None, user: str = "
 
 
 def test_suppression_keeps_the_better_and_frees_what_only_a_suppressed_goal_overlapped() -> None:
-    # 0 ~ 1 (2/3), 1 ~ 2 (2/3), 0 and 2 share one item of five (0.2): 1 goes, 2 stays.
-    goals = frame([["a", "b"], ["a", "b", "c"], ["b", "c"], ["x"]])
+    # 0 ~ 1 (4/6), 1 ~ 2 (3 of 2's 4), 0 and 2 share one item (2 keeps 3 of 4): 1 goes, 2 stays.
+    goals = frame([["a", "b", "c", "d"], ["a", "b", "c", "d", "e", "f"], ["d", "e", "f", "g"], ["x"]])
     by = suppressed(goals, np.array([0.9, 0.8, 0.7, 0.1]), np.ones(4, dtype=bool), 0.5)
     assert by.tolist() == [-1, 0, -1, -1]
     # Jaccard 2/4 = 0.5 is "substantially": the threshold is inclusive.
@@ -69,6 +69,21 @@ def test_two_lists_sharing_more_than_half_overlap_though_their_jaccard_is_under_
     chosen = choose(goals, np.array([0.9, 0.8, 0.7, 0.1]), ChoiceConfig(budget=3, epsilon=0.0))
     assert chosen.get_column("status").to_list() == ["chosen", "not_chosen", "chosen", "chosen"]
     assert chosen.get_column("reason").to_list()[1] == "redundant"
+    # Judged by the worse one's own items: a digest of 2 sharing 1 with a better one of 5 would be
+    # left with one article (the delivery sends no list of one); the other way round, the 5 keep 4.
+    five, two = ["a1", "a2", "a3", "a4", "a5"], ["a5", "b1"]
+    assert suppressed(frame([five, two]), np.array([0.9, 0.8]), np.ones(2, dtype=bool), 0.5).tolist() == [-1, 0]
+    assert suppressed(frame([five, two]), np.array([0.8, 0.9]), np.ones(2, dtype=bool), 0.5).tolist() == [-1, -1]
+    # ten sharing 4 with a better list of 4: the ten keep 6, more than half
+    assert suppressed(frame([first[:4], first]), np.array([0.9, 0.8]), np.ones(2, dtype=bool), 0.5).tolist() == [
+        -1, -1]
+
+
+def test_the_slate_and_the_delivery_agree_on_the_smallest_list() -> None:
+    from orchestrion.goals import MIN_LIST_ITEMS
+    from orchestrion.ranking.slate import MIN_KEPT
+
+    assert MIN_KEPT == MIN_LIST_ITEMS
 
 
 def test_the_chooser_records_redundant_and_keeps_one_cart_per_shop() -> None:

@@ -376,8 +376,8 @@ def check_taker(
     """A goal not chosen names what took its place by the title that deliverable finally has (after
     the cap, exclusions, ...), never by the title it was proposed with. (Part of the goal's record,
     which counts as its sentence.) "It repeats much of" is checked against the items both goals
-    proposed: a Jaccard index of at least 0.5, or more than half of the smaller one's items shared
-    (else the sentence must say it was one cart per shop)."""
+    proposed: a Jaccard index of at least 0.5, more than half of its own items shared, or all but one
+    of them (else the sentence must say it was one cart per shop)."""
     if reason == "redundant":
         m = re.fullmatch(REDUNDANT + r", which looked more useful to you and was kept for the day", detail)
         was_kept = m is not None
@@ -393,10 +393,11 @@ def check_taker(
             t.same(where, "nothing sent", m[3].startswith("nothing"), not kept)
         other = (proposed or {}).get(m[2])
         if items is not None and other is not None:
-            shared = len(items & other)
-            overlap = shared / max(len(items | other), 1) >= 0.5 or shared > 0.5 * min(len(items), len(other))
+            shared = len(items & other)  # judged by this goal's own items (ranking.slate)
+            overlap = (shared / max(len(items | other), 1) >= 0.5 or shared > 0.5 * len(items)
+                       or (shared > 0 and len(items) - shared < 2))
             t.same(where, "says it repeats the kept goal exactly when they share half their items (or more than "
-                   "half of the smaller one's)", bool(m[1]), overlap)
+                   "half of its own, or all but one)", bool(m[1]), overlap)
         if was_kept:
             return
     # budget and policy: every quoted title is a final one (what is left once they are taken out has no quote)

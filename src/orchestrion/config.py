@@ -127,6 +127,10 @@ class Settings(BaseModel):
     )
     max_event_bytes: int = Field(32 * 1024, gt=0, description="Largest single event accepted.")
     max_body_bytes: int = Field(500 * 1024, gt=0, description="Largest request body accepted.")
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="Longest a request may take to send its body (then 408): no client holds a "
+        "connection and its buffer for ever by trickling bytes.",
+    )
     commit_max_events: int = Field(50_000, gt=0, description="Group commit: events per transaction.")
     commit_max_delay_ms: float = Field(2.0, ge=0, description="Group commit: wait for more requests.")
     switch_interval_ms: float = Field(

@@ -89,7 +89,9 @@ def create_api(
     )
     app.state.ctx = ctx
     app.add_middleware(_FormsAreJson)
-    app.add_middleware(bodies.BodyLimit, limit=settings.max_body_bytes)  # outermost: before any route reads
+    # outermost: a key is checked and a body read (within limits) before any route reads it
+    app.add_middleware(bodies.BodyLimit, limit=settings.max_body_bytes, authenticate=ctx.auth.authenticate,
+                       seconds=settings.body_timeout_s)
     app.include_router(ingest.build_router(ctx))
     app.include_router(admin.build_router(ctx))
     app.include_router(feedback.build_router(ctx))

@@ -7,17 +7,22 @@ document the bodies (``openapi_extra``), so that clients and schemathesis know w
 
 from __future__ import annotations
 
+import asyncio
 import zlib
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from starlette.requests import Request
+from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrion.api.receipts import ApiError, refusal_response
 
 __all__ = [
     "BATCH_BODY",
+    "BODY_SECONDS",
     "EVENTS_BODY",
+    "FORM_BYTES",
     "ITEMS_BODY",
     "MESSAGE_BODY",
     "BodyLimit",
@@ -32,7 +37,7 @@ NDJSON_TYPES: Final = frozenset({"application/x-ndjson", "application/ndjson", "
 def _too_large(size: int | str, limit: int) -> str:
     return (
         f"the request body is {size} bytes, over the {limit}-byte limit (ORCHESTRION_MAX_BODY_BYTES); "
-        "nothing was stored: split it into smaller batches"
+        "nothing was stored: send less at once (events: split them into smaller batches)"
     )
 
 
@@ -64,41 +69,70 @@ async def read_body(request: Request, limit: int) -> bytes:
     return _gunzip(body, limit)
 
 
-class BodyLimit:
-    """Every request body, on every route, is refused with 413 past ``limit`` bytes *before* the
-    route runs: by its Content-Length before anything is read, and a chunked body (no length) is
-    read here up to the limit and handed on whole. Routes that parse their body (keys, runs, the
-    web page's forms) would otherwise buffer any size, before even checking the caller's key.
-    (The event routes count again, after gunzip: :func:`read_body`.)"""
+FORM_BYTES: Final = 64 * 1024
+"""The largest body outside the API (the web page's forms, none of which comes near it)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+BODY_SECONDS: Final = 60.0
+"""The longest a request may take to send its body: a body still arriving after this is refused
+(408), so a client trickling bytes cannot hold a connection and its buffer for ever."""
+
+
+class BodyLimit:
+    """Every request body is read here, whole, before its route runs, and refused when it should
+    not be: an API request (``/v1/…``) without a valid key gets 401 before a byte of its body is
+    read; a body over ``limit`` (``FORM_BYTES`` outside the API) gets 413, by its Content-Length
+    before anything is read or as soon as a chunked body passes it; a body still arriving after
+    :data:`BODY_SECONDS` gets 408; and a client that disconnects before its body ended is dropped:
+    the route never sees half a body, so a cut-off upload stores nothing and runs nothing. (The
+    event routes count again after gunzip: :func:`read_body`.)"""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        authenticate: Callable[[Request], Awaitable[object]] | None = None,
+        seconds: float = BODY_SECONDS,
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.authenticate = authenticate
+        self.seconds = seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None:
-            if length.isdigit() and int(length) > self.limit:
-                await self._refuse(scope, send, length.decode())
+        api = str(scope.get("path", "")).startswith("/v1/")
+        if api and self.authenticate is not None:
+            try:
+                await self.authenticate(Request(scope))
+            except ApiError as exc:
+                await _answer(scope, send, exc.status, exc.detail, exc.headers)
                 return
-            await self.app(scope, receive, send)  # the server reads no more than the length says
+        limit = self.limit if api else FORM_BYTES
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self._too_large(scope, send, api, length.decode(), limit)
             return
         chunks: list[bytes] = []
         total = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            total += len(chunks[-1])
-            if total > self.limit:
-                await self._refuse(scope, send, f"more than {self.limit}")
-                return
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return  # gone before its body ended: nothing of it is handed on
+                    chunks.append(message.get("body", b""))
+                    total += len(chunks[-1])
+                    if total > limit:
+                        await self._too_large(scope, send, api, f"more than {limit}", limit)
+                        return
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            await _answer(scope, send, 408, f"the request body took more than {self.seconds:g} s to arrive "
+                                            f"({total} bytes by then); nothing was stored: send it again")
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -110,9 +144,22 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, send: Send, size: str) -> None:
-        response = refusal_response(413, _too_large(size, self.limit), {"Connection": "close"})
-        await response(scope, _nothing, send)
+    @staticmethod
+    async def _too_large(scope: Scope, send: Send, api: bool, size: str, limit: int) -> None:
+        if api:
+            await _answer(scope, send, 413, _too_large(size, limit))
+            return
+        page = HTMLResponse(
+            "<!doctype html><meta charset=utf-8><title>Too large</title><p>That form was far larger than any form "
+            "of this page; nothing was changed. Go back and try again.</p>",
+            status_code=413, headers={"Connection": "close"},
+        )
+        await page(scope, _nothing, send)
+
+
+async def _answer(scope: Scope, send: Send, status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
+    """A refusal, closing the connection (the rest of the body is not read)."""
+    await refusal_response(status, detail, {**(headers or {}), "Connection": "close"})(scope, _nothing, send)
 
 
 async def _nothing() -> Message:

@@ -7,6 +7,7 @@ transaction has committed. See :mod:`orchestrion.api.receipts` for the status co
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -75,11 +76,20 @@ class _Item(msgspec.Struct, forbid_unknown_fields=True):
 _item_decoder: Final = msgspec.json.Decoder(_Item)
 
 
+_SURROGATE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
 def _split(body: bytes, request: Request, what: str) -> list[bytes]:
     try:
         return split_body(body, ndjson=bodies.is_ndjson(request.headers.get("content-type")))
     except msgspec.DecodeError as exc:
-        raise ApiError(400, _BAD_ARRAY.format(what=what, error=str(exc).replace("`", "'"))) from exc
+        error = str(exc).replace("`", "'")
+        if ("hex escape" in error or "surrogate" in error) and _SURROGATE.search(body):
+            error += (
+                "; a \\uD800-\\uDFFF escape is half of a character and must be followed by its other half "
+                "(a lone surrogate is not text: drop it, or send the character itself as UTF-8)"
+            )
+        raise ApiError(400, _BAD_ARRAY.format(what=what, error=error)) from exc
 
 
 def _item_id_of(raw: bytes) -> str | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import msgspec
@@ -136,12 +136,36 @@ def _text(value: str | int | None) -> str | None:
     return text or None
 
 
+MAX_CLOCK_SKEW: Final = timedelta(days=366)
+"""A ``sentAt`` further than this from the message's arrival is not a device's clock skew."""
+
+
 def _event_time(message: _Message, sent_at: datetime | None, received_at: datetime) -> datetime:
+    """``timestamp`` corrected by the device's clock skew, ``received_at − sentAt`` (module docstring).
+
+    >>> at = datetime(2026, 12, 3, 12)
+    >>> _event_time(_Message(timestamp=datetime(2026, 12, 3, 10), sentAt=datetime(2026, 12, 3, 11)), None, at)
+    datetime.datetime(2026, 12, 3, 11, 0)
+    >>> _event_time(_Message(timestamp=at, sentAt=datetime(9999, 12, 31)), None, at)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: sentAt 9999-12-31T00:00:00 is 2912105 days from when the message arrived (2026-12-03T12:00:00 UTC) ...
+    """
     when = _naive(message.timestamp or message.originalTimestamp)
     if when is None:
         return received_at
     sent = _naive(message.sentAt) or sent_at
-    return when if sent is None else when + (received_at - sent)
+    if sent is None:
+        return when
+    skew = received_at - sent
+    if abs(skew) > MAX_CLOCK_SKEW:
+        raise ValueError(
+            f"sentAt {sent.isoformat()} is {abs(skew).days} days from when the message arrived "
+            f"({received_at.isoformat()} UTC) and would move its timestamp as far: sentAt is the device's clock "
+            "when it sent the message (it corrects the timestamp for the device's clock skew); send that, or "
+            "leave sentAt out"
+        )
+    return when + skew
 
 
 @dataclass(frozen=True)

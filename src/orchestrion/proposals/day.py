@@ -49,7 +49,7 @@ from orchestrion.goals import (
 from orchestrion.goals.context import PurchaseStats
 from orchestrion.proposals.history import DayPurchaseStats, ReadAhead, StoreHistory, has_purchases
 from orchestrion.proposals.lists import listed_frame
-from orchestrion.proposals.record import CONFIRMING_SQL, open_proposed
+from orchestrion.proposals.record import CONFIRMING_SQL, SENT_SQL, open_proposed
 from orchestrion.ranking import FEATURES, ChoiceConfig, Scorer, decide
 from orchestrion.ranking.features import HISTORY_SCHEMA
 from orchestrion.ranking.slate import DEFAULT_REDUNDANCY, recent_overlaps
@@ -158,7 +158,9 @@ def active_users(
 def recent_deliverables(
     store: Store, users: Sequence[str], start: date, end: date, *, turned_down_since: date | None = None
 ) -> pl.DataFrame:
-    """The users' deliverables dated ``start`` .. ``end`` (inclusive) that did not fail, those
+    """The users' deliverables dated ``start`` .. ``end`` (inclusive) that did not fail and were not
+    cancelled before anything of them was sent (:data:`~orchestrion.proposals.record.SENT_SQL`: a
+    list the delivery found mostly repeats holds nothing back, the person never saw it), those
     still awaiting approval whatever their date (however old, or of a later day when earlier days
     are backfilled after it: the cart waits for the person now), and those the person turned down
     dated ``turned_down_since`` .. ``end``, with the goal's proposed items, cost and
@@ -182,7 +184,8 @@ def recent_deliverables(
         "FROM deliverables d JOIN goals g USING (goal_id) LEFT JOIN thumbs t USING (deliverable_id) "
         "LEFT JOIN (SELECT DISTINCT deliverable_id FROM pending_actions WHERE decided_by = 'expiry' "
         "AND user_id IN (SELECT unnest($users::VARCHAR[]))) e USING (deliverable_id) "
-        "WHERE ((d.date BETWEEN $start AND $end AND d.status <> 'failed') OR d.status = 'awaiting_approval' "
+        f"WHERE ((d.date BETWEEN $start AND $end AND d.status <> 'failed' AND {SENT_SQL}) "
+        "OR d.status = 'awaiting_approval' "
         "OR (d.date BETWEEN $since AND $end AND (d.status = 'rejected' OR t.thumb = 'down' "
         "OR e.deliverable_id IS NOT NULL))) "
         "AND d.user_id IN (SELECT unnest($users::VARCHAR[]))",

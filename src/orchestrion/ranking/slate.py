@@ -3,10 +3,12 @@
 Two deliverables *substantially overlap* when the Jaccard index of their item sets,
 |A ∩ B| ÷ |A ∪ B|, is at least ``ChoiceConfig.redundancy`` (0.5 by default: a cart of 6 lines
 and one of 4 of those lines overlap, 4 ÷ 6; two carts sharing 2 of 6 lines each do not,
-2 ÷ 10), or when more than that share of the smaller set is in the other: two lists of 10
-movies sharing 6 overlap (Jaccard 6 ÷ 14 = 0.43, but 6 of 10), as the delivery, which leaves out
-of a later list what an earlier one holds, would cancel the second one as more than half
-repeats and leave its place empty. Two *carts* (goals that spend money, ``cost`` > 0) from the same shop also overlap,
+2 ÷ 10); and the worse-scored one overlaps the better when more than that share of its own items
+are in the other, or when it would be left with fewer than :data:`MIN_KEPT` (2) items without
+them: two lists of 10 movies sharing 6 overlap (Jaccard 6 ÷ 14 = 0.43, but 6 of the second's
+10), and so does a digest of 2 articles sharing 1 with a better one of 5 — the delivery, which
+leaves out of a later list what an earlier one holds, would cancel the second list and leave its
+place empty. Two *carts* (goals that spend money, ``cost`` > 0) from the same shop also overlap,
 whatever their lines: a person gets at most one cart per shop a day.
 
 * Within a day, of two overlapping candidates of a user the better-scored one is kept, the other
@@ -45,9 +47,12 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-__all__ = ["DEFAULT_REDUNDANCY", "jaccard_pairs", "recent_overlaps", "shop_only", "suppressed"]
+__all__ = ["DEFAULT_REDUNDANCY", "MIN_KEPT", "jaccard_pairs", "recent_overlaps", "shop_only", "suppressed"]
 
 DEFAULT_REDUNDANCY: Final = 0.5
+MIN_KEPT: Final = 2
+"""A goal left with fewer items than this by the better one it shares items with overlaps it: the
+delivery sends no list of one (``goals.MIN_LIST_ITEMS``)."""
 # What an earlier deliverable matched by, best first: what it holds, what its goal proposed, its shop.
 _WAITING: Final = 3
 _HOLDS: Final = 2
@@ -80,24 +85,36 @@ def jaccard_pairs(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
         )
         .select(
             "left", "right", "shared", "jaccard", (pl.col("shared") / pl.col("right_size")).alias("covers"),
-            (pl.col("shared") / pl.min_horizontal("left_size", "right_size")).alias("contained"),
+            "left_size", "right_size",
         )
     )
 
 
-def _overlap(threshold: float) -> pl.Expr:
-    """Two item sets of :func:`jaccard_pairs` substantially overlap (module docstring)."""
-    return (pl.col("jaccard") >= threshold) | (pl.col("contained") > threshold)
+def _overlap(threshold: float, keep: int, size: str) -> pl.Expr:
+    """A goal of ``size`` items overlaps a better one it shares ``shared`` items with (module docstring)."""
+    shared, n = pl.col("shared"), pl.col(size)
+    return (pl.col("jaccard") >= threshold) | (shared > threshold * n) | ((shared > 0) & (n - shared < keep))
 
 
-def _edges(frame: pl.DataFrame, threshold: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Unordered pairs (i < j) of rows of one user that overlap (module docstring)."""
+def _edges(
+    frame: pl.DataFrame, threshold: float, keep: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Unordered pairs (i < j) of rows of one user sharing an item, and whether they overlap when i,
+    or when j, is the worse-scored of the two (module docstring); a second cart of a shop always does."""
     rows = frame.select("user_id", "items").with_row_index("key").with_columns(pl.col("key").cast(pl.Int64))
-    pairs = jaccard_pairs(rows.rename({"key": "left"}), rows.rename({"key": "right"})).filter(
-        (pl.col("left") < pl.col("right")) & _overlap(threshold)
+    pairs = (
+        jaccard_pairs(rows.rename({"key": "left"}), rows.rename({"key": "right"}))
+        .filter(pl.col("left") < pl.col("right"))
+        .with_columns(
+            _overlap(threshold, keep, "left_size").alias("_i_low"),
+            _overlap(threshold, keep, "right_size").alias("_j_low"),
+        )
+        .filter(pl.col("_i_low") | pl.col("_j_low"))
     )
     i = pairs.get_column("left").to_numpy().astype(np.int64)
     j = pairs.get_column("right").to_numpy().astype(np.int64)
+    i_low = pairs.get_column("_i_low").to_numpy().astype(bool)
+    j_low = pairs.get_column("_j_low").to_numpy().astype(bool)
     if "cost" in frame.columns:
         shop = pl.col("shop") if "shop" in frame.columns else (pl.col("template") if "template" in frame.columns
                                                                  else pl.lit(""))
@@ -110,11 +127,17 @@ def _edges(frame: pl.DataFrame, threshold: float) -> tuple[npt.NDArray[np.int64]
         same = carts.join(carts, on=["user_id", "_shop"], suffix="_r").filter(pl.col("key") < pl.col("key_r"))
         i = np.concatenate([i, same.get_column("key").to_numpy().astype(np.int64)])
         j = np.concatenate([j, same.get_column("key_r").to_numpy().astype(np.int64)])
-    return i, j
+        both = np.ones(same.height, dtype=bool)
+        i_low, j_low = np.concatenate([i_low, both]), np.concatenate([j_low, both])
+    return i, j, i_low, j_low
 
 
 def suppressed(
-    frame: pl.DataFrame, scores: npt.NDArray[np.float64], eligible: npt.NDArray[np.bool_], threshold: float
+    frame: pl.DataFrame,
+    scores: npt.NDArray[np.float64],
+    eligible: npt.NDArray[np.bool_],
+    threshold: float,
+    keep: int = MIN_KEPT,
 ) -> npt.NDArray[np.int64]:
     """Per row: the index of the better-scored row of the same user that made it redundant, else −1.
 
@@ -126,12 +149,13 @@ def suppressed(
     out = np.full(n, -1, dtype=np.int64)
     if n == 0 or "items" not in frame.columns:
         return out
-    i, j = _edges(frame, threshold)
-    keep = eligible[i] & eligible[j]
-    i, j = i[keep], j[keep]
+    i, j, i_low, j_low = _edges(frame, threshold, keep)
+    i_first = (scores[i] > scores[j]) | ((scores[i] == scores[j]) & (i < j))
+    # an edge counts when the pair overlaps judged by the worse one's own items
+    taking = eligible[i] & eligible[j] & np.where(i_first, j_low, i_low)
+    i, j, i_first = i[taking], j[taking], i_first[taking]
     if i.size == 0:
         return out
-    i_first = (scores[i] > scores[j]) | ((scores[i] == scores[j]) & (i < j))
     hi, lo = np.where(i_first, i, j), np.where(i_first, j, i)
     state = np.where(eligible, 0, 3)  # 0 undecided, 1 kept, 2 suppressed, 3 not taking part
     while (state == 0).any():
@@ -152,7 +176,7 @@ def suppressed(
 
 
 def shop_only(
-    frame: pl.DataFrame, redundant_by: npt.NDArray[np.int64], threshold: float | None
+    frame: pl.DataFrame, redundant_by: npt.NDArray[np.int64], threshold: float | None, keep: int = MIN_KEPT
 ) -> npt.NDArray[np.bool_]:
     """Per row of :func:`suppressed`'s answer: made redundant only by the one-cart-per-shop rule —
     its items and the kept row's do not overlap — so that its sentence does not say it repeats it.
@@ -171,7 +195,9 @@ def shop_only(
     users, items = frame.get_column("user_id"), frame.get_column("items")
     left = pl.DataFrame({"left": rows, "user_id": users.gather(rows), "items": items.gather(rows)})
     right = pl.DataFrame({"right": rows, "user_id": users.gather(rows), "items": items.gather(redundant_by[rows])})
-    pairs = jaccard_pairs(left, right).filter((pl.col("left") == pl.col("right")) & _overlap(threshold))
+    pairs = jaccard_pairs(left, right).filter(
+        (pl.col("left") == pl.col("right")) & _overlap(threshold, keep, "left_size")
+    )
     out[pairs.get_column("left").to_numpy()] = False
     return out
 

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from orchestrion.access.sessions import find_session, touch_session
+from orchestrion.api.bodies import FORM_BYTES
 from orchestrion.api.context import FIRST_DAY, LAST_DAY, ApiContext
 from orchestrion.delivery.rendering import kind_words
 from orchestrion.errors import UsageError
@@ -31,7 +32,7 @@ from orchestrion.web.session import COOKIE, Session, Signer
 __all__ = ["WebContext", "form_lists", "iso_day", "read_form", "safe_next", "static_folder", "today_for"]
 
 T = TypeVar("T")
-MAX_FORM_BYTES = 64 * 1024
+MAX_FORM_BYTES = FORM_BYTES
 MAX_COOKIE = 256
 """Longer session cookies are not ours (a real one is 43 characters); they are not looked up."""
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
