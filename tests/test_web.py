@@ -321,6 +321,32 @@ def test_thumbs_on_a_card_and_an_item_are_stored(site: Site, browser: Any) -> No
     assert CSP_REFUSALS == []
 
 
+def test_a_list_cancelled_before_it_was_sent_has_no_card(site: Site, browser: Any) -> None:
+    """A list the delivery cancelled before anything of it was made (its place, its reasons) was never
+    sent: the person's page shows the lists they got, not it."""
+    con = site.store.cursor()
+    try:
+        con.execute(
+            "INSERT INTO goals (goal_id, user_id, date, template, variant, kind, params, title, items, details, "
+            "features, score, propensity, slot, policy, status, why, cost, risk, created_at) VALUES "
+            "('g_unsent', 'bob', ?, 'watchlist', 'mood', 'mood', '{}', 'Movie night: never sent', ['m1', 'm2'], "
+            "'{}', '{}', 0.4, 1.0, 2, 'prior', 'chosen', 'because', 0, 0.05, ?)",
+            [site.today, site.now],
+        )
+        con.execute(
+            "INSERT INTO deliverables (deliverable_id, goal_id, user_id, date, template, title, items, status, "
+            "error, created_at) VALUES ('d_unsent', 'g_unsent', 'bob', ?, 'watchlist', 'Movie night: never sent', "
+            "['m1', 'm2'], 'cancelled', 'a list of a single movie is not worth sending', ?)",
+            [site.today, site.now],
+        )
+    finally:
+        con.close()
+    page = _page_for(browser, _link(site, "bob"))
+    assert page.locator("article.card").count() == 1
+    assert "never sent" not in page.content()
+    page.context.close()
+
+
 def test_an_item_thumbed_down_leaves_the_waiting_cart_on_the_page(site: Site, browser: Any) -> None:
     """Thumbing down a line of a cart waiting for approval takes it out of the cart: the card on the
     page shows the cart as it now is (one line, the new total) at once, not the old cart with the
@@ -489,6 +515,7 @@ def test_approve_a_waiting_order_and_it_runs_once(site: Site, browser: Any) -> N
     # approving again (a double click, a replayed form) orders nothing more
     again = page.request.post(site.url + "/approvals/d_carolc1", form={"form_token": token, "decision": "approve"})
     assert "no action waiting" in again.text()
+    assert again.status == 409  # a conflict with what was decided, as the API answers; not a bad form (400)
     placed = "SELECT count(*) FROM side_effects WHERE deliverable_id = 'd_carolc1' AND action = 'place_order'"
     assert site.query(placed) == [(1,)]
     assert len(list(orders.iterdir())) == 1

@@ -194,21 +194,26 @@ _LIST_NOUNS = {"watchlist": "movies", "playlist": "tracks", "digest": "articles"
 
 
 def _mostly_repeats(goal: GoalRecord, seen: Mapping[str, date]) -> str | None:
-    """Why a list is not sent when more than half of its items are in the person's other lists of the
-    last :data:`LIST_REPEAT_DAYS` days (``seen``: item → the latest day it was in one) — what would be
-    left is less than half a list: the slate's "substantially overlap" — or when what is left is
-    fewer than :data:`MIN_LIST_ITEMS` items; None when it is worth sending. Said of today's lists
-    when every repeat is in one of them.
+    """Why a list is not sent, or None when it is worth sending once what the person's other lists
+    hold is left out of it (``seen``: item → the latest day it was in one of their lists).
+
+    Not sent: when more than half of its items were in their lists of the days before (the last
+    :data:`LIST_REPEAT_DAYS`: what is left would be less than half a list, the slate's
+    "substantially overlap"), or when fewer than :data:`MIN_LIST_ITEMS` items would be left. A list
+    that shares items only with the day's other lists is sent without them: the chooser's slate keeps
+    any two of a day's lists from overlapping, and a list that repeats pieces of two of them is still
+    a list of its own (it used to be cancelled, its place left empty, and named in the day's reasons
+    as having taken a place).
 
     >>> items = tuple(f"m{i}" for i in range(10))
     >>> day = date(1998, 4, 2)
     >>> goal = GoalRecord("g", "d", "u", day, "watchlist", "picked", "Movie night", items, {}, {}, "")
     >>> _mostly_repeats(goal, {f"m{i}": date(1998, 3, 29 + i % 3) for i in range(6)})
     '6 of its 10 movies were in lists you got in the last 7 days'
-    >>> _mostly_repeats(goal, {f"m{i}": day for i in range(6)})
-    '6 of its 10 movies are in your other lists of today'
-    >>> _mostly_repeats(goal, {f"m{i}": day for i in range(5)}) is None
+    >>> _mostly_repeats(goal, {f"m{i}": day for i in range(8)}) is None  # sent with its 2 others
     True
+    >>> _mostly_repeats(goal, {f"m{i}": day for i in range(9)})
+    '9 of its 10 movies are in your other lists of today'
     >>> from dataclasses import replace
     >>> _mostly_repeats(replace(goal, template="digest", items=("a1", "a2")), {"a2": date(1998, 4, 1)})
     '1 of its 2 articles was in a list you got in the last 7 days'
@@ -216,14 +221,15 @@ def _mostly_repeats(goal: GoalRecord, seen: Mapping[str, date]) -> str | None:
     'a list of a single movie is not worth sending'
     """
     repeats = [i for i in goal.items if i in seen]
+    before = [i for i in repeats if seen[i] != goal.date]
     left = len(goal.items) - len(repeats)
     noun = _LIST_NOUNS.get(goal.template, "items")
     if not repeats:
         return None if left >= MIN_LIST_ITEMS else f"a list of a single {noun.removesuffix('s')} is not worth sending"
-    if len(repeats) * 2 <= len(goal.items) and left >= MIN_LIST_ITEMS:
+    if len(before) * 2 <= len(goal.items) and left >= MIN_LIST_ITEMS:
         return None
     n = len(repeats)
-    if all(seen[i] == goal.date for i in repeats):
+    if not before:
         return f"{n} of its {len(goal.items)} {noun} {'is' if n == 1 else 'are'} in your other lists of today"
     were = "was in a list" if n == 1 else "were in lists"
     return f"{n} of its {len(goal.items)} {noun} {were} you got in the last {LIST_REPEAT_DAYS} days"

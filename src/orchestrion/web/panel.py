@@ -12,7 +12,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from orchestrion.delivery.deliverables import Decision, decide, get_deliverable
-from orchestrion.errors import NotFoundError, OrchestrionError, PermissionDeniedError, RetryableError, UsageError
+from orchestrion.errors import (
+    AlreadyDecidedError,
+    NotFoundError,
+    OrchestrionError,
+    PermissionDeniedError,
+    RetryableError,
+    UsageError,
+)
 from orchestrion.goals.words import full_stop
 from orchestrion.tools.policies import ACTION_CLASSES, load_policy
 from orchestrion.web.context import WebContext, form_lists
@@ -94,7 +101,8 @@ def build_router(web: WebContext) -> APIRouter:
         except OrchestrionError as exc:
             # a wrong decision is the form's fault; anything else (already decided, a provider
             # that did not answer) is a conflict with the current state, shown with its reason
-            status = 400 if isinstance(exc, UsageError) else 503 if isinstance(exc, RetryableError) else 409
+            status = (409 if isinstance(exc, AlreadyDecidedError) else 400 if isinstance(exc, UsageError)
+                      else 503 if isinstance(exc, RetryableError) else 409)
             problem = str(exc)
             if isinstance(exc, RetryableError) and decision == "approve":
                 problem += "; your approval stands: ask again later to finish it (nothing is done twice)"
