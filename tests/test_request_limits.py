@@ -69,6 +69,10 @@ def test_a_large_body_is_refused_before_any_route_reads_it(keyed: tuple[Server, 
         assert run.status_code in (200, 202), run.text
         assert run.json()["partition"] == "2011-11-01"
         assert http.get("/v1/health").status_code == 200
+        # and the API's document says so for every route that takes a body
+        paths = http.get("/openapi.json").json()["paths"]
+        for path in ("/v1/keys", "/v1/runs", "/v1/deliver", "/v1/train/ranker", "/v1/events"):
+            assert {"408", "413"} <= set(paths[path]["post"]["responses"]), path
 
 
 def test_wrong_addresses_and_fields_that_do_nothing_are_refused(keyed: tuple[Server, str, str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -56,6 +57,37 @@ class _FormsAreJson:
 
 
 _FORM = b"application/x-www-form-urlencoded"
+
+_BODY_REFUSALS: Final = {
+    408: "The body took longer than BODY_TIMEOUT_S to arrive; nothing was stored.",
+    413: "The body is over MAX_BODY_BYTES; nothing was stored.",
+}
+
+
+def _document_body_refusals(app: FastAPI) -> None:
+    """Every API route that takes a body documents the refusals of :class:`~orchestrion.api.bodies.BodyLimit`,
+    which answers them before the route runs (with the refusal model of the route's own 401)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        done = app.openapi_schema is not None
+        schema = generate()
+        if done:
+            return schema
+        for path, operations in schema.get("paths", {}).items():
+            if not path.startswith("/v1/"):
+                continue
+            for method in ("post", "put", "patch", "delete"):
+                responses = operations.get(method, {}).get("responses")
+                if responses is None:
+                    continue
+                refusal = responses.get("401", {}).get("content")
+                for status, description in _BODY_REFUSALS.items():
+                    responses.setdefault(str(status), {"description": description, **({"content": refusal}
+                                                                                        if refusal else {})})
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_api(
@@ -124,6 +156,7 @@ def create_api(
             headers["Allow"] = ", ".join(sorted(methods))
         return refusal_response(exc.status_code, str(exc.detail), headers)
 
+    _document_body_refusals(app)
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(HTTPException, on_http_error)
