@@ -192,5 +192,5 @@ def test_a_run_killed_after_a_batch_committed_counts_that_batch_when_resumed(
         uncut = run_daily(other, Settings(home=tmp_path / "uncut", delivery_batch_users=15), DAY, clock=clock)
         assert day_set(other) == day_set(store)
     assert uncut.run is not None
-    for name in ("goals", "deliverables", "effects", "pending_actions"):
+    for name in ("goals", "deliverables", "effects", "pending_actions", "proposed_users"):
         assert resumed.run.counts[name] == uncut.run.counts[name] > 0, (name, resumed.run.counts, uncut.run.counts)

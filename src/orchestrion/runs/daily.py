@@ -318,17 +318,22 @@ def run_daily(
     if run.resumes > 0 and delivering:
         # A killed process recorded none of the batch it was in: what the day holds is read back
         # from the store, so that the run says what it made, not only what its last process made.
-        made = _made(store, run_id, day)
+        made = _made(store, run_id, day, run.started_at)
         totals.update({k: 0 for k in run.counts if k.startswith("deliverables_") and k not in made}, **made)
     run = finish_run(store, run_id, status, now=clock(), error=error, totals=totals)
     return DailyReport(day, claim.state, run, done_users, done_batches, time.perf_counter() - started)
 
 
-def _made(store: Store, run_id: str, day: date) -> dict[str, int]:
-    """The goals, deliverables (by status), effects and approvals of ``day`` for the run's users."""
+def _made(store: Store, run_id: str, day: date, started: datetime) -> dict[str, int]:
+    """The goals, deliverables (by status), effects and approvals of ``day`` for the run's users, and
+    how many of them this run proposed for (all, but those an earlier attempt already had)."""
     mine = "user_id IN (SELECT user_id FROM run_users WHERE run_id = $run) AND date = $day"
     params = {"run": run_id, "day": day}
-    goals = store.con.execute(f"SELECT count(*) FROM goals WHERE {mine}", params).fetchall()[0][0]
+    goals, proposed = store.con.execute(
+        f"SELECT count(*), (SELECT count(*) FROM run_users WHERE run_id = $run) "
+        f"- count(DISTINCT user_id) FILTER (WHERE created_at < $started) FROM goals WHERE {mine}",
+        {**params, "started": started},
+    ).fetchall()[0]
     statuses = store.con.execute(
         f"SELECT status, count(*) FROM deliverables WHERE {mine} GROUP BY 1 ORDER BY 1", params
     ).fetchall()
@@ -339,7 +344,7 @@ def _made(store: Store, run_id: str, day: date) -> dict[str, int]:
         params,
     ).fetchall()[0]
     made = {"goals": int(goals), "deliverables": sum(int(n) for _, n in statuses), "effects": int(effects),
-            "pending_actions": int(pending)}
+            "pending_actions": int(pending), "proposed_users": int(proposed)}
     made.update({f"deliverables_{status}": int(n) for status, n in statuses})
     return made
 
