@@ -34,9 +34,10 @@ NDJSON_TYPES: Final = frozenset({"application/x-ndjson", "application/ndjson", "
                                  "application/x-jsonlines", "application/jsonlines"})
 
 
-def _too_large(size: int | str, limit: int) -> str:
+def _too_large(size: int | str, limit: int, how: str = "") -> str:
     return (
-        f"the request body is {size} bytes, over the {limit}-byte limit (ORCHESTRION_MAX_BODY_BYTES); "
+        f"the request body is {size} bytes{' ' + how if how else ''}, over the {limit}-byte limit "
+        "(ORCHESTRION_MAX_BODY_BYTES); "
         "nothing was stored: send less at once (events: split them into smaller batches)"
     )
 
@@ -181,7 +182,7 @@ def _gunzip(body: bytes, limit: int) -> bytes:
             raise ApiError(400, f"the gzip body is corrupt{where} ({exc}); nothing was stored") from exc
         size += len(part)
         if size > limit:
-            raise ApiError(413, _too_large(f"more than {limit} (after gunzip)", limit))
+            raise ApiError(413, _too_large(f"more than {limit}", limit, "once gunzipped"))
         if not inflater.eof:
             raise ApiError(400, "the gzip body is truncated; nothing was stored")
         parts.append(part)

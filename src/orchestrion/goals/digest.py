@@ -187,8 +187,8 @@ def topic_labels(clusters: pl.DataFrame, titles: pl.DataFrame, *, words: int = 2
     return cluster_labels(clusters, title_words, top=words, fallback="topic {}", distinctive=True)
 
 
-_EXAMPLE_CHARS: Final = 60
-"""A topic digest's title quotes at most this much of the article it is named after."""
+_EXAMPLE_CHARS: Final = 40
+"""A topic digest's title quotes at most this much of the article it is named after (cut at a word)."""
 
 
 class Digest:
@@ -344,9 +344,11 @@ class Digest:
         # Named by an article the person read in the topic ("more like 'X'"): the commonest words of a
         # cluster's titles often appear in none of the digest's articles, nor say what it is about.
         example = pl.col("example").str.replace_all("{", "(", literal=True).str.replace_all("}", ")", literal=True)
-        short = pl.when(example.str.len_chars() > _EXAMPLE_CHARS).then(
-            pl.concat_str(example.str.slice(0, _EXAMPLE_CHARS - 1).str.strip_chars_end(), pl.lit("…"))
-        ).otherwise(example)
+        # cut at a word: "‘ita está oferecendo 10 cursos…’", not "‘… a distância - engen…’"
+        cut = example.str.slice(0, _EXAMPLE_CHARS).str.replace(r"\s+\S*$", "").str.strip_chars_end(" -–—,;:")
+        short = pl.when(example.str.len_chars() > _EXAMPLE_CHARS).then(pl.concat_str(cut, pl.lit("…"))).otherwise(
+            example
+        )
         named = pl.when(example.is_not_null())
         return self._shape(
             lists,
