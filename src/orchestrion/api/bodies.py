@@ -20,7 +20,6 @@ from orchestrion.api.receipts import ApiError, refusal_response
 
 __all__ = [
     "BATCH_BODY",
-    "BODY_SECONDS",
     "EVENTS_BODY",
     "FORM_BYTES",
     "ITEMS_BODY",
@@ -43,25 +42,9 @@ def _too_large(size: int | str, limit: int, how: str = "") -> str:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed ``limit``.
-
-    Content-Length is checked before reading anything; a chunked body is counted while it is
-    read. A gzip body (Segment libraries may send one) is limited after decompression too.
-    """
-    length = request.headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise ApiError(400, f"Content-Length {length!r} is not a number of bytes")
-        if int(length) > limit:
-            raise ApiError(413, _too_large(length, limit))
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise ApiError(413, _too_large(f"more than {limit}", limit))
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    """The body, which :class:`BodyLimit` has already read whole and refused past ``limit``; a gzip
+    body (Segment libraries may send one) is limited after decompression too."""
+    body = await request.body()
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("identity", ""):
         return body
@@ -73,17 +56,14 @@ async def read_body(request: Request, limit: int) -> bytes:
 FORM_BYTES: Final = 64 * 1024
 """The largest body outside the API (the web page's forms, none of which comes near it)."""
 
-BODY_SECONDS: Final = 60.0
-"""The longest a request may take to send its body: a body still arriving after this is refused
-(408), so a client trickling bytes cannot hold a connection and its buffer for ever."""
-
 
 class BodyLimit:
     """Every request body is read here, whole, before its route runs, and refused when it should
     not be: an API request (``/v1/…``) without a valid key gets 401 before a byte of its body is
     read; a body over ``limit`` (``FORM_BYTES`` outside the API) gets 413, by its Content-Length
     before anything is read or as soon as a chunked body passes it; a body still arriving after
-    :data:`BODY_SECONDS` gets 408; and a client that disconnects before its body ended is dropped:
+    ``seconds`` (``BODY_TIMEOUT_S``) gets 408, so a client trickling bytes holds no connection and
+    buffer for ever; and a client that disconnects before its body ended is dropped:
     the route never sees half a body, so a cut-off upload stores nothing and runs nothing. (The
     event routes count again after gunzip: :func:`read_body`.)"""
 
@@ -91,8 +71,8 @@ class BodyLimit:
         self,
         app: ASGIApp,
         limit: int,
-        authenticate: Callable[[Request], Awaitable[object]] | None = None,
-        seconds: float = BODY_SECONDS,
+        authenticate: Callable[[Request], Awaitable[object]],
+        seconds: float,
     ) -> None:
         self.app = app
         self.limit = limit
@@ -104,7 +84,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         api = str(scope.get("path", "")).startswith("/v1/")
-        if api and self.authenticate is not None:
+        if api:
             try:
                 await self.authenticate(Request(scope))
             except ApiError as exc:

@@ -48,6 +48,7 @@ from orchestrion.delivery.rules import UserRules, load_user_rules, order_lines
 from orchestrion.encoding import canonical
 from orchestrion.errors import OrchestrionError, PolicyViolation
 from orchestrion.goals import MIN_LIST_ITEMS
+from orchestrion.goals.base import is_list
 from orchestrion.goals.words import final_words
 from orchestrion.planning import OfflinePlanner, Planner, PlanOutcome
 from orchestrion.planning.executor import Executor
@@ -60,7 +61,7 @@ from orchestrion.proposals.day import (
     propose,
     retitle_reasons,
 )
-from orchestrion.proposals.lists import LIST_REPEAT_DAYS, is_list, listed_lately
+from orchestrion.proposals.lists import LIST_REPEAT_DAYS, listed_lately
 from orchestrion.proposals.record import insert_pending, insert_refusals, write_records
 from orchestrion.store import Store, transaction
 from orchestrion.tools import CatalogItem, GoalRecord, IntendedEffect, ToolContext, allowed_tools

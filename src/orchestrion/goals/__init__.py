@@ -27,6 +27,7 @@ from orchestrion.goals.base import (
     empty_candidates,
     goal_id,
     goal_ids,
+    list_expr,
 )
 from orchestrion.goals.context import ContextConfig, GoalContext
 from orchestrion.goals.registry import ENTRY_POINT_GROUP, discover_plugins, templates
@@ -65,7 +66,6 @@ def propose_candidates(ctx: GoalContext, chosen: Iterable[GoalTemplate] | None =
     if not frames:
         return empty_candidates()
     stacked = pl.concat(frames)
-    # A list (it buys nothing and has no cart lines) of a single item is not worth a place of the day.
-    a_list = (pl.col("cost") <= 0) & pl.col("details").str.json_path_match("$.lines").is_null()
-    stacked = stacked.filter(~(a_list & (pl.col("items").list.len() < MIN_LIST_ITEMS)))
+    # A list of a single item is not worth a place of the day.
+    stacked = stacked.filter(~(list_expr() & (pl.col("items").list.len() < MIN_LIST_ITEMS)))
     return stacked.sort("user_id", "template", "kind", maintain_order=True)

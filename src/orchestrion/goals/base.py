@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CANDIDATE_SCHEMA",
+    "LIST_SQL",
     "MIN_LIST_ITEMS",
     "NUMBERS",
     "Candidate",
@@ -66,7 +67,9 @@ __all__ = [
     "fill_marks",
     "goal_id",
     "goal_ids",
+    "is_list",
     "json_column",
+    "list_expr",
     "list_words",
     "mark",
 ]
@@ -160,6 +163,25 @@ def cluster_labels(
 MIN_LIST_ITEMS: Final = 2
 """The fewest items a list (a goal that buys nothing: a movie night, a digest, a playlist) is sent
 with: a list of one is not proposed, and one left with one by the delivery is not sent."""
+
+
+def is_list(cost: float | None, details: Mapping[str, Any]) -> bool:
+    """A *list*: a goal that costs nothing and has no cart lines (a cart spends money; it has ``lines``).
+
+    >>> is_list(0.0, {}), is_list(12.5, {"lines": [{"item_id": "a", "quantity": 1}]})
+    (True, False)
+    """
+    return (cost or 0.0) <= 0 and not details.get("lines")
+
+
+LIST_SQL: Final = "coalesce(g.cost, 0) <= 0 AND json_extract(g.details, '$.lines') IS NULL"
+""":func:`is_list` over ``goals g``."""
+
+
+def list_expr() -> pl.Expr:
+    """:func:`is_list` over a frame of candidates (``cost``, ``details`` as JSON)."""
+    return (pl.col("cost") <= 0) & pl.col("details").str.json_path_match("$.lines").is_null()
+
 
 def candidate_frame(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` checked and cast to :data:`CANDIDATE_SCHEMA`, in its column order.

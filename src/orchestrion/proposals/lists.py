@@ -1,38 +1,32 @@
 """Lists and what a person got in them lately.
 
 A *list* is a deliverable that suggests and buys nothing — a movie-night list, a digest, a
-playlist: its goal has no cost and no cart lines. (A cart spends money; it has ``lines``.) A
-movie, an article or a track sent in a person's list is not sent again in a list for
-:data:`LIST_REPEAT_DAYS` days: tomorrow's candidates are made without those items
-(:func:`listed_frame`, read with the thumbed-down items as the context's exclusions), and the
-delivery leaves out of a later slot's list what an earlier one holds (:func:`listed_lately`).
-Without the first, a person's recommender proposes tomorrow the lists of today, the chooser
-holds them back as ``recent``, and a movie lover gets one day of lists and then nothing for a
-week.
-
->>> is_list(0.0, {}), is_list(12.5, {"lines": [{"item_id": "a", "quantity": 1}]})
-(True, False)
+playlist (:func:`~orchestrion.goals.base.is_list`). A movie, an article or a track sent in a
+person's list is not sent again in a list for :data:`LIST_REPEAT_DAYS` days: tomorrow's candidates
+are made without those items (:func:`listed_frame`, read with the thumbed-down items as the
+context's exclusions), and the delivery leaves out of a later slot's list what an earlier one holds
+(:func:`listed_lately`). Without the first, a person's recommender proposes tomorrow the lists of
+today, the chooser holds them back as ``recent``, and a movie lover gets one day of lists and then
+nothing for a week.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any, Final
 
 import polars as pl
 
+from orchestrion.goals.base import LIST_SQL
 from orchestrion.ranking import ChoiceConfig
 
-__all__ = ["LIST_REPEAT_DAYS", "LIST_SQL", "is_list", "listed_frame", "listed_lately"]
+__all__ = ["LIST_REPEAT_DAYS", "listed_frame", "listed_lately"]
 
 LIST_REPEAT_DAYS: Final = math.ceil(ChoiceConfig().recent_days)
 """An item of a person's list is not in another of their lists for this many days (the day itself
 included): the chooser's ``recent_days``."""
-
-LIST_SQL: Final = "coalesce(g.cost, 0) <= 0 AND json_extract(g.details, '$.lines') IS NULL"
-""":func:`is_list` over ``goals g``."""
 
 _LISTED_SQL: Final = (
     "SELECT d.user_id, i.item_id, d.date FROM deliverables d JOIN goals g USING (goal_id), "
@@ -40,11 +34,6 @@ _LISTED_SQL: Final = (
     f"WHERE d.date BETWEEN $since AND $day AND d.user_id IN (SELECT unnest($u)) AND {LIST_SQL} "
     "AND d.status IN ('delivered', 'awaiting_approval')"
 )
-
-
-def is_list(cost: float | None, details: Mapping[str, Any]) -> bool:
-    """A goal that costs nothing and has no cart lines."""
-    return (cost or 0.0) <= 0 and not details.get("lines")
 
 
 def _window(day: date) -> dict[str, Any]:

@@ -41,7 +41,6 @@ def mount_web(app: FastAPI, api: ApiContext) -> WebContext:
 _SAID: Final = {
     404: "There is no page at this address. The links in your deliverables and on your page lead to the right ones.",
     405: "This page cannot be used that way; open it from your page.",
-    413: "That form was far larger than any form of this page; nothing was changed. Go back and try again.",
 }
 
 
